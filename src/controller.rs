@@ -1,0 +1,349 @@
+//! The kube-rs shell around [`crate::lifecycle::decide`]: it gathers a job and its tasks from the
+//! watch caches, applies the decision (status by server-side apply, task creation and
+//! cancellation, events, TTL deletion) and requeues at the next deadline. Nothing here decides.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::lifecycle::{self, Decision, EventKind, JobView, TaskView};
+use crate::metrics::Metrics;
+use crate::resources::{
+    CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, JOB_LABEL, TaskTemplate,
+    task_object_name,
+};
+
+/// Field manager of every write the controller makes; GitOps tools own `spec`, this owns `status`.
+pub const FIELD_MANAGER: &str = "cost-analysis-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("object has no {0}")]
+    Missing(&'static str),
+}
+
+impl Error {
+    fn label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(_) => "kube",
+            Error::Missing(_) => "invalid_object",
+        }
+    }
+}
+
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    tasks: Store<CostAnalysisJobTask>,
+    config: lifecycle::Config,
+    metrics: Arc<Metrics>,
+    backoff: Mutex<HashMap<ObjectRef<CostAnalysisJob>, u32>>,
+}
+
+/// Runs the controller until `shutdown` resolves. The caller holds the leader lease.
+pub async fn run(
+    client: Client,
+    config: lifecycle::Config,
+    metrics: Arc<Metrics>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (jobs, tasks): (Api<CostAnalysisJob>, Api<CostAnalysisJobTask>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (task_reader, task_writer) = reflector::store();
+    let task_stream = reflector::reflector(
+        task_writer,
+        watcher(tasks, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        tasks: task_reader,
+        config,
+        metrics,
+        backoff: Mutex::new(HashMap::new()),
+    });
+    Controller::new(jobs, watcher::Config::default().any_semantic())
+        .owns_stream(task_stream)
+        .with_config(ControllerConfig::default().concurrency(16))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(job = %obj, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+    info!("controller stopped");
+}
+
+async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&job, &ctx).await;
+    ctx.metrics
+        .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::label));
+    if result.is_ok() {
+        if let Ok(mut b) = ctx.backoff.lock() {
+            b.remove(&ObjectRef::from_obj(job.as_ref()));
+        }
+    }
+    result
+}
+
+async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action, Error> {
+    if job.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = job.namespace().ok_or(Error::Missing("namespace"))?;
+    let name = job.name_any();
+    let uid = job.uid().ok_or(Error::Missing("uid"))?;
+    let created = job
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .and_then(crate::timestamp::from_k8s)
+        .ok_or(Error::Missing("creationTimestamp"))?;
+
+    let observed: Vec<TaskView> = job
+        .spec
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            let key = ObjectRef::new(&task_object_name(&name, &t.id)).within(&ns);
+            let task = ctx.tasks.get(&key)?;
+            // A task left over from an earlier job of the same name is not this job's.
+            let ours = task.owner_references().iter().any(|o| o.uid == uid);
+            ours.then(|| TaskView {
+                task_id: t.id.clone(),
+                state: task.state(),
+                finished_at: task.status.as_ref().and_then(|s| s.finished_at),
+            })
+        })
+        .collect();
+
+    let view = JobView {
+        generation: job.meta().generation,
+        created,
+        spec: &job.spec,
+        status: job.status.as_ref(),
+    };
+    let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
+    apply(job, &ns, &name, &decision, ctx).await?;
+
+    Ok(match decision.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+async fn apply(
+    job: &CostAnalysisJob,
+    ns: &str,
+    name: &str,
+    decision: &Decision,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let jobs: Api<CostAnalysisJob> = Api::namespaced(ctx.client.clone(), ns);
+    // The status goes first: a crash after it leaves the tasks to the next pass, while canceling
+    // tasks first could make the next pass read "all tasks finished" and call the job a success.
+    if decision.status_changed {
+        // resourceVersion makes the apply conditional: a status someone else just wrote (a cancel
+        // through the API) is never overwritten from a stale cache; the conflict retries instead.
+        let patch = json!({
+            "apiVersion": "cost-analysis.spaceone.dev/v1",
+            "kind": "CostAnalysisJob",
+            "metadata": { "name": name, "resourceVersion": job.resource_version() },
+            "status": decision.status,
+        });
+        jobs.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        ctx.metrics.status_writes.inc();
+        let before = job.status.as_ref().and_then(|s| s.status);
+        if before != decision.status.status {
+            if let Some(state) = decision.status.status {
+                ctx.metrics.transition(state.as_str());
+            }
+        }
+    }
+
+    let reference = job.object_ref(&());
+    for note in &decision.events {
+        let event = Event {
+            type_: match note.kind {
+                EventKind::Normal => EventType::Normal,
+                EventKind::Warning => EventType::Warning,
+            },
+            reason: note.reason.to_string(),
+            note: Some(note.note.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(job = name, error = %e, "could not record event");
+        }
+    }
+
+    if !decision.create_tasks.is_empty() {
+        let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
+        let owner = job.controller_owner_ref(&()).ok_or(Error::Missing("uid"))?;
+        for template in &decision.create_tasks {
+            let task = new_task(job, name, template, owner.clone());
+            match tasks
+                .create(
+                    &PostParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &task,
+                )
+                .await
+            {
+                Ok(_) => {
+                    ctx.metrics.task_creates.inc();
+                }
+                // The watch cache had not seen it yet.
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    if !decision.cancel_tasks.is_empty() {
+        let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
+        let now = crate::timestamp::format(&Utc::now());
+        for task_id in &decision.cancel_tasks {
+            let task_name = task_object_name(name, task_id);
+            let Some(task) = ctx.tasks.get(&ObjectRef::new(&task_name).within(ns)) else {
+                continue;
+            };
+            // Conditional on the version the decision saw: a worker's final report that lands
+            // first wins, and the conflict makes the next pass look again.
+            let patch = json!({
+                "metadata": {"resourceVersion": task.resource_version()},
+                "status": {"status": "CANCELED", "finishedAt": now},
+            });
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match tasks
+                .patch_status(&task_name, &params, &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    ctx.metrics.task_cancels.inc();
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    if decision.delete_job {
+        info!(
+            job = name,
+            namespace = ns,
+            "deleting finished job after its TTL"
+        );
+        match jobs.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn new_task(
+    job: &CostAnalysisJob,
+    job_name: &str,
+    template: &TaskTemplate,
+    owner: OwnerReference,
+) -> CostAnalysisJobTask {
+    let mut task = CostAnalysisJobTask::new(
+        &task_object_name(job_name, &template.id),
+        CostAnalysisJobTaskSpec {
+            job_name: job_name.to_string(),
+            task_id: template.id.clone(),
+            domain_id: job.spec.domain_id.clone(),
+            data_source_id: job.spec.data_source_id.clone(),
+            options: template.options.clone(),
+        },
+    );
+    task.metadata.namespace = job.namespace();
+    task.metadata.owner_references = Some(vec![owner]);
+    // Label values are at most 63 characters; longer job names go without the convenience label.
+    if job_name.len() <= 63 {
+        task.metadata.labels = Some([(JOB_LABEL.to_string(), job_name.to_string())].into());
+    }
+    task
+}
+
+/// Per-object exponential backoff with jitter: 0.5 s doubling up to 5 min, each delay scaled by a
+/// random factor in [0.5, 1.5) so that many failing objects do not retry in lockstep.
+fn error_policy(job: Arc<CostAnalysisJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempt = ctx
+        .backoff
+        .lock()
+        .map(|mut b| {
+            let n = b.entry(ObjectRef::from_obj(job.as_ref())).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let delay = backoff_delay(attempt, rand::random::<f64>());
+    warn!(job = %job.name_any(), error = %error, attempt, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn backoff_delay(attempt: u32, random: f64) -> Duration {
+    let base = 0.5_f64 * 2_f64.powi(attempt.saturating_sub(1).min(20) as i32);
+    Duration::from_secs_f64(base.min(300.0) * (0.5 + random.clamp(0.0, 1.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        assert_eq!(backoff_delay(1, 0.5), Duration::from_millis(500));
+        assert_eq!(backoff_delay(2, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff_delay(4, 0.5), Duration::from_secs(4));
+        assert_eq!(backoff_delay(100, 0.5), Duration::from_secs(300));
+        assert_eq!(backoff_delay(1, 0.0), Duration::from_millis(250));
+        assert!(backoff_delay(1, 0.999) < Duration::from_millis(750));
+    }
+}

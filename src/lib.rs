@@ -1,0 +1,18 @@
+//! cost-analysis-operator: the SpaceONE cost-analysis Job API as a Kubernetes operator.
+//!
+//! - [`resources`]: the `CostAnalysisJob` and `CostAnalysisJobTask` custom resources;
+//! - [`lifecycle`]: the pure decision of what a job's status should be (no I/O);
+//! - [`controller`]: the kube-rs shell that applies those decisions;
+//! - [`leader`]: Lease-based leader election;
+//! - [`health`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`crd`]: CRD YAML generation.
+
+pub mod controller;
+pub mod crd;
+pub mod health;
+pub mod leader;
+pub mod lifecycle;
+pub mod metrics;
+pub mod resources;
+pub mod shutdown;
+pub mod timestamp;

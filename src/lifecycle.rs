@@ -1,0 +1,374 @@
+//! The job lifecycle as one pure function: given a job, the tasks observed for it, the time and the
+//! configuration, [`decide`] says what the job's status must be, which tasks to create or cancel,
+//! which events to record, whether to delete the job, and when to look again. No I/O happens here,
+//! so every transition is unit-tested without a cluster.
+//!
+//! Rules (SpaceONE's, made exact; see docs/design.md):
+//! - a job stays IN_PROGRESS until its outcome is known, and a terminal state never changes again;
+//! - while IN_PROGRESS, in this order of precedence: a task that failed before the deadline fails the
+//!   job (`ERROR_JOB_TASK`); all tasks finished before the deadline (or no tasks at all) succeed it;
+//!   a cancel request cancels it; the deadline having passed times it out. Outcomes the workers
+//!   already reported are facts, so they win over a cancel that only concerns unfinished work;
+//! - unfinished tasks of a job that ended FAILURE, TIMEOUT or CANCELED are marked CANCELED, as
+//!   SpaceONE's workers do when they find their job failed or canceled.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::resources::{
+    CostAnalysisJobSpec, CostAnalysisJobStatus, JobState, TaskState, TaskTemplate,
+};
+
+pub const ERROR_JOB_TASK: &str = "ERROR_JOB_TASK";
+pub const ERROR_JOB_TASK_MESSAGE: &str = "One or more job tasks have failed.";
+pub const CONDITION_COMPLETE: &str = "Complete";
+pub const CONDITION_FAILED: &str = "Failed";
+pub const CONDITION_FINISHED: &str = "Finished";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Timeout of jobs without `spec.timeoutSeconds` (SpaceONE's JOB_TIMEOUT).
+    pub default_timeout: Duration,
+    /// How far the controller's clock may run ahead of the API server's. The deadline is measured
+    /// from `metadata.creationTimestamp`, which the API server stamps with its own clock; waiting
+    /// this much longer means a controller whose clock runs ahead never times a job out early.
+    pub clock_skew_allowance: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_timeout: Duration::seconds(600),
+            clock_skew_allowance: Duration::seconds(1),
+        }
+    }
+}
+
+/// What the decision needs to know about the job.
+#[derive(Clone, Debug)]
+pub struct JobView<'a> {
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp`.
+    pub created: DateTime<Utc>,
+    pub spec: &'a CostAnalysisJobSpec,
+    pub status: Option<&'a CostAnalysisJobStatus>,
+}
+
+/// What the decision needs to know about one task object owned by the job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskView {
+    pub task_id: String,
+    pub state: TaskState,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Normal,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventNote {
+    pub kind: EventKind,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The status the job must have.
+    pub status: CostAnalysisJobStatus,
+    /// Whether `status` differs from the stored one, i.e. whether a write is needed.
+    pub status_changed: bool,
+    /// Task objects to create.
+    pub create_tasks: Vec<TaskTemplate>,
+    /// Task ids whose status must become CANCELED.
+    pub cancel_tasks: Vec<String>,
+    pub events: Vec<EventNote>,
+    /// The job's `ttlSecondsAfterFinished` has run out: delete it (its tasks go with it).
+    pub delete_job: bool,
+    /// When to look at the job again if nothing else changes (a deadline or a TTL expiry).
+    pub requeue_after: Option<StdDuration>,
+}
+
+/// Decides the next state of a job. `now` is truncated to milliseconds, the precision of stored
+/// timestamps, so that recomputing an unchanged job gives a byte-identical status.
+pub fn decide(
+    job: &JobView<'_>,
+    tasks: &[TaskView],
+    now: DateTime<Utc>,
+    config: &Config,
+) -> Decision {
+    let now = now.duration_trunc(Duration::milliseconds(1)).unwrap_or(now);
+    let previous = job.status.cloned().unwrap_or_default();
+    let spec = job.spec;
+    let timeout = spec
+        .timeout_seconds
+        .filter(|s| *s > 0)
+        .map(Duration::seconds)
+        .unwrap_or(config.default_timeout);
+    let created_at = previous.created_at.unwrap_or(job.created);
+    let deadline = created_at + timeout;
+    let timeout_at = deadline + config.clock_skew_allowance;
+
+    // Task outcomes, for the tasks the spec declares (objects for other ids are ignored).
+    let mut unfinished = 0usize;
+    let mut first_failure: Option<DateTime<Utc>> = None;
+    let mut last_finish: Option<DateTime<Utc>> = None;
+    for template in &spec.tasks {
+        match tasks.iter().find(|t| t.task_id == template.id) {
+            Some(t) if t.state.is_finished() => {
+                let at = t.finished_at.unwrap_or(now);
+                last_finish = Some(last_finish.map_or(at, |l| l.max(at)));
+                if t.state == TaskState::Failure {
+                    first_failure = Some(first_failure.map_or(at, |f| f.min(at)));
+                }
+            }
+            _ => unfinished += 1,
+        }
+    }
+    let total = spec.tasks.len();
+
+    let prior_state = previous.status.unwrap_or(JobState::InProgress);
+    let mut events = Vec::new();
+    let mut next = CostAnalysisJobStatus {
+        status: Some(prior_state),
+        error_code: previous.error_code.clone(),
+        error_message: previous.error_message.clone(),
+        total_tasks: clamp_i32(total),
+        remained_tasks: clamp_i32(unfinished),
+        progress: Some(format!("{}/{}", total - unfinished, total)),
+        created_at: Some(created_at),
+        updated_at: previous.updated_at,
+        finished_at: previous.finished_at,
+        last_changed_at: previous.last_changed_at,
+        observed_generation: job.generation,
+        conditions: previous.conditions.clone(),
+    };
+
+    if prior_state.is_terminal() {
+        // Terminal states never change; the counters still follow the tasks (a canceled job's
+        // tasks finish after it), but state, error and finishedAt stay.
+        if spec.cancel && job.generation != previous.observed_generation {
+            events.push(EventNote {
+                kind: EventKind::Warning,
+                reason: "CancelIgnored",
+                note: format!(
+                    "Only running jobs can be canceled. (job_state = {})",
+                    prior_state.as_str()
+                ),
+            });
+        }
+    } else {
+        let outcome = match (first_failure, unfinished, last_finish) {
+            (Some(at), _, _) if at <= timeout_at => Some(JobState::Failure),
+            (None, 0, last) if last.is_none_or(|l| l <= timeout_at) => Some(JobState::Success),
+            _ if spec.cancel => Some(JobState::Canceled),
+            _ if now >= timeout_at => Some(JobState::Timeout),
+            _ => None,
+        };
+        if let Some(state) = outcome {
+            next.status = Some(state);
+            next.finished_at = Some(now);
+            next.last_changed_at = Some(now);
+            if state == JobState::Failure {
+                next.error_code = Some(ERROR_JOB_TASK.to_string());
+                next.error_message = Some(ERROR_JOB_TASK_MESSAGE.to_string());
+            }
+            events.push(transition_event(state, total, unfinished, timeout));
+        }
+    }
+
+    let state = next.status.unwrap_or(JobState::InProgress);
+    next.conditions = conditions(state, &next, &previous.conditions, job.generation, now);
+    if next.last_changed_at.is_none() {
+        next.last_changed_at = Some(created_at);
+    }
+    // updatedAt moves whenever anything a SpaceONE client can see changed.
+    if next.updated_at.is_none() || visible_change(&previous, &next) {
+        next.updated_at = Some(now);
+    }
+    let status_changed = job.status != Some(&next);
+
+    let create_tasks = if state == JobState::InProgress {
+        spec.tasks
+            .iter()
+            .filter(|t| !tasks.iter().any(|o| o.task_id == t.id))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !create_tasks.is_empty() {
+        events.push(EventNote {
+            kind: EventKind::Normal,
+            reason: "TasksCreated",
+            note: format!("Creating {} of {} tasks", create_tasks.len(), total),
+        });
+    }
+    let cancel_tasks = if matches!(
+        state,
+        JobState::Canceled | JobState::Timeout | JobState::Failure
+    ) {
+        spec.tasks
+            .iter()
+            .filter_map(|t| tasks.iter().find(|o| o.task_id == t.id))
+            .filter(|t| !t.state.is_finished())
+            .map(|t| t.task_id.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let mut delete_job = false;
+    let requeue_at = if state == JobState::InProgress {
+        Some(timeout_at)
+    } else {
+        match (spec.ttl_seconds_after_finished, next.finished_at) {
+            (Some(ttl), Some(finished)) => {
+                let expiry = finished + Duration::seconds(ttl.max(0));
+                if now >= expiry {
+                    delete_job = true;
+                    None
+                } else {
+                    Some(expiry)
+                }
+            }
+            _ => None,
+        }
+    };
+    // A few milliseconds past the instant, so the next look does not land just before it.
+    let requeue_after = requeue_at.map(|at| {
+        (at - now)
+            .to_std()
+            .unwrap_or(StdDuration::ZERO)
+            .saturating_add(StdDuration::from_millis(50))
+    });
+
+    Decision {
+        status: next,
+        status_changed,
+        create_tasks,
+        cancel_tasks,
+        events,
+        delete_job,
+        requeue_after,
+    }
+}
+
+fn clamp_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn visible_change(a: &CostAnalysisJobStatus, b: &CostAnalysisJobStatus) -> bool {
+    a.status != b.status
+        || a.remained_tasks != b.remained_tasks
+        || a.total_tasks != b.total_tasks
+        || a.error_code != b.error_code
+        || a.error_message != b.error_message
+        || a.finished_at != b.finished_at
+}
+
+fn transition_event(
+    state: JobState,
+    total: usize,
+    unfinished: usize,
+    timeout: Duration,
+) -> EventNote {
+    let (kind, reason, note) = match state {
+        JobState::Success => (
+            EventKind::Normal,
+            "Succeeded",
+            format!("All {total} tasks finished"),
+        ),
+        JobState::Failure => (
+            EventKind::Warning,
+            "Failed",
+            format!("{ERROR_JOB_TASK}: {ERROR_JOB_TASK_MESSAGE}"),
+        ),
+        JobState::Canceled => (
+            EventKind::Normal,
+            "Canceled",
+            format!("Canceled with {unfinished} of {total} tasks unfinished"),
+        ),
+        JobState::Timeout => (
+            EventKind::Warning,
+            "TimedOut",
+            format!(
+                "Still in progress {}s after creation, {unfinished} of {total} tasks unfinished",
+                timeout.num_seconds()
+            ),
+        ),
+        JobState::InProgress => (EventKind::Normal, "InProgress", String::new()),
+    };
+    EventNote { kind, reason, note }
+}
+
+/// The standard conditions: `Complete` (SUCCESS), `Failed` (FAILURE, TIMEOUT or CANCELED; the
+/// reason says which) and `Finished` (any terminal state). `lastTransitionTime` only moves when a
+/// condition's status flips, as the metav1.Condition contract requires.
+fn conditions(
+    state: JobState,
+    status: &CostAnalysisJobStatus,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Vec<Condition> {
+    let reason = match state {
+        JobState::InProgress => "InProgress",
+        JobState::Success => "Succeeded",
+        JobState::Failure => "Failed",
+        JobState::Timeout => "TimedOut",
+        JobState::Canceled => "Canceled",
+    };
+    let message = match state {
+        JobState::InProgress => format!(
+            "{} of {} tasks remain",
+            status.remained_tasks, status.total_tasks
+        ),
+        JobState::Failure => status.error_message.clone().unwrap_or_default(),
+        other => format!("Job {}", other.as_str()),
+    };
+    let wanted = [
+        (CONDITION_COMPLETE, state == JobState::Success),
+        (
+            CONDITION_FAILED,
+            matches!(
+                state,
+                JobState::Failure | JobState::Timeout | JobState::Canceled
+            ),
+        ),
+        (CONDITION_FINISHED, state.is_terminal()),
+    ];
+    wanted
+        .iter()
+        .map(|(type_, on)| {
+            let value = if *on { "True" } else { "False" };
+            let since = previous
+                .iter()
+                .find(|c| c.type_ == *type_ && c.status == value)
+                .map(|c| c.last_transition_time.clone());
+            Condition {
+                type_: (*type_).to_string(),
+                status: value.to_string(),
+                reason: reason.to_string(),
+                message: message.clone(),
+                observed_generation: generation,
+                last_transition_time: since.unwrap_or_else(|| to_k8s_time(now)),
+            }
+        })
+        .collect()
+}
+
+fn to_k8s_time(t: DateTime<Utc>) -> Time {
+    // Condition times are second-precision in the API (metav1.Time), so store them that way.
+    let secs = t.timestamp();
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

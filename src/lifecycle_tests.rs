@@ -1,0 +1,475 @@
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::*;
+use crate::resources::{
+    CostAnalysisJobSpec, CostAnalysisJobStatus, JobState, TaskState, TaskTemplate,
+};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn spec(tasks: &[&str]) -> CostAnalysisJobSpec {
+    CostAnalysisJobSpec {
+        domain_id: "domain-1".into(),
+        data_source_id: "ds-1".into(),
+        options: None,
+        tasks: tasks
+            .iter()
+            .map(|id| TaskTemplate {
+                id: (*id).into(),
+                options: None,
+            })
+            .collect(),
+        timeout_seconds: None,
+        cancel: false,
+        ttl_seconds_after_finished: None,
+    }
+}
+
+fn task(id: &str, state: TaskState, finished: Option<DateTime<Utc>>) -> TaskView {
+    TaskView {
+        task_id: id.into(),
+        state,
+        finished_at: finished,
+    }
+}
+
+/// Runs `decide` and feeds its status back, like the API server would store it.
+struct Job {
+    spec: CostAnalysisJobSpec,
+    status: Option<CostAnalysisJobStatus>,
+    generation: i64,
+}
+
+impl Job {
+    fn new(spec: CostAnalysisJobSpec) -> Self {
+        Job {
+            spec,
+            status: None,
+            generation: 1,
+        }
+    }
+
+    fn step(&mut self, tasks: &[TaskView], now: DateTime<Utc>) -> Decision {
+        let view = JobView {
+            generation: Some(self.generation),
+            created: t0(),
+            spec: &self.spec,
+            status: self.status.as_ref(),
+        };
+        let d = decide(&view, tasks, now, &Config::default());
+        self.status = Some(d.status.clone());
+        d
+    }
+
+    fn state(&self) -> Option<JobState> {
+        self.status.as_ref().and_then(|s| s.status)
+    }
+}
+
+fn condition<'a>(d: &'a Decision, t: &str) -> &'a str {
+    d.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| c.status.as_str())
+        .unwrap_or("missing")
+}
+
+#[test]
+fn job_without_tasks_succeeds_at_once() {
+    let mut job = Job::new(spec(&[]));
+    let d = job.step(&[], t0() + Duration::seconds(1));
+    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(1)));
+    assert_eq!(d.status.total_tasks, 0);
+    assert_eq!(d.status.remained_tasks, 0);
+    assert_eq!(d.status.progress.as_deref(), Some("0/0"));
+    assert_eq!(condition(&d, CONDITION_COMPLETE), "True");
+    assert_eq!(condition(&d, CONDITION_FINISHED), "True");
+    assert_eq!(condition(&d, CONDITION_FAILED), "False");
+    assert!(d.create_tasks.is_empty() && d.cancel_tasks.is_empty());
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].reason, "Succeeded");
+    assert_eq!(d.requeue_after, None);
+}
+
+#[test]
+fn new_job_creates_its_tasks_and_waits_for_the_deadline() {
+    let mut job = Job::new(spec(&["a", "b", "c"]));
+    let now = t0() + Duration::seconds(10);
+    let d = job.step(&[], now);
+    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(
+        d.create_tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    assert_eq!((d.status.total_tasks, d.status.remained_tasks), (3, 3));
+    assert_eq!(d.status.created_at, Some(t0()));
+    assert_eq!(d.status.finished_at, None);
+    assert_eq!(condition(&d, CONDITION_FINISHED), "False");
+    // 600 s default timeout + 1 s skew allowance, from creation; 10 s have passed.
+    assert_eq!(
+        d.requeue_after,
+        Some(std::time::Duration::from_millis(591_050))
+    );
+    assert!(d.status_changed);
+}
+
+#[test]
+fn remained_tasks_count_down_then_success() {
+    let mut job = Job::new(spec(&["a", "b", "c"]));
+    let pending: Vec<TaskView> = ["a", "b", "c"]
+        .iter()
+        .map(|i| task(i, TaskState::Pending, None))
+        .collect();
+    job.step(&pending, t0() + Duration::seconds(1));
+    let mut tasks = pending.clone();
+    let mut remained = vec![];
+    for (i, at) in [(0usize, 5i64), (1, 6), (2, 7)] {
+        tasks[i] = task(
+            &tasks[i].task_id.clone(),
+            TaskState::Success,
+            Some(t0() + Duration::seconds(at)),
+        );
+        let d = job.step(&tasks, t0() + Duration::seconds(at));
+        remained.push(d.status.remained_tasks);
+        assert_eq!(d.status.updated_at, Some(t0() + Duration::seconds(at)));
+    }
+    assert_eq!(remained, [2, 1, 0]);
+    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(
+        job.status
+            .as_ref()
+            .and_then(|s| s.progress.clone())
+            .as_deref(),
+        Some("3/3")
+    );
+}
+
+#[test]
+fn in_progress_and_canceled_tasks_count_as_unfinished_or_finished() {
+    let mut job = Job::new(spec(&["a", "b"]));
+    let d = job.step(
+        &[
+            task("a", TaskState::InProgress, None),
+            task("b", TaskState::Canceled, Some(t0())),
+        ],
+        t0() + Duration::seconds(2),
+    );
+    assert_eq!(d.status.remained_tasks, 1);
+    assert_eq!(job.state(), Some(JobState::InProgress));
+}
+
+#[test]
+fn a_failed_task_fails_the_job_and_cancels_the_rest() {
+    let mut job = Job::new(spec(&["a", "b", "c"]));
+    let tasks = [
+        task("a", TaskState::Success, Some(t0() + Duration::seconds(3))),
+        task("b", TaskState::Failure, Some(t0() + Duration::seconds(4))),
+        task("c", TaskState::InProgress, None),
+    ];
+    let d = job.step(&tasks, t0() + Duration::seconds(5));
+    assert_eq!(job.state(), Some(JobState::Failure));
+    assert_eq!(d.status.error_code.as_deref(), Some("ERROR_JOB_TASK"));
+    assert_eq!(
+        d.status.error_message.as_deref(),
+        Some("One or more job tasks have failed.")
+    );
+    assert_eq!(d.cancel_tasks, ["c"]);
+    assert_eq!(d.status.remained_tasks, 1);
+    assert_eq!(condition(&d, CONDITION_FAILED), "True");
+    assert_eq!(condition(&d, CONDITION_COMPLETE), "False");
+    let failed = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_FAILED);
+    assert_eq!(failed.map(|c| c.reason.as_str()), Some("Failed"));
+    assert_eq!(d.events[0].kind, EventKind::Warning);
+}
+
+#[test]
+fn cancel_request_cancels_a_running_job_and_its_unfinished_tasks() {
+    let mut job = Job::new(spec(&["a", "b"]));
+    job.step(&[], t0() + Duration::seconds(1));
+    job.spec.cancel = true;
+    job.generation = 2;
+    let tasks = [
+        task("a", TaskState::Success, Some(t0() + Duration::seconds(2))),
+        task("b", TaskState::Pending, None),
+    ];
+    let d = job.step(&tasks, t0() + Duration::seconds(3));
+    assert_eq!(job.state(), Some(JobState::Canceled));
+    assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(3)));
+    assert_eq!(d.cancel_tasks, ["b"]);
+    // SpaceONE: canceling touches neither total nor remained.
+    assert_eq!((d.status.total_tasks, d.status.remained_tasks), (2, 1));
+    assert_eq!(d.status.observed_generation, Some(2));
+    assert_eq!(d.events[0].reason, "Canceled");
+    // Tasks not created yet are never created for a finished job.
+    let d = job.step(&[tasks[0].clone()], t0() + Duration::seconds(4));
+    assert!(d.create_tasks.is_empty());
+}
+
+#[test]
+fn cancel_after_success_changes_nothing_but_warns_once() {
+    let mut job = Job::new(spec(&[]));
+    job.step(&[], t0() + Duration::seconds(1));
+    let settled = job.status.clone();
+    job.spec.cancel = true;
+    job.generation = 2;
+    let d = job.step(&[], t0() + Duration::seconds(30));
+    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].kind, EventKind::Warning);
+    assert_eq!(
+        d.events[0].note,
+        "Only running jobs can be canceled. (job_state = SUCCESS)"
+    );
+    let mut expected = settled.clone().unwrap_or_default();
+    expected.observed_generation = Some(2);
+    for c in &mut expected.conditions {
+        c.observed_generation = Some(2);
+    }
+    assert_eq!(d.status, expected, "only observedGeneration moves");
+    let again = job.step(&[], t0() + Duration::seconds(60));
+    assert!(again.events.is_empty());
+    assert!(!again.status_changed);
+}
+
+#[test]
+fn deadline_times_the_job_out_and_cancels_unfinished_tasks() {
+    let mut s = spec(&["a", "b"]);
+    s.timeout_seconds = Some(30);
+    let mut job = Job::new(s);
+    let tasks = [
+        task("a", TaskState::InProgress, None),
+        task("b", TaskState::Success, Some(t0() + Duration::seconds(5))),
+    ];
+    let d = job.step(&tasks, t0() + Duration::seconds(30));
+    assert_eq!(
+        job.state(),
+        Some(JobState::InProgress),
+        "the skew allowance is not over yet"
+    );
+    assert_eq!(
+        d.requeue_after,
+        Some(std::time::Duration::from_millis(1050))
+    );
+    let d = job.step(&tasks, t0() + Duration::seconds(31));
+    assert_eq!(job.state(), Some(JobState::Timeout));
+    assert_eq!(d.cancel_tasks, ["a"]);
+    assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(31)));
+    assert_eq!(condition(&d, CONDITION_FAILED), "True");
+    assert_eq!(d.events[0].reason, "TimedOut");
+}
+
+#[test]
+fn default_timeout_comes_from_the_config() {
+    let s = spec(&["a"]);
+    let view = JobView {
+        generation: Some(1),
+        created: t0(),
+        spec: &s,
+        status: None,
+    };
+    let config = Config {
+        default_timeout: Duration::seconds(5),
+        clock_skew_allowance: Duration::zero(),
+    };
+    let d = decide(&view, &[], t0() + Duration::seconds(5), &config);
+    assert_eq!(d.status.status, Some(JobState::Timeout));
+}
+
+#[test]
+fn work_finished_before_the_deadline_is_a_success_even_if_seen_late() {
+    let mut s = spec(&["a"]);
+    s.timeout_seconds = Some(10);
+    let mut job = Job::new(s);
+    let d = job.step(
+        &[task(
+            "a",
+            TaskState::Success,
+            Some(t0() + Duration::seconds(9)),
+        )],
+        t0() + Duration::seconds(100),
+    );
+    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(100)));
+    let mut job2 = Job::new(job.spec.clone());
+    job2.step(
+        &[task(
+            "a",
+            TaskState::Success,
+            Some(t0() + Duration::seconds(20)),
+        )],
+        t0() + Duration::seconds(100),
+    );
+    assert_eq!(
+        job2.state(),
+        Some(JobState::Timeout),
+        "finished after the deadline"
+    );
+}
+
+#[test]
+fn reported_outcomes_win_over_a_cancel_in_the_same_pass() {
+    let mut s = spec(&["a"]);
+    s.cancel = true;
+    let mut job = Job::new(s.clone());
+    job.step(
+        &[task("a", TaskState::Success, Some(t0()))],
+        t0() + Duration::seconds(1),
+    );
+    assert_eq!(job.state(), Some(JobState::Success));
+    let mut job = Job::new(s);
+    job.step(
+        &[task("a", TaskState::Failure, Some(t0()))],
+        t0() + Duration::seconds(1),
+    );
+    assert_eq!(job.state(), Some(JobState::Failure));
+}
+
+#[test]
+fn cancel_wins_over_an_expired_deadline() {
+    let mut s = spec(&["a"]);
+    s.timeout_seconds = Some(1);
+    s.cancel = true;
+    let mut job = Job::new(s);
+    job.step(
+        &[task("a", TaskState::Pending, None)],
+        t0() + Duration::seconds(100),
+    );
+    assert_eq!(job.state(), Some(JobState::Canceled));
+}
+
+#[test]
+fn terminal_states_never_change_but_counters_follow_tasks() {
+    for terminal in [
+        JobState::Success,
+        JobState::Failure,
+        JobState::Timeout,
+        JobState::Canceled,
+    ] {
+        let mut job = Job::new(spec(&["a", "b"]));
+        job.status = Some(CostAnalysisJobStatus {
+            status: Some(terminal),
+            finished_at: Some(t0() + Duration::seconds(1)),
+            remained_tasks: 2,
+            total_tasks: 2,
+            ..Default::default()
+        });
+        let tasks = [
+            task("a", TaskState::Failure, Some(t0())),
+            task("b", TaskState::Success, Some(t0())),
+        ];
+        let d = job.step(&tasks, t0() + Duration::seconds(5000));
+        assert_eq!(job.state(), Some(terminal));
+        assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(1)));
+        assert_eq!(d.status.remained_tasks, 0);
+        assert!(d.cancel_tasks.is_empty());
+        assert!(d.create_tasks.is_empty());
+        assert!(d.events.is_empty());
+    }
+}
+
+#[test]
+fn a_settled_job_needs_no_write() {
+    let mut job = Job::new(spec(&["a"]));
+    let tasks = [task("a", TaskState::Pending, None)];
+    assert!(job.step(&tasks, t0() + Duration::seconds(1)).status_changed);
+    let d = job.step(&tasks, t0() + Duration::seconds(2));
+    assert!(
+        !d.status_changed,
+        "an in-progress job with no news is not rewritten"
+    );
+    let done = [task(
+        "a",
+        TaskState::Success,
+        Some(t0() + Duration::seconds(3)),
+    )];
+    assert!(job.step(&done, t0() + Duration::seconds(3)).status_changed);
+    for s in [4, 50, 5000] {
+        let d = job.step(&done, t0() + Duration::seconds(s));
+        assert!(!d.status_changed);
+        assert!(d.events.is_empty());
+        assert_eq!(d.requeue_after, None);
+    }
+}
+
+#[test]
+fn conditions_keep_their_transition_time() {
+    let mut job = Job::new(spec(&["a", "b"]));
+    let d1 = job.step(&[], t0() + Duration::seconds(1));
+    let d2 = job.step(
+        &[task("a", TaskState::Success, Some(t0()))],
+        t0() + Duration::seconds(9),
+    );
+    let time = |d: &Decision| {
+        d.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_FINISHED)
+            .map(|c| c.last_transition_time.clone())
+    };
+    assert_eq!(time(&d1), time(&d2));
+}
+
+#[test]
+fn a_controller_clock_behind_the_server_never_goes_negative() {
+    let mut s = spec(&["a"]);
+    s.timeout_seconds = Some(10);
+    let mut job = Job::new(s);
+    // creationTimestamp is 5 s ahead of the controller's clock.
+    let d = job.step(&[], t0() - Duration::seconds(5));
+    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(
+        d.requeue_after,
+        Some(std::time::Duration::from_millis(16_050))
+    );
+}
+
+#[test]
+fn ttl_after_finished_requeues_then_deletes() {
+    let mut s = spec(&[]);
+    s.ttl_seconds_after_finished = Some(60);
+    let mut job = Job::new(s);
+    let d = job.step(&[], t0() + Duration::seconds(1));
+    assert_eq!(
+        d.requeue_after,
+        Some(std::time::Duration::from_millis(60_050))
+    );
+    assert!(!d.delete_job);
+    let d = job.step(&[], t0() + Duration::seconds(61));
+    assert!(d.delete_job);
+}
+
+#[test]
+fn tasks_the_spec_does_not_declare_are_ignored() {
+    let mut job = Job::new(spec(&["a"]));
+    let d = job.step(
+        &[
+            task("zzz", TaskState::Failure, Some(t0())),
+            task("a", TaskState::Pending, None),
+        ],
+        t0(),
+    );
+    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(d.status.remained_tasks, 1);
+}
+
+#[test]
+fn sub_millisecond_clock_noise_does_not_cause_writes() {
+    let mut job = Job::new(spec(&["a"]));
+    job.step(&[], t0() + Duration::nanoseconds(1_500_000));
+    let d = job.step(&[], t0() + Duration::nanoseconds(1_900_000));
+    assert!(!d.status_changed);
+    assert_eq!(d.status.updated_at, Some(t0() + Duration::milliseconds(1)));
+}

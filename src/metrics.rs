@@ -1,0 +1,114 @@
+//! Prometheus metrics of the controller (and, later, the API shim), in OpenMetrics text format.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub status_writes: Counter,
+    pub task_creates: Counter,
+    pub task_cancels: Counter,
+    pub transitions: Family<StatusLabels, Counter>,
+    pub leader: Gauge<i64, std::sync::atomic::AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cost_analysis_operator");
+        let reconciles = Counter::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let reconcile_duration =
+            Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0].into_iter());
+        let status_writes = Counter::default();
+        let task_creates = Counter::default();
+        let task_cancels = Counter::default();
+        let transitions = Family::<StatusLabels, Counter>::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Job reconciliations", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed job reconciliations by error kind",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one job reconciliation",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Job status writes (server-side apply)",
+            status_writes.clone(),
+        );
+        registry.register("task_creates", "Task objects created", task_creates.clone());
+        registry.register(
+            "task_cancels",
+            "Tasks marked CANCELED",
+            task_cancels.clone(),
+        );
+        registry.register(
+            "job_transitions",
+            "Job status transitions by new status",
+            transitions.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process holds the controller lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            status_writes,
+            task_creates,
+            task_cancels,
+            transitions,
+            leader,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
+        self.reconciles.inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+        if let Some(error) = error {
+            self.reconcile_errors
+                .get_or_create(&ErrorLabels { error })
+                .inc();
+        }
+    }
+
+    pub fn transition(&self, status: &'static str) {
+        self.transitions
+            .get_or_create(&StatusLabels { status })
+            .inc();
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

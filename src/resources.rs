@@ -1,0 +1,300 @@
+//! The two custom resources: `CostAnalysisJob` (one SpaceONE Job) and `CostAnalysisJobTask`
+//! (one of its tasks). Kubernetes field names are camelCase; the SpaceONE surfaces map them to
+//! the seed's snake_case names.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const GROUP: &str = "cost-analysis.spaceone.dev";
+/// Label put on every task so that `kubectl get cajt -l cost-analysis.spaceone.dev/job=NAME` works
+/// for job names that fit a label value (names longer than 63 characters get no such label).
+pub const JOB_LABEL: &str = "cost-analysis.spaceone.dev/job";
+
+/// A SpaceONE cost-analysis Job: one sync run of one data source for one domain.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cost-analysis.spaceone.dev",
+    version = "v1",
+    kind = "CostAnalysisJob",
+    namespaced,
+    status = "CostAnalysisJobStatus",
+    shortname = "caj",
+    category = "cost-analysis",
+    doc = "One SpaceONE cost-analysis Job: a sync run of one data source for one SpaceONE domain. The object name is the SpaceONE job_id.",
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.status", description = "SpaceONE job status"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress", description = "Finished tasks / total tasks"),
+    printcolumn(name = "Data Source", type_ = "string", json_path = ".spec.dataSourceId"),
+    printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domainId"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    selectable = ".spec.domainId",
+    selectable = ".spec.dataSourceId",
+    selectable = ".status.status",
+    validation = Rule::new("size(self.metadata.name) <= 200").message("the job name (SpaceONE job_id) must be at most 200 characters, so that task names derived from it stay valid"),
+)]
+#[x_kube(validation = Rule::new("has(oldSelf.tasks) == has(self.tasks)").message("tasks are immutable"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)").message("cancel cannot be withdrawn once set"))]
+#[serde(rename_all = "camelCase")]
+pub struct CostAnalysisJobSpec {
+    /// SpaceONE domain the job belongs to. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("domainId is immutable"))]
+    #[schemars(length(min = 1, max = 40))]
+    pub domain_id: String,
+    /// SpaceONE data source the job synchronises. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("dataSourceId is immutable"))]
+    #[schemars(length(min = 1, max = 40))]
+    pub data_source_id: String,
+    /// Free-form job options (SpaceONE `options`, e.g. `sync_mode`, `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub options: Option<Map<String, Value>>,
+    /// The job's tasks. The controller creates one CostAnalysisJobTask per entry, owned by the job,
+    /// named `<job name>-<task id>`. Immutable: the set of tasks is fixed when the job is created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tasks are immutable"))]
+    #[schemars(length(max = 1000), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub tasks: Vec<TaskTemplate>,
+    /// Seconds after creation after which a job still IN_PROGRESS becomes TIMEOUT. Defaults to the
+    /// controller's `--job-timeout` (600 s, like SpaceONE's JOB_TIMEOUT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<i64>,
+    /// Request to cancel the job. Only an IN_PROGRESS job can be canceled; once set it cannot be
+    /// withdrawn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[x_kube(validation = Rule::new("!oldSelf || self").message("cancel cannot be withdrawn once set"))]
+    pub cancel: bool,
+    /// Seconds after the job finished after which the controller deletes it (and, through owner
+    /// references, its tasks). Unset keeps finished jobs forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+/// One task of a job, as declared in the job's spec.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskTemplate {
+    /// Task id, unique within the job; the task object is named `<job name>-<id>`.
+    #[schemars(
+        length(min = 1, max = 52),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub id: String,
+    /// Free-form task options handed to the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub options: Option<Map<String, Value>>,
+}
+
+/// SpaceONE job status values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    InProgress,
+    Success,
+    Failure,
+    Timeout,
+    Canceled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        self != JobState::InProgress
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::InProgress => "IN_PROGRESS",
+            JobState::Success => "SUCCESS",
+            JobState::Failure => "FAILURE",
+            JobState::Timeout => "TIMEOUT",
+            JobState::Canceled => "CANCELED",
+        }
+    }
+}
+
+/// Observed state of a job, written only by the controller (server-side apply).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostAnalysisJobStatus {
+    /// SpaceONE status: IN_PROGRESS, SUCCESS, FAILURE, TIMEOUT or CANCELED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobState>,
+    /// SpaceONE error code of a failed job, e.g. ERROR_JOB_TASK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Human-readable error of a failed job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Number of tasks of the job.
+    #[serde(default)]
+    pub total_tasks: i32,
+    /// Number of tasks not finished yet.
+    #[serde(default)]
+    pub remained_tasks: i32,
+    /// Finished tasks / total tasks, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// When the job was created (the object's creation time).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub created_at: Option<DateTime<Utc>>,
+    /// When the job's status or progress last changed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// When the job reached a terminal state.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the job's status (the SpaceONE state) last changed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub last_changed_at: Option<DateTime<Utc>>,
+    /// The metadata.generation this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions: Complete, Failed, Finished (see docs/design.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One unit of work of a job. Created by the controller; workers write its status.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cost-analysis.spaceone.dev",
+    version = "v1",
+    kind = "CostAnalysisJobTask",
+    namespaced,
+    status = "CostAnalysisJobTaskStatus",
+    shortname = "cajt",
+    category = "cost-analysis",
+    doc = "One task of a CostAnalysisJob, like SpaceONE's JobTask. Workers report progress in its status.",
+    printcolumn(name = "Job", type_ = "string", json_path = ".spec.jobName"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
+    printcolumn(
+        name = "Created",
+        type_ = "integer",
+        json_path = ".status.createdCount",
+        description = "Cost rows created"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    selectable = ".spec.jobName",
+    selectable = ".status.status"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CostAnalysisJobTaskSpec {
+    /// Name of the owning CostAnalysisJob (its SpaceONE job_id). Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("jobName is immutable"))]
+    pub job_name: String,
+    /// Task id within the job. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("taskId is immutable"))]
+    pub task_id: String,
+    /// SpaceONE domain of the job.
+    pub domain_id: String,
+    /// SpaceONE data source of the job.
+    pub data_source_id: String,
+    /// Free-form task options from the job's spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub options: Option<Map<String, Value>>,
+}
+
+/// SpaceONE job task status values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    Pending,
+    InProgress,
+    Success,
+    Failure,
+    Canceled,
+}
+
+impl TaskState {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskState::Success | TaskState::Failure | TaskState::Canceled
+        )
+    }
+}
+
+/// Progress of a task, written by the worker that runs it (and by the controller to cancel it).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostAnalysisJobTaskStatus {
+    /// PENDING, IN_PROGRESS, SUCCESS, FAILURE or CANCELED. Missing means PENDING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TaskState>,
+    /// Number of cost rows the task created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_count: Option<i64>,
+    /// SpaceONE error code of a failed task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Human-readable error of a failed task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When a worker started the task.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the task finished.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl CostAnalysisJobTask {
+    pub fn state(&self) -> TaskState {
+        self.status
+            .as_ref()
+            .and_then(|s| s.status)
+            .unwrap_or(TaskState::Pending)
+    }
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// The name of the task object for `task_id` of job `job_name`.
+pub fn task_object_name(job_name: &str, task_id: &str) -> String {
+    format!("{job_name}-{task_id}")
+}

@@ -1,0 +1,151 @@
+//! Controllers that die, restart and compete for the lease. These tests start and kill their own
+//! controller processes, so they take turns (one lock) instead of sharing one controller.
+
+mod support;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use cost_analysis_operator::resources::{CostAnalysisJob, JobState};
+use kube::Api;
+use support::{Cluster, Operator, cluster, eventually, lease_holder, wait_for_leader};
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+const WAIT: Duration = Duration::from_secs(40);
+
+fn job_yaml(name: &str, tasks: &[&str], extra: &str) -> String {
+    let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
+    let tasks = if tasks.is_empty() {
+        String::new()
+    } else {
+        format!("  tasks:{items}\n")
+    };
+    format!(
+        "apiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\nspec:\n  domainId: domain-1\n  dataSourceId: ds-1\n{tasks}{extra}"
+    )
+}
+
+fn create(c: &Cluster, ns: &str, yaml: &str) {
+    let out = c.apply_yaml(ns, yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn report(c: &Cluster, ns: &str, task: &str, state: &str) {
+    let now = cost_analysis_operator::timestamp::format(&Utc::now());
+    let patch = format!(r#"{{"status":{{"status":"{state}","finishedAt":"{now}"}}}}"#);
+    c.kubectl_ok(&[
+        "patch",
+        "cajt",
+        task,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+async fn state(api: &Api<CostAnalysisJob>, name: &str) -> Option<JobState> {
+    api.get(name).await.ok()?.status?.status
+}
+
+async fn wait_state(api: &Api<CostAnalysisJob>, name: &str, want: JobState) {
+    eventually(WAIT, &format!("{name} {}", want.as_str()), || async {
+        (state(api, name).await? == want).then_some(())
+    })
+    .await;
+}
+
+fn task_exists(c: &Cluster, ns: &str, name: &str) -> bool {
+    c.kubectl(&["get", "cajt", name, "-n", ns]).status.success()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_killed_mid_job_is_replaced_and_finishes_correctly() {
+    let _turn = SERIAL.lock().await;
+    let c = cluster();
+    let ns = c.namespace("restart");
+    let jobs: Api<CostAnalysisJob> = Api::namespaced(c.client().await, &ns);
+
+    let mut first = Operator::start(c, "restart-a", &[]);
+    wait_for_leader(c, "restart-a", Duration::from_secs(60));
+    create(c, &ns, &job_yaml("job-r1", &["a", "b"], ""));
+    create(c, &ns, &job_yaml("job-r2", &["a"], "  timeoutSeconds: 6\n"));
+    eventually(WAIT, "tasks created", || async {
+        (task_exists(c, &ns, "job-r1-b") && task_exists(c, &ns, "job-r2-a")).then_some(())
+    })
+    .await;
+    report(c, &ns, "job-r1-a", "SUCCESS");
+    eventually(WAIT, "job-r1 remained 1", || async {
+        (jobs.get("job-r1").await.ok()?.status?.remained_tasks == 1).then_some(())
+    })
+    .await;
+
+    first.kill();
+    // While no controller runs: the last task finishes, and job-r2's deadline passes.
+    report(c, &ns, "job-r1-b", "SUCCESS");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(state(&jobs, "job-r1").await, Some(JobState::InProgress));
+    assert_eq!(state(&jobs, "job-r2").await, Some(JobState::InProgress));
+
+    let mut second = Operator::start(c, "restart-b", &[]);
+    wait_for_leader(c, "restart-b", Duration::from_secs(60));
+    wait_state(&jobs, "job-r1", JobState::Success).await;
+    wait_state(&jobs, "job-r2", JobState::Timeout).await;
+    let r1 = jobs.get("job-r1").await.expect("job-r1");
+    assert_eq!(r1.status.map(|s| s.remained_tasks), Some(0));
+    second.terminate();
+    // A graceful stop hands the lease back at once.
+    eventually(
+        Duration::from_secs(10),
+        "the lease to be released",
+        || async { (lease_holder(c).as_deref() != Some("restart-b")).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over() {
+    let _turn = SERIAL.lock().await;
+    let c = cluster();
+    let ns = c.namespace("leader");
+    let jobs: Api<CostAnalysisJob> = Api::namespaced(c.client().await, &ns);
+
+    let mut x = Operator::start(c, "replica-x", &[]);
+    let mut y = Operator::start(c, "replica-y", &[]);
+    let holder = eventually(Duration::from_secs(60), "a leader", || async {
+        lease_holder(c).filter(|h| h == "replica-x" || h == "replica-y")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leaders: Vec<bool> = [&x, &y]
+        .iter()
+        .map(|op| op.metrics().contains("cost_analysis_operator_leader 1"))
+        .collect();
+    assert_eq!(
+        leaders.iter().filter(|l| **l).count(),
+        1,
+        "leader gauges: {leaders:?}"
+    );
+
+    create(c, &ns, &job_yaml("job-l1", &[], ""));
+    wait_state(&jobs, "job-l1", JobState::Success).await;
+
+    let (leader, standby) = if holder == "replica-x" {
+        (&mut x, "replica-y")
+    } else {
+        (&mut y, "replica-x")
+    };
+    leader.kill();
+    wait_for_leader(c, standby, Duration::from_secs(60));
+    create(c, &ns, &job_yaml("job-l2", &[], ""));
+    wait_state(&jobs, "job-l2", JobState::Success).await;
+    x.terminate();
+    y.terminate();
+}

@@ -1,0 +1,318 @@
+//! Integration-test harness: a real etcd + kube-apiserver + kube-controller-manager (started by
+//! `hack/cluster.sh`), the CRDs, and the operator binary as a child process.
+//!
+//! `hack/test.sh` starts one control plane for the whole suite and exports
+//! `COST_ANALYSIS_CLUSTER_DIR`; a test binary run on its own (plain `cargo test`) starts a private
+//! one under `target/` and a watchdog stops it when the test process exits.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub const LEASE_NAME: &str = "cost-analysis-operator-test";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub bin: PathBuf,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The control plane for this test process, with the CRDs installed.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let dir = match std::env::var_os("COST_ANALYSIS_CLUSTER_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => start_private_cluster(),
+        };
+        let env = std::fs::read_to_string(dir.join("env"))
+            .unwrap_or_else(|e| panic!("no control plane env in {}: {e}", dir.display()));
+        let var = |name: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .map(|v| v.trim_matches(|c| c == '"' || c == '\''))
+                .unwrap_or_else(|| panic!("{name} missing from {}", dir.join("env").display()))
+                .to_string()
+        };
+        let c = Cluster {
+            kubeconfig: PathBuf::from(var("KUBECONFIG")),
+            bin: PathBuf::from(var("BIN")),
+            dir,
+        };
+        c.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &root().join("crds").to_string_lossy(),
+        ]);
+        c.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/costanalysisjobs.cost-analysis.spaceone.dev",
+            "crd/costanalysisjobtasks.cost-analysis.spaceone.dev",
+        ]);
+        c
+    })
+}
+
+fn start_private_cluster() -> PathBuf {
+    let dir = root()
+        .join("target")
+        .join(format!("test-cluster-{}", std::process::id()));
+    let status = Command::new("bash")
+        .arg(root().join("hack/cluster.sh"))
+        .arg("up")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run hack/cluster.sh");
+    assert!(
+        status.success(),
+        "hack/cluster.sh up failed; logs in {}",
+        dir.display()
+    );
+    watchdog(&format!(
+        "bash {} down {} >/dev/null 2>&1",
+        root().join("hack/cluster.sh").display(),
+        dir.display()
+    ));
+    dir
+}
+
+/// Runs `cleanup` (a shell command) once this test process has exited.
+fn watchdog(cleanup: &str) {
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 0.3; done; {cleanup}",
+        std::process::id()
+    );
+    let _ = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+impl Cluster {
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig");
+        Client::try_from(config).expect("client")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(self.bin.join("kubectl"))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs kubectl, feeding `stdin`.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(self.bin.join("kubectl"))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn apply_yaml(&self, namespace: &str, yaml: &str) -> Output {
+        self.kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], yaml)
+    }
+
+    /// Creates a fresh namespace for one test.
+    pub fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{:06x}", rand_suffix());
+        self.kubectl_ok(&["create", "namespace", &name]);
+        name
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (t ^ (std::process::id() << 8) ^ N.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919))
+        & 0xff_ffff
+}
+
+/// The operator binary running `controller` as a child process.
+pub struct Operator {
+    pub child: Child,
+    pub metrics_addr: String,
+    pub identity: String,
+    pub log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Operator {
+    pub fn start(cluster: &Cluster, identity: &str, extra: &[&str]) -> Operator {
+        let port = free_port();
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = cluster.dir.join(format!("operator-{identity}.log"));
+        let file = std::fs::File::create(&log).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
+            .args([
+                "controller",
+                "--metrics-addr",
+                &metrics_addr,
+                "--identity",
+                identity,
+            ])
+            .args(["--lease-name", LEASE_NAME, "--lease-duration", "3"])
+            .args(extra)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("RUST_LOG", "info,cost_analysis_operator=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start operator");
+        // SIGTERM once the test process is gone, so the lease is released for the next binary.
+        watchdog(&format!("kill -TERM {} 2>/dev/null", child.id()));
+        Operator {
+            child,
+            metrics_addr,
+            identity: identity.into(),
+            log,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&self.metrics_addr, "/metrics")
+    }
+}
+
+/// Minimal HTTP/1.0 GET over loopback (the tests need no HTTP client dependency for this).
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The shared operator of this test binary, holding the lease once this returns.
+pub fn shared_operator() -> &'static Operator {
+    static OP: OnceLock<Operator> = OnceLock::new();
+    OP.get_or_init(|| {
+        let c = cluster();
+        let identity = format!("shared-{}", std::process::id());
+        let op = Operator::start(c, &identity, &[]);
+        wait_for_leader(c, &identity, Duration::from_secs(60));
+        op
+    })
+}
+
+pub fn lease_holder(c: &Cluster) -> Option<String> {
+    let out = c.kubectl(&[
+        "get",
+        "lease",
+        LEASE_NAME,
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn wait_for_leader(c: &Cluster, identity: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if lease_holder(c).as_deref() == Some(identity) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{identity} did not acquire the lease within {timeout:?}; holder = {:?}",
+        lease_holder(c)
+    );
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

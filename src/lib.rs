@@ -7,6 +7,7 @@
 //! - [`health`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`crd`]: CRD YAML generation.
 
+pub mod auth;
 pub mod controller;
 pub mod crd;
 pub mod health;

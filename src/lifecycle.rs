@@ -259,6 +259,47 @@ pub fn decide(
     }
 }
 
+/// The status after a cancel through the API: only an IN_PROGRESS job can be canceled, otherwise
+/// the current state comes back as the error (SpaceONE's `ERROR_JOB_STATE`). The result is what the
+/// controller itself would write for a canceled job, so the controller's next pass changes nothing
+/// but the task counters.
+pub fn cancel(
+    status: Option<&CostAnalysisJobStatus>,
+    generation: Option<i64>,
+    created: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<CostAnalysisJobStatus, JobState> {
+    let now = now.duration_trunc(Duration::milliseconds(1)).unwrap_or(now);
+    let previous = status.cloned().unwrap_or_default();
+    let state = previous.status.unwrap_or(JobState::InProgress);
+    if state != JobState::InProgress {
+        return Err(state);
+    }
+    let mut next = CostAnalysisJobStatus {
+        status: Some(JobState::Canceled),
+        finished_at: Some(now),
+        updated_at: Some(now),
+        last_changed_at: Some(now),
+        created_at: previous.created_at.or(Some(created)),
+        progress: previous.progress.clone().or_else(|| {
+            Some(format!(
+                "{}/{}",
+                previous.total_tasks - previous.remained_tasks,
+                previous.total_tasks
+            ))
+        }),
+        ..previous.clone()
+    };
+    next.conditions = conditions(
+        JobState::Canceled,
+        &next,
+        &previous.conditions,
+        previous.observed_generation.or(generation),
+        now,
+    );
+    Ok(next)
+}
+
 fn clamp_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub task_cancels: Counter,
     pub transitions: Family<StatusLabels, Counter>,
     pub leader: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub api_cancels: Counter,
+    pub index_jobs: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -43,6 +45,10 @@ impl Default for Metrics {
         let task_cancels = Counter::default();
         let transitions = Family::<StatusLabels, Counter>::default();
         let leader = Gauge::default();
+        let api_cancels = Counter::default();
+        let index_jobs = Gauge::default();
+        registry.register("api_cancels", "Jobs canceled through the API", api_cancels.clone());
+        registry.register("index_jobs", "Jobs held in the API index", index_jobs.clone());
         registry.register("reconciles", "Job reconciliations", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -85,6 +91,8 @@ impl Default for Metrics {
             task_cancels,
             transitions,
             leader,
+            api_cancels,
+            index_jobs,
         }
     }
 }

@@ -1,22 +1,62 @@
 #!/usr/bin/env bash
-# Builds (once) and prints the directory holding kube-apiserver, kubectl, etcd and helm, compiled from
-# their published Go modules (tools/*/go.mod). The result is cached outside the checkout, keyed by the
-# wrapper modules, so a fresh clone on the same machine reuses it and a version bump rebuilds.
+# Builds (once) and prints the directory holding kube-apiserver, kube-controller-manager, kubectl,
+# etcd and helm, compiled from their published Go modules (tools/*/go.mod). The result is cached
+# outside the checkout, keyed by tools/versions.env, the wrapper modules and this script, so a fresh
+# clone on the same machine reuses it and a version bump rebuilds. Only the directory goes to stdout;
+# progress goes to stderr.
+#   usage: hack/control-plane-bin.sh          build if needed, print the bin directory
+#          hack/control-plane-bin.sh sync     after editing tools/versions.env: update tools/*/go.mod
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-K8S=v1.36.3
-ETCD=v3.6.8
-HELM=v3.22.0
-key=$(cat "$root"/tools/*/go.mod "$root"/tools/*/go.sum "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
-cache=${COST_ANALYSIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cost-analysis-operator}
-out="$cache/bin-$key"
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/kubectl" ] && [ -x "$out/etcd" ] && [ -x "$out/helm" ]; then
-  echo "$out"; exit 0
-fi
-mkdir -p "$out.tmp"
+# shellcheck source=../tools/versions.env
+. "$root/tools/versions.env"
+K8S=$K8S_VERSION ETCD=$ETCD_VERSION HELM=$HELM_VERSION
+staging=v0.${K8S#v1.}                # k8s.io/kubernetes v1.36.3 <-> staging modules v0.36.3
+minor=${K8S#v1.}; minor=${minor%%.*}
+helm_major=${HELM%%.*}               # v3 -> helm.sh/helm/v3
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 log() { echo "control-plane-bin: $*" >&2; }
-minor=${K8S#v1.}; minor=${minor%%.*}
+
+if [ "${1:-}" = sync ]; then
+  (
+    cd "$root/tools/k8s"
+    for m in $(go mod edit -json | python3 -c 'import json,sys; print(" ".join(r["Old"]["Path"] for r in json.load(sys.stdin).get("Replace") or []))'); do
+      go mod edit -replace="$m=$m@$staging"
+    done
+    go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S" \
+      "k8s.io/kubernetes/cmd/kubectl@$K8S"
+  ) >&2
+  (cd "$root/tools/etcd" && go get -tool "go.etcd.io/etcd/server/v3@$ETCD") >&2
+  (cd "$root/tools/helm" && go get -tool "helm.sh/helm/$helm_major/cmd/helm@$HELM") >&2
+  log "tools/*/go.mod now match tools/versions.env; the first go build reports any staging module missing from the replace list"
+  exit 0
+fi
+
+# Refuse to build something other than what versions.env says.
+need() { # dir module version
+  grep -Eq "^[[:space:]]*$2 $3( |$)" "$root/tools/$1/go.mod" || {
+    log "tools/$1/go.mod does not require $2 $3 (tools/versions.env); run: hack/control-plane-bin.sh sync"; exit 1; }
+}
+need k8s k8s.io/kubernetes "$K8S"
+need etcd go.etcd.io/etcd/server/v3 "$ETCD"
+need helm "helm.sh/helm/$helm_major" "$HELM"
+if grep -E '^[[:space:]]*k8s\.io/[a-z-]+ => ' "$root/tools/k8s/go.mod" | grep -vq " $staging\$"; then
+  log "a replace in tools/k8s/go.mod is not at $staging; run: hack/control-plane-bin.sh sync"; exit 1
+fi
+
+bins=(etcd helm kubectl kube-apiserver kube-controller-manager)
+key=$(cat "$root/tools/versions.env" "$root"/tools/*/go.mod "$root"/tools/*/go.sum "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+cache=${COST_ANALYSIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cost-analysis-operator}
+out="$cache/bin-$key"
+complete() { for b in "${bins[@]}"; do [ -x "$out/$b" ] || return 1; done; }
+if complete; then echo "$out"; exit 0; fi
+
+mkdir -p "$cache"
+# One build at a time per machine (parallel test binaries may all ask at once).
+exec 9>"$cache/.lock"
+flock 9
+if complete; then echo "$out"; exit 0; fi
+mkdir -p "$out.tmp"
 ldk8s="-s -w \
  -X k8s.io/component-base/version.gitVersion=$K8S \
  -X k8s.io/component-base/version.gitMajor=1 \
@@ -30,12 +70,14 @@ ldk8s="-s -w \
 build() { # dir out pkg ldflags
   [ -x "$out.tmp/$2" ] && return 0
   log "building $2 (first use on this machine; cached afterwards in $out)"
+  local t0=$SECONDS
   (cd "$root/tools/$1" && go build -trimpath -ldflags "$4" -o "$out.tmp/$2" "$3") >&2
+  log "built $2 in $((SECONDS - t0))s"
 }
 build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
-build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM"
+build helm helm "helm.sh/helm/$helm_major/cmd/helm" "-s -w -X helm.sh/helm/$helm_major/internal/version.version=$HELM"
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$ldk8s"
 build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldk8s"
+build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$ldk8s"
 rm -rf "$out" && mv "$out.tmp" "$out"
-: "$ETCD"
 echo "$out"

@@ -47,8 +47,16 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let api_cancels = Counter::default();
         let index_jobs = Gauge::default();
-        registry.register("api_cancels", "Jobs canceled through the API", api_cancels.clone());
-        registry.register("index_jobs", "Jobs held in the API index", index_jobs.clone());
+        registry.register(
+            "api_cancels",
+            "Jobs canceled through the API",
+            api_cancels.clone(),
+        );
+        registry.register(
+            "index_jobs",
+            "Jobs held in the API index",
+            index_jobs.clone(),
+        );
         registry.register("reconciles", "Job reconciliations", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -78,7 +86,7 @@ impl Default for Metrics {
         );
         registry.register(
             "leader",
-            "1 while this process holds the controller lease",
+            "Whether this process holds the controller lease (1) or waits for it (0)",
             leader.clone(),
         );
         Metrics {

@@ -476,7 +476,10 @@ async fn metrics_and_health_are_served() {
         body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
         "{body}"
     );
-    assert!(body.contains("cost_analysis_operator_leader 1"), "{body}");
+    assert!(
+        body.lines().any(|l| l == "cost_analysis_operator_leader 1"),
+        "{body}"
+    );
     assert!(
         body.contains("cost_analysis_operator_job_transitions_total{status=\"SUCCESS\"}"),
         "{body}"

@@ -126,7 +126,11 @@ async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let leaders: Vec<bool> = [&x, &y]
         .iter()
-        .map(|op| op.metrics().contains("cost_analysis_operator_leader 1"))
+        .map(|op| {
+            op.metrics()
+                .lines()
+                .any(|l| l == "cost_analysis_operator_leader 1")
+        })
         .collect();
     assert_eq!(
         leaders.iter().filter(|l| **l).count(),

@@ -241,6 +241,13 @@ impl Operator {
     }
 }
 
+impl Drop for Operator {
+    /// A test that fails half-way must not leave its controller holding the lease.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Minimal HTTP/1.0 GET over loopback (the tests need no HTTP client dependency for this).
 pub fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};

@@ -109,10 +109,8 @@ async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Actio
     let result = reconcile_inner(&job, &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::label));
-    if result.is_ok() {
-        if let Ok(mut b) = ctx.backoff.lock() {
-            b.remove(&ObjectRef::from_obj(job.as_ref()));
-        }
+    if let (Ok(_), Ok(mut b)) = (&result, ctx.backoff.lock()) {
+        b.remove(&ObjectRef::from_obj(job.as_ref()));
     }
     result
 }
@@ -190,10 +188,8 @@ async fn apply(
         .await?;
         ctx.metrics.status_writes.inc();
         let before = job.status.as_ref().and_then(|s| s.status);
-        if before != decision.status.status {
-            if let Some(state) = decision.status.status {
-                ctx.metrics.transition(state.as_str());
-            }
+        if let Some(state) = decision.status.status.filter(|s| before != Some(*s)) {
+            ctx.metrics.transition(state.as_str());
         }
     }
 

@@ -477,7 +477,10 @@ fn sub_millisecond_clock_noise_does_not_cause_writes() {
 #[test]
 fn api_cancel_only_cancels_running_jobs_and_matches_the_controller() {
     let mut job = Job::new(spec(&["a"]));
-    job.step(&[task("a", TaskState::Pending, None)], t0() + Duration::seconds(1));
+    job.step(
+        &[task("a", TaskState::Pending, None)],
+        t0() + Duration::seconds(1),
+    );
     let now = t0() + Duration::seconds(2);
     let canceled = cancel(job.status.as_ref(), Some(1), t0(), now).expect("running job cancels");
     assert_eq!(canceled.status, Some(JobState::Canceled));
@@ -485,8 +488,14 @@ fn api_cancel_only_cancels_running_jobs_and_matches_the_controller() {
     assert_eq!((canceled.total_tasks, canceled.remained_tasks), (1, 1));
     job.status = Some(canceled.clone());
     // The controller's next pass only cancels the task; the job's status stays as written.
-    let d = job.step(&[task("a", TaskState::Pending, None)], t0() + Duration::seconds(3));
+    let d = job.step(
+        &[task("a", TaskState::Pending, None)],
+        t0() + Duration::seconds(3),
+    );
     assert!(!d.status_changed, "{:?} vs {:?}", d.status, canceled);
     assert_eq!(d.cancel_tasks, ["a"]);
-    assert_eq!(cancel(job.status.as_ref(), Some(1), t0(), now), Err(JobState::Canceled));
+    assert_eq!(
+        cancel(job.status.as_ref(), Some(1), t0(), now),
+        Err(JobState::Canceled)
+    );
 }

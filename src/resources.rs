@@ -2,6 +2,9 @@
 //! (one of its tasks). Kubernetes field names are camelCase; the SpaceONE surfaces map them to
 //! the seed's snake_case names.
 
+// kube-derive's repeated `printcolumn(type_ = ...)` arguments look like duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

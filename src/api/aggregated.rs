@@ -1,0 +1,385 @@
+//! The Kubernetes aggregated API `query.cost-analysis.spaceone.dev/v1`, reached through the
+//! cluster's own API server so that kubectl works: discovery, `jobs` (get and list, Table output,
+//! `limit`/`continue`, label selectors, a SpaceONE query in `?query=`) and `jobstats` (create-only:
+//! POST a JobStat whose spec holds a StatisticsQuery, get it back with the results in its status).
+//! Every request is authorized with a SubjectAccessReview for the caller the aggregator vouches for.
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use spaceone_query::{Job, Scope};
+
+use super::ApiState;
+use super::labels::Selector;
+use crate::auth::{AuthError, PeerIdentity, ResourceAttrs, UserInfo};
+
+pub const GROUP: &str = "query.cost-analysis.spaceone.dev";
+pub const VERSION: &str = "v1";
+const GV: &str = "query.cost-analysis.spaceone.dev/v1";
+
+pub fn router() -> Router<ApiState> {
+    let base = "/apis/query.cost-analysis.spaceone.dev/v1";
+    Router::new()
+        .route("/apis", get(group_list))
+        .route("/apis/query.cost-analysis.spaceone.dev", get(group))
+        .route(base, get(resources))
+        .route(&format!("{base}/jobs"), get(list_all))
+        .route(&format!("{base}/namespaces/{{ns}}/jobs"), get(list_namespaced))
+        .route(&format!("{base}/namespaces/{{ns}}/jobs/{{name}}"), get(get_one))
+        .route(&format!("{base}/namespaces/{{ns}}/jobstats"), post(create_stat))
+}
+
+/// A `metav1.Status` failure, the error shape kubectl understands.
+#[derive(Debug)]
+pub struct StatusError {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl StatusError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        StatusError { code, reason, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+}
+
+impl From<AuthError> for StatusError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) => Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", m),
+            AuthError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "Forbidden", m),
+            AuthError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", m),
+        }
+    }
+}
+
+impl From<spaceone_query::Error> for StatusError {
+    fn from(e: spaceone_query::Error) -> Self {
+        let code = StatusCode::from_u16(e.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let reason = match code.as_u16() {
+            400 => "BadRequest",
+            404 => "NotFound",
+            _ => "InternalError",
+        };
+        Self::new(code, reason, format!("{}: {}", e.code, e.message))
+    }
+}
+
+impl IntoResponse for StatusError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason,
+            "code": self.code.as_u16(),
+        });
+        (self.code, axum::Json(body)).into_response()
+    }
+}
+
+type Answer = Result<Response, StatusError>;
+
+fn json_ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+async fn caller(s: &ApiState, req: &Request) -> Result<UserInfo, StatusError> {
+    let peer = req.extensions().get::<PeerIdentity>().cloned().unwrap_or_default();
+    Ok(s.auth.authenticate(&peer, req.headers()).await?)
+}
+
+async fn allow(s: &ApiState, user: &UserInfo, verb: &str, resource: &str, ns: Option<&str>, name: Option<&str>) -> Result<(), StatusError> {
+    let attrs = ResourceAttrs {
+        group: GROUP.into(),
+        resource: resource.into(),
+        verb: verb.into(),
+        namespace: ns.map(str::to_string),
+        name: name.map(str::to_string),
+        subresource: None,
+    };
+    if s.auth.authorize(user, attrs).await? {
+        return Ok(());
+    }
+    let scope = ns.map_or_else(|| "at the cluster scope".to_string(), |n| format!("in the namespace \"{n}\""));
+    Err(StatusError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!("{resource}.{GROUP} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{GROUP}\" {scope}", user.name),
+    ))
+}
+
+async fn group_list(State(s): State<ApiState>, req: Request) -> Answer {
+    caller(&s, &req).await?;
+    Ok(json_ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json()]})))
+}
+
+async fn group(State(s): State<ApiState>, req: Request) -> Answer {
+    caller(&s, &req).await?;
+    Ok(json_ok(group_json()))
+}
+
+fn group_json() -> Value {
+    json!({
+        "kind": "APIGroup", "apiVersion": "v1", "name": GROUP,
+        "versions": [{"groupVersion": GV, "version": VERSION}],
+        "preferredVersion": {"groupVersion": GV, "version": VERSION},
+    })
+}
+
+async fn resources(State(s): State<ApiState>, req: Request) -> Answer {
+    caller(&s, &req).await?;
+    Ok(json_ok(resource_list()))
+}
+
+pub fn resource_list() -> Value {
+    json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GV,
+        "resources": [
+            {"name": "jobs", "singularName": "job", "namespaced": true, "kind": "Job",
+             "verbs": ["get", "list"], "categories": ["cost-analysis"], "shortNames": ["cajq"]},
+            {"name": "jobstats", "singularName": "jobstat", "namespaced": true, "kind": "JobStat",
+             "verbs": ["create"]},
+        ],
+    })
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct ListOptions {
+    label_selector: Selector,
+    limit: Option<usize>,
+    offset: usize,
+    query: Option<Value>,
+}
+
+fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
+    let mut o = ListOptions::default();
+    let params = super::spaceone::query_pairs(raw.unwrap_or(""));
+    for (k, v) in params {
+        match k.as_str() {
+            "labelSelector" => o.label_selector = Selector::parse(&v).map_err(StatusError::bad_request)?,
+            "limit" => {
+                let n: usize = v.parse().map_err(|_| StatusError::bad_request(format!("invalid limit {v:?}")))?;
+                o.limit = (n > 0).then_some(n);
+            }
+            "continue" if !v.is_empty() => o.offset = decode_continue(&v)?,
+            "query" => {
+                o.query = Some(serde_json::from_str(&v).map_err(|e| StatusError::bad_request(format!("query is not valid JSON: {e}")))?)
+            }
+            "watch" if v == "true" || v == "1" => {
+                return Err(StatusError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "watch is not supported on jobs.query.cost-analysis.spaceone.dev; watch costanalysisjobs.cost-analysis.spaceone.dev instead"));
+            }
+            _ => {}
+        }
+    }
+    Ok(o)
+}
+
+fn encode_continue(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"offset\":{offset}}}"))
+}
+
+fn decode_continue(token: &str) -> Result<usize, StatusError> {
+    let bad = || StatusError::new(StatusCode::GONE, "Expired", "the continue token is invalid; restart the list without it");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    v.get("offset").and_then(Value::as_u64).map(|o| o as usize).ok_or_else(bad)
+}
+
+async fn list_all(State(s): State<ApiState>, RawQuery(q): RawQuery, req: Request) -> Answer {
+    let user = caller(&s, &req).await?;
+    allow(&s, &user, "list", "jobs", None, None).await?;
+    list(&s, None, q.as_deref(), req.headers())
+}
+
+async fn list_namespaced(State(s): State<ApiState>, Path(ns): Path<String>, RawQuery(q): RawQuery, req: Request) -> Answer {
+    let user = caller(&s, &req).await?;
+    allow(&s, &user, "list", "jobs", Some(&ns), None).await?;
+    list(&s, Some(ns), q.as_deref(), req.headers())
+}
+
+fn list(s: &ApiState, ns: Option<String>, raw: Option<&str>, headers: &HeaderMap) -> Answer {
+    let opts = list_options(raw)?;
+    let scope = Scope { namespace: ns, domains: None };
+    let query = opts.query.clone().unwrap_or_else(|| json!({}));
+    let store = s.index.store.read().map_err(|_| StatusError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "index unavailable"))?;
+    let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now())?;
+    let selected: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| opts.label_selector.matches(store.labels(&j.namespace, &j.job_id)))
+        .collect();
+    let total = selected.len();
+    let end = opts.limit.map_or(total, |l| opts.offset.saturating_add(l).min(total));
+    let page = selected.get(opts.offset.min(total)..end).unwrap_or(&[]);
+    let cont = (end < total).then(|| encode_continue(end));
+    let remaining = cont.as_ref().map(|_| total - end);
+    let items: Vec<Value> = page.iter().map(|j| job_object(j, store.labels(&j.namespace, &j.job_id))).collect();
+    let mut meta = json!({"resourceVersion": ""});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+        meta["remainingItemCount"] = json!(remaining);
+    }
+    if wants_table(headers) {
+        return Ok(table(items, meta));
+    }
+    Ok(json_ok(json!({"kind": "JobList", "apiVersion": GV, "metadata": meta, "items": items})))
+}
+
+async fn get_one(State(s): State<ApiState>, Path((ns, name)): Path<(String, String)>, req: Request) -> Answer {
+    let user = caller(&s, &req).await?;
+    allow(&s, &user, "get", "jobs", Some(&ns), Some(&name)).await?;
+    let store = s.index.store.read().map_err(|_| StatusError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "index unavailable"))?;
+    let Some(job) = store.jobs.get(&ns, &name) else {
+        return Err(StatusError::new(StatusCode::NOT_FOUND, "NotFound", format!("jobs.{GROUP} \"{name}\" not found")));
+    };
+    let obj = job_object(&job, store.labels(&ns, &name));
+    if wants_table(req.headers()) {
+        return Ok(table(vec![obj], json!({"resourceVersion": ""})));
+    }
+    Ok(json_ok(obj))
+}
+
+/// One job as a Kubernetes object; `job` holds the SpaceONE JobInfo exactly as the REST API
+/// renders it.
+fn job_object(job: &Job, labels: Option<&std::collections::BTreeMap<String, String>>) -> Value {
+    let mut meta = json!({"name": job.job_id, "namespace": job.namespace});
+    if let Some(created) = job.created_at {
+        meta["creationTimestamp"] = json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    if let Some(l) = labels {
+        meta["labels"] = json!(l);
+    }
+    json!({"apiVersion": GV, "kind": "Job", "metadata": meta, "job": spaceone_query::api::job_info(job)})
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("as=Table"))
+}
+
+/// kubectl's server-side printing: the same columns as the CRD's printer columns.
+fn table(items: Vec<Value>, meta: Value) -> Response {
+    let now = Utc::now();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let info = &o["job"];
+            let total = info["total_tasks"].as_i64().unwrap_or(0);
+            let remained = info["remained_tasks"].as_i64().unwrap_or(0);
+            let age = o["metadata"]["creationTimestamp"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| human_duration(now - t.with_timezone(&Utc)))
+                .unwrap_or_else(|| "<unknown>".into());
+            json!({
+                "cells": [o["metadata"]["name"], info["status"], format!("{}/{}", total - remained, total),
+                          info["data_source_id"], info["domain_id"], age],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]},
+            })
+        })
+        .collect();
+    let col = |name: &str, ty: &str, format: &str, description: &str| {
+        json!({"name": name, "type": ty, "format": format, "description": description, "priority": 0})
+    };
+    let body = json!({
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+        "columnDefinitions": [
+            col("Name", "string", "name", "SpaceONE job_id"),
+            col("Status", "string", "", "SpaceONE job status"),
+            col("Progress", "string", "", "Finished tasks / total tasks"),
+            col("Data Source", "string", "", ""),
+            col("Domain", "string", "", ""),
+            col("Age", "string", "", ""),
+        ],
+        "rows": rows,
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// Kubernetes' short human durations (`45s`, `12m`, `5h`, `3d`, `2y`).
+pub fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        172_800..63_072_000 => format!("{}d", s / 86_400),
+        _ => format!("{}y", s / 31_536_000),
+    }
+}
+
+/// POST a JobStat: `spec.query` is a SpaceONE StatisticsQuery, `spec.domainId` optionally limits it
+/// to one domain; the answer is the same object with `status` holding the results.
+async fn create_stat(State(s): State<ApiState>, Path(ns): Path<String>, req: Request) -> Answer {
+    let user = caller(&s, &req).await?;
+    allow(&s, &user, "create", "jobstats", Some(&ns), None).await?;
+    let body = super::spaceone::read_json(req.headers(), req.into_body())
+        .await
+        .map_err(|e| StatusError::new(e.status, "BadRequest", e.message))?;
+    if body.get("kind").and_then(Value::as_str).is_some_and(|k| k != "JobStat") {
+        return Err(StatusError::bad_request("kind must be JobStat"));
+    }
+    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let Some(query) = spec.get("query").cloned() else {
+        return Err(StatusError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "JobStat.spec.query: Required value"));
+    };
+    let domains = match spec.get("domainId") {
+        None => None,
+        Some(Value::String(d)) => Some(vec![d.clone()]),
+        Some(_) => return Err(StatusError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "JobStat.spec.domainId: must be a string")),
+    };
+    let scope = Scope { namespace: Some(ns.clone()), domains };
+    let result = {
+        let store = s.index.store.read().map_err(|_| StatusError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "index unavailable"))?;
+        spaceone_query::api::stat_query(&store.jobs, &scope, &query, Utc::now())?
+    };
+    let mut meta = body.get("metadata").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    meta["namespace"] = json!(ns);
+    meta["creationTimestamp"] = json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let out = json!({"apiVersion": GV, "kind": "JobStat", "metadata": meta, "spec": spec, "status": result});
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_garbage_is_expired() {
+        assert_eq!(decode_continue(&encode_continue(42)).ok(), Some(42));
+        assert!(decode_continue("!!!").is_err());
+        assert!(decode_continue(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("{}")).is_err());
+    }
+
+    #[test]
+    fn list_options_parse() {
+        let o = list_options(Some("limit=5&labelSelector=a%3Db&query=%7B%7D")).map_err(|e| e.message).expect("ok");
+        assert_eq!(o.limit, Some(5));
+        assert_eq!(o.query, Some(json!({})));
+        assert!(!o.label_selector.is_empty());
+        assert!(list_options(Some("limit=x")).is_err());
+        assert!(list_options(Some("watch=true")).is_err());
+        assert!(list_options(Some("labelSelector=a%20in%20b")).is_err());
+    }
+
+    #[test]
+    fn human_durations_match_kubectl() {
+        let d = chrono::Duration::seconds;
+        assert_eq!(human_duration(d(5)), "5s");
+        assert_eq!(human_duration(d(119)), "119s");
+        assert_eq!(human_duration(d(600)), "10m");
+        assert_eq!(human_duration(d(3 * 3600)), "3h");
+        assert_eq!(human_duration(d(5 * 86400)), "5d");
+        assert_eq!(human_duration(d(-5)), "0s");
+    }
+}

@@ -1,0 +1,76 @@
+//! The API shim: a watch-fed index of jobs served over HTTPS as the SpaceONE REST API
+//! ([`spaceone`]) and as the Kubernetes aggregated API `query.cost-analysis.spaceone.dev/v1`
+//! ([`aggregated`]). Handlers are thin: authenticate, authorize, call the query engine, encode.
+
+pub mod aggregated;
+pub mod error;
+pub mod index;
+pub mod labels;
+pub mod spaceone;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use kube::Client;
+
+use crate::auth::{Authenticator, ServingCert, TlsState};
+use crate::metrics::Metrics;
+pub use index::JobIndex;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub index: JobIndex,
+    pub auth: Arc<Authenticator>,
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ApiState {
+    fn metrics_cancels(&self) {
+        self.metrics.api_cancels.inc();
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// HTTPS address of the SpaceONE and aggregated APIs.
+    pub addr: SocketAddr,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Host names for a generated serving certificate (when no files are given).
+    pub self_signed_names: Vec<String>,
+    /// Watch only this namespace.
+    pub namespace: Option<String>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    spaceone::router()
+        .merge(aggregated::router())
+        .with_state(state)
+}
+
+/// Serves the API until `shutdown` resolves. The index starts filling at once; `index.synced`
+/// turns true after the initial list, which is what `/readyz` reports.
+pub async fn run(
+    client: Client,
+    options: ApiOptions,
+    index: JobIndex,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tokio::spawn(index.clone().run(client.clone(), options.namespace.clone()));
+    let serving = match (&options.tls_cert_file, &options.tls_key_file) {
+        (Some(cert), Some(key)) => ServingCert::from_files(cert, key)?,
+        _ => ServingCert::self_signed(&options.self_signed_names)?,
+    };
+    let tls = TlsState::new(serving, None)?;
+    let auth = Arc::new(Authenticator::new(client.clone()));
+    tokio::spawn(crate::auth::watch_front_proxy(client.clone(), tls.clone(), auth.clone()));
+    let state = ApiState { index, auth, client, metrics };
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE and aggregated APIs over HTTPS");
+    crate::auth::serve(listener, tls, router(state), shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The SpaceONE REST surface: the seed's paths (`GET /cost-analysis/v1/job/{job_id}`, ...) and the
+//! later `POST /cost-analysis/v1/job/{verb}` form. Handlers authenticate, authorize the domain,
+//! hand the request to the query engine and encode its answer; cancel is the one write.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Map, Value, json};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::index::record;
+use crate::auth::{PeerIdentity, ResourceAttrs, UserInfo};
+use crate::resources::CostAnalysisJob;
+
+/// Largest request body accepted; SpaceONE queries are small.
+pub const MAX_BODY: usize = 1 << 20;
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/cost-analysis/v1/job/get", post(get_body))
+        .route("/cost-analysis/v1/job/list", post(list_body))
+        .route("/cost-analysis/v1/job/stat", post(stat_body))
+        .route("/cost-analysis/v1/job/cancel", post(cancel_body))
+        .route("/cost-analysis/v1/job/{job_id}", get(get_path))
+        .route("/cost-analysis/v1/job/{job_id}/cancel", post(cancel_path))
+        .route("/cost-analysis/v1/jobs", get(list_query))
+        .route("/cost-analysis/v1/jobs/search", post(list_body))
+        .route("/cost-analysis/v1/jobs/stat", post(stat_body))
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+async fn get_body(State(s): State<ApiState>, req: Request) -> Answer {
+    let (user, body) = authenticated_body(&s, req).await?;
+    Ok(ok(get_job(&s, &user, body).await?))
+}
+
+async fn list_body(State(s): State<ApiState>, req: Request) -> Answer {
+    let (user, body) = authenticated_body(&s, req).await?;
+    Ok(ok(list(&s, &user, body).await?))
+}
+
+async fn stat_body(State(s): State<ApiState>, req: Request) -> Answer {
+    let (user, body) = authenticated_body(&s, req).await?;
+    Ok(ok(stat(&s, &user, body).await?))
+}
+
+async fn cancel_body(State(s): State<ApiState>, req: Request) -> Answer {
+    let (user, body) = authenticated_body(&s, req).await?;
+    Ok(ok(cancel(&s, &user, body).await?))
+}
+
+async fn get_path(
+    State(s): State<ApiState>,
+    Path(job_id): Path<String>,
+    RawQuery(query): RawQuery,
+    req: Request,
+) -> Answer {
+    let user = authenticate(&s, &req).await?;
+    let mut body = query_params(query.as_deref().unwrap_or(""))?;
+    body.insert("job_id".into(), Value::String(job_id));
+    Ok(ok(get_job(&s, &user, Value::Object(body)).await?))
+}
+
+async fn cancel_path(State(s): State<ApiState>, Path(job_id): Path<String>, req: Request) -> Answer {
+    let query = query_params(req.uri().query().unwrap_or(""))?;
+    let (user, body) = authenticated_body(&s, req).await?;
+    let mut body = match body {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        _ => return Err(ApiError::invalid_parameter("body", "must be a JSON object")),
+    };
+    body.extend(query);
+    body.insert("job_id".into(), Value::String(job_id));
+    Ok(ok(cancel(&s, &user, Value::Object(body)).await?))
+}
+
+async fn list_query(State(s): State<ApiState>, RawQuery(query): RawQuery, req: Request) -> Answer {
+    let user = authenticate(&s, &req).await?;
+    let body = query_params(query.as_deref().unwrap_or(""))?;
+    Ok(ok(list(&s, &user, Value::Object(body)).await?))
+}
+
+async fn authenticate(s: &ApiState, req: &Request) -> Result<UserInfo, ApiError> {
+    let peer = req.extensions().get::<PeerIdentity>().cloned().unwrap_or_default();
+    Ok(s.auth.authenticate(&peer, req.headers()).await?)
+}
+
+async fn authenticated_body(s: &ApiState, req: Request) -> Result<(UserInfo, Value), ApiError> {
+    let user = authenticate(s, &req).await?;
+    let body = read_json(req.headers(), req.into_body()).await?;
+    Ok((user, body))
+}
+
+/// Reads a JSON body: empty means `{}`; too large, not JSON or not an object is refused clearly.
+pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    if let Some(len) = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > MAX_BODY {
+            return Err(too_large());
+        }
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Map::new()));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid_parameter("body", &format!("invalid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid_parameter("body", "must be a JSON object"));
+    }
+    Ok(value)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        "ERROR_INVALID_PARAMETER",
+        format!("Parameter is invalid. (key = body, reason = larger than {MAX_BODY} bytes)"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+}
+
+/// Query parameters in grpc-gateway style: `domain_id=d&status=FAILURE&only=a&only=b`, nested
+/// fields as `query.page.limit=10`, or the whole query as JSON in `query={...}`.
+pub fn query_params(raw: &str) -> Result<Map<String, Value>, ApiError> {
+    let mut out = Map::new();
+    for (key, value) in query_pairs(raw) {
+        let parsed = match key.as_str() {
+            "query" => serde_json::from_str(&value)
+                .map_err(|e| ApiError::invalid_parameter("query", &format!("invalid JSON: {e}")))?,
+            "query.page.start" | "query.page.limit" => value
+                .parse::<u64>()
+                .map(Value::from)
+                .map_err(|_| ApiError::invalid_parameter(&key, "must be a non-negative integer"))?,
+            "query.minimal" | "query.count_only" | "query.sort.desc" => match value.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return Err(ApiError::invalid_parameter(&key, "must be true or false")),
+            },
+            _ => Value::String(value),
+        };
+        let repeated = matches!(key.as_str(), "only" | "query.only");
+        insert_path(&mut out, &key, parsed, repeated)?;
+    }
+    Ok(out)
+}
+
+fn insert_path(out: &mut Map<String, Value>, key: &str, value: Value, repeated: bool) -> Result<(), ApiError> {
+    let mut parts = key.split('.').peekable();
+    let mut map = out;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            if repeated {
+                match map.entry(part.to_string()).or_insert_with(|| Value::Array(vec![])) {
+                    Value::Array(a) => a.push(value),
+                    _ => return Err(ApiError::invalid_parameter(key, "given twice")),
+                }
+            } else if map.insert(part.to_string(), value).is_some() {
+                return Err(ApiError::invalid_parameter(key, "given twice"));
+            }
+            return Ok(());
+        }
+        map = match map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new())) {
+            Value::Object(m) => m,
+            _ => return Err(ApiError::invalid_parameter(key, "conflicts with another parameter")),
+        };
+    }
+    Ok(())
+}
+
+pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' => bytes
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The domain a request names, if it names one as a string.
+fn domain_of(request: &Value) -> Option<String> {
+    request.get("domain_id").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Authorizes reading (`get`) or canceling (`cancel`) in the request's domain and returns the scope
+/// the engine may look at: that one domain, or nothing when the request names none (the engine then
+/// reports the missing parameter).
+async fn domain_scope(s: &ApiState, user: &UserInfo, verb: &str, request: &Value) -> Result<spaceone_query::Scope, ApiError> {
+    let Some(domain) = domain_of(request) else {
+        return Ok(spaceone_query::Scope { namespace: None, domains: Some(vec![]) });
+    };
+    if !s.auth.authorize(user, ResourceAttrs::domain(verb, &domain)).await? {
+        return Err(ApiError::permission_denied());
+    }
+    Ok(spaceone_query::Scope { namespace: None, domains: Some(vec![domain]) })
+}
+
+async fn get_job(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+    let scope = domain_scope(s, user, "get", &request).await?;
+    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+    Ok(spaceone_query::api::get(&store.jobs, &scope, &request)?)
+}
+
+async fn list(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+    let scope = domain_scope(s, user, "get", &request).await?;
+    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+    Ok(spaceone_query::api::list(&store.jobs, &scope, &request, Utc::now())?)
+}
+
+async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+    let scope = domain_scope(s, user, "get", &request).await?;
+    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+    Ok(spaceone_query::api::stat(&store.jobs, &scope, &request, Utc::now())?)
+}
+
+/// Cancels an IN_PROGRESS job synchronously. The status write is conditional on the
+/// resourceVersion just read, so a cancel racing the controller's completion ends in exactly one
+/// terminal state: whichever write lands first wins, the loser re-reads, and the answer is the truth
+/// (the CANCELED job, or ERROR_JOB_STATE naming the state that won).
+async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+    if let Some(fields) = request.as_object() {
+        if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "job_id" | "domain_id")) {
+            return Err(ApiError::invalid_parameter(unknown, "unknown field"));
+        }
+    }
+    let scope = domain_scope(s, user, "cancel", &request).await?;
+    let namespaces = {
+        let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+        // Existence and required parameters are judged exactly as `get` judges them.
+        spaceone_query::api::get(&store.jobs, &scope, &request)?;
+        let job_id = request.get("job_id").and_then(Value::as_str).unwrap_or_default();
+        store.namespaces_of(job_id).to_vec()
+    };
+    let job_id = request.get("job_id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let domain = domain_of(&request).unwrap_or_default();
+    for ns in namespaces {
+        let api: Api<CostAnalysisJob> = Api::namespaced(s.client.clone(), &ns);
+        for _attempt in 0..10 {
+            let Some(job) = api.get_opt(&job_id).await.map_err(kube_error)? else {
+                break;
+            };
+            if job.spec.domain_id != domain {
+                break;
+            }
+            let created = job
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(crate::timestamp::from_k8s)
+                .unwrap_or_else(Utc::now);
+            let status = crate::lifecycle::cancel(job.status.as_ref(), job.metadata.generation, created, Utc::now())
+                .map_err(|state| ApiError::job_state(state.as_str()))?;
+            let patch = json!({
+                "apiVersion": "cost-analysis.spaceone.dev/v1",
+                "kind": "CostAnalysisJob",
+                "metadata": {"name": job_id, "resourceVersion": job.metadata.resource_version},
+                "status": status,
+            });
+            let params = PatchParams::apply(crate::controller::FIELD_MANAGER).force();
+            match api.patch_status(&job_id, &params, &Patch::Apply(&patch)).await {
+                Ok(updated) => {
+                    s.index.observe_write(&updated);
+                    s.metrics_cancels();
+                    return Ok(spaceone_query::api::job_info(&record(&updated)));
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(kube_error(e)),
+            }
+        }
+    }
+    // The job vanished between the index lookup and the write.
+    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+    spaceone_query::api::get(&store.jobs, &scope, &request)?;
+    Err(ApiError::unknown("the job changed too often to be canceled; try again"))
+}
+
+fn kube_error(e: kube::Error) -> ApiError {
+    ApiError::unknown(format!("kubernetes API: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_follow_grpc_gateway_conventions() {
+        let m = query_params("domain_id=d-1&status=FAILURE&query.page.limit=2&query.page.start=3&only=job_id&only=status&query.minimal=true")
+            .expect("parses");
+        assert_eq!(
+            Value::Object(m),
+            json!({"domain_id": "d-1", "status": "FAILURE", "only": ["job_id", "status"],
+                   "query": {"page": {"limit": 2, "start": 3}, "minimal": true}})
+        );
+        let m = query_params("query=%7B%22keyword%22%3A%22a%20b%22%7D&domain_id=x+y").expect("parses");
+        assert_eq!(Value::Object(m), json!({"query": {"keyword": "a b"}, "domain_id": "x y"}));
+    }
+
+    #[test]
+    fn bad_query_params_are_refused() {
+        assert!(query_params("query.page.limit=-1").is_err());
+        assert!(query_params("query={").is_err());
+        assert!(query_params("domain_id=a&domain_id=b").is_err());
+        assert!(query_params("query.minimal=yes").is_err());
+        assert!(query_params("query=1&query.page.limit=2").is_err());
+    }
+
+    #[test]
+    fn percent_decoding_tolerates_garbage() {
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%41%42"), "AB");
+        assert_eq!(percent_decode("%"), "%");
+    }
+}

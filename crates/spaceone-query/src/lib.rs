@@ -1,1 +1,25 @@
-pub fn placeholder() {}
+//! SpaceONE's `Query` and `StatisticsQuery` languages for the cost-analysis Job API, evaluated
+//! over an in-memory index of compact job records, with the reference's exact semantics and
+//! errors (spaceone-cost-analysis 1.8.7 / spaceone-core 1.8.8). No Kubernetes dependency: the
+//! operator feeds the [`Index`] from a watch, the offline command from a file.
+//!
+//! - [`api`]: the calls (`list`, `stat`, `get`) on REST request bodies, plus typed entry points;
+//! - [`Index`] / [`Job`]: the records; [`Scope`]: what a caller may see at all;
+//! - [`Error`]: SpaceONE's error codes, messages and gRPC statuses;
+//! - [`offline`]: the `query` command's loading and rendering.
+
+pub mod api;
+mod error;
+mod filter;
+mod index;
+mod model;
+pub mod offline;
+mod query;
+mod render;
+mod stat;
+mod time;
+mod value;
+
+pub use error::{Error, GrpcCode};
+pub use index::{Index, Scope};
+pub use model::{Job, JobStatus};

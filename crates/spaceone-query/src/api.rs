@@ -1,0 +1,232 @@
+//! The Job API calls of the seed (spaceone-cost-analysis 1.8.7): the request messages as REST JSON
+//! bodies, validated as protobuf would, passed through the service's decorators
+//! (`check_required`, `append_query_filter`, `append_keyword_filter`) and answered in proto3 JSON.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::error::Error;
+use crate::index::{Index, Scope};
+use crate::model::{FieldPath, Job, JobStatus};
+use crate::query::{append_keyword, as_object, check_fields, parse_filters, parse_query, run};
+use crate::render::{Projection, job_info as render_info};
+
+/// Request fields after protobuf's MessageToDict: default values (empty strings, SCOPE_NONE) are
+/// absent, other types are refused as invalid parameters.
+fn params(request: &Value, allowed: &[&str]) -> Result<Map<String, Value>, Error> {
+    let req = match request {
+        Value::Null => return Ok(Map::new()),
+        v => as_object(v, "request")?,
+    };
+    check_fields(req, "", allowed)?;
+    let mut out = Map::new();
+    for (k, v) in req {
+        match (k.as_str(), v) {
+            (_, Value::Null) => {}
+            ("query", Value::Object(_)) => {
+                out.insert(k.clone(), v.clone());
+            }
+            ("query", _) => return Err(Error::invalid_parameter_type("query", "dict")),
+            ("only", Value::Array(items)) => {
+                if items.iter().any(|i| !i.is_string()) {
+                    return Err(Error::invalid_parameter_type("only", "str"));
+                }
+                if !items.is_empty() {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+            ("only", _) => return Err(Error::invalid_parameter_type("only", "list")),
+            ("status", Value::String(s)) => {
+                if s == "SCOPE_NONE" || s.is_empty() {
+                    continue;
+                }
+                if s.parse::<JobStatus>().is_err() {
+                    return Err(Error::invalid_parameter(
+                        "status",
+                        &format!("unknown enum value {s}"),
+                    ));
+                }
+                out.insert(k.clone(), v.clone());
+            }
+            (_, Value::String(s)) => {
+                if !s.is_empty() {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+            (key, _) => return Err(Error::invalid_parameter_type(key, "str")),
+        }
+    }
+    Ok(out)
+}
+
+fn check_required(p: &Map<String, Value>, keys: &[&str]) -> Result<(), Error> {
+    for k in keys {
+        if !p.contains_key(*k) {
+            return Err(Error::required_parameter(k));
+        }
+    }
+    Ok(())
+}
+
+/// `append_query_filter`: each present key becomes an `eq` condition after the caller's filters.
+fn append_query_filter(p: &mut Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
+    let mut query = match p.remove("query") {
+        Some(Value::Object(q)) => q,
+        _ => Map::new(),
+    };
+    let filter = query
+        .entry("filter")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(f) = filter {
+        for k in keys {
+            if let Some(v) = p.get(*k) {
+                let op = if v.is_array() { "in" } else { "eq" };
+                f.push(json!({"k": k, "v": v, "o": op}));
+            }
+        }
+    }
+    query
+}
+
+/// `Job.list`: JobQuery -> JobsInfo.
+pub fn list(
+    index: &Index,
+    scope: &Scope,
+    request: &Value,
+    now: DateTime<Utc>,
+) -> Result<Value, Error> {
+    let mut p = params(
+        request,
+        &["query", "job_id", "status", "data_source_id", "domain_id"],
+    )?;
+    check_required(&p, &["domain_id"])?;
+    let mut query =
+        append_query_filter(&mut p, &["job_id", "status", "data_source_id", "domain_id"]);
+    append_keyword(&mut query);
+    let q = parse_query(&Value::Object(query), now)?;
+    let (rows, total) = run(index, scope, &q);
+    let projection = match (&q.minimal, &q.only) {
+        (true, _) => Projection::Minimal,
+        (false, Some(fields)) => Projection::Only(fields),
+        (false, None) => Projection::Full,
+    };
+    let mut out = Map::new();
+    if !rows.is_empty() {
+        out.insert(
+            "results".into(),
+            Value::Array(rows.iter().map(|r| render_info(r, &projection)).collect()),
+        );
+    }
+    if total > 0 {
+        out.insert("total_count".into(), json!(total));
+    }
+    Ok(Value::Object(out))
+}
+
+/// `Job.stat`: JobStatQuery -> Struct.
+pub fn stat(
+    index: &Index,
+    scope: &Scope,
+    request: &Value,
+    now: DateTime<Utc>,
+) -> Result<Value, Error> {
+    let mut p = params(request, &["query", "domain_id"])?;
+    if !p.contains_key("query") && request.get("query").is_some_and(Value::is_object) {
+        p.insert("query".into(), json!({}));
+    }
+    check_required(&p, &["query", "domain_id"])?;
+    let query = append_query_filter(&mut p, &["domain_id"]);
+    stat_query(index, scope, &Value::Object(query), now)
+}
+
+/// A StatisticsQuery on its own (the Kubernetes `JobStat` resource): keyword, filter, aggregate.
+pub fn stat_query(
+    index: &Index,
+    scope: &Scope,
+    query: &Value,
+    now: DateTime<Utc>,
+) -> Result<Value, Error> {
+    let mut q = as_object(query, "query")?.clone();
+    check_fields(
+        &q,
+        "query",
+        &[
+            "filter",
+            "filter_or",
+            "aggregate",
+            "page",
+            "distinct",
+            "keyword",
+        ],
+    )?;
+    if q.get("keyword")
+        .is_some_and(|k| !k.is_null() && !k.is_string())
+    {
+        return Err(Error::invalid_parameter_type("query.keyword", "str"));
+    }
+    append_keyword(&mut q);
+    let filter = parse_filters(&q, "query.", now)?;
+    crate::stat::stat(index, scope, &filter, &q)
+}
+
+/// `Job.get`: GetJobRequest -> JobInfo.
+pub fn get(index: &Index, scope: &Scope, request: &Value) -> Result<Value, Error> {
+    let p = params(request, &["job_id", "domain_id", "only"])?;
+    check_required(&p, &["job_id", "domain_id"])?;
+    let job_id = p.get("job_id").and_then(Value::as_str).unwrap_or_default();
+    let domain = p
+        .get("domain_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let only = match p.get("only").and_then(Value::as_array) {
+        None => None,
+        Some(keys) => {
+            let mut fields = Vec::new();
+            for k in keys.iter().filter_map(Value::as_str) {
+                let f = FieldPath::resolve(k).map_err(Error::unknown)?.field;
+                if !fields.contains(&f) {
+                    fields.push(f);
+                }
+            }
+            Some(fields)
+        }
+    };
+    let found = index
+        .iter()
+        .filter(|r| r.job_id.as_ref() == job_id && r.domain.as_ref() == domain && scope.admits(r))
+        .min_by(|a, b| a.natural_cmp(b));
+    let Some(rec) = found else {
+        return Err(Error::not_found(
+            &["job_id", "domain_id"],
+            &[job_id, domain],
+        ));
+    };
+    let projection = match &only {
+        Some(fields) => Projection::Only(fields),
+        None => Projection::Full,
+    };
+    Ok(render_info(rec, &projection))
+}
+
+/// JobInfo of one job (used for the answer of a cancel).
+pub fn job_info(job: &Job) -> Value {
+    crate::render::job_info_of(job)
+}
+
+/// Filter, order and page a core `Query` (no request wrapper, no required domain): the typed entry
+/// point of the Kubernetes aggregated API. Returns the page and the total before paging.
+pub fn select(
+    index: &Index,
+    scope: &Scope,
+    query: &Value,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Job>, usize), Error> {
+    let mut q = as_object(query, "query")?.clone();
+    append_keyword(&mut q);
+    let q = parse_query(&Value::Object(q), now)?;
+    let (rows, total) = run(index, scope, &q);
+    Ok((
+        rows.into_iter().map(crate::index::Rec::to_job).collect(),
+        total,
+    ))
+}

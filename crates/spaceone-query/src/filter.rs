@@ -1,0 +1,471 @@
+//! One filter condition `{key|k, value|v, operator|o}`: validated in the reference's order (its
+//! error classes and messages), its value coerced by the field's type as mongoengine does, and
+//! compiled into a predicate over stored records.
+
+use chrono::{DateTime, Utc};
+use regex::{Regex, RegexBuilder};
+use serde_json::Value;
+
+use crate::error::{Error, py_repr, py_repr_ordered};
+use crate::index::Rec;
+use crate::model::{Field, FieldPath, FieldType};
+use crate::value::Val;
+
+/// In the order the reference lists them in its error message.
+pub const OPERATORS: [&str; 24] = [
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "eq",
+    "not",
+    "exists",
+    "contain",
+    "not_contain",
+    "in",
+    "not_in",
+    "contain_in",
+    "not_contain_in",
+    "match",
+    "regex",
+    "regex_in",
+    "datetime_gt",
+    "datetime_lt",
+    "datetime_gte",
+    "datetime_lte",
+    "timediff_gt",
+    "timediff_lt",
+    "timediff_gte",
+    "timediff_lte",
+];
+const LIST_OPERATORS: [&str; 5] = ["in", "not_in", "contain_in", "not_contain_in", "regex_in"];
+const FILTER_ORDER: [&str; 6] = ["key", "k", "value", "v", "operator", "o"];
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+#[derive(Clone, Debug)]
+enum Test {
+    Cmp(Cmp, Val),
+    In(Vec<Val>),
+    NotIn(Vec<Val>),
+    Exists(bool),
+    /// Any of the patterns matches (contain, contain_in, regex, regex_in).
+    Regex(Vec<Regex>),
+    /// At least one pattern does not match (not_contain, and the reference's OR-ed not_contain_in).
+    NotRegex(Vec<Regex>),
+    ElemMatch(Vec<(Vec<String>, Cmp, Val)>),
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Condition {
+    /// `None`: a `regex` key that names no model field (raw Mongo query: matches nothing).
+    path: Option<FieldPath>,
+    test: Test,
+}
+
+fn get<'a>(c: &'a serde_json::Map<String, Value>, a: &str, b: &str) -> Option<&'a Value> {
+    c.get(a).or_else(|| c.get(b))
+}
+
+/// Python's type name of a protobuf-delivered value (numbers are floats).
+fn py_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "float",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// Validates and compiles one condition.
+pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Condition, Error> {
+    let Some(c) = raw.as_object() else {
+        return Err(Error::invalid_parameter_type("query.filter", "dict"));
+    };
+    for k in c.keys() {
+        if !FILTER_ORDER.contains(&k.as_str()) {
+            return Err(Error::invalid_parameter(
+                &format!("query.filter.{k}"),
+                "unknown field",
+            ));
+        }
+    }
+    let repr = || py_repr_ordered(raw, &FILTER_ORDER);
+    let key = match get(c, "key", "k") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(Error::invalid_parameter_type("query.filter.key", "str")),
+    };
+    let operator = match get(c, "operator", "o") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            return Err(Error::invalid_parameter_type(
+                "query.filter.operator",
+                "str",
+            ));
+        }
+    };
+    let value = get(c, "value", "v").unwrap_or(&Value::Null);
+
+    if !OPERATORS.contains(&operator) {
+        let names: Vec<String> = OPERATORS.iter().map(|o| format!("'{o}'")).collect();
+        return Err(Error::db_query(format!(
+            "Filter operator is not supported. (operator = dict_keys([{}]))",
+            names.join(", ")
+        )));
+    }
+    let is_list = value.is_array();
+    if LIST_OPERATORS.contains(&operator) && !is_list {
+        return Err(Error::operator_list_value_type(operator, &repr()));
+    }
+    if !LIST_OPERATORS.contains(&operator) && is_list {
+        return Err(Error::operator_value_type(operator, &repr()));
+    }
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Err(Error::db_query(
+            "Filter condition should have key, value and operator.",
+        ));
+    };
+
+    // Resolver-specific checks, still outside the query's try block.
+    let mut pre_value: Option<Val> = None;
+    match operator {
+        "exists" if !value.is_boolean() => {
+            return Err(Error::operator_boolean_type("exists", &repr()));
+        }
+        "match" if !value.is_object() => {
+            return Err(Error::operator_dict_value_type("match", &repr()));
+        }
+        op if op.starts_with("datetime_") => {
+            pre_value = Some(match value {
+                Value::String(s) => crate::time::isoparse(s).map(Val::Date).ok_or_else(|| {
+                    Error::db_query(format!(
+                        "The value of {op} operator is required ISO 8601 format."
+                    ))
+                })?,
+                _ => Val::Null,
+            });
+        }
+        op if op.starts_with("timediff_") => {
+            let parsed = value
+                .as_str()
+                .and_then(|s| crate::time::parse_timediff(s, now));
+            pre_value = Some(Val::Date(parsed.ok_or_else(|| {
+                let shown = value
+                    .as_str()
+                    .map_or_else(|| py_repr(value), str::to_string);
+                Error::db_query(format!(
+                    "The value of {op} operator is invalid. (value = {shown})"
+                ))
+            })?));
+        }
+        _ => {}
+    }
+
+    if matches!(operator, "regex" | "regex_in") {
+        // Raw `$regex` query: no field resolution, key used as given.
+        let patterns = match value {
+            Value::Array(a) => a.iter().collect::<Vec<_>>(),
+            v => vec![v],
+        };
+        let mut compiled = Vec::new();
+        for p in patterns {
+            let Value::String(p) = p else {
+                return Err(Error::db_query("$regex has to be a string"));
+            };
+            compiled.push(
+                RegexBuilder::new(p)
+                    .case_insensitive(true)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| Error::db_query(format!("Regular expression is invalid: {e}")))?,
+            );
+        }
+        return Ok(Condition {
+            path: FieldPath::resolve(key).ok(),
+            test: Test::Regex(compiled),
+        });
+    }
+
+    // From here on the reference is inside its try block: errors are ERROR_DB_QUERY(str(e)).
+    let path = FieldPath::resolve(key).map_err(Error::db_query)?;
+    let ty = if path.sub.is_empty() {
+        path.field.ty()
+    } else {
+        FieldType::Dict
+    };
+    let coerce = |v: &Value| coerce(ty, v);
+    let test = match operator {
+        "eq" => Test::Cmp(Cmp::Eq, coerce(value)?),
+        "not" => Test::Cmp(Cmp::Ne, coerce(value)?),
+        "lt" => Test::Cmp(Cmp::Lt, coerce(value)?),
+        "lte" => Test::Cmp(Cmp::Lte, coerce(value)?),
+        "gt" => Test::Cmp(Cmp::Gt, coerce(value)?),
+        "gte" => Test::Cmp(Cmp::Gte, coerce(value)?),
+        "datetime_gt" | "timediff_gt" => Test::Cmp(Cmp::Gt, pre_value.unwrap_or(Val::Null)),
+        "datetime_lt" | "timediff_lt" => Test::Cmp(Cmp::Lt, pre_value.unwrap_or(Val::Null)),
+        "datetime_gte" | "timediff_gte" => Test::Cmp(Cmp::Gte, pre_value.unwrap_or(Val::Null)),
+        "datetime_lte" | "timediff_lte" => Test::Cmp(Cmp::Lte, pre_value.unwrap_or(Val::Null)),
+        "in" | "not_in" => {
+            let items = value
+                .as_array()
+                .map(|a| a.iter().map(coerce).collect::<Result<Vec<_>, _>>())
+                .transpose()?;
+            let items = items.unwrap_or_default();
+            if operator == "in" {
+                Test::In(items)
+            } else {
+                Test::NotIn(items)
+            }
+        }
+        "exists" => Test::Exists(value.as_bool().unwrap_or(false)),
+        "contain" | "not_contain" | "contain_in" | "not_contain_in" => {
+            let negate = operator.starts_with("not_");
+            let values: Vec<&Value> = match value {
+                Value::Array(a) => a.iter().collect(),
+                v => vec![v],
+            };
+            match ty {
+                FieldType::Str | FieldType::Dict => {
+                    let mut patterns = Vec::new();
+                    let mut equal = Vec::new();
+                    for v in values {
+                        match v {
+                            Value::String(s) => patterns.push(
+                                RegexBuilder::new(&regex::escape(s))
+                                    .case_insensitive(true)
+                                    .build()
+                                    .map_err(|e| Error::db_query(e.to_string()))?,
+                            ),
+                            // Dynamic (dict) fields compare other values by equality.
+                            other if ty == FieldType::Dict => {
+                                equal.push(Val::from_proto_json(other))
+                            }
+                            other => {
+                                return Err(Error::db_query(format!(
+                                    "decoding to str: need a bytes-like object, {} found",
+                                    py_type(other)
+                                )));
+                            }
+                        }
+                    }
+                    match (negate, equal.is_empty()) {
+                        (false, true) => Test::Regex(patterns),
+                        (true, true) => Test::NotRegex(patterns),
+                        (false, false) if patterns.is_empty() => Test::In(equal),
+                        _ => return Err(Error::db_query("$not needs a regex or a document")),
+                    }
+                }
+                // String operators on other fields: mongoengine prepares the value for the field
+                // and the operator falls back to equality.
+                FieldType::Int | FieldType::Date => {
+                    if negate {
+                        return Err(Error::db_query("$not needs a regex or a document"));
+                    }
+                    Test::In(values.into_iter().map(coerce).collect::<Result<_, _>>()?)
+                }
+            }
+        }
+        "match" => {
+            let mut parts = Vec::new();
+            for (k, v) in value.as_object().into_iter().flatten() {
+                let (field, op) = match k.rsplit_once("__") {
+                    Some((f, "gt")) => (f, Cmp::Gt),
+                    Some((f, "gte")) => (f, Cmp::Gte),
+                    Some((f, "lt")) => (f, Cmp::Lt),
+                    Some((f, "lte")) => (f, Cmp::Lte),
+                    Some((f, "ne")) => (f, Cmp::Ne),
+                    _ => (k.as_str(), Cmp::Eq),
+                };
+                parts.push((
+                    field.split("__").map(str::to_string).collect(),
+                    op,
+                    Val::from_proto_json(v),
+                ));
+            }
+            if ty == FieldType::Dict {
+                Test::ElemMatch(parts)
+            } else {
+                Test::Never
+            }
+        }
+        _ => Test::Never,
+    };
+    Ok(Condition {
+        path: Some(path),
+        test,
+    })
+}
+
+/// mongoengine's `prepare_query_value` per field type.
+fn coerce(ty: FieldType, v: &Value) -> Result<Val, Error> {
+    Ok(match ty {
+        FieldType::Int => match v {
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Int(i64::from(*b)),
+            Value::Number(n) => {
+                let f = n.as_f64().unwrap_or(0.0);
+                if !f.is_finite() {
+                    return Err(Error::db_query("cannot convert float infinity to integer"));
+                }
+                Val::Int(f.trunc() as i64)
+            }
+            Value::String(s) => {
+                let t = s.trim().replace('_', "");
+                t.parse::<i64>().map(Val::Int).map_err(|_| {
+                    Error::db_query(format!(
+                        "invalid literal for int() with base 10: {}",
+                        crate::error::py_str(s)
+                    ))
+                })?
+            }
+            other => {
+                return Err(Error::db_query(format!(
+                    "int() argument must be a string, a bytes-like object or a real number, not '{}'",
+                    py_type(other)
+                )));
+            }
+        },
+        FieldType::Date => match v {
+            Value::String(s) => crate::time::lenient_parse(s).map_or(Val::Null, Val::Date),
+            _ => Val::Null,
+        },
+        FieldType::Str | FieldType::Dict => Val::from_proto_json(v),
+    })
+}
+
+fn cmp_matches(op: Cmp, field: &Val, q: &Val) -> bool {
+    let single = |x: &Val| -> bool {
+        match op {
+            // `Ne` is the negation of `Eq` over the whole field, handled below.
+            Cmp::Eq | Cmp::Ne => x.eq_query(q),
+            Cmp::Lt | Cmp::Lte | Cmp::Gt | Cmp::Gte => {
+                if q.is_nullish() {
+                    return matches!(op, Cmp::Lte | Cmp::Gte) && x.is_nullish();
+                }
+                if x.is_nullish()
+                    || std::mem::discriminant(&rank_bracket(x))
+                        != std::mem::discriminant(&rank_bracket(q))
+                {
+                    return false;
+                }
+                let o = x.cmp_bson(q);
+                match op {
+                    Cmp::Lt => o.is_lt(),
+                    Cmp::Lte => o.is_le(),
+                    Cmp::Gt => o.is_gt(),
+                    _ => o.is_ge(),
+                }
+            }
+        }
+    };
+    match op {
+        Cmp::Ne => !cmp_matches(Cmp::Eq, field, q),
+        _ => match field {
+            Val::Arr(items) => single(field) || items.iter().any(single),
+            _ => single(field),
+        },
+    }
+}
+
+#[derive(PartialEq)]
+enum Bracket {
+    Null,
+    Num,
+    Str,
+    Obj,
+    Arr,
+    Bool,
+    Date,
+}
+
+fn rank_bracket(v: &Val) -> Bracket {
+    match v {
+        Val::Missing | Val::Null => Bracket::Null,
+        Val::Int(_) | Val::Float(_) => Bracket::Num,
+        Val::Str(_) => Bracket::Str,
+        Val::Obj(_) => Bracket::Obj,
+        Val::Arr(_) => Bracket::Arr,
+        Val::Bool(_) => Bracket::Bool,
+        Val::Date(_) => Bracket::Date,
+    }
+}
+
+fn regex_any(field: &Val, patterns: &[Regex]) -> bool {
+    match field {
+        Val::Str(s) => patterns.iter().any(|p| p.is_match(s)),
+        Val::Arr(items) => items.iter().any(|i| regex_any(i, patterns)),
+        _ => false,
+    }
+}
+
+impl Condition {
+    pub(crate) fn matches(&self, r: &Rec) -> bool {
+        let Some(path) = &self.path else { return false };
+        // Fast paths for the common shapes on scalar model fields (no allocation).
+        if path.sub.is_empty() {
+            if let Test::Cmp(Cmp::Eq, Val::Str(q)) = &self.test {
+                match path.field {
+                    Field::Status => return r.status.as_str() == q.as_ref(),
+                    Field::DomainId => return r.domain.as_ref() == q.as_ref(),
+                    Field::DataSourceId => return r.data_source.as_ref() == q.as_ref(),
+                    Field::JobId => return r.job_id.as_ref() == q.as_ref(),
+                    _ => {}
+                }
+            }
+            if let (Field::Status, Test::In(items)) = (path.field, &self.test) {
+                let s = r.status.as_str();
+                return items
+                    .iter()
+                    .any(|i| matches!(i, Val::Str(q) if q.as_ref() == s));
+            }
+        }
+        let v = r.get(path);
+        match &self.test {
+            Test::Cmp(op, q) => cmp_matches(*op, &v, q),
+            Test::In(items) => items.iter().any(|q| cmp_matches(Cmp::Eq, &v, q)),
+            Test::NotIn(items) => !items.iter().any(|q| cmp_matches(Cmp::Eq, &v, q)),
+            Test::Exists(want) => !matches!(v, Val::Missing) == *want,
+            Test::Regex(p) => regex_any(&v, p),
+            Test::NotRegex(p) => p
+                .iter()
+                .any(|one| !regex_any(&v, std::slice::from_ref(one))),
+            Test::ElemMatch(parts) => match &v {
+                Val::Arr(items) => items.iter().any(|item| {
+                    parts.iter().all(|(sub, op, q)| {
+                        let subs: Vec<&str> = sub.iter().map(String::as_str).collect();
+                        cmp_matches(*op, &item.path(&subs), q)
+                    })
+                }),
+                _ => false,
+            },
+            Test::Never => false,
+        }
+    }
+}
+
+/// `AND(filter...) AND OR(filter_or...)`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Filter {
+    pub and: Vec<Condition>,
+    pub or: Vec<Condition>,
+}
+
+impl Filter {
+    pub(crate) fn matches(&self, r: &Rec) -> bool {
+        self.and.iter().all(|c| c.matches(r))
+            && (self.or.is_empty() || self.or.iter().any(|c| c.matches(r)))
+    }
+}

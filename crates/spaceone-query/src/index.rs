@@ -1,0 +1,300 @@
+//! Compact storage of job records. Low-cardinality strings (namespace, domain, data source, error
+//! code) are interned and shared; timestamps are milliseconds with a sentinel for "none"; `options`
+//! is kept as a parsed value only when a job has any. Records live in a slot vector addressed by
+//! (namespace, job_id).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Map;
+
+use crate::model::{Field, FieldPath, Job, JobStatus};
+use crate::time::{Millis, from_millis, to_millis};
+use crate::value::Val;
+
+pub(crate) const NO_TIME: Millis = i64::MIN;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Rec {
+    pub ns: Arc<str>,
+    pub job_id: Arc<str>,
+    pub status: JobStatus,
+    pub error_code: Option<Arc<str>>,
+    pub error_message: Option<Box<str>>,
+    pub total: i64,
+    pub remained: i64,
+    pub data_source: Arc<str>,
+    pub domain: Arc<str>,
+    pub options: Option<Box<Val>>,
+    pub created: Millis,
+    pub updated: Millis,
+    pub finished: Millis,
+    pub last_changed: Millis,
+}
+
+fn time(ms: Millis) -> Val {
+    if ms == NO_TIME {
+        Val::Null
+    } else {
+        Val::Date(ms)
+    }
+}
+
+impl Rec {
+    /// The stored value of a model field. Nullable fields are stored as explicit nulls.
+    pub fn field(&self, f: Field) -> Val {
+        match f {
+            Field::JobId => Val::Str(self.job_id.clone()),
+            Field::Status => Val::str(self.status.as_str()),
+            Field::ErrorCode => self.error_code.clone().map_or(Val::Null, Val::Str),
+            Field::ErrorMessage => self.error_message.as_deref().map_or(Val::Null, Val::str),
+            Field::TotalTasks => Val::Int(self.total),
+            Field::RemainedTasks => Val::Int(self.remained),
+            Field::DataSourceId => Val::Str(self.data_source.clone()),
+            Field::DomainId => Val::Str(self.domain.clone()),
+            Field::Options => self
+                .options
+                .as_deref()
+                .cloned()
+                .unwrap_or(Val::Obj(Vec::new())),
+            Field::CreatedAt => time(self.created),
+            Field::UpdatedAt => time(self.updated),
+            Field::FinishedAt => time(self.finished),
+            Field::LastChangedAt => time(self.last_changed),
+        }
+    }
+
+    pub fn get(&self, path: &FieldPath) -> Val {
+        if path.sub.is_empty() {
+            return self.field(path.field);
+        }
+        let parts: Vec<&str> = path.sub.iter().map(String::as_str).collect();
+        match self.options.as_deref() {
+            Some(o) => o.path(&parts),
+            None => Val::Missing,
+        }
+    }
+
+    /// The whole stored document, in the model's field order.
+    pub fn document(&self) -> Val {
+        Val::Obj(
+            Field::ALL
+                .iter()
+                .map(|f| (Arc::from(f.name()), self.field(*f)))
+                .collect(),
+        )
+    }
+
+    /// Stand-in for MongoDB's `_id` order (insertion order): creation time, then identity.
+    pub fn natural_cmp(&self, other: &Rec) -> std::cmp::Ordering {
+        self.created
+            .cmp(&other.created)
+            .then_with(|| self.ns.cmp(&other.ns))
+            .then_with(|| self.job_id.cmp(&other.job_id))
+    }
+
+    pub fn to_job(&self) -> Job {
+        let opt = |ms: Millis| if ms == NO_TIME { None } else { from_millis(ms) };
+        Job {
+            namespace: self.ns.to_string(),
+            job_id: self.job_id.to_string(),
+            status: self.status,
+            error_code: self.error_code.as_deref().map(str::to_string),
+            error_message: self.error_message.as_deref().map(str::to_string),
+            total_tasks: self.total,
+            remained_tasks: self.remained,
+            data_source_id: self.data_source.to_string(),
+            domain_id: self.domain.to_string(),
+            options: self.raw_options(),
+            created_at: opt(self.created),
+            updated_at: opt(self.updated),
+            finished_at: opt(self.finished),
+            last_changed_at: opt(self.last_changed),
+        }
+    }
+
+    fn raw_options(&self) -> Map<String, serde_json::Value> {
+        fn back(v: &Val) -> serde_json::Value {
+            match v {
+                Val::Missing | Val::Null => serde_json::Value::Null,
+                Val::Bool(b) => serde_json::Value::Bool(*b),
+                Val::Int(i) => serde_json::Value::from(*i),
+                Val::Float(f) => serde_json::Number::from_f64(*f)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                Val::Str(s) => serde_json::Value::String(s.to_string()),
+                Val::Date(ms) => serde_json::Value::String(crate::time::render_info(*ms)),
+                Val::Arr(a) => serde_json::Value::Array(a.iter().map(back).collect()),
+                Val::Obj(o) => serde_json::Value::Object(
+                    o.iter().map(|(k, v)| (k.to_string(), back(v))).collect(),
+                ),
+            }
+        }
+        match self.options.as_deref().map(back) {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// Who may be seen at all: evaluated before anything else, so nothing outside it can leak through
+/// list, stat, keyword, distinct or counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    /// `None`: every domain.
+    pub domains: Option<Vec<String>>,
+}
+
+impl Scope {
+    pub fn all() -> Scope {
+        Scope::default()
+    }
+
+    pub(crate) fn admits(&self, r: &Rec) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == r.ns.as_ref())
+            && self
+                .domains
+                .as_ref()
+                .is_none_or(|ds| ds.iter().any(|d| d.as_str() == r.domain.as_ref()))
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Index {
+    slots: Vec<Option<Rec>>,
+    free: Vec<u32>,
+    by_key: HashMap<(Arc<str>, Arc<str>), u32>,
+    interned: HashSet<Arc<str>>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.interned.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.interned.insert(a.clone());
+        a
+    }
+
+    /// Inserts a job, or replaces the one with the same (namespace, job_id).
+    pub fn upsert(&mut self, job: Job) {
+        let ms = |t: Option<DateTime<Utc>>| t.map_or(NO_TIME, to_millis);
+        let ns = self.intern(&job.namespace);
+        let rec = Rec {
+            job_id: Arc::from(job.job_id.as_str()),
+            status: job.status,
+            error_code: job.error_code.as_deref().map(|c| self.intern(c)),
+            error_message: job.error_message.map(String::into_boxed_str),
+            total: job.total_tasks,
+            remained: job.remained_tasks,
+            data_source: self.intern(&job.data_source_id),
+            domain: self.intern(&job.domain_id),
+            options: if job.options.is_empty() {
+                None
+            } else {
+                Some(Box::new(Val::from_json(&serde_json::Value::Object(
+                    job.options,
+                ))))
+            },
+            created: ms(job.created_at),
+            updated: ms(job.updated_at),
+            finished: ms(job.finished_at),
+            last_changed: ms(job.last_changed_at),
+            ns,
+        };
+        let key = (rec.ns.clone(), rec.job_id.clone());
+        if let Some(&slot) = self.by_key.get(&key) {
+            self.slots[slot as usize] = Some(rec);
+            return;
+        }
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(rec);
+                s
+            }
+            None => {
+                self.slots.push(Some(rec));
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.by_key.insert(key, slot);
+    }
+
+    pub fn remove(&mut self, namespace: &str, job_id: &str) -> bool {
+        let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(job_id));
+        match self.by_key.remove(&key) {
+            Some(slot) => {
+                self.slots[slot as usize] = None;
+                self.free.push(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn get(&self, namespace: &str, job_id: &str) -> Option<Job> {
+        self.rec(namespace, job_id).map(Rec::to_job)
+    }
+
+    pub(crate) fn rec(&self, namespace: &str, job_id: &str) -> Option<&Rec> {
+        let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(job_id));
+        let slot = *self.by_key.get(&key)?;
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Rec> {
+        self.slots.iter().flatten()
+    }
+
+    /// Heap bytes held, estimated from the layout (reported in docs/performance.md and metrics).
+    pub fn approx_heap_bytes(&self) -> usize {
+        fn val_bytes(v: &Val) -> usize {
+            match v {
+                Val::Str(s) => 16 + s.len(),
+                Val::Arr(a) => {
+                    a.capacity() * std::mem::size_of::<Val>()
+                        + a.iter().map(val_bytes).sum::<usize>()
+                }
+                Val::Obj(o) => {
+                    o.capacity() * std::mem::size_of::<(Arc<str>, Val)>()
+                        + o.iter()
+                            .map(|(k, v)| 16 + k.len() + val_bytes(v))
+                            .sum::<usize>()
+                }
+                _ => 0,
+            }
+        }
+        let slots = self.slots.capacity() * std::mem::size_of::<Option<Rec>>();
+        let free = self.free.capacity() * 4;
+        // hashbrown: key + value + one control byte per bucket, buckets ~ capacity * 8/7.
+        let map = (self.by_key.capacity() * 8 / 7)
+            * (std::mem::size_of::<((Arc<str>, Arc<str>), u32)>() + 1);
+        let interned: usize = (self.interned.capacity() * 8 / 7) * 17
+            + self.interned.iter().map(|s| 16 + s.len()).sum::<usize>();
+        let per_rec: usize = self
+            .iter()
+            .map(|r| {
+                16 + r.job_id.len()
+                    + r.error_message.as_ref().map_or(0, |m| m.len())
+                    + r.options
+                        .as_deref()
+                        .map_or(0, |o| std::mem::size_of::<Val>() + val_bytes(o))
+            })
+            .sum();
+        slots + free + map + interned + per_rec
+    }
+}

@@ -1,0 +1,159 @@
+//! The offline `query` command: the same calls over jobs read from a file.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::index::{Index, Scope};
+use crate::model::{Job, JobStatus};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    List,
+    Stat,
+    Get,
+}
+
+fn time(v: Option<&Value>) -> Result<Option<DateTime<Utc>>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| format!("invalid time {s:?}: {e}")),
+        Some(other) => Err(format!("invalid time {other}")),
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    v.and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn status(v: Option<&Value>) -> Result<JobStatus, String> {
+    match v.and_then(Value::as_str) {
+        None | Some("") => Ok(JobStatus::InProgress),
+        Some(s) => s.parse().map_err(|_| format!("unknown status {s:?}")),
+    }
+}
+
+fn from_info(i: usize, v: &Value) -> Result<Job, String> {
+    let m = v
+        .as_object()
+        .ok_or_else(|| format!("job #{i} is not an object"))?;
+    Ok(Job {
+        namespace: String::new(),
+        job_id: text(m.get("job_id")).ok_or_else(|| format!("job #{i} has no job_id"))?,
+        status: status(m.get("status")).map_err(|e| format!("job #{i}: {e}"))?,
+        error_code: text(m.get("error_code")),
+        error_message: text(m.get("error_message")),
+        total_tasks: int(m.get("total_tasks")),
+        remained_tasks: int(m.get("remained_tasks")),
+        data_source_id: text(m.get("data_source_id")).unwrap_or_default(),
+        domain_id: text(m.get("domain_id")).unwrap_or_default(),
+        options: m
+            .get("options")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        created_at: time(m.get("created_at")).map_err(|e| format!("job #{i}: {e}"))?,
+        updated_at: time(m.get("updated_at")).map_err(|e| format!("job #{i}: {e}"))?,
+        finished_at: time(m.get("finished_at")).map_err(|e| format!("job #{i}: {e}"))?,
+        last_changed_at: time(m.get("last_changed_at")).map_err(|e| format!("job #{i}: {e}"))?,
+    })
+}
+
+fn from_object(i: usize, v: &Value) -> Result<Job, String> {
+    let empty = Map::new();
+    let meta = v
+        .get("metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let spec = v.get("spec").and_then(Value::as_object).unwrap_or(&empty);
+    let st = v.get("status").and_then(Value::as_object).unwrap_or(&empty);
+    let declared = spec
+        .get("tasks")
+        .and_then(Value::as_array)
+        .map_or(0, |t| t.len() as i64);
+    let created = time(
+        st.get("createdAt")
+            .or_else(|| meta.get("creationTimestamp")),
+    )
+    .map_err(|e| format!("item #{i}: {e}"))?;
+    Ok(Job {
+        namespace: text(meta.get("namespace")).unwrap_or_default(),
+        job_id: text(meta.get("name")).ok_or_else(|| format!("item #{i} has no metadata.name"))?,
+        status: status(st.get("status")).map_err(|e| format!("item #{i}: {e}"))?,
+        error_code: text(st.get("errorCode")),
+        error_message: text(st.get("errorMessage")),
+        total_tasks: if st.is_empty() {
+            declared
+        } else {
+            int(st.get("totalTasks"))
+        },
+        remained_tasks: if st.is_empty() {
+            declared
+        } else {
+            int(st.get("remainedTasks"))
+        },
+        data_source_id: text(spec.get("dataSourceId")).unwrap_or_default(),
+        domain_id: text(spec.get("domainId")).unwrap_or_default(),
+        options: spec
+            .get("options")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        created_at: created,
+        updated_at: time(st.get("updatedAt"))
+            .map_err(|e| format!("item #{i}: {e}"))?
+            .or(created),
+        finished_at: time(st.get("finishedAt")).map_err(|e| format!("item #{i}: {e}"))?,
+        last_changed_at: time(st.get("lastChangedAt")).map_err(|e| format!("item #{i}: {e}"))?,
+    })
+}
+
+/// A JSON array of JobInfo objects, or a Kubernetes `List` of CostAnalysisJob objects.
+pub fn load_jobs(text: &str) -> Result<Vec<Job>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    match &v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, j)| from_info(i, j))
+            .collect(),
+        Value::Object(m) if m.get("items").is_some_and(Value::is_array) => m
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, j)| from_object(i, j))
+            .collect(),
+        _ => Err("expected a JSON array of jobs or a Kubernetes List (with items)".into()),
+    }
+}
+
+/// The REST response body and the exit status (0, or 1 for a SpaceONE error).
+pub fn run(verb: Verb, jobs: Vec<Job>, request: &Value, now: DateTime<Utc>) -> (String, i32) {
+    let mut index = Index::new();
+    for j in jobs {
+        index.upsert(j);
+    }
+    let scope = Scope::all();
+    let result = match verb {
+        Verb::List => crate::api::list(&index, &scope, request, now),
+        Verb::Stat => crate::api::stat(&index, &scope, request, now),
+        Verb::Get => crate::api::get(&index, &scope, request),
+    };
+    match result {
+        Ok(v) => (serde_json::to_string_pretty(&v).unwrap_or_default(), 0),
+        Err(e) => {
+            let body = json!({"error": {"code": e.code, "message": e.message}});
+            (serde_json::to_string_pretty(&body).unwrap_or_default(), 1)
+        }
+    }
+}

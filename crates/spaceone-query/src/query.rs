@@ -1,0 +1,312 @@
+//! The `Query` message (core v1, with the v2 list form of `sort` accepted too): parsing into typed
+//! values, then filtering, ordering, paging and projecting stored records.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::filter::{Filter, parse_condition};
+use crate::index::{Index, Rec, Scope};
+use crate::model::{Field, FieldPath};
+use crate::value::Val;
+
+#[derive(Clone, Debug)]
+pub(crate) struct SortKey {
+    path: Option<FieldPath>,
+    desc: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Page {
+    pub start: u64,
+    pub limit: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Query {
+    pub filter: Filter,
+    pub sort: Vec<SortKey>,
+    pub page: Page,
+    pub minimal: bool,
+    pub count_only: bool,
+    /// Fields loaded for the answer (None: all).
+    pub only: Option<Vec<Field>>,
+}
+
+pub(crate) fn check_fields(
+    m: &Map<String, Value>,
+    prefix: &str,
+    allowed: &[&str],
+) -> Result<(), Error> {
+    for k in m.keys() {
+        if !allowed.contains(&k.as_str()) {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            return Err(Error::invalid_parameter(&key, "unknown field"));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn as_object<'a>(v: &'a Value, key: &str) -> Result<&'a Map<String, Value>, Error> {
+    v.as_object()
+        .ok_or_else(|| Error::invalid_parameter_type(key, "dict"))
+}
+
+pub(crate) fn as_list<'a>(v: Option<&'a Value>, key: &str) -> Result<&'a [Value], Error> {
+    match v {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(Error::invalid_parameter_type(key, "list")),
+    }
+}
+
+pub(crate) fn as_bool(v: Option<&Value>, key: &str) -> Result<bool, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Error::invalid_parameter_type(key, "bool")),
+    }
+}
+
+pub(crate) fn parse_page(v: Option<&Value>, key: &str) -> Result<Page, Error> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Page::default());
+    };
+    let m = as_object(v, key)?;
+    check_fields(m, key, &["start", "limit"])?;
+    let uint = |name: &str| -> Result<u64, Error> {
+        match m.get(name) {
+            None | Some(Value::Null) => Ok(0),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f <= u32::MAX as f64)
+                        .map(|f| f as u64)
+                })
+                .filter(|n| *n <= u64::from(u32::MAX))
+                .ok_or_else(|| {
+                    Error::invalid_parameter(
+                        &format!("{key}.{name}"),
+                        "must be an unsigned 32-bit integer",
+                    )
+                }),
+            Some(_) => Err(Error::invalid_parameter_type(
+                &format!("{key}.{name}"),
+                "int",
+            )),
+        }
+    };
+    Ok(Page {
+        start: uint("start")?,
+        limit: uint("limit")?,
+    })
+}
+
+impl Page {
+    /// 1-based; applies only when `limit > 0`; a start below 1 is 1.
+    pub(crate) fn window(&self, len: usize) -> Option<(usize, usize)> {
+        if self.limit == 0 {
+            return None;
+        }
+        let start = usize::try_from(self.start.max(1) - 1)
+            .unwrap_or(usize::MAX)
+            .min(len);
+        let end = start
+            .saturating_add(usize::try_from(self.limit).unwrap_or(usize::MAX))
+            .min(len);
+        Some((start, end))
+    }
+}
+
+pub(crate) fn parse_filters(
+    q: &Map<String, Value>,
+    prefix: &str,
+    now: DateTime<Utc>,
+) -> Result<Filter, Error> {
+    let mut filter = Filter::default();
+    for c in as_list(q.get("filter"), &format!("{prefix}filter"))? {
+        filter.and.push(parse_condition(c, now)?);
+    }
+    for c in as_list(q.get("filter_or"), &format!("{prefix}filter_or"))? {
+        filter.or.push(parse_condition(c, now)?);
+    }
+    Ok(filter)
+}
+
+fn sort_entry(e: &Value) -> Result<SortKey, Error> {
+    let m = as_object(e, "query.sort")?;
+    check_fields(m, "query.sort", &["key", "desc"])?;
+    let key = match m.get("key") {
+        Some(Value::String(k)) => k,
+        None | Some(Value::Null) => return Err(Error::unknown("'key'")),
+        Some(_) => return Err(Error::invalid_parameter_type("query.sort.key", "str")),
+    };
+    Ok(SortKey {
+        path: FieldPath::resolve(key).ok(),
+        desc: as_bool(m.get("desc"), "query.sort.desc")?,
+    })
+}
+
+/// v1 `{key, desc}` / `{keys: [...]}` (key wins), or the v2 list.
+pub(crate) fn parse_sort(v: Option<&Value>) -> Result<Vec<SortKey>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries.iter().map(sort_entry).collect(),
+        Some(Value::Object(m)) => {
+            check_fields(m, "query.sort", &["key", "desc", "keys"])?;
+            match m.get("key") {
+                Some(Value::String(k)) if !k.is_empty() => Ok(vec![SortKey {
+                    path: FieldPath::resolve(k).ok(),
+                    desc: as_bool(m.get("desc"), "query.sort.desc")?,
+                }]),
+                Some(Value::String(_)) | None | Some(Value::Null) => {
+                    as_list(m.get("keys"), "query.sort.keys")?
+                        .iter()
+                        .map(sort_entry)
+                        .collect()
+                }
+                Some(_) => Err(Error::invalid_parameter_type("query.sort.key", "str")),
+            }
+        }
+        Some(_) => Err(Error::invalid_parameter_type("query.sort", "dict")),
+    }
+}
+
+pub(crate) fn parse_query(v: &Value, now: DateTime<Utc>) -> Result<Query, Error> {
+    let q = as_object(v, "query")?;
+    check_fields(
+        q,
+        "query",
+        &[
+            "filter",
+            "filter_or",
+            "sort",
+            "page",
+            "minimal",
+            "count_only",
+            "only",
+            "keyword",
+        ],
+    )?;
+    if q.get("keyword")
+        .is_some_and(|k| !k.is_null() && !k.is_string())
+    {
+        return Err(Error::invalid_parameter_type("query.keyword", "str"));
+    }
+    let filter = parse_filters(q, "query.", now)?;
+    let sort = parse_sort(q.get("sort"))?;
+    let page = parse_page(q.get("page"), "query.page")?;
+    let minimal = as_bool(q.get("minimal"), "query.minimal")?;
+    let count_only = as_bool(q.get("count_only"), "query.count_only")?;
+    let only = match as_list(q.get("only"), "query.only")? {
+        [] => None,
+        keys => {
+            let mut fields = Vec::new();
+            for k in keys {
+                let Some(k) = k.as_str() else {
+                    return Err(Error::invalid_parameter_type("query.only", "str"));
+                };
+                let path = FieldPath::resolve(k).map_err(Error::db_query)?;
+                if !fields.contains(&path.field) {
+                    fields.push(path.field);
+                }
+            }
+            // The ordering keys in use are loaded too.
+            if sort.is_empty() {
+                fields.push(Field::CreatedAt);
+            }
+            for p in sort.iter().filter_map(|s| s.path.as_ref()) {
+                if !fields.contains(&p.field) {
+                    fields.push(p.field);
+                }
+            }
+            Some(fields)
+        }
+    };
+    Ok(Query {
+        filter,
+        sort,
+        page,
+        minimal,
+        count_only,
+        only,
+    })
+}
+
+/// `keyword` (stripped, split on spaces) OR-ed into `filter_or` as `job_id contain_in [...]`.
+pub(crate) fn append_keyword(query: &mut Map<String, Value>) {
+    let Some(keyword) = query.remove("keyword") else {
+        return;
+    };
+    let words: Vec<Value> = keyword
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(|w| Value::String(w.to_string()))
+        .collect();
+    let or = query
+        .entry("filter_or")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if words.is_empty() {
+        return;
+    }
+    if let Value::Array(or) = or {
+        or.push(serde_json::json!({"k": "job_id", "v": words, "o": "contain_in"}));
+    }
+}
+
+fn sort_value(r: &Rec, key: &SortKey) -> Val {
+    match &key.path {
+        Some(p) => r.get(p),
+        None => Val::Missing,
+    }
+}
+
+fn compare(a: &Rec, b: &Rec, keys: &[SortKey]) -> Ordering {
+    if keys.is_empty() {
+        return b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
+    }
+    for k in keys {
+        let o = sort_value(a, k).cmp_bson(&sort_value(b, k));
+        let o = if k.desc { o.reverse() } else { o };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.natural_cmp(b)
+}
+
+/// Records matching scope and filter, in query order, and the total before paging.
+pub(crate) fn run<'a>(index: &'a Index, scope: &Scope, q: &Query) -> (Vec<&'a Rec>, usize) {
+    let mut rows: Vec<&Rec> = index
+        .iter()
+        .filter(|r| scope.admits(r) && q.filter.matches(r))
+        .collect();
+    let total = rows.len();
+    if q.count_only {
+        return (Vec::new(), total);
+    }
+    match q.page.window(total) {
+        Some((start, end)) => {
+            // Only the first `end` rows in order are needed: partition, then sort that prefix.
+            if end < rows.len() && end > 0 {
+                rows.select_nth_unstable_by(end - 1, |a, b| compare(a, b, &q.sort));
+                rows.truncate(end);
+            }
+            rows.sort_unstable_by(|a, b| compare(a, b, &q.sort));
+            rows.truncate(end);
+            rows.drain(..start.min(rows.len()));
+        }
+        None => rows.sort_unstable_by(|a, b| compare(a, b, &q.sort)),
+    }
+    (rows, total)
+}

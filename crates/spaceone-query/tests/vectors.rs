@@ -59,10 +59,8 @@ fn every_vector_holds() {
                     p = Some(format!("code {} != {}", e.code, want["code"]));
                 } else if want["grpc"] != e.grpc.as_str() {
                     p = Some(format!("grpc {} != {}", e.grpc.as_str(), want["grpc"]));
-                } else if let Some(m) = want["message"].as_str() {
-                    if m != e.message {
-                        p = Some(format!("message\n   got: {}\n  want: {m}", e.message));
-                    }
+                } else if let Some(m) = want["message"].as_str().filter(|m| *m != e.message) {
+                    p = Some(format!("message\n   got: {}\n  want: {m}", e.message));
                 }
                 p
             }

@@ -5,8 +5,11 @@
 //! - [`controller`]: the kube-rs shell that applies those decisions;
 //! - [`leader`]: Lease-based leader election;
 //! - [`health`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`api`]: the API shim (SpaceONE REST and the Kubernetes aggregated API over a watch-fed index);
+//! - [`auth`]: front-proxy client certificates, TokenReview and SubjectAccessReview;
 //! - [`crd`]: CRD YAML generation.
 
+pub mod api;
 pub mod auth;
 pub mod controller;
 pub mod crd;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
-use cost_analysis_operator::{controller, crd, health, leader, lifecycle, metrics, shutdown};
+use cost_analysis_operator::{api, controller, crd, health, leader, lifecycle, metrics, shutdown};
 use tracing_subscriber::EnvFilter;
 
 /// The SpaceONE cost-analysis Job API as a Kubernetes operator.
@@ -34,13 +34,87 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the job controller: progress, timeouts, cancel requests (leader-elected).
-    Controller(ControllerArgs),
+    Controller {
+        #[command(flatten)]
+        controller: ControllerArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run the API shim: the SpaceONE REST API and the Kubernetes aggregated API over a
+    /// watch-fed index of jobs (stateless; run as many replicas as you like).
+    Api {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run the controller and the API shim in one process (small installs and the demo).
+    Run {
+        #[command(flatten)]
+        controller: ControllerArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
     Crd {
         /// Write one file per CRD into this directory instead of printing.
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Evaluate a SpaceONE Job API request offline over a JSON file of jobs (no cluster needed).
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Address of /healthz, /readyz and /metrics (plain HTTP).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "METRICS_ADDR")]
+    metrics_addr: SocketAddr,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    /// HTTPS address of the SpaceONE REST API and the aggregated API.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "API_ADDR")]
+    api_addr: SocketAddr,
+    /// PEM serving certificate (e.g. from cert-manager); without it a self-signed one is generated.
+    #[arg(long, requires = "tls_key_file", env = "TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file", env = "TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// Host names of the generated serving certificate (repeatable).
+    #[arg(long = "self-signed-name", default_values = ["localhost"])]
+    self_signed_names: Vec<String>,
+    /// Serve only jobs of this namespace (default: all namespaces).
+    #[arg(long = "api-namespace", env = "API_WATCH_NAMESPACE")]
+    api_namespace: Option<String>,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Which call to evaluate.
+    #[arg(value_enum)]
+    verb: QueryVerb,
+    /// Jobs: a JSON array of SpaceONE JobInfo objects, or a Kubernetes List of CostAnalysisJobs
+    /// (`kubectl get caj -A -o json`).
+    #[arg(long)]
+    jobs: PathBuf,
+    /// The REST request body (JobQuery, JobStatQuery or GetJobRequest); `-` reads standard input.
+    #[arg(long, default_value = "-")]
+    request: String,
+    /// The current time for `timediff_*` operators (RFC 3339; default: now).
+    #[arg(long)]
+    now: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QueryVerb {
+    List,
+    Stat,
+    Get,
 }
 
 #[derive(Args)]
@@ -55,9 +129,6 @@ struct ControllerArgs {
     /// wait this much past the deadline so they never fire early.
     #[arg(long, default_value_t = 1000)]
     clock_skew_allowance_ms: u32,
-    /// Address of /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:8080", env = "METRICS_ADDR")]
-    metrics_addr: SocketAddr,
     /// Name of the Lease used for leader election.
     #[arg(long, default_value = "cost-analysis-operator-controller")]
     lease_name: String,
@@ -75,26 +146,44 @@ struct ControllerArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    match cli.command {
-        Command::Crd { out_dir } => print_crds(out_dir),
-        Command::Controller(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(run_controller(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "controller exited");
-                    ExitCode::FAILURE
-                }
-            }
+    let serve = match cli.command {
+        Command::Crd { out_dir } => return print_crds(out_dir),
+        Command::Query(args) => return run_query(args),
+        Command::Controller { controller, common } => Serve {
+            controller: Some(controller),
+            api: None,
+            common,
+        },
+        Command::Api { api, common } => Serve {
+            controller: None,
+            api: Some(api),
+            common,
+        },
+        Command::Run {
+            controller,
+            api,
+            common,
+        } => Serve {
+            controller: Some(controller),
+            api: Some(api),
+            common,
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "exiting");
+            ExitCode::FAILURE
         }
     }
 }
@@ -137,22 +226,84 @@ fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run_controller(args: ControllerArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let client = kube::Client::try_default().await?;
-    let metrics = Arc::new(metrics::Metrics::default());
-    let stop = shutdown::on_signal();
-    let ready = Arc::new(AtomicBool::new(false));
-    let (addr, server) = health::serve(
-        args.metrics_addr,
-        health::Health {
-            ready: ready.clone(),
-            metrics: metrics.clone(),
-        },
-        shutdown::requested(stop.clone()),
-    )
-    .await?;
-    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+struct Serve {
+    controller: Option<ControllerArgs>,
+    api: Option<ApiArgs>,
+    common: CommonArgs,
+}
 
+impl Serve {
+    async fn run(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let client = kube::Client::try_default().await?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let stop = shutdown::on_signal();
+        let ready = Arc::new(AtomicBool::new(false));
+        let (addr, server) = health::serve(
+            self.common.metrics_addr,
+            health::Health {
+                ready: ready.clone(),
+                metrics: metrics.clone(),
+            },
+            shutdown::requested(stop.clone()),
+        )
+        .await?;
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+
+        let mut tasks = tokio::task::JoinSet::new();
+        let index = api::JobIndex::default();
+        if let Some(args) = self.api {
+            let options = api::ApiOptions {
+                addr: args.api_addr,
+                tls_cert_file: args.tls_cert_file,
+                tls_key_file: args.tls_key_file,
+                self_signed_names: args.self_signed_names,
+                namespace: args.api_namespace,
+            };
+            let (c, i, m) = (client.clone(), index.clone(), metrics.clone());
+            let until = shutdown::requested(stop.clone());
+            tasks.spawn(async move { api::run(c, options, i, m, until).await });
+            // The shim is ready once its index holds the initial list.
+            let (index, ready, metrics) = (index.clone(), ready.clone(), metrics.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(s) = index.store.read() {
+                        metrics
+                            .index_jobs
+                            .set(i64::try_from(s.jobs.len()).unwrap_or(i64::MAX));
+                    }
+                    ready.store(index.is_synced(), Ordering::Release);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            });
+        }
+        if let Some(args) = self.controller {
+            // With the API in the same process (`run`), readiness follows its index.
+            if tasks.is_empty() {
+                ready.store(true, Ordering::Release);
+            }
+            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop.clone());
+            tasks.spawn(async move { run_controller(client, args, metrics, stop).await });
+        }
+        let mut result = Ok(());
+        // Whichever component ends first (shutdown, lost lease, fatal error) ends the process.
+        if let Some(first) = tasks.join_next().await {
+            result = first
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .and_then(|r| r);
+        }
+        tasks.shutdown().await;
+        ready.store(false, Ordering::Release);
+        server.abort();
+        result
+    }
+}
+
+async fn run_controller(
+    client: kube::Client,
+    args: ControllerArgs,
+    metrics: Arc<metrics::Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let identity = args.identity.unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into());
         format!("{host}-{:08x}", rand::random::<u32>())
@@ -170,14 +321,74 @@ async fn run_controller(args: ControllerArgs) -> Result<(), Box<dyn std::error::
             args.clock_skew_allowance_ms,
         )),
     };
-    // A standby replica is ready: it serves its purpose by waiting for the lease.
-    ready.store(true, Ordering::Release);
     let namespace = args.namespace;
-    let result = leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
+    leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
         controller::run(client, config, metrics, namespace, until)
     })
-    .await;
-    ready.store(false, Ordering::Release);
-    server.abort();
-    Ok(result?)
+    .await?;
+    Ok(())
+}
+
+fn run_query(args: QueryArgs) -> ExitCode {
+    let jobs_text = match std::fs::read_to_string(&args.jobs) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read --jobs {}: {e}", args.jobs.display());
+            return ExitCode::from(2);
+        }
+    };
+    let jobs = match spaceone_query::offline::load_jobs(&jobs_text) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: --jobs {}: {e}", args.jobs.display());
+            return ExitCode::from(2);
+        }
+    };
+    let request_text = if args.request == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+            eprintln!("error: cannot read the request from standard input: {e}");
+            return ExitCode::from(2);
+        }
+        s
+    } else {
+        match std::fs::read_to_string(&args.request) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read --request {}: {e}", args.request);
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let request: serde_json::Value = if request_text.trim().is_empty() {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_str(&request_text) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: the request is not valid JSON: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let now = match args
+        .now
+        .as_deref()
+        .map(chrono::DateTime::parse_from_rfc3339)
+    {
+        None => chrono::Utc::now(),
+        Some(Ok(t)) => t.with_timezone(&chrono::Utc),
+        Some(Err(e)) => {
+            eprintln!("error: --now is not an RFC 3339 time: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let verb = match args.verb {
+        QueryVerb::List => spaceone_query::offline::Verb::List,
+        QueryVerb::Stat => spaceone_query::offline::Verb::Stat,
+        QueryVerb::Get => spaceone_query::offline::Verb::Get,
+    };
+    let (out, code) = spaceone_query::offline::run(verb, jobs, &request, now);
+    println!("{out}");
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -5,7 +5,7 @@
 //! Every request is authorized with a SubjectAccessReview for the caller the aggregator vouches for.
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,9 +29,18 @@ pub fn router() -> Router<ApiState> {
         .route("/apis/query.cost-analysis.spaceone.dev", get(group))
         .route(base, get(resources))
         .route(&format!("{base}/jobs"), get(list_all))
-        .route(&format!("{base}/namespaces/{{ns}}/jobs"), get(list_namespaced))
-        .route(&format!("{base}/namespaces/{{ns}}/jobs/{{name}}"), get(get_one))
-        .route(&format!("{base}/namespaces/{{ns}}/jobstats"), post(create_stat))
+        .route(
+            &format!("{base}/namespaces/{{ns}}/jobs"),
+            get(list_namespaced),
+        )
+        .route(
+            &format!("{base}/namespaces/{{ns}}/jobs/{{name}}"),
+            get(get_one),
+        )
+        .route(
+            &format!("{base}/namespaces/{{ns}}/jobstats"),
+            post(create_stat),
+        )
 }
 
 /// A `metav1.Status` failure, the error shape kubectl understands.
@@ -44,7 +53,11 @@ pub struct StatusError {
 
 impl StatusError {
     fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        StatusError { code, reason, message: message.into() }
+        StatusError {
+            code,
+            reason,
+            message: message.into(),
+        }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -57,14 +70,17 @@ impl From<AuthError> for StatusError {
         match e {
             AuthError::Unauthenticated(m) => Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", m),
             AuthError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "Forbidden", m),
-            AuthError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", m),
+            AuthError::Unavailable(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", m)
+            }
         }
     }
 }
 
 impl From<spaceone_query::Error> for StatusError {
     fn from(e: spaceone_query::Error) -> Self {
-        let code = StatusCode::from_u16(e.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code =
+            StatusCode::from_u16(e.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let reason = match code.as_u16() {
             400 => "BadRequest",
             404 => "NotFound",
@@ -91,12 +107,53 @@ fn json_ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
-async fn caller(s: &ApiState, req: &Request) -> Result<UserInfo, StatusError> {
-    let peer = req.extensions().get::<PeerIdentity>().cloned().unwrap_or_default();
-    Ok(s.auth.authenticate(&peer, req.headers()).await?)
+/// The request's authentication inputs, taken out of the request so no borrow of its (non-`Sync`)
+/// body is held across an await.
+pub struct Caller {
+    peer: PeerIdentity,
+    headers: HeaderMap,
 }
 
-async fn allow(s: &ApiState, user: &UserInfo, verb: &str, resource: &str, ns: Option<&str>, name: Option<&str>) -> Result<(), StatusError> {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller {
+            peer: parts
+                .extensions
+                .get::<PeerIdentity>()
+                .cloned()
+                .unwrap_or_default(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Caller {
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.peer
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+}
+
+async fn caller(s: &ApiState, c: &Caller) -> Result<UserInfo, StatusError> {
+    Ok(s.auth.authenticate(&c.peer, &c.headers).await?)
+}
+
+async fn allow(
+    s: &ApiState,
+    user: &UserInfo,
+    verb: &str,
+    resource: &str,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Result<(), StatusError> {
     let attrs = ResourceAttrs {
         group: GROUP.into(),
         resource: resource.into(),
@@ -108,21 +165,29 @@ async fn allow(s: &ApiState, user: &UserInfo, verb: &str, resource: &str, ns: Op
     if s.auth.authorize(user, attrs).await? {
         return Ok(());
     }
-    let scope = ns.map_or_else(|| "at the cluster scope".to_string(), |n| format!("in the namespace \"{n}\""));
+    let scope = ns.map_or_else(
+        || "at the cluster scope".to_string(),
+        |n| format!("in the namespace \"{n}\""),
+    );
     Err(StatusError::new(
         StatusCode::FORBIDDEN,
         "Forbidden",
-        format!("{resource}.{GROUP} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{GROUP}\" {scope}", user.name),
+        format!(
+            "{resource}.{GROUP} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{GROUP}\" {scope}",
+            user.name
+        ),
     ))
 }
 
-async fn group_list(State(s): State<ApiState>, req: Request) -> Answer {
-    caller(&s, &req).await?;
-    Ok(json_ok(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json()]})))
+async fn group_list(State(s): State<ApiState>, c: Caller) -> Answer {
+    caller(&s, &c).await?;
+    Ok(json_ok(
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json()]}),
+    ))
 }
 
-async fn group(State(s): State<ApiState>, req: Request) -> Answer {
-    caller(&s, &req).await?;
+async fn group(State(s): State<ApiState>, c: Caller) -> Answer {
+    caller(&s, &c).await?;
     Ok(json_ok(group_json()))
 }
 
@@ -134,8 +199,8 @@ fn group_json() -> Value {
     })
 }
 
-async fn resources(State(s): State<ApiState>, req: Request) -> Answer {
-    caller(&s, &req).await?;
+async fn resources(State(s): State<ApiState>, c: Caller) -> Answer {
+    caller(&s, &c).await?;
     Ok(json_ok(resource_list()))
 }
 
@@ -164,17 +229,27 @@ fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
     let params = super::spaceone::query_pairs(raw.unwrap_or(""));
     for (k, v) in params {
         match k.as_str() {
-            "labelSelector" => o.label_selector = Selector::parse(&v).map_err(StatusError::bad_request)?,
+            "labelSelector" => {
+                o.label_selector = Selector::parse(&v).map_err(StatusError::bad_request)?
+            }
             "limit" => {
-                let n: usize = v.parse().map_err(|_| StatusError::bad_request(format!("invalid limit {v:?}")))?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| StatusError::bad_request(format!("invalid limit {v:?}")))?;
                 o.limit = (n > 0).then_some(n);
             }
             "continue" if !v.is_empty() => o.offset = decode_continue(&v)?,
             "query" => {
-                o.query = Some(serde_json::from_str(&v).map_err(|e| StatusError::bad_request(format!("query is not valid JSON: {e}")))?)
+                o.query = Some(serde_json::from_str(&v).map_err(|e| {
+                    StatusError::bad_request(format!("query is not valid JSON: {e}"))
+                })?)
             }
             "watch" if v == "true" || v == "1" => {
-                return Err(StatusError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "watch is not supported on jobs.query.cost-analysis.spaceone.dev; watch costanalysisjobs.cost-analysis.spaceone.dev instead"));
+                return Err(StatusError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "watch is not supported on jobs.query.cost-analysis.spaceone.dev; watch costanalysisjobs.cost-analysis.spaceone.dev instead",
+                ));
             }
             _ => {}
         }
@@ -187,40 +262,73 @@ fn encode_continue(offset: usize) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<usize, StatusError> {
-    let bad = || StatusError::new(StatusCode::GONE, "Expired", "the continue token is invalid; restart the list without it");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        StatusError::new(
+            StatusCode::GONE,
+            "Expired",
+            "the continue token is invalid; restart the list without it",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    v.get("offset").and_then(Value::as_u64).map(|o| o as usize).ok_or_else(bad)
+    v.get("offset")
+        .and_then(Value::as_u64)
+        .map(|o| o as usize)
+        .ok_or_else(bad)
 }
 
-async fn list_all(State(s): State<ApiState>, RawQuery(q): RawQuery, req: Request) -> Answer {
-    let user = caller(&s, &req).await?;
+async fn list_all(State(s): State<ApiState>, RawQuery(q): RawQuery, c: Caller) -> Answer {
+    let user = caller(&s, &c).await?;
     allow(&s, &user, "list", "jobs", None, None).await?;
-    list(&s, None, q.as_deref(), req.headers())
+    list(&s, None, q.as_deref(), &c.headers)
 }
 
-async fn list_namespaced(State(s): State<ApiState>, Path(ns): Path<String>, RawQuery(q): RawQuery, req: Request) -> Answer {
-    let user = caller(&s, &req).await?;
+async fn list_namespaced(
+    State(s): State<ApiState>,
+    Path(ns): Path<String>,
+    RawQuery(q): RawQuery,
+    c: Caller,
+) -> Answer {
+    let user = caller(&s, &c).await?;
     allow(&s, &user, "list", "jobs", Some(&ns), None).await?;
-    list(&s, Some(ns), q.as_deref(), req.headers())
+    list(&s, Some(ns), q.as_deref(), &c.headers)
 }
 
 fn list(s: &ApiState, ns: Option<String>, raw: Option<&str>, headers: &HeaderMap) -> Answer {
     let opts = list_options(raw)?;
-    let scope = Scope { namespace: ns, domains: None };
+    let scope = Scope {
+        namespace: ns,
+        domains: None,
+    };
     let query = opts.query.clone().unwrap_or_else(|| json!({}));
-    let store = s.index.store.read().map_err(|_| StatusError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "index unavailable"))?;
+    let store = s.index.store.read().map_err(|_| {
+        StatusError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "index unavailable",
+        )
+    })?;
     let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now())?;
     let selected: Vec<&Job> = jobs
         .iter()
-        .filter(|j| opts.label_selector.matches(store.labels(&j.namespace, &j.job_id)))
+        .filter(|j| {
+            opts.label_selector
+                .matches(store.labels(&j.namespace, &j.job_id))
+        })
         .collect();
     let total = selected.len();
-    let end = opts.limit.map_or(total, |l| opts.offset.saturating_add(l).min(total));
+    let end = opts
+        .limit
+        .map_or(total, |l| opts.offset.saturating_add(l).min(total));
     let page = selected.get(opts.offset.min(total)..end).unwrap_or(&[]);
     let cont = (end < total).then(|| encode_continue(end));
     let remaining = cont.as_ref().map(|_| total - end);
-    let items: Vec<Value> = page.iter().map(|j| job_object(j, store.labels(&j.namespace, &j.job_id))).collect();
+    let items: Vec<Value> = page
+        .iter()
+        .map(|j| job_object(j, store.labels(&j.namespace, &j.job_id)))
+        .collect();
     let mut meta = json!({"resourceVersion": ""});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
@@ -229,18 +337,34 @@ fn list(s: &ApiState, ns: Option<String>, raw: Option<&str>, headers: &HeaderMap
     if wants_table(headers) {
         return Ok(table(items, meta));
     }
-    Ok(json_ok(json!({"kind": "JobList", "apiVersion": GV, "metadata": meta, "items": items})))
+    Ok(json_ok(
+        json!({"kind": "JobList", "apiVersion": GV, "metadata": meta, "items": items}),
+    ))
 }
 
-async fn get_one(State(s): State<ApiState>, Path((ns, name)): Path<(String, String)>, req: Request) -> Answer {
-    let user = caller(&s, &req).await?;
+async fn get_one(
+    State(s): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+    c: Caller,
+) -> Answer {
+    let user = caller(&s, &c).await?;
     allow(&s, &user, "get", "jobs", Some(&ns), Some(&name)).await?;
-    let store = s.index.store.read().map_err(|_| StatusError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "index unavailable"))?;
+    let store = s.index.store.read().map_err(|_| {
+        StatusError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "index unavailable",
+        )
+    })?;
     let Some(job) = store.jobs.get(&ns, &name) else {
-        return Err(StatusError::new(StatusCode::NOT_FOUND, "NotFound", format!("jobs.{GROUP} \"{name}\" not found")));
+        return Err(StatusError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("jobs.{GROUP} \"{name}\" not found"),
+        ));
     };
     let obj = job_object(&job, store.labels(&ns, &name));
-    if wants_table(req.headers()) {
+    if wants_table(&c.headers) {
         return Ok(table(vec![obj], json!({"resourceVersion": ""})));
     }
     Ok(json_ok(obj))
@@ -288,9 +412,7 @@ fn table(items: Vec<Value>, meta: Value) -> Response {
             })
         })
         .collect();
-    let col = |name: &str, ty: &str, format: &str, description: &str| {
-        json!({"name": name, "type": ty, "format": format, "description": description, "priority": 0})
-    };
+    let col = |name: &str, ty: &str, format: &str, description: &str| json!({"name": name, "type": ty, "format": format, "description": description, "priority": 0});
     let body = json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
         "columnDefinitions": [
@@ -320,30 +442,62 @@ pub fn human_duration(d: chrono::Duration) -> String {
 
 /// POST a JobStat: `spec.query` is a SpaceONE StatisticsQuery, `spec.domainId` optionally limits it
 /// to one domain; the answer is the same object with `status` holding the results.
-async fn create_stat(State(s): State<ApiState>, Path(ns): Path<String>, req: Request) -> Answer {
-    let user = caller(&s, &req).await?;
+async fn create_stat(
+    State(s): State<ApiState>,
+    Path(ns): Path<String>,
+    c: Caller,
+    body: axum::body::Body,
+) -> Answer {
+    let user = caller(&s, &c).await?;
     allow(&s, &user, "create", "jobstats", Some(&ns), None).await?;
-    let body = super::spaceone::read_json(req.headers(), req.into_body())
+    let body = super::spaceone::read_json(&c.headers, body)
         .await
         .map_err(|e| StatusError::new(e.status, "BadRequest", e.message))?;
-    if body.get("kind").and_then(Value::as_str).is_some_and(|k| k != "JobStat") {
+    if body
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k != "JobStat")
+    {
         return Err(StatusError::bad_request("kind must be JobStat"));
     }
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let Some(query) = spec.get("query").cloned() else {
-        return Err(StatusError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "JobStat.spec.query: Required value"));
+        return Err(StatusError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "JobStat.spec.query: Required value",
+        ));
     };
     let domains = match spec.get("domainId") {
         None => None,
         Some(Value::String(d)) => Some(vec![d.clone()]),
-        Some(_) => return Err(StatusError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "JobStat.spec.domainId: must be a string")),
+        Some(_) => {
+            return Err(StatusError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "JobStat.spec.domainId: must be a string",
+            ));
+        }
     };
-    let scope = Scope { namespace: Some(ns.clone()), domains };
+    let scope = Scope {
+        namespace: Some(ns.clone()),
+        domains,
+    };
     let result = {
-        let store = s.index.store.read().map_err(|_| StatusError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "index unavailable"))?;
+        let store = s.index.store.read().map_err(|_| {
+            StatusError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "index unavailable",
+            )
+        })?;
         spaceone_query::api::stat_query(&store.jobs, &scope, &query, Utc::now())?
     };
-    let mut meta = body.get("metadata").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let mut meta = body
+        .get("metadata")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
     meta["namespace"] = json!(ns);
     meta["creationTimestamp"] = json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
     let out = json!({"apiVersion": GV, "kind": "JobStat", "metadata": meta, "spec": spec, "status": result});
@@ -358,12 +512,17 @@ mod tests {
     fn continue_tokens_round_trip_and_garbage_is_expired() {
         assert_eq!(decode_continue(&encode_continue(42)).ok(), Some(42));
         assert!(decode_continue("!!!").is_err());
-        assert!(decode_continue(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("{}")).is_err());
+        assert!(
+            decode_continue(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("{}"))
+                .is_err()
+        );
     }
 
     #[test]
     fn list_options_parse() {
-        let o = list_options(Some("limit=5&labelSelector=a%3Db&query=%7B%7D")).map_err(|e| e.message).expect("ok");
+        let o = list_options(Some("limit=5&labelSelector=a%3Db&query=%7B%7D"))
+            .map_err(|e| e.message)
+            .expect("ok");
         assert_eq!(o.limit, Some(5));
         assert_eq!(o.query, Some(json!({})));
         assert!(!o.label_selector.is_empty());

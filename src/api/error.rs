@@ -18,7 +18,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: &str, message: impl Into<String>, status: StatusCode) -> Self {
-        ApiError { code: code.into(), message: message.into(), status }
+        ApiError {
+            code: code.into(),
+            message: message.into(),
+            status,
+        }
     }
 
     pub fn invalid_parameter(key: &str, reason: &str) -> Self {
@@ -38,7 +42,11 @@ impl ApiError {
     }
 
     pub fn permission_denied() -> Self {
-        Self::new("ERROR_PERMISSION_DENIED", "Permission denied.", StatusCode::FORBIDDEN)
+        Self::new(
+            "ERROR_PERMISSION_DENIED",
+            "Permission denied.",
+            StatusCode::FORBIDDEN,
+        )
     }
 
     pub fn unknown(message: impl Into<String>) -> Self {
@@ -48,8 +56,13 @@ impl ApiError {
 
 impl From<spaceone_query::Error> for ApiError {
     fn from(e: spaceone_query::Error) -> Self {
-        let status = StatusCode::from_u16(e.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError { code: e.code.to_string(), message: e.message.clone(), status }
+        let status =
+            StatusCode::from_u16(e.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError {
+            code: e.code.to_string(),
+            message: e.message.clone(),
+            status,
+        }
     }
 }
 

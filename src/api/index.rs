@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use spaceone_query::{Index, Job, JobStatus};
 use tracing::{info, warn};
@@ -32,7 +32,10 @@ pub struct Store {
 impl Store {
     /// Namespaces holding a job named `job_id`.
     pub fn namespaces_of(&self, job_id: &str) -> &[String] {
-        self.namespaces.get(job_id).map(Vec::as_slice).unwrap_or(&[])
+        self.namespaces
+            .get(job_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn labels(&self, namespace: &str, name: &str) -> Option<&BTreeMap<String, String>> {
@@ -116,7 +119,7 @@ impl JobIndex {
         // Paged initial list (500 per page) then a watch; after "410 Gone" the watcher re-lists.
         let config = watcher::Config::default().page_size(500).any_semantic();
         let mut pending: Vec<CostAnalysisJob> = Vec::new();
-        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(Event::Init) => pending.clear(),
@@ -168,8 +171,16 @@ pub fn record(job: &CostAnalysisJob) -> Job {
         error_message: status.error_message,
         // Before the controller's first pass the counters come from the spec, as SpaceONE sets
         // them at creation.
-        total_tasks: if job.status.is_none() { declared } else { i64::from(status.total_tasks) },
-        remained_tasks: if job.status.is_none() { declared } else { i64::from(status.remained_tasks) },
+        total_tasks: if job.status.is_none() {
+            declared
+        } else {
+            i64::from(status.total_tasks)
+        },
+        remained_tasks: if job.status.is_none() {
+            declared
+        } else {
+            i64::from(status.remained_tasks)
+        },
         data_source_id: job.spec.data_source_id.clone(),
         domain_id: job.spec.domain_id.clone(),
         options: job.spec.options.clone().unwrap_or_default(),

@@ -78,10 +78,16 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         return Ok(Requirement::NotExists(valid_key(key.trim())?));
     }
     if let Some((k, v)) = part.split_once("!=") {
-        return Ok(Requirement::NotEq(valid_key(k.trim())?, valid_value(v.trim())?));
+        return Ok(Requirement::NotEq(
+            valid_key(k.trim())?,
+            valid_value(v.trim())?,
+        ));
     }
     if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Ok(Requirement::Eq(valid_key(k.trim())?, valid_value(v.trim())?));
+        return Ok(Requirement::Eq(
+            valid_key(k.trim())?,
+            valid_value(v.trim())?,
+        ));
     }
     for (word, notin) in [(" notin ", true), (" in ", false)] {
         if let Some((k, rest)) = part.split_once(word) {
@@ -95,7 +101,11 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
                 .map(|v| valid_value(v.trim()))
                 .collect::<Result<Vec<_>, _>>()?;
             let key = valid_key(k.trim())?;
-            return Ok(if notin { Requirement::NotIn(key, values) } else { Requirement::In(key, values) });
+            return Ok(if notin {
+                Requirement::NotIn(key, values)
+            } else {
+                Requirement::In(key, values)
+            });
         }
     }
     Ok(Requirement::Exists(valid_key(part)?))
@@ -104,13 +114,24 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 fn valid_key(k: &str) -> Result<String, String> {
     let ok = !k.is_empty()
         && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok { Ok(k.to_string()) } else { Err(format!("invalid label key {k:?}")) }
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if ok {
+        Ok(k.to_string())
+    } else {
+        Err(format!("invalid label key {k:?}"))
+    }
 }
 
 fn valid_value(v: &str) -> Result<String, String> {
-    let ok = v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(v.to_string()) } else { Err(format!("invalid label value {v:?}")) }
+    let ok = v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!("invalid label value {v:?}"))
+    }
 }
 
 #[cfg(test)]
@@ -118,13 +139,18 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_and_matches_every_form() {
-        let s = Selector::parse("app=cost, tier!=db,env in (prod, stage),region notin (eu),owner,!legacy")
-            .expect("valid");
+        let s = Selector::parse(
+            "app=cost, tier!=db,env in (prod, stage),region notin (eu),owner,!legacy",
+        )
+        .expect("valid");
         assert_eq!(s.0.len(), 6);
         let good = labels(&[("app", "cost"), ("env", "prod"), ("owner", "me")]);
         assert!(s.matches(Some(&good)));
@@ -136,7 +162,11 @@ mod tests {
         assert!(!s.matches(Some(&bad)));
         assert!(!s.matches(None));
         assert!(Selector::parse("").expect("empty").matches(None));
-        assert!(Selector::parse("a==b").expect("==").matches(Some(&labels(&[("a", "b")]))));
+        assert!(
+            Selector::parse("a==b")
+                .expect("==")
+                .matches(Some(&labels(&[("a", "b")])))
+        );
     }
 
     #[test]

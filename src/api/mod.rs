@@ -67,8 +67,17 @@ pub async fn run(
     };
     let tls = TlsState::new(serving, None)?;
     let auth = Arc::new(Authenticator::new(client.clone()));
-    tokio::spawn(crate::auth::watch_front_proxy(client.clone(), tls.clone(), auth.clone()));
-    let state = ApiState { index, auth, client, metrics };
+    tokio::spawn(crate::auth::watch_front_proxy(
+        client.clone(),
+        tls.clone(),
+        auth.clone(),
+    ));
+    let state = ApiState {
+        index,
+        auth,
+        client,
+        metrics,
+    };
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE and aggregated APIs over HTTPS");
     crate::auth::serve(listener, tls, router(state), shutdown).await?;

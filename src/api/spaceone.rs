@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,9 +14,10 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
+use super::aggregated::Caller;
 use super::error::ApiError;
 use super::index::record;
-use crate::auth::{PeerIdentity, ResourceAttrs, UserInfo};
+use crate::auth::{ResourceAttrs, UserInfo};
 use crate::resources::CostAnalysisJob;
 
 /// Largest request body accepted; SpaceONE queries are small.
@@ -41,23 +42,23 @@ fn ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
-async fn get_body(State(s): State<ApiState>, req: Request) -> Answer {
-    let (user, body) = authenticated_body(&s, req).await?;
+async fn get_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
+    let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(get_job(&s, &user, body).await?))
 }
 
-async fn list_body(State(s): State<ApiState>, req: Request) -> Answer {
-    let (user, body) = authenticated_body(&s, req).await?;
+async fn list_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
+    let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(list(&s, &user, body).await?))
 }
 
-async fn stat_body(State(s): State<ApiState>, req: Request) -> Answer {
-    let (user, body) = authenticated_body(&s, req).await?;
+async fn stat_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
+    let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(stat(&s, &user, body).await?))
 }
 
-async fn cancel_body(State(s): State<ApiState>, req: Request) -> Answer {
-    let (user, body) = authenticated_body(&s, req).await?;
+async fn cancel_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
+    let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(cancel(&s, &user, body).await?))
 }
 
@@ -65,17 +66,23 @@ async fn get_path(
     State(s): State<ApiState>,
     Path(job_id): Path<String>,
     RawQuery(query): RawQuery,
-    req: Request,
+    c: Caller,
 ) -> Answer {
-    let user = authenticate(&s, &req).await?;
+    let user = authenticate(&s, &c).await?;
     let mut body = query_params(query.as_deref().unwrap_or(""))?;
     body.insert("job_id".into(), Value::String(job_id));
     Ok(ok(get_job(&s, &user, Value::Object(body)).await?))
 }
 
-async fn cancel_path(State(s): State<ApiState>, Path(job_id): Path<String>, req: Request) -> Answer {
-    let query = query_params(req.uri().query().unwrap_or(""))?;
-    let (user, body) = authenticated_body(&s, req).await?;
+async fn cancel_path(
+    State(s): State<ApiState>,
+    Path(job_id): Path<String>,
+    RawQuery(query): RawQuery,
+    c: Caller,
+    body: Body,
+) -> Answer {
+    let query = query_params(query.as_deref().unwrap_or(""))?;
+    let (user, body) = authenticated_body(&s, &c, body).await?;
     let mut body = match body {
         Value::Object(m) => m,
         Value::Null => Map::new(),
@@ -86,35 +93,38 @@ async fn cancel_path(State(s): State<ApiState>, Path(job_id): Path<String>, req:
     Ok(ok(cancel(&s, &user, Value::Object(body)).await?))
 }
 
-async fn list_query(State(s): State<ApiState>, RawQuery(query): RawQuery, req: Request) -> Answer {
-    let user = authenticate(&s, &req).await?;
+async fn list_query(State(s): State<ApiState>, RawQuery(query): RawQuery, c: Caller) -> Answer {
+    let user = authenticate(&s, &c).await?;
     let body = query_params(query.as_deref().unwrap_or(""))?;
     Ok(ok(list(&s, &user, Value::Object(body)).await?))
 }
 
-async fn authenticate(s: &ApiState, req: &Request) -> Result<UserInfo, ApiError> {
-    let peer = req.extensions().get::<PeerIdentity>().cloned().unwrap_or_default();
-    Ok(s.auth.authenticate(&peer, req.headers()).await?)
+async fn authenticate(s: &ApiState, c: &Caller) -> Result<UserInfo, ApiError> {
+    Ok(s.auth.authenticate(c.peer(), c.headers()).await?)
 }
 
-async fn authenticated_body(s: &ApiState, req: Request) -> Result<(UserInfo, Value), ApiError> {
-    let user = authenticate(s, &req).await?;
-    let body = read_json(req.headers(), req.into_body()).await?;
+async fn authenticated_body(
+    s: &ApiState,
+    c: &Caller,
+    body: Body,
+) -> Result<(UserInfo, Value), ApiError> {
+    let user = authenticate(s, c).await?;
+    let body = read_json(c.headers(), body).await?;
     Ok((user, body))
 }
 
 /// Reads a JSON body: empty means `{}`; too large, not JSON or not an object is refused clearly.
 pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    if let Some(len) = headers
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(too_large());
-        }
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY) {
+        return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large())?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
@@ -159,13 +169,21 @@ pub fn query_params(raw: &str) -> Result<Map<String, Value>, ApiError> {
     Ok(out)
 }
 
-fn insert_path(out: &mut Map<String, Value>, key: &str, value: Value, repeated: bool) -> Result<(), ApiError> {
+fn insert_path(
+    out: &mut Map<String, Value>,
+    key: &str,
+    value: Value,
+    repeated: bool,
+) -> Result<(), ApiError> {
     let mut parts = key.split('.').peekable();
     let mut map = out;
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             if repeated {
-                match map.entry(part.to_string()).or_insert_with(|| Value::Array(vec![])) {
+                match map
+                    .entry(part.to_string())
+                    .or_insert_with(|| Value::Array(vec![]))
+                {
                     Value::Array(a) => a.push(value),
                     _ => return Err(ApiError::invalid_parameter(key, "given twice")),
                 }
@@ -174,9 +192,17 @@ fn insert_path(out: &mut Map<String, Value>, key: &str, value: Value, repeated: 
             }
             return Ok(());
         }
-        map = match map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new())) {
+        map = match map
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()))
+        {
             Value::Object(m) => m,
-            _ => return Err(ApiError::invalid_parameter(key, "conflicts with another parameter")),
+            _ => {
+                return Err(ApiError::invalid_parameter(
+                    key,
+                    "conflicts with another parameter",
+                ));
+            }
         };
     }
     Ok(())
@@ -225,38 +251,78 @@ fn percent_decode(s: &str) -> String {
 
 /// The domain a request names, if it names one as a string.
 fn domain_of(request: &Value) -> Option<String> {
-    request.get("domain_id").and_then(Value::as_str).map(str::to_string)
+    request
+        .get("domain_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// Authorizes reading (`get`) or canceling (`cancel`) in the request's domain and returns the scope
 /// the engine may look at: that one domain, or nothing when the request names none (the engine then
 /// reports the missing parameter).
-async fn domain_scope(s: &ApiState, user: &UserInfo, verb: &str, request: &Value) -> Result<spaceone_query::Scope, ApiError> {
+async fn domain_scope(
+    s: &ApiState,
+    user: &UserInfo,
+    verb: &str,
+    request: &Value,
+) -> Result<spaceone_query::Scope, ApiError> {
     let Some(domain) = domain_of(request) else {
-        return Ok(spaceone_query::Scope { namespace: None, domains: Some(vec![]) });
+        return Ok(spaceone_query::Scope {
+            namespace: None,
+            domains: Some(vec![]),
+        });
     };
-    if !s.auth.authorize(user, ResourceAttrs::domain(verb, &domain)).await? {
+    if !s
+        .auth
+        .authorize(user, ResourceAttrs::domain(verb, &domain))
+        .await?
+    {
         return Err(ApiError::permission_denied());
     }
-    Ok(spaceone_query::Scope { namespace: None, domains: Some(vec![domain]) })
+    Ok(spaceone_query::Scope {
+        namespace: None,
+        domains: Some(vec![domain]),
+    })
 }
 
 async fn get_job(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
     let scope = domain_scope(s, user, "get", &request).await?;
-    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+    let store = s
+        .index
+        .store
+        .read()
+        .map_err(|_| ApiError::unknown("index unavailable"))?;
     Ok(spaceone_query::api::get(&store.jobs, &scope, &request)?)
 }
 
 async fn list(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
     let scope = domain_scope(s, user, "get", &request).await?;
-    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
-    Ok(spaceone_query::api::list(&store.jobs, &scope, &request, Utc::now())?)
+    let store = s
+        .index
+        .store
+        .read()
+        .map_err(|_| ApiError::unknown("index unavailable"))?;
+    Ok(spaceone_query::api::list(
+        &store.jobs,
+        &scope,
+        &request,
+        Utc::now(),
+    )?)
 }
 
 async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
     let scope = domain_scope(s, user, "get", &request).await?;
-    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
-    Ok(spaceone_query::api::stat(&store.jobs, &scope, &request, Utc::now())?)
+    let store = s
+        .index
+        .store
+        .read()
+        .map_err(|_| ApiError::unknown("index unavailable"))?;
+    Ok(spaceone_query::api::stat(
+        &store.jobs,
+        &scope,
+        &request,
+        Utc::now(),
+    )?)
 }
 
 /// Cancels an IN_PROGRESS job synchronously. The status write is conditional on the
@@ -264,20 +330,33 @@ async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, Ap
 /// terminal state: whichever write lands first wins, the loser re-reads, and the answer is the truth
 /// (the CANCELED job, or ERROR_JOB_STATE naming the state that won).
 async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
-    if let Some(fields) = request.as_object() {
-        if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "job_id" | "domain_id")) {
-            return Err(ApiError::invalid_parameter(unknown, "unknown field"));
-        }
+    let fields = request.as_object().into_iter().flat_map(|m| m.keys());
+    if let Some(unknown) = fields
+        .into_iter()
+        .find(|k| !matches!(k.as_str(), "job_id" | "domain_id"))
+    {
+        return Err(ApiError::invalid_parameter(unknown, "unknown field"));
     }
     let scope = domain_scope(s, user, "cancel", &request).await?;
     let namespaces = {
-        let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+        let store = s
+            .index
+            .store
+            .read()
+            .map_err(|_| ApiError::unknown("index unavailable"))?;
         // Existence and required parameters are judged exactly as `get` judges them.
         spaceone_query::api::get(&store.jobs, &scope, &request)?;
-        let job_id = request.get("job_id").and_then(Value::as_str).unwrap_or_default();
+        let job_id = request
+            .get("job_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         store.namespaces_of(job_id).to_vec()
     };
-    let job_id = request.get("job_id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let job_id = request
+        .get("job_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let domain = domain_of(&request).unwrap_or_default();
     for ns in namespaces {
         let api: Api<CostAnalysisJob> = Api::namespaced(s.client.clone(), &ns);
@@ -294,8 +373,13 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
                 .as_ref()
                 .and_then(crate::timestamp::from_k8s)
                 .unwrap_or_else(Utc::now);
-            let status = crate::lifecycle::cancel(job.status.as_ref(), job.metadata.generation, created, Utc::now())
-                .map_err(|state| ApiError::job_state(state.as_str()))?;
+            let status = crate::lifecycle::cancel(
+                job.status.as_ref(),
+                job.metadata.generation,
+                created,
+                Utc::now(),
+            )
+            .map_err(|state| ApiError::job_state(state.as_str()))?;
             let patch = json!({
                 "apiVersion": "cost-analysis.spaceone.dev/v1",
                 "kind": "CostAnalysisJob",
@@ -303,7 +387,10 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
                 "status": status,
             });
             let params = PatchParams::apply(crate::controller::FIELD_MANAGER).force();
-            match api.patch_status(&job_id, &params, &Patch::Apply(&patch)).await {
+            match api
+                .patch_status(&job_id, &params, &Patch::Apply(&patch))
+                .await
+            {
                 Ok(updated) => {
                     s.index.observe_write(&updated);
                     s.metrics_cancels();
@@ -315,9 +402,15 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
         }
     }
     // The job vanished between the index lookup and the write.
-    let store = s.index.store.read().map_err(|_| ApiError::unknown("index unavailable"))?;
+    let store = s
+        .index
+        .store
+        .read()
+        .map_err(|_| ApiError::unknown("index unavailable"))?;
     spaceone_query::api::get(&store.jobs, &scope, &request)?;
-    Err(ApiError::unknown("the job changed too often to be canceled; try again"))
+    Err(ApiError::unknown(
+        "the job changed too often to be canceled; try again",
+    ))
 }
 
 fn kube_error(e: kube::Error) -> ApiError {
@@ -337,8 +430,12 @@ mod tests {
             json!({"domain_id": "d-1", "status": "FAILURE", "only": ["job_id", "status"],
                    "query": {"page": {"limit": 2, "start": 3}, "minimal": true}})
         );
-        let m = query_params("query=%7B%22keyword%22%3A%22a%20b%22%7D&domain_id=x+y").expect("parses");
-        assert_eq!(Value::Object(m), json!({"query": {"keyword": "a b"}, "domain_id": "x y"}));
+        let m =
+            query_params("query=%7B%22keyword%22%3A%22a%20b%22%7D&domain_id=x+y").expect("parses");
+        assert_eq!(
+            Value::Object(m),
+            json!({"query": {"keyword": "a b"}, "domain_id": "x y"})
+        );
     }
 
     #[test]

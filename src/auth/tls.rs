@@ -1,0 +1,232 @@
+//! HTTPS serving with optional client certificates: the aggregator presents its front-proxy
+//! certificate, direct REST callers present none. The TLS configuration is swapped whenever the
+//! front-proxy CA changes; each connection uses the configuration current when it arrives, and
+//! every request carries the [`PeerIdentity`] its connection proved.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
+
+use super::front_proxy::FrontProxyConfig;
+
+/// What the client's certificate proved on this connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The common name of a client certificate that chains to the front-proxy CA and is among the
+    /// allowed names: the caller is kube-apiserver's aggregator, whose identity headers count.
+    pub front_proxy_cn: Option<String>,
+}
+
+pub struct ServingCert {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// PEM of the certificate (the APIService's caBundle when self-signed).
+    pub cert_pem: String,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ServingCert {
+    pub fn from_files(cert: &Path, key: &Path) -> Result<ServingCert, BoxError> {
+        let cert_pem =
+            std::fs::read_to_string(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{}: no certificate", cert.display()).into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| format!("{}: {e}", key.display()))?;
+        Ok(ServingCert {
+            chain,
+            key,
+            cert_pem,
+        })
+    }
+
+    /// A self-signed certificate for the given host names (development and tests).
+    pub fn self_signed(names: &[String]) -> Result<ServingCert, BoxError> {
+        let names = if names.is_empty() {
+            vec!["localhost".to_string()]
+        } else {
+            names.to_vec()
+        };
+        let ck = rcgen::generate_simple_self_signed(names)?;
+        let key = PrivateKeyDer::from_pem_slice(ck.signing_key.serialize_pem().as_bytes())?;
+        Ok(ServingCert {
+            chain: vec![ck.cert.der().clone()],
+            key,
+            cert_pem: ck.cert.pem(),
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct TlsState {
+    serving: Arc<ServingCert>,
+    current: Arc<RwLock<Arc<ServerConfig>>>,
+    allowed_names: Arc<RwLock<Vec<String>>>,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn server_config(
+    serving: &ServingCert,
+    front_proxy: Option<&FrontProxyConfig>,
+) -> Result<ServerConfig, BoxError> {
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match front_proxy.filter(|f| !f.ca_pem.trim().is_empty()) {
+        Some(fp) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(fp.ca_pem.as_bytes()) {
+                roots.add(cert?)?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(serving.chain.clone(), serving.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+impl TlsState {
+    pub fn new(
+        serving: ServingCert,
+        front_proxy: Option<&FrontProxyConfig>,
+    ) -> Result<TlsState, BoxError> {
+        let config = server_config(&serving, front_proxy)?;
+        Ok(TlsState {
+            current: Arc::new(RwLock::new(Arc::new(config))),
+            allowed_names: Arc::new(RwLock::new(
+                front_proxy
+                    .map(|f| f.allowed_names.clone())
+                    .unwrap_or_default(),
+            )),
+            serving: Arc::new(serving),
+        })
+    }
+
+    /// Trust a new front-proxy CA (and allowed names) for connections from now on.
+    pub fn set_front_proxy(&self, fp: &FrontProxyConfig) -> Result<(), BoxError> {
+        let config = server_config(&self.serving, Some(fp))?;
+        if let Ok(mut c) = self.current.write() {
+            *c = Arc::new(config);
+        }
+        if let Ok(mut n) = self.allowed_names.write() {
+            *n = fp.allowed_names.clone();
+        }
+        Ok(())
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.current
+            .read()
+            .ok()
+            .map(|c| TlsAcceptor::from(c.clone()))
+    }
+
+    fn identity(&self, peer: Option<&[CertificateDer<'_>]>) -> PeerIdentity {
+        // rustls only completes the handshake with a client certificate that chains to the CA.
+        let Some(cert) = peer.and_then(|c| c.first()) else {
+            return PeerIdentity::default();
+        };
+        let cn = x509_parser::parse_x509_certificate(cert.as_ref())
+            .ok()
+            .and_then(|(_, c)| {
+                c.subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|cn| cn.as_str().ok())
+                    .map(str::to_string)
+            });
+        let allowed = self
+            .allowed_names
+            .read()
+            .map(|n| n.clone())
+            .unwrap_or_default();
+        let front_proxy_cn = cn.filter(|cn| allowed.is_empty() || allowed.iter().any(|a| a == cn));
+        PeerIdentity { front_proxy_cn }
+    }
+}
+
+/// Serves `app` over TLS until `shutdown` resolves, then lets open connections finish (10 s).
+pub async fn serve(
+    listener: TcpListener,
+    tls: TlsState,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(acceptor) = tls.acceptor() else {
+            continue;
+        };
+        let (tls, app, mut stop) = (tls.clone(), app.clone(), stop_rx.clone());
+        connections.spawn(async move {
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return debug!(%remote, error = %e, "TLS handshake failed"),
+                Err(_) => return debug!(%remote, "TLS handshake timed out"),
+            };
+            let peer = tls.identity(stream.get_ref().1.peer_certificates());
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer.clone());
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => { if let Err(e) = r { debug!(%remote, error = %e, "connection ended"); } }
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    info!("HTTPS server stopping; finishing open connections");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}

@@ -22,6 +22,8 @@ use crate::resources::CostAnalysisJob;
 
 /// Largest request body accepted; SpaceONE queries are small.
 pub const MAX_BODY: usize = 1 << 20;
+/// How much of an oversized body is read and discarded before the connection is given up.
+const DRAIN_LIMIT: usize = 16 << 20;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -114,17 +116,32 @@ async fn authenticated_body(
 }
 
 /// Reads a JSON body: empty means `{}`; too large, not JSON or not an object is refused clearly.
+/// An oversized body is still read (up to [`DRAIN_LIMIT`]) and discarded, so that the client gets
+/// to read the 413 instead of seeing its upload cut off (HTTP/2 clients report that as a stream
+/// error).
 pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    use futures::StreamExt;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY) {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid_parameter("body", &format!("unreadable: {e}")))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        if seen <= MAX_BODY && declared.is_none_or(|d| d <= MAX_BODY) {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY || declared.is_some_and(|d| d > MAX_BODY) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| too_large())?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }

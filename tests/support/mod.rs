@@ -193,13 +193,23 @@ pub fn free_port() -> u16 {
 
 impl Operator {
     pub fn start(cluster: &Cluster, identity: &str, extra: &[&str]) -> Operator {
+        Self::start_command(cluster, "controller", identity, extra)
+    }
+
+    /// `command` is `controller` or `run` (controller and API shim in one process).
+    pub fn start_command(
+        cluster: &Cluster,
+        command: &str,
+        identity: &str,
+        extra: &[&str],
+    ) -> Operator {
         let port = free_port();
         let metrics_addr = format!("127.0.0.1:{port}");
         let log = cluster.dir.join(format!("operator-{identity}.log"));
         let file = std::fs::File::create(&log).expect("operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
             .args([
-                "controller",
+                command,
                 "--metrics-addr",
                 &metrics_addr,
                 "--identity",

@@ -1,0 +1,826 @@
+//! The API shim against the real control plane: SpaceONE REST with real ServiceAccount tokens and
+//! RBAC, the synchronous cancel and its race with completion, and the aggregated API through the
+//! real kube-aggregator (ExternalName Service + APIService), driven with kubectl.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cost_analysis_operator::resources::{CostAnalysisJob, JobState};
+use kube::Api;
+use serde_json::{Value, json};
+use support::{Operator, cluster, eventually, free_port};
+
+const WAIT: Duration = Duration::from_secs(40);
+const SHIM_NS: &str = "cost-analysis-system";
+
+struct Shim {
+    _op: Operator,
+    port: u16,
+    ca: PathBuf,
+}
+
+/// One `run` process (controller + API shim) for this test binary, registered as the APIService.
+fn shim() -> &'static Shim {
+    static SHIM: OnceLock<Shim> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let c = cluster();
+        let port = free_port();
+        // A serving certificate for the Service name the aggregator verifies, and for curl.
+        let names = vec![
+            format!("api.{SHIM_NS}.svc"),
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ];
+        let ck = rcgen::generate_simple_self_signed(names).expect("certificate");
+        let (cert, key) = (c.dir.join("shim.crt"), c.dir.join("shim.key"));
+        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+        let addr = format!("127.0.0.1:{port}");
+        let identity = format!("api-{}", std::process::id());
+        let op = Operator::start_command(
+            c,
+            "run",
+            &identity,
+            &[
+                "--api-addr",
+                &addr,
+                "--tls-cert-file",
+                &cert.to_string_lossy(),
+                "--tls-key-file",
+                &key.to_string_lossy(),
+            ],
+        );
+        support::wait_for_leader(c, &identity, Duration::from_secs(60));
+        let ca_bundle = base64_std(ck.cert.pem().as_bytes());
+        let manifest = format!(
+            r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {SHIM_NS}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: {SHIM_NS}}}
+spec: {{type: ExternalName, externalName: 127.0.0.1}}
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {{name: v1.query.cost-analysis.spaceone.dev}}
+spec:
+  group: query.cost-analysis.spaceone.dev
+  version: v1
+  service: {{namespace: {SHIM_NS}, name: api, port: {port}}}
+  caBundle: {ca_bundle}
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+"#
+        );
+        let out = c.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.kubectl_ok(&[
+            "wait",
+            "--for=condition=Available",
+            "--timeout=90s",
+            "apiservice/v1.query.cost-analysis.spaceone.dev",
+        ]);
+        Shim {
+            _op: op,
+            port,
+            ca: cert,
+        }
+    })
+}
+
+fn base64_std(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+/// A direct REST call (curl, as a SpaceONE client would make one).
+fn rest(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[&str],
+) -> Reply {
+    let s = shim();
+    let url = format!("https://127.0.0.1:{}{path}", s.port);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&s.ca)
+        .args(["-X", method, "-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &b.to_string(),
+        ]);
+    }
+    let out = cmd.arg(&url).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    Reply {
+        status: code.trim().parse().unwrap_or(0),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+/// Namespace with jobs in two domains and ServiceAccounts with per-domain RBAC.
+struct World {
+    ns: String,
+    reader: String,
+    canceler: String,
+    nobody: String,
+    jobs: Api<CostAnalysisJob>,
+}
+
+fn job(name: &str, domain: &str, tasks: &[&str]) -> String {
+    let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
+    let tasks = if tasks.is_empty() {
+        String::new()
+    } else {
+        format!("  tasks:{items}\n")
+    };
+    format!(
+        "---\napiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\n  labels: {{team: {domain}}}\nspec:\n  domainId: {domain}\n  dataSourceId: ds-1\n{tasks}"
+    )
+}
+
+async fn world(prefix: &str) -> World {
+    let c = cluster();
+    shim();
+    let ns = c.namespace(prefix);
+    let d1 = format!("{ns}-d1");
+    let d2 = format!("{ns}-d2");
+    let mut yaml = String::new();
+    yaml += &job("job-a1", &d1, &["t"]);
+    yaml += &job("job-a2", &d1, &[]);
+    yaml += &job("job-b1", &d2, &[]);
+    let out = c.apply_yaml(&ns, &yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rbac = format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {ns}-read-d1}}
+rules:
+- apiGroups: [query.cost-analysis.spaceone.dev]
+  resources: [domains]
+  resourceNames: [{d1}]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {ns}-cancel-d1}}
+rules:
+- apiGroups: [query.cost-analysis.spaceone.dev]
+  resources: [domains]
+  resourceNames: [{d1}]
+  verbs: [get, cancel]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {ns}-reader}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-read-d1}}
+subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {ns}-canceler}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-cancel-d1}}
+subjects: [{{kind: ServiceAccount, name: canceler, namespace: {ns}}}]
+"#
+    );
+    for sa in ["reader", "canceler", "nobody"] {
+        c.kubectl_ok(&["create", "serviceaccount", sa, "-n", &ns]);
+    }
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = |sa: &str| {
+        c.kubectl_ok(&["create", "token", sa, "-n", &ns])
+            .trim()
+            .to_string()
+    };
+    let jobs: Api<CostAnalysisJob> = Api::namespaced(c.client().await, &ns);
+    // The index has seen all three jobs once the admin can list them through the aggregator.
+    World {
+        reader: token("reader"),
+        canceler: token("canceler"),
+        nobody: token("nobody"),
+        ns,
+        jobs,
+    }
+}
+
+fn d(w: &World, n: u8) -> String {
+    format!("{}-d{n}", w.ns)
+}
+
+async fn wait_listed(w: &World, domain: &str, n: u64) {
+    let token = w.reader.clone();
+    let domain = domain.to_string();
+    eventually(WAIT, "the index to hold the jobs", || {
+        let (token, domain) = (token.clone(), domain.clone());
+        async move {
+            let r = rest(
+                "POST",
+                "/cost-analysis/v1/jobs/search",
+                Some(&token),
+                Some(&json!({"domain_id": domain})),
+                &[],
+            );
+            (r.body["total_count"].as_u64() == Some(n)).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_requires_credentials_and_isolates_domains() {
+    let w = world("authz").await;
+    let (d1, d2) = (d(&w, 1), d(&w, 2));
+    wait_listed(&w, &d1, 2).await;
+
+    let r = rest(
+        "GET",
+        &format!("/cost-analysis/v1/jobs?domain_id={d1}"),
+        None,
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.body["detail"]["code"], "ERROR_AUTHENTICATE_FAILURE");
+    let r = rest(
+        "GET",
+        &format!("/cost-analysis/v1/jobs?domain_id={d1}"),
+        Some("not-a-token"),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401);
+
+    // A forged front-proxy identity on a direct connection is ignored.
+    let forged = [
+        "X-Remote-User: system:admin",
+        "X-Remote-Group: system:masters",
+    ];
+    let r = rest(
+        "GET",
+        &format!("/cost-analysis/v1/jobs?domain_id={d1}"),
+        None,
+        None,
+        &forged,
+    );
+    assert_eq!(r.status, 401);
+    let r = rest(
+        "GET",
+        &format!("/cost-analysis/v1/jobs?domain_id={d1}"),
+        Some(&w.nobody),
+        None,
+        &forged,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["detail"],
+        json!({"code": "ERROR_PERMISSION_DENIED", "message": " Permission denied."})
+    );
+
+    // Allowed: the reader's own domain, through every read path.
+    let r = rest(
+        "GET",
+        &format!("/cost-analysis/v1/jobs?domain_id={d1}&query.page.limit=1"),
+        Some(&w.reader),
+        None,
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["total_count"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["results"].as_array().map(Vec::len), Some(1));
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/job/list",
+        Some(&w.reader),
+        Some(&json!({"domain_id": d1, "query": {"keyword": "a1"}})),
+        &[],
+    );
+    assert_eq!(r.body["results"][0]["job_id"], "job-a1", "{}", r.body);
+    let r = rest(
+        "GET",
+        &format!("/cost-analysis/v1/job/job-a2?domain_id={d1}"),
+        Some(&w.reader),
+        None,
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["job_id"].as_str()),
+        (200, Some("job-a2")),
+        "{}",
+        r.body
+    );
+    let stat = json!({"domain_id": d1, "query": {"aggregate": [{"count": {"name": "n"}}]}});
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/jobs/stat",
+        Some(&w.reader),
+        Some(&stat),
+        &[],
+    );
+    assert_eq!(r.body["results"][0]["n"].as_f64(), Some(2.0), "{}", r.body);
+
+    // Another domain: refused, and nothing leaks through list, stat, keyword, distinct or get.
+    for (method, path, body) in [
+        (
+            "GET",
+            format!("/cost-analysis/v1/jobs?domain_id={d2}"),
+            None,
+        ),
+        (
+            "POST",
+            "/cost-analysis/v1/job/list".to_string(),
+            Some(json!({"domain_id": d2, "query": {"keyword": "b1"}})),
+        ),
+        (
+            "POST",
+            "/cost-analysis/v1/jobs/stat".to_string(),
+            Some(json!({"domain_id": d2, "query": {"distinct": "job_id"}})),
+        ),
+        (
+            "GET",
+            format!("/cost-analysis/v1/job/job-b1?domain_id={d2}"),
+            None,
+        ),
+    ] {
+        let r = rest(method, &path, Some(&w.reader), body.as_ref(), &[]);
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert!(
+            !r.body.to_string().contains("job-b1"),
+            "{path} leaked: {}",
+            r.body
+        );
+    }
+    // Naming the allowed domain does not reach another domain's job either.
+    let r = rest(
+        "GET",
+        &format!("/cost-analysis/v1/job/job-b1?domain_id={d1}"),
+        Some(&w.reader),
+        None,
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["detail"]["code"].as_str()),
+        (400, Some("ERROR_NOT_FOUND")),
+        "{}",
+        r.body
+    );
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/jobs/search",
+        Some(&w.reader),
+        Some(
+            &json!({"domain_id": d1, "query": {"filter": [{"k": "domain_id", "v": d2, "o": "eq"}]}}),
+        ),
+        &[],
+    );
+    assert_eq!(r.body, json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_refuses_bad_input_clearly() {
+    let w = world("input").await;
+    let d1 = d(&w, 1);
+    let call = |body: &str| {
+        let s = shim();
+        let file = cluster().dir.join(format!("body-{}.json", w.ns));
+        std::fs::write(&file, body).expect("body file");
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&s.ca)
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", w.reader),
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args(["-w", "\n%{http_code}", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .arg(format!(
+                "https://127.0.0.1:{}/cost-analysis/v1/job/list",
+                s.port
+            ))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bad_json = call("{not json");
+    assert!(
+        bad_json.ends_with("400") && bad_json.contains("ERROR_INVALID_PARAMETER"),
+        "{bad_json}"
+    );
+    let unknown = call(&json!({"domain_id": d1, "bogus": 1}).to_string());
+    assert!(
+        unknown.contains("key = bogus, reason = unknown field") && unknown.ends_with("400"),
+        "{unknown}"
+    );
+    let big = format!("{{\"domain_id\": \"{}\"}}", "x".repeat(2 << 20));
+    let too_large = call(&big);
+    assert!(
+        too_large.ends_with("413"),
+        "{}",
+        &too_large[too_large.len().saturating_sub(200)..]
+    );
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/job/list",
+        Some(&w.reader),
+        Some(
+            &json!({"domain_id": d1, "query": {"filter": [{"k": "status", "v": "x", "o": "in"}]}}),
+        ),
+        &[],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["detail"]["message"],
+        " The value of 'in operator' must be a list type. ({'k': 'status', 'v': 'x', 'o': 'in'})"
+    );
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/job/list",
+        Some(&w.reader),
+        Some(&json!({})),
+        &[],
+    );
+    assert_eq!(
+        r.body["detail"]["code"], "ERROR_REQUIRED_PARAMETER",
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_is_synchronous_authorized_and_reads_its_own_write() {
+    let w = world("cancel").await;
+    let d1 = d(&w, 1);
+    wait_listed(&w, &d1, 2).await;
+    let body = json!({"domain_id": d1});
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/job/job-a1/cancel",
+        Some(&w.reader),
+        Some(&body),
+        &[],
+    );
+    assert_eq!(r.status, 403, "a reader may not cancel: {}", r.body);
+
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/job/job-a1/cancel",
+        Some(&w.canceler),
+        Some(&body),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("CANCELED")),
+        "{}",
+        r.body
+    );
+    assert!(r.body["finished_at"].is_string());
+    // Read-your-writes: the next answer already shows it.
+    let g = rest(
+        "GET",
+        &format!("/cost-analysis/v1/job/job-a1?domain_id={d1}"),
+        Some(&w.reader),
+        None,
+        &[],
+    );
+    assert_eq!(g.body["status"], "CANCELED", "{}", g.body);
+    let stored = w.jobs.get("job-a1").await.expect("job");
+    assert_eq!(
+        stored.status.and_then(|s| s.status),
+        Some(JobState::Canceled)
+    );
+
+    let again = rest(
+        "POST",
+        "/cost-analysis/v1/job/cancel",
+        Some(&w.canceler),
+        Some(&json!({"job_id": "job-a1", "domain_id": d1})),
+        &[],
+    );
+    assert_eq!(again.status, 500);
+    assert_eq!(
+        again.body["detail"],
+        json!({"code": "ERROR_JOB_STATE", "message": " Only running jobs can be canceled. (job_state = CANCELED)"})
+    );
+    let done = rest(
+        "POST",
+        "/cost-analysis/v1/job/job-a2/cancel",
+        Some(&w.canceler),
+        Some(&body),
+        &[],
+    );
+    assert_eq!(
+        done.body["detail"]["message"], " Only running jobs can be canceled. (job_state = SUCCESS)",
+        "{}",
+        done.body
+    );
+    // The controller cancels the unfinished task of the canceled job.
+    let tasks: Api<cost_analysis_operator::resources::CostAnalysisJobTask> =
+        Api::namespaced(cluster().client().await, &w.ns);
+    eventually(WAIT, "task of job-a1 CANCELED", || async {
+        (tasks.get("job-a1-t").await.ok()?.state()
+            == cost_analysis_operator::resources::TaskState::Canceled)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
+    let w = world("race").await;
+    let c = cluster();
+    let d1 = d(&w, 1);
+    const N: usize = 12;
+    let yaml: String = (0..N)
+        .map(|i| job(&format!("race-{i}"), &d1, &["t"]))
+        .collect();
+    let out = c.apply_yaml(&w.ns, &yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_listed(&w, &d1, 2 + N as u64).await;
+    eventually(WAIT, "all race tasks created", || async {
+        let out = c.kubectl(&["get", "cajt", "-n", &w.ns, "-o", "name"]);
+        (String::from_utf8_lossy(&out.stdout)
+            .matches("race-")
+            .count()
+            == N)
+            .then_some(())
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    for i in 0..N {
+        let name = format!("race-{i}");
+        let (ns, token, d1c) = (w.ns.clone(), w.canceler.clone(), d1.clone());
+        let kubeconfig = c.kubeconfig.clone();
+        let kubectl = c.bin.join("kubectl");
+        let task = format!("{name}-t");
+        // The worker reports success while the client cancels.
+        let worker = std::thread::spawn(move || {
+            let now = cost_analysis_operator::timestamp::format(&chrono::Utc::now());
+            let patch = format!(r#"{{"status":{{"status":"SUCCESS","finishedAt":"{now}"}}}}"#);
+            Command::new(kubectl)
+                .args([
+                    "patch",
+                    "cajt",
+                    &task,
+                    "-n",
+                    &ns,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &patch,
+                ])
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+        });
+        let name2 = name.clone();
+        let canceler = std::thread::spawn(move || {
+            rest(
+                "POST",
+                &format!("/cost-analysis/v1/job/{name2}/cancel"),
+                Some(&token),
+                Some(&json!({"domain_id": d1c})),
+                &[],
+            )
+        });
+        let _ = worker.join();
+        let answer = canceler.join().expect("cancel thread");
+        outcomes.push((name, answer));
+    }
+    for (name, answer) in outcomes {
+        let final_state = eventually(WAIT, &format!("{name} terminal"), || async {
+            let s = w.jobs.get(&name).await.ok()?.status?.status?;
+            s.is_terminal().then_some(s)
+        })
+        .await;
+        // Settled: it never changes again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = w.jobs.get(&name).await.ok().and_then(|j| j.status?.status);
+        assert_eq!(later, Some(final_state), "{name} changed after settling");
+        match answer.status {
+            200 => {
+                assert_eq!(answer.body["status"], "CANCELED");
+                assert_eq!(
+                    final_state,
+                    JobState::Canceled,
+                    "{name}: the API said CANCELED"
+                );
+            }
+            500 => {
+                let msg = answer.body["detail"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                assert_eq!(
+                    msg,
+                    format!(
+                        " Only running jobs can be canceled. (job_state = {})",
+                        final_state.as_str()
+                    ),
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: unexpected answer {other}: {}", answer.body),
+        }
+        assert!(
+            matches!(final_state, JobState::Canceled | JobState::Success),
+            "{name}: {final_state:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_reads_jobs_and_creates_jobstats_through_the_aggregator() {
+    let w = world("agg").await;
+    let c = cluster();
+    let d1 = d(&w, 1);
+    wait_listed(&w, &d1, 2).await;
+
+    let table = c.kubectl_ok(&["get", "jobs.query.cost-analysis.spaceone.dev", "-A"]);
+    let header = table.lines().next().unwrap_or_default().to_string();
+    for col in [
+        "NAMESPACE",
+        "NAME",
+        "STATUS",
+        "PROGRESS",
+        "DATA SOURCE",
+        "DOMAIN",
+        "AGE",
+    ] {
+        assert!(header.contains(col), "{col} missing: {header}");
+    }
+    assert!(table.contains("job-b1") && table.contains(&w.ns), "{table}");
+    let one = c.kubectl_ok(&[
+        "get",
+        "jobs.query.cost-analysis.spaceone.dev",
+        "job-a2",
+        "-n",
+        &w.ns,
+        "-o",
+        "json",
+    ]);
+    let one: Value = serde_json::from_str(&one).unwrap_or_default();
+    assert_eq!(one["job"]["status"], "SUCCESS", "{one}");
+
+    let base = format!(
+        "/apis/query.cost-analysis.spaceone.dev/v1/namespaces/{}/jobs",
+        w.ns
+    );
+    let page: Value =
+        serde_json::from_str(&c.kubectl_ok(&["get", "--raw", &format!("{base}?limit=2")]))
+            .unwrap_or_default();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2), "{page}");
+    let token = page["metadata"]["continue"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!token.is_empty(), "{page}");
+    let rest_page: Value = serde_json::from_str(&c.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("{base}?limit=2&continue={token}"),
+    ]))
+    .unwrap_or_default();
+    assert_eq!(
+        rest_page["items"].as_array().map(Vec::len),
+        Some(1),
+        "{rest_page}"
+    );
+    let selected = c.kubectl_ok(&[
+        "get",
+        "jobs.query.cost-analysis.spaceone.dev",
+        "-n",
+        &w.ns,
+        "-l",
+        &format!("team={}", d(&w, 2)),
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        selected.trim(),
+        "job.query.cost-analysis.spaceone.dev/job-b1"
+    );
+    let q = r#"{"filter":[{"k":"status","v":"SUCCESS","o":"eq"}]}"#;
+    let filtered: Value = serde_json::from_str(&c.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("{base}?query={}", urlencode(q)),
+    ]))
+    .unwrap_or_default();
+    assert_eq!(
+        filtered["items"].as_array().map(Vec::len),
+        Some(2),
+        "{filtered}"
+    );
+    let missing = c.kubectl(&[
+        "get",
+        "jobs.query.cost-analysis.spaceone.dev",
+        "nope",
+        "-n",
+        &w.ns,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("NotFound")
+            || String::from_utf8_lossy(&missing.stderr).contains("not found")
+    );
+
+    let stat = format!(
+        "apiVersion: query.cost-analysis.spaceone.dev/v1\nkind: JobStat\nmetadata: {{name: by-status}}\nspec:\n  query:\n    aggregate:\n    - group:\n        keys: [{{key: status, name: status}}]\n        fields: [{{name: jobs, operator: count}}]\n    - sort: [{{key: status}}]\n"
+    );
+    let out = c.kubectl_stdin(&["create", "-n", &w.ns, "-f", "-", "-o", "json"], &stat);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let results = created["status"]["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        results.iter().any(|r| r["status"] == "SUCCESS"),
+        "{created}"
+    );
+
+    // Without RBAC on jobs, the aggregated API refuses like any Kubernetes API.
+    let env = std::fs::read_to_string(c.dir.join("env")).unwrap_or_default();
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(|v| v.trim_matches('\'').to_string())
+            .unwrap_or_default()
+    };
+    let out = Command::new(c.bin.join("kubectl"))
+        .args(["--kubeconfig=/dev/null", "--server", &var("API_SERVER")])
+        .args([
+            "--certificate-authority",
+            &format!("{}/ca.crt", var("PKI")),
+            "--token",
+            &w.nobody,
+        ])
+        .args(["get", "jobs.query.cost-analysis.spaceone.dev", "-n", &w.ns])
+        .output()
+        .expect("kubectl");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -768,10 +768,8 @@ async fn kubectl_reads_jobs_and_creates_jobstats_through_the_aggregator() {
             || String::from_utf8_lossy(&missing.stderr).contains("not found")
     );
 
-    let stat = format!(
-        "apiVersion: query.cost-analysis.spaceone.dev/v1\nkind: JobStat\nmetadata: {{name: by-status}}\nspec:\n  query:\n    aggregate:\n    - group:\n        keys: [{{key: status, name: status}}]\n        fields: [{{name: jobs, operator: count}}]\n    - sort: [{{key: status}}]\n"
-    );
-    let out = c.kubectl_stdin(&["create", "-n", &w.ns, "-f", "-", "-o", "json"], &stat);
+    let stat = "apiVersion: query.cost-analysis.spaceone.dev/v1\nkind: JobStat\nmetadata: {name: by-status}\nspec:\n  query:\n    aggregate:\n    - group:\n        keys: [{key: status, name: status}]\n        fields: [{name: jobs, operator: count}]\n    - sort: [{key: status}]\n";
+    let out = c.kubectl_stdin(&["create", "-n", &w.ns, "-f", "-", "-o", "json"], stat);
     assert!(
         out.status.success(),
         "{}",

@@ -1,0 +1,225 @@
+//! Properties over generated input: no request panics, paging neither loses nor repeats records,
+//! and `count_only` counts exactly what the unpaged query returns.
+
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use spaceone_query::{Index, Job, JobStatus, Scope, api};
+
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|i| json!(i)),
+        (-1e6f64..1e6).prop_map(|f| json!(f)),
+        "[a-z_.]{0,8}".prop_map(Value::String),
+        prop::sample::select(vec![
+            "status",
+            "job_id",
+            "eq",
+            "in",
+            "contain",
+            "options.x",
+            "now/d-1d",
+            "2024-01-02"
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "filter",
+                    "filter_or",
+                    "sort",
+                    "page",
+                    "k",
+                    "v",
+                    "o",
+                    "key",
+                    "value",
+                    "operator",
+                    "start",
+                    "limit",
+                    "aggregate",
+                    "group",
+                    "keys",
+                    "fields",
+                    "name",
+                    "count",
+                    "distinct",
+                    "project",
+                    "unwind",
+                    "path",
+                    "desc",
+                    "only",
+                    "minimal",
+                    "count_only",
+                    "keyword",
+                    "conditions",
+                    "date_format",
+                    "skip",
+                ]),
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+fn condition() -> impl Strategy<Value = Value> {
+    let keys = vec![
+        "job_id",
+        "status",
+        "total_tasks",
+        "remained_tasks",
+        "data_source_id",
+        "created_at",
+        "finished_at",
+        "error_code",
+        "options.mode",
+        "options.n",
+    ];
+    let ops = vec![
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "eq",
+        "not",
+        "exists",
+        "contain",
+        "not_contain",
+        "in",
+        "not_in",
+        "contain_in",
+        "not_contain_in",
+        "regex",
+        "regex_in",
+        "datetime_gt",
+        "datetime_lte",
+        "timediff_gt",
+        "timediff_lt",
+    ];
+    let values = prop_oneof![
+        Just(json!("SUCCESS")),
+        Just(json!("job-0")),
+        Just(json!(2)),
+        Just(json!(true)),
+        Just(json!(null)),
+        Just(json!("2024-01-03")),
+        Just(json!("now/d-3d")),
+        Just(json!(["SUCCESS", "FAILURE"])),
+        Just(json!(["1", "2"])),
+        Just(json!("a")),
+    ];
+    (
+        prop::sample::select(keys),
+        prop::sample::select(ops),
+        values,
+    )
+        .prop_map(|(k, o, v)| json!({"k": k, "v": v, "o": o}))
+}
+
+fn index(n: usize) -> Index {
+    let mut index = Index::new();
+    for i in 0..n {
+        let status = JobStatus::ALL[i % 5];
+        let mut options = serde_json::Map::new();
+        options.insert(
+            "mode".into(),
+            json!(if i % 3 == 0 { "MANUAL" } else { "SCHEDULED" }),
+        );
+        options.insert("n".into(), json!(i % 4));
+        index.upsert(Job {
+            namespace: format!("ns-{}", i % 2),
+            job_id: format!("job-{i}"),
+            status,
+            error_code: (status == JobStatus::Failure).then(|| "ERROR_JOB_TASK".into()),
+            error_message: None,
+            total_tasks: (i % 7) as i64,
+            remained_tasks: (i % 3) as i64,
+            data_source_id: format!("ds-{}", i % 4),
+            domain_id: "domain-1".into(),
+            options,
+            // Repeated creation times exercise the tie-break.
+            created_at: Utc
+                .timestamp_opt(1_704_067_200 + (i / 3) as i64 * 3600, 0)
+                .single(),
+            updated_at: None,
+            finished_at: (status != JobStatus::InProgress)
+                .then(|| Utc.timestamp_opt(1_704_153_600, 0).single())
+                .flatten(),
+            last_changed_at: None,
+        });
+    }
+    index
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["results"]
+        .as_array()
+        .map(|r| r.iter().map(|j| j["job_id"].to_string()).collect())
+        .unwrap_or_default()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_requests_never_panic(query in any_json(), top in any_json()) {
+        let idx = index(20);
+        let now = Utc::now();
+        let scope = Scope::all();
+        let _ = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now);
+        let _ = api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now);
+        let _ = api::list(&idx, &scope, &top, now);
+        let _ = api::stat(&idx, &scope, &top, now);
+        let _ = api::get(&idx, &scope, &top);
+        let _ = api::select(&idx, &scope, &query, now);
+    }
+
+    #[test]
+    fn structured_stat_requests_never_panic(conds in prop::collection::vec(condition(), 0..3), stages in prop::collection::vec(any_json(), 0..4)) {
+        let idx = index(20);
+        let _ = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now());
+    }
+
+    #[test]
+    fn paging_never_loses_or_repeats(
+        conds in prop::collection::vec(condition(), 0..3),
+        sort_key in prop::sample::select(vec!["status", "total_tasks", "created_at", "options.n", "unknown"]),
+        desc in any::<bool>(),
+        limit in 1u64..9,
+    ) {
+        let idx = index(40);
+        let now = Utc::now();
+        let scope = Scope::all();
+        let base = json!({"filter": conds, "sort": [{"key": sort_key, "desc": desc}]});
+        let Ok(all) = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": base}), now) else {
+            return Ok(());
+        };
+        let total = all["total_count"].as_u64().unwrap_or(0);
+        let mut paged = Vec::new();
+        let mut start = 1;
+        while start <= total {
+            let mut q = base.clone();
+            q["page"] = json!({"start": start, "limit": limit});
+            let page = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now);
+            let page = page.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(page["total_count"].as_u64().unwrap_or(0), total);
+            paged.extend(ids(&page));
+            start += limit;
+        }
+        prop_assert_eq!(paged, ids(&all));
+
+        let mut q = base.clone();
+        q["count_only"] = json!(true);
+        let counted = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(counted["total_count"].as_u64().unwrap_or(0), ids(&all).len() as u64);
+        prop_assert!(counted.get("results").is_none());
+    }
+}

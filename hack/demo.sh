@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job, end to end, on a fresh machine: brings up a local control plane (building the
-# binaries on first use), installs the CRDs, runs the operator, creates demo jobs that reach
-# SUCCESS, FAILURE, TIMEOUT and CANCELED (a small demo worker reports task progress), and shows
-# `kubectl get caj,cajt`. The control plane and the operator keep running afterwards so you can
-# try kubectl yourself; `hack/demo.sh down` stops everything.
+# binaries on first use), installs the CRDs, runs the operator (controller + API shim, registered
+# with the aggregator), creates demo jobs that reach SUCCESS, FAILURE, TIMEOUT and CANCELED (a small
+# demo worker reports task progress), shows `kubectl get caj,cajt`, then queries the jobs through
+# the aggregated API (kubectl) and the SpaceONE REST API (curl with a ServiceAccount token).
+# The control plane and the operator keep running afterwards so you can try things yourself;
+# `hack/demo.sh down` stops everything.
 #   usage: hack/demo.sh [up|down]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,13 +35,40 @@ echo "==> installing the CRDs"
 kubectl apply --server-side -f crds/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
 
-echo "==> starting the operator (log: $dir/operator.log)"
+echo "==> starting the operator: controller + API shim (log: $dir/operator.log)"
 if [ -f "$dir/operator.pid" ] && kill -0 "$(cat "$dir/operator.pid")" 2>/dev/null; then
   kill "$(cat "$dir/operator.pid")"; sleep 1
 fi
-nohup "$root/target/release/cost-analysis-operator" controller --metrics-addr 127.0.0.1:0 \
-  --lease-duration 5 >"$dir/operator.log" 2>&1 &
+shim_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()')
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=cost-analysis-api" \
+  -addext "subjectAltName=DNS:api.cost-analysis-system.svc,DNS:localhost,IP:127.0.0.1" \
+  -keyout "$dir/shim.key" -out "$dir/shim.crt" 2>/dev/null
+nohup "$root/target/release/cost-analysis-operator" run --metrics-addr 127.0.0.1:0 --lease-duration 5 \
+  --api-addr "127.0.0.1:$shim_port" --tls-cert-file "$dir/shim.crt" --tls-key-file "$dir/shim.key" \
+  >"$dir/operator.log" 2>&1 &
 echo $! >"$dir/operator.pid"
+# The aggregator reaches the shim on loopback through an ExternalName Service (no kube-proxy here).
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Namespace
+metadata: {name: cost-analysis-system}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: cost-analysis-system}
+spec: {type: ExternalName, externalName: 127.0.0.1}
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1.query.cost-analysis.spaceone.dev}
+spec:
+  group: query.cost-analysis.spaceone.dev
+  version: v1
+  service: {namespace: cost-analysis-system, name: api, port: $shim_port}
+  caBundle: $(base64 -w0 "$dir/shim.crt")
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+YAML
 
 kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null
 for _ in $(seq 100); do kubectl get namespace "$ns" >/dev/null 2>&1 || break; sleep 0.3; done
@@ -48,9 +77,9 @@ echo "==> creating demo jobs"
 kubectl apply -n "$ns" -f examples/demo-jobs.yaml
 
 report() { # task status
-  local now; now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-  local extra=""
-  [ "$2" = IN_PROGRESS ] && extra=",\"startedAt\":\"$now\"" || extra=",\"finishedAt\":\"$now\",\"createdCount\":42"
+  local now extra
+  now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+  if [ "$2" = IN_PROGRESS ]; then extra=",\"startedAt\":\"$now\""; else extra=",\"finishedAt\":\"$now\",\"createdCount\":42"; fi
   kubectl patch cajt "$1" -n "$ns" --subresource=status --type=merge \
     -p "{\"status\":{\"status\":\"$2\"$extra}}" >/dev/null
   echo "    worker: $1 -> $2"
@@ -76,11 +105,40 @@ kubectl get caj,cajt -n "$ns"
 echo
 kubectl get events -n "$ns" --field-selector involvedObject.kind=CostAnalysisJob \
   -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message | head -20
+
+echo
+echo "==> the aggregated API: kubectl get jobs.query.cost-analysis.spaceone.dev -n $ns"
+kubectl wait --for=condition=Available --timeout=60s apiservice/v1.query.cost-analysis.spaceone.dev >/dev/null
+kubectl get jobs.query.cost-analysis.spaceone.dev -n "$ns"
+echo
+echo "==> a JobStat: kubectl create -f examples/jobstat.yaml -o jsonpath='{.status}'"
+kubectl create -n "$ns" -f examples/jobstat.yaml -o jsonpath='{.status}'
+echo
+echo
+echo "==> the SpaceONE REST API, as a ServiceAccount allowed to read domain-demo (examples/rbac-domains.yaml)"
+kubectl apply -f examples/rbac-domains.yaml >/dev/null
+kubectl create serviceaccount spaceone-client -n "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create clusterrolebinding demo-spaceone-client --clusterrole=cost-analysis-domain-demo-reader \
+  --serviceaccount="$ns:spaceone-client" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+token=$(kubectl create token spaceone-client -n "$ns")
+body='{"domain_id": "domain-demo", "query": {"filter": [{"k": "status", "v": "SUCCESS", "o": "eq"}], "only": ["job_id", "status"]}}'
+echo "curl https://127.0.0.1:$shim_port/cost-analysis/v1/jobs/search -H 'Authorization: Bearer ...' -d '$body'"
+out=""
+for _ in $(seq 50); do
+  out=$(curl -sS --cacert "$dir/shim.crt" -H "Authorization: Bearer $token" \
+    "https://127.0.0.1:$shim_port/cost-analysis/v1/jobs/search" -d "$body" 2>/dev/null) && break
+  sleep 0.2
+done
+echo "$out" | python3 -m json.tool
+
 cat <<MSG
 
 The control plane and the operator keep running. Try:
   export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH
   kubectl get caj -n $ns -o yaml
   kubectl explain caj.spec
+  kubectl get jobs.query.cost-analysis.spaceone.dev -A
+  curl --cacert $dir/shim.crt -H "Authorization: Bearer \$(kubectl create token spaceone-client -n $ns)" \\
+    "https://127.0.0.1:$shim_port/cost-analysis/v1/jobs?domain_id=domain-demo"
 Stop everything with: hack/demo.sh down
 MSG

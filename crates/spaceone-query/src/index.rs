@@ -33,6 +33,13 @@ pub(crate) struct Rec {
     pub last_changed: Millis,
 }
 
+/// Shared status strings, so reading a record's status allocates nothing.
+fn status_str(s: JobStatus) -> Arc<str> {
+    static STRS: std::sync::OnceLock<[Arc<str>; 5]> = std::sync::OnceLock::new();
+    let strs = STRS.get_or_init(|| JobStatus::ALL.map(|s| Arc::from(s.as_str())));
+    strs[s as usize].clone()
+}
+
 fn time(ms: Millis) -> Val {
     if ms == NO_TIME {
         Val::Null
@@ -46,7 +53,7 @@ impl Rec {
     pub fn field(&self, f: Field) -> Val {
         match f {
             Field::JobId => Val::Str(self.job_id.clone()),
-            Field::Status => Val::str(self.status.as_str()),
+            Field::Status => Val::Str(status_str(self.status)),
             Field::ErrorCode => self.error_code.clone().map_or(Val::Null, Val::Str),
             Field::ErrorMessage => self.error_message.as_deref().map_or(Val::Null, Val::str),
             Field::TotalTasks => Val::Int(self.total),

@@ -9,6 +9,8 @@
 //! - [`offline`]: the `query` command's loading and rendering.
 
 pub mod api;
+#[doc(hidden)]
+pub mod baseline;
 mod error;
 mod filter;
 mod index;

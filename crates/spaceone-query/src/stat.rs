@@ -81,6 +81,48 @@ impl Row<'_> {
     }
 }
 
+/// A field path resolved once per stage rather than once per row.
+struct P {
+    raw: String,
+    parts: Vec<String>,
+    /// The model field, for rows that are still stored records.
+    field: Option<FieldPath>,
+}
+
+impl P {
+    fn new(raw: &str) -> P {
+        P {
+            raw: raw.to_string(),
+            parts: raw.split('.').map(str::to_string).collect(),
+            field: FieldPath::resolve(raw).ok(),
+        }
+    }
+}
+
+impl Row<'_> {
+    fn at(&self, p: &P) -> Val {
+        match self {
+            Row::Rec(r) => p.field.as_ref().map_or(Val::Missing, |f| r.get(f)),
+            Row::Doc(d) => {
+                let parts: Vec<&str> = p.parts.iter().map(String::as_str).collect();
+                d.path(&parts)
+            }
+        }
+    }
+}
+
+/// For a single group key on a stored record's low-cardinality field: a number that identifies the
+/// value without building it (the status's ordinal, or the address of the interned string).
+fn fast_key(r: &Rec, field: crate::model::Field) -> Option<usize> {
+    use crate::model::Field;
+    match field {
+        Field::Status => Some(r.status as usize),
+        Field::DataSourceId => Some(Arc::as_ptr(&r.data_source) as *const u8 as usize),
+        Field::DomainId => Some(Arc::as_ptr(&r.domain) as *const u8 as usize),
+        _ => None,
+    }
+}
+
 /// Hashable wrapper with MongoDB's equality (2 == 2.0, null == missing).
 #[derive(Clone, Debug)]
 struct Key(Vec<Val>);
@@ -124,12 +166,22 @@ impl Hash for Key {
 }
 
 struct Pipeline<'a> {
+    /// Stored records not yet turned into rows: a leading `group` reads them in place.
+    recs: Option<Vec<&'a Rec>>,
     rows: Vec<Row<'a>>,
+    /// Whether rows are in natural order (order-insensitive pipelines skip that sort).
+    ordered: bool,
     /// Names of the current group keys: later stages address them as `_id.<name>`.
     group_keys: Vec<String>,
 }
 
 impl Pipeline<'_> {
+    fn materialize(&mut self) {
+        if let Some(recs) = self.recs.take() {
+            self.rows = recs.into_iter().map(Row::Rec).collect();
+        }
+    }
+
     fn key_path(&self, key: &str) -> String {
         if self.group_keys.iter().any(|k| k == key) {
             format!("_id.{key}")
@@ -171,12 +223,16 @@ pub(crate) fn stat(
         .iter()
         .filter(|r| scope.admits(r) && filter.matches(r))
         .collect();
-    // Documents flow in natural (insertion) order, as a collection scan returns them.
-    recs.sort_unstable_by(|a, b| a.natural_cmp(b));
+    // Documents flow in natural (insertion) order, as a collection scan returns them; a pipeline
+    // that starts with an order-insensitive group does not need that order.
+    let ordered = aggregate.is_empty() || !starts_with_unordered_group(aggregate);
+    if ordered {
+        recs.sort_unstable_by(|a, b| a.natural_cmp(b));
+    }
     let (rows, total) = if aggregate.is_empty() {
         distinct_values(&recs, distinct.as_deref().unwrap_or_default(), &page)
     } else {
-        aggregate_rows(recs, aggregate, &page)
+        aggregate_rows(recs, ordered, aggregate, &page)
     }
     .map_err(Error::rewrap_db_query)?;
     // Building the Struct answer happens after the query, outside its error wrapping.
@@ -195,6 +251,26 @@ pub(crate) fn stat(
         m.insert("total_count".into(), json!(t as f64));
     }
     Ok(Value::Object(m))
+}
+
+/// A first stage `group` whose results do not depend on input order.
+fn starts_with_unordered_group(stages: &[Value]) -> bool {
+    let Some(group) = stages.first().and_then(|s| s.get("group")) else {
+        return false;
+    };
+    let fields = group
+        .get("fields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    fields.iter().all(|f| {
+        let op = f
+            .get("operator")
+            .or_else(|| f.get("o"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        matches!(op, "count" | "sum" | "average" | "max" | "min")
+    })
 }
 
 enum Rendered {
@@ -262,9 +338,16 @@ fn distinct_values(recs: &[&Rec], key: &str, page: &Page) -> Result<Output, Erro
     })
 }
 
-fn aggregate_rows(recs: Vec<&Rec>, stages: &[Value], page: &Page) -> Result<Output, Error> {
+fn aggregate_rows(
+    recs: Vec<&Rec>,
+    ordered: bool,
+    stages: &[Value],
+    page: &Page,
+) -> Result<Output, Error> {
     let mut p = Pipeline {
-        rows: recs.into_iter().map(Row::Rec).collect(),
+        recs: Some(recs),
+        rows: Vec::new(),
+        ordered,
         group_keys: Vec::new(),
     };
     for stage in stages {
@@ -272,6 +355,9 @@ fn aggregate_rows(recs: Vec<&Rec>, stages: &[Value], page: &Page) -> Result<Outp
         let Some((name, body)) = m.iter().find(|(_, v)| !v.is_null()) else {
             return Err(Error::required_parameter(STAGES));
         };
+        if name != "group" {
+            p.materialize();
+        }
         match name.as_str() {
             "unwind" => unwind(&mut p, body)?,
             "group" => group(&mut p, body)?,
@@ -298,6 +384,7 @@ fn aggregate_rows(recs: Vec<&Rec>, stages: &[Value], page: &Page) -> Result<Outp
             _ => return Err(Error::required_parameter(STAGES)),
         }
     }
+    p.materialize();
     let total = p.rows.len();
     let (rows, total) = match page.window(total) {
         Some((s, e)) => (p.rows.drain(s..e).collect::<Vec<_>>(), Some(total)),
@@ -425,9 +512,9 @@ enum Acc {
 struct GroupField {
     name: String,
     op: &'static str,
-    key: Option<String>,
-    push_fields: Vec<(String, String)>,
-    conditions: Vec<(String, &'static str, Val)>,
+    key: Option<P>,
+    push_fields: Vec<(String, P)>,
+    conditions: Vec<(P, &'static str, Val)>,
 }
 
 fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
@@ -441,7 +528,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         ));
     }
     let key_order = ["key", "k", "name", "n", "date_format"];
-    let mut rules: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut rules: Vec<(String, P, Option<String>)> = Vec::new();
     for k in keys {
         let km = as_object(k, "aggregate.group.keys")?;
         check_fields(km, "aggregate.group.keys", &key_order)?;
@@ -461,7 +548,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        rules.push((name, p.key_path(&key), fmt));
+        rules.push((name, P::new(&p.key_path(&key)), fmt));
     }
     let field_order = [
         "key",
@@ -494,7 +581,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
                     .join(", ")
             )));
         };
-        let key = named(fm, "key", "k").map(|k| p.key_path(&k));
+        let key = named(fm, "key", "k").map(|k| P::new(&p.key_path(&k)));
         let mut push_fields = Vec::new();
         for pf in as_list(fm.get("fields"), "aggregate.group.fields.fields")? {
             let pm = as_object(pf, "aggregate.group.fields.fields")?;
@@ -509,7 +596,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
                     py_repr_ordered(pf, &["key", "k", "name", "n"])
                 )));
             };
-            push_fields.push((n, p.key_path(&k)));
+            push_fields.push((n, P::new(&p.key_path(&k))));
         }
         // `count` needs no key; `push` takes `fields` instead of one.
         let needs_key = op != "count" && (op != "push" || push_fields.is_empty());
@@ -545,7 +632,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
                     "Expression $not takes exactly 1 arguments. 2 were passed in.",
                 ));
             }
-            conditions.push((p.key_path(&ck), co, Val::from_proto_json(cv)));
+            conditions.push((P::new(&p.key_path(&ck)), co, Val::from_proto_json(cv)));
         }
         if !conditions.is_empty() && !matches!(op, "count" | "sum" | "average") {
             return Err(Error::db_query(format!(
@@ -562,37 +649,73 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     }
 
     let mut index: HashMap<Key, usize> = HashMap::new();
+    // Few distinct values in practice: a short list beats hashing.
+    let mut fast: Vec<(usize, usize)> = Vec::new();
+    let fast_field = match rules.as_slice() {
+        [(_, path, None)] => path
+            .field
+            .as_ref()
+            .filter(|f| f.sub.is_empty())
+            .map(|f| f.field),
+        _ => None,
+    };
     let mut groups: Vec<(Vec<Val>, Vec<Acc>)> = Vec::new();
-    for row in &p.rows {
-        let mut key = Vec::with_capacity(rules.len());
-        for (_, path, fmt) in &rules {
-            let v = row.get(path);
-            key.push(match fmt {
-                None => v,
-                Some(fmt) => match v {
-                    Val::Date(ms) => Val::str(&crate::time::date_to_string(ms, fmt).map_err(raw)?),
-                    Val::Null | Val::Missing => Val::Null,
-                    other => {
-                        return Err(raw(format!(
-                            "can't convert from BSON type {} to Date",
-                            bson_type(&other)
-                        )));
-                    }
-                },
-            });
-        }
-        let slot = match index.get(&Key(key.clone())) {
-            Some(i) => *i,
+    let pending = p.recs.take();
+    let input: Box<dyn Iterator<Item = Row<'_>>> = match &pending {
+        Some(recs) => Box::new(recs.iter().map(|r| Row::Rec(r))),
+        None => Box::new(p.rows.iter().cloned()),
+    };
+    for row in input {
+        let row = &row;
+        let quick = match (row, fast_field) {
+            (Row::Rec(r), Some(f)) => fast_key(r, f),
+            _ => None,
+        };
+        let known = quick.and_then(|q| fast.iter().find(|(k, _)| *k == q).map(|(_, v)| *v));
+        let slot = match known {
+            Some(slot) => slot,
             None => {
-                let accs = specs.iter().map(new_acc).collect();
-                groups.push((key.clone(), accs));
-                index.insert(Key(key), groups.len() - 1);
-                groups.len() - 1
+                let mut key = Vec::with_capacity(rules.len());
+                for (_, path, fmt) in &rules {
+                    let v = row.at(path);
+                    key.push(match fmt {
+                        None => v,
+                        Some(fmt) => match v {
+                            Val::Date(ms) => {
+                                Val::str(&crate::time::date_to_string(ms, fmt).map_err(raw)?)
+                            }
+                            Val::Null | Val::Missing => Val::Null,
+                            other => {
+                                return Err(raw(format!(
+                                    "can't convert from BSON type {} to Date",
+                                    bson_type(&other)
+                                )));
+                            }
+                        },
+                    });
+                }
+                let key = Key(key);
+                let slot = match index.get(&key) {
+                    Some(i) => *i,
+                    None => {
+                        groups.push((key.0.clone(), specs.iter().map(new_acc).collect()));
+                        index.insert(key, groups.len() - 1);
+                        groups.len() - 1
+                    }
+                };
+                if let Some(q) = quick.filter(|_| fast.len() < 64) {
+                    fast.push((q, slot));
+                }
+                slot
             }
         };
         for (spec, acc) in specs.iter().zip(groups[slot].1.iter_mut()) {
             accumulate(spec, acc, row)?;
         }
+    }
+    if !p.ordered {
+        // The input came in no meaningful order: give the groups a deterministic one.
+        groups.sort_by(|(a, _), (b, _)| Val::Arr(a.clone()).cmp_bson(&Val::Arr(b.clone())));
     }
     p.rows = groups
         .into_iter()
@@ -650,7 +773,7 @@ fn new_acc(spec: &GroupField) -> Acc {
 
 fn conditions_hold(spec: &GroupField, row: &Row<'_>) -> bool {
     spec.conditions.iter().all(|(key, op, q)| {
-        let o = row.get(key).cmp_bson(q);
+        let o = row.at(key).cmp_bson(q);
         match *op {
             "eq" => o.is_eq(),
             "gt" => o.is_gt(),
@@ -666,7 +789,7 @@ fn is_model_date(path: &str) -> bool {
 }
 
 fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Error> {
-    let value = || spec.key.as_deref().map_or(Val::Missing, |k| row.get(k));
+    let value = || spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
     let holds = spec.conditions.is_empty() || conditions_hold(spec, row);
     match acc {
         Acc::Count(n) => {
@@ -722,8 +845,8 @@ fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Err
             } else {
                 let mut obj = Vec::new();
                 for (name, key) in &spec.push_fields {
-                    let v = match row.get(key) {
-                        Val::Date(ms) if is_model_date(key) => Val::str(
+                    let v = match row.at(key) {
+                        Val::Date(ms) if is_model_date(&key.raw) => Val::str(
                             &crate::time::date_to_string(ms, "%Y-%m-%dT%H:%M:%SZ").map_err(raw)?,
                         ),
                         v => v,

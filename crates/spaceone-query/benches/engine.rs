@@ -1,0 +1,109 @@
+//! The engine beside hand-written loops over the same records (spaceone_query::baseline), in one
+//! run: `list` (filter + default created_at order + page of 100) and `stat` (group by status,
+//! count), at 10k, 100k and 1M jobs. Also prints the index's heap bytes per job.
+//!   cargo bench -p spaceone-query --bench engine
+
+use chrono::{TimeZone, Utc};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use spaceone_query::{Index, Job, JobStatus, Scope, api, baseline};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn jobs(n: usize) -> Index {
+    let mut index = Index::new();
+    for i in 0..n {
+        let status = match i % 10 {
+            0 => JobStatus::Failure,
+            1 => JobStatus::InProgress,
+            2 => JobStatus::Canceled,
+            3 => JobStatus::Timeout,
+            _ => JobStatus::Success,
+        };
+        let mut options = serde_json::Map::new();
+        options.insert(
+            "sync_mode".into(),
+            json!(if i % 4 == 0 { "MANUAL" } else { "SCHEDULED" }),
+        );
+        let created = Utc
+            .timestamp_opt(1_700_000_000 + (i as i64) * 7, 0)
+            .single();
+        index.upsert(Job {
+            namespace: format!("ns-{}", i % 3),
+            job_id: format!("job-{i:012x}"),
+            status,
+            error_code: (status == JobStatus::Failure).then(|| "ERROR_JOB_TASK".into()),
+            error_message: (status == JobStatus::Failure)
+                .then(|| "One or more job tasks have failed.".into()),
+            total_tasks: (i % 9) as i64,
+            remained_tasks: (i % 2) as i64,
+            data_source_id: format!("ds-{}", i % 10),
+            domain_id: format!("domain-{}", i % 2),
+            options,
+            created_at: created,
+            updated_at: created,
+            finished_at: (status != JobStatus::InProgress)
+                .then_some(created)
+                .flatten(),
+            last_changed_at: None,
+        });
+    }
+    index
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    let now = Utc::now();
+    let list_req = json!({"domain_id": "domain-0", "query": {
+        "filter": [{"k": "status", "v": "FAILURE", "o": "eq"}], "page": {"start": 1, "limit": 100}}});
+    let stat_req = json!({"domain_id": "domain-0", "query": {"aggregate": [
+        {"group": {"keys": [{"key": "status", "name": "status"}], "fields": [{"name": "count", "operator": "count"}]}},
+        {"sort": [{"key": "status"}]}]}});
+    for n in [10_000usize, 100_000, 1_000_000] {
+        let index = jobs(n);
+        if n == 1_000_000 {
+            eprintln!(
+                "index heap bytes per job at {n} jobs: {}",
+                index.approx_heap_bytes() / n
+            );
+        }
+        // The two sides must agree before they are timed.
+        let engine = api::list(&index, &Scope::all(), &list_req, now).unwrap_or_default();
+        let tight = baseline::list_status_newest(&index, "domain-0", JobStatus::Failure, 100);
+        assert_eq!(engine, tight, "list answers differ");
+        let engine = api::stat(&index, &Scope::all(), &stat_req, now).unwrap_or_default();
+        assert_eq!(
+            engine,
+            baseline::count_by_status(&index, "domain-0"),
+            "stat answers differ"
+        );
+
+        group.bench_with_input(BenchmarkId::new("list/engine", n), &n, |b, _| {
+            b.iter(|| black_box(api::list(&index, &Scope::all(), &list_req, now)))
+        });
+        group.bench_with_input(BenchmarkId::new("list/tight-loop", n), &n, |b, _| {
+            b.iter(|| {
+                black_box(baseline::list_status_newest(
+                    &index,
+                    "domain-0",
+                    JobStatus::Failure,
+                    100,
+                ))
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("stat/engine", n), &n, |b, _| {
+            b.iter(|| black_box(api::stat(&index, &Scope::all(), &stat_req, now)))
+        });
+        group.bench_with_input(BenchmarkId::new("stat/tight-loop", n), &n, |b, _| {
+            b.iter(|| black_box(baseline::count_by_status(&index, "domain-0")))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,46 @@
+//! Hand-written loops that compute the benchmark answers straight from the index's records: the
+//! physical limit of this layout, measured beside the engine in `benches/engine.rs`. Not an API.
+
+use crate::index::{Index, Rec};
+use crate::model::JobStatus;
+use crate::render::{Projection, job_info};
+use serde_json::{Value, json};
+
+/// `list` of one domain's jobs in one status, newest first, first `limit` rows, as JobsInfo.
+pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit: usize) -> Value {
+    let mut rows: Vec<&Rec> = index
+        .iter()
+        .filter(|r| r.status == status && r.domain.as_ref() == domain)
+        .collect();
+    let total = rows.len();
+    let order = |a: &&Rec, b: &&Rec| b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
+    if limit > 0 && limit < rows.len() {
+        rows.select_nth_unstable_by(limit - 1, order);
+        rows.truncate(limit);
+    }
+    rows.sort_unstable_by(order);
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|r| job_info(r, &Projection::Full))
+        .collect();
+    json!({"results": results, "total_count": total})
+}
+
+/// `stat` of one domain's jobs grouped by status with a count, as the Struct answer.
+pub fn count_by_status(index: &Index, domain: &str) -> Value {
+    let mut counts = [0u64; 5];
+    for r in index.iter() {
+        if r.domain.as_ref() == domain {
+            counts[r.status as usize] += 1;
+        }
+    }
+    let mut rows: Vec<Value> = Vec::new();
+    for s in JobStatus::ALL {
+        let n = counts[s as usize];
+        if n > 0 {
+            rows.push(json!({"status": s.as_str(), "count": n as f64}));
+        }
+    }
+    rows.sort_by(|a, b| a["status"].as_str().cmp(&b["status"].as_str()));
+    json!({"results": rows})
+}

@@ -219,10 +219,12 @@ pub(crate) fn stat(
     if aggregate.is_empty() && distinct.is_none() {
         return Err(Error::required_parameter("aggregate"));
     }
-    let mut recs: Vec<&Rec> = index
-        .iter()
-        .filter(|r| scope.admits(r) && filter.matches(r))
-        .collect();
+    let mut recs: Vec<&Rec> = Vec::with_capacity(index.len());
+    recs.extend(
+        index
+            .iter()
+            .filter(|r| scope.admits(r) && filter.matches(r)),
+    );
     // Documents flow in natural (insertion) order, as a collection scan returns them; a pipeline
     // that starts with an order-insensitive group does not need that order.
     let ordered = aggregate.is_empty() || !starts_with_unordered_group(aggregate);
@@ -661,12 +663,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     };
     let mut groups: Vec<(Vec<Val>, Vec<Acc>)> = Vec::new();
     let pending = p.recs.take();
-    let input: Box<dyn Iterator<Item = Row<'_>>> = match &pending {
-        Some(recs) => Box::new(recs.iter().map(|r| Row::Rec(r))),
-        None => Box::new(p.rows.iter().cloned()),
-    };
-    for row in input {
-        let row = &row;
+    let mut step = |row: &Row<'_>| -> Result<(), Error> {
         let quick = match (row, fast_field) {
             (Row::Rec(r), Some(f)) => fast_key(r, f),
             _ => None,
@@ -711,6 +708,19 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         };
         for (spec, acc) in specs.iter().zip(groups[slot].1.iter_mut()) {
             accumulate(spec, acc, row)?;
+        }
+        Ok(())
+    };
+    match &pending {
+        Some(recs) => {
+            for r in recs {
+                step(&Row::Rec(r))?;
+            }
+        }
+        None => {
+            for row in &p.rows {
+                step(row)?;
+            }
         }
     }
     if !p.ordered {

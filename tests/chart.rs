@@ -1,0 +1,289 @@
+//! The Helm chart with the real helm and kubectl against the test control plane: lint and schema,
+//! rendered manifests accepted by the API server (server-side dry run), install, upgrade (the
+//! serving certificate is kept), uninstall; and the Argo CD health check under a real Lua.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use support::{Cluster, cluster, root};
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn chart() -> PathBuf {
+    root().join("charts/cost-analysis-operator")
+}
+
+fn helm(c: &Cluster, args: &[&str]) -> Output {
+    Command::new(c.bin.join("helm"))
+        .args(args)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("HELM_CACHE_HOME", c.dir.join("helm/cache"))
+        .env("HELM_CONFIG_HOME", c.dir.join("helm/config"))
+        .env("HELM_DATA_HOME", c.dir.join("helm/data"))
+        .output()
+        .expect("run helm")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn chart_crds_are_the_generated_ones() {
+    for file in ["costanalysisjob.yaml", "costanalysisjobtask.yaml"] {
+        let generated = std::fs::read_to_string(root().join("crds").join(file)).unwrap_or_default();
+        let shipped = std::fs::read_to_string(chart().join("crds").join(file)).unwrap_or_default();
+        assert!(
+            !generated.is_empty() && generated == shipped,
+            "charts/cost-analysis-operator/crds/{file} differs from crds/{file}"
+        );
+    }
+}
+
+#[test]
+fn lint_passes_and_the_schema_refuses_wrong_values() {
+    let c = cluster();
+    let chart = chart();
+    let chart = chart.to_string_lossy();
+    ok(helm(c, &["lint", &chart, "--strict"]), "helm lint");
+    for (set, message) in [
+        ("mode=sideways", "value must be one of 'split', 'combined'"),
+        ("controller.replicas=0", "/controller/replicas"),
+        ("api.port=70000", "/api/port"),
+        ("domainRoles={Bad_Name}", "/domainRoles/0"),
+        ("certificates.source=vault", "/certificates/source"),
+        ("unknownKey=1", "unknownKey"),
+    ] {
+        let out = helm(c, &["lint", &chart, "--set", set]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(
+            text.contains(message),
+            "{set}: expected {message:?} in {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rendered_manifests_are_accepted_by_the_api_server() {
+    let _turn = SERIAL.lock().await;
+    let c = cluster();
+    let ns = c.namespace("chart-render");
+    let chart = chart();
+    let chart = chart.to_string_lossy();
+    for extra in [
+        vec![],
+        vec![
+            "--set",
+            "mode=combined,networkPolicy.enabled=true,podDisruptionBudget.minAvailable=50%,controller.watchNamespace=team-a,apiService.enabled=false",
+        ],
+        vec![
+            "--set",
+            "domainRoles={domain-a,domain-b},controller.jobTimeout=120,api.replicas=3",
+        ],
+    ] {
+        let mut args = vec![
+            "template",
+            "dry",
+            &chart,
+            "-n",
+            &ns,
+            "--kube-version",
+            "1.36.3",
+        ];
+        args.extend(extra.iter().copied());
+        let rendered = ok(helm(c, &args), "helm template");
+        let out = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered);
+        ok(out, &format!("server-side dry run of {extra:?}"));
+        for kind in ["kind: Deployment", "kind: Service", "kind: ClusterRole"] {
+            assert!(rendered.contains(kind), "{kind} missing for {extra:?}");
+        }
+        // Every pod runs as non-root, read-only, without capabilities, under RuntimeDefault seccomp.
+        for needle in [
+            "runAsNonRoot: true",
+            "readOnlyRootFilesystem: true",
+            "- ALL",
+            "type: RuntimeDefault",
+        ] {
+            assert!(rendered.contains(needle), "{needle} missing for {extra:?}");
+        }
+    }
+    let cm = ok(
+        helm(
+            c,
+            &[
+                "template",
+                "cm",
+                &chart,
+                "-n",
+                &ns,
+                "--kube-version",
+                "1.36.3",
+                "--set",
+                "certificates.source=cert-manager,serviceMonitor.enabled=true",
+            ],
+        ),
+        "helm template cert-manager",
+    );
+    for kind in [
+        "kind: Certificate",
+        "kind: Issuer",
+        "cert-manager.io/inject-ca-from",
+        "kind: ServiceMonitor",
+    ] {
+        assert!(cm.contains(kind), "{kind} missing with cert-manager");
+    }
+    assert!(
+        !cm.contains("kind: Secret"),
+        "the chart must not generate a certificate when cert-manager does"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_upgrade_keeps_the_certificate_and_uninstall_removes_everything() {
+    let _turn = SERIAL.lock().await;
+    let c = cluster();
+    let ns = c.namespace("chart");
+    let chart = chart();
+    let chart = chart.to_string_lossy();
+    // Another test binary may have registered the APIService by hand.
+    c.kubectl(&[
+        "delete",
+        "apiservice",
+        "v1.query.cost-analysis.spaceone.dev",
+        "--ignore-not-found",
+    ]);
+    let notes = ok(
+        helm(c, &["install", "cao", &chart, "-n", &ns]),
+        "helm install",
+    );
+    assert!(
+        notes.contains("kubectl get apiservice v1.query.cost-analysis.spaceone.dev"),
+        "{notes}"
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/costanalysisjobs.cost-analysis.spaceone.dev",
+    ]);
+    let deployments = c.kubectl_ok(&["get", "deploy", "-n", &ns, "-o", "name"]);
+    assert!(
+        deployments.contains("cao-cost-analysis-operator-controller")
+            && deployments.contains("cao-cost-analysis-operator-api"),
+        "{deployments}"
+    );
+    let ca_of = || {
+        c.kubectl_ok(&[
+            "get",
+            "apiservice",
+            "v1.query.cost-analysis.spaceone.dev",
+            "-o",
+            "jsonpath={.spec.caBundle}",
+        ])
+    };
+    let cert_of = || {
+        c.kubectl_ok(&[
+            "get",
+            "secret",
+            "cao-cost-analysis-operator-serving",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.data.tls\\.crt}",
+        ])
+    };
+    let (ca, cert) = (ca_of(), cert_of());
+    assert!(!ca.is_empty() && !cert.is_empty());
+
+    ok(
+        helm(
+            c,
+            &[
+                "upgrade",
+                "cao",
+                &chart,
+                "-n",
+                &ns,
+                "--set",
+                "controller.jobTimeout=300",
+            ],
+        ),
+        "helm upgrade",
+    );
+    assert_eq!(ca_of(), ca, "the upgrade replaced the CA");
+    assert_eq!(
+        cert_of(),
+        cert,
+        "the upgrade replaced the serving certificate"
+    );
+    let args = c.kubectl_ok(&[
+        "get",
+        "deploy",
+        "cao-cost-analysis-operator-controller",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].args}",
+    ]);
+    assert!(args.contains("--job-timeout=300"), "{args}");
+
+    ok(helm(c, &["uninstall", "cao", "-n", &ns]), "helm uninstall");
+    let left = c.kubectl_ok(&[
+        "get",
+        "deploy,svc,secret,sa,pdb,role,rolebinding",
+        "-n",
+        &ns,
+        "-l",
+        "app.kubernetes.io/instance=cao",
+        "-o",
+        "name",
+    ]);
+    assert!(left.trim().is_empty(), "left behind: {left}");
+    assert!(
+        !c.kubectl(&["get", "apiservice", "v1.query.cost-analysis.spaceone.dev"])
+            .status
+            .success()
+    );
+    assert!(
+        !c.kubectl(&[
+            "get",
+            "clusterrole",
+            "cao-cost-analysis-operator-controller"
+        ])
+        .status
+        .success()
+    );
+    // CRDs stay (Helm never deletes crds/), so existing jobs are not lost by an uninstall.
+    assert!(
+        c.kubectl(&["get", "crd", "costanalysisjobs.cost-analysis.spaceone.dev"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn argo_cd_health_check_maps_every_state() {
+    let out = Command::new("lua5.4")
+        .arg(root().join("deploy/argocd/health_test.lua"))
+        .output()
+        .expect("lua5.4 (hack/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("7 passed, 0 failed"),
+        "{text}"
+    );
+}

@@ -11,48 +11,9 @@ use cost_analysis_operator::resources::{
 };
 use kube::Api;
 use kube::api::ListParams;
-use support::{Cluster, cluster, eventually, shared_operator};
+use support::{Cluster, cluster, create, eventually, job_yaml, report, shared_operator};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn job_yaml(name: &str, tasks: &[&str], extra_spec: &str) -> String {
-    let tasks = if tasks.is_empty() {
-        String::new()
-    } else {
-        let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
-        format!("  tasks:{items}\n")
-    };
-    format!(
-        "apiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\nspec:\n  domainId: domain-1\n  dataSourceId: ds-1\n{tasks}{extra_spec}"
-    )
-}
-
-fn create(c: &Cluster, ns: &str, yaml: &str) {
-    let out = c.apply_yaml(ns, yaml);
-    assert!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The test worker: reports a task's outcome the way a real worker does (status subresource).
-fn report(c: &Cluster, ns: &str, task: &str, state: &str) {
-    let now = cost_analysis_operator::timestamp::format(&Utc::now());
-    let patch =
-        format!(r#"{{"status":{{"status":"{state}","finishedAt":"{now}","createdCount":10}}}}"#);
-    c.kubectl_ok(&[
-        "patch",
-        "cajt",
-        task,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch,
-    ]);
-}
 
 async fn job(api: &Api<CostAnalysisJob>, name: &str) -> CostAnalysisJob {
     api.get(name).await.expect("get job")

@@ -5,51 +5,15 @@ mod support;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use cost_analysis_operator::resources::{CostAnalysisJob, JobState};
 use kube::Api;
-use support::{Cluster, Operator, cluster, eventually, lease_holder, wait_for_leader};
+use support::{
+    Cluster, Operator, cluster, create, eventually, job_yaml, lease_holder, report, wait_for_leader,
+};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 const WAIT: Duration = Duration::from_secs(40);
-
-fn job_yaml(name: &str, tasks: &[&str], extra: &str) -> String {
-    let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
-    let tasks = if tasks.is_empty() {
-        String::new()
-    } else {
-        format!("  tasks:{items}\n")
-    };
-    format!(
-        "apiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\nspec:\n  domainId: domain-1\n  dataSourceId: ds-1\n{tasks}{extra}"
-    )
-}
-
-fn create(c: &Cluster, ns: &str, yaml: &str) {
-    let out = c.apply_yaml(ns, yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn report(c: &Cluster, ns: &str, task: &str, state: &str) {
-    let now = cost_analysis_operator::timestamp::format(&Utc::now());
-    let patch = format!(r#"{{"status":{{"status":"{state}","finishedAt":"{now}"}}}}"#);
-    c.kubectl_ok(&[
-        "patch",
-        "cajt",
-        task,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch,
-    ]);
-}
 
 async fn state(api: &Api<CostAnalysisJob>, name: &str) -> Option<JobState> {
     api.get(name).await.ok()?.status?.status

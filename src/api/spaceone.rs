@@ -302,44 +302,40 @@ async fn domain_scope(
     })
 }
 
-async fn get_job(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+/// Authorizes reading the request's domain, then answers from the index under its read lock.
+async fn read<F>(s: &ApiState, user: &UserInfo, request: Value, call: F) -> Result<Value, ApiError>
+where
+    F: FnOnce(
+        &spaceone_query::Index,
+        &spaceone_query::Scope,
+        &Value,
+    ) -> Result<Value, spaceone_query::Error>,
+{
     let scope = domain_scope(s, user, "get", &request).await?;
     let store = s
         .index
         .store
         .read()
         .map_err(|_| ApiError::unknown("index unavailable"))?;
-    Ok(spaceone_query::api::get(&store.jobs, &scope, &request)?)
+    Ok(call(&store.jobs, &scope, &request)?)
+}
+
+async fn get_job(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+    read(s, user, request, spaceone_query::api::get).await
 }
 
 async fn list(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
-    let scope = domain_scope(s, user, "get", &request).await?;
-    let store = s
-        .index
-        .store
-        .read()
-        .map_err(|_| ApiError::unknown("index unavailable"))?;
-    Ok(spaceone_query::api::list(
-        &store.jobs,
-        &scope,
-        &request,
-        Utc::now(),
-    )?)
+    read(s, user, request, |i, sc, r| {
+        spaceone_query::api::list(i, sc, r, Utc::now())
+    })
+    .await
 }
 
 async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
-    let scope = domain_scope(s, user, "get", &request).await?;
-    let store = s
-        .index
-        .store
-        .read()
-        .map_err(|_| ApiError::unknown("index unavailable"))?;
-    Ok(spaceone_query::api::stat(
-        &store.jobs,
-        &scope,
-        &request,
-        Utc::now(),
-    )?)
+    read(s, user, request, |i, sc, r| {
+        spaceone_query::api::stat(i, sc, r, Utc::now())
+    })
+    .await
 }
 
 /// Cancels an IN_PROGRESS job synchronously. The status write is conditional on the

@@ -333,3 +333,44 @@ where
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// A CostAnalysisJob manifest in domain-1 / ds-1 with the given task ids and extra spec lines.
+pub fn job_yaml(name: &str, tasks: &[&str], extra_spec: &str) -> String {
+    let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
+    let tasks = if tasks.is_empty() {
+        String::new()
+    } else {
+        format!("  tasks:{items}\n")
+    };
+    format!(
+        "apiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\nspec:\n  domainId: domain-1\n  dataSourceId: ds-1\n{tasks}{extra_spec}"
+    )
+}
+
+/// Applies a manifest into `ns`, failing the test with kubectl's message.
+pub fn create(c: &Cluster, ns: &str, yaml: &str) {
+    let out = c.apply_yaml(ns, yaml);
+    assert!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The test worker: reports a task's outcome the way a real worker does (status subresource).
+pub fn report(c: &Cluster, ns: &str, task: &str, state: &str) {
+    let now = cost_analysis_operator::timestamp::format(&chrono::Utc::now());
+    let patch =
+        format!(r#"{{"status":{{"status":"{state}","finishedAt":"{now}","createdCount":10}}}}"#);
+    c.kubectl_ok(&[
+        "patch",
+        "cajt",
+        task,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
-use crate::error::{Error, py_repr, py_repr_ordered};
+use crate::error::{Error, py_repr, py_repr_ordered, py_str};
 use crate::index::Rec;
 use crate::model::{Field, FieldPath, FieldType};
 use crate::value::Val;
@@ -141,12 +141,22 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
 
     // Resolver-specific checks, still outside the query's try block.
     let mut pre_value: Option<Val> = None;
+    // The exists and match resolvers rebuild the condition they report, with the key already in
+    // mongoengine's `a__b` form.
+    let resolver_repr = || {
+        format!(
+            "{{'key': {}, 'value': {}, 'operator': {}}}",
+            py_str(&key.replace('.', "__")),
+            py_repr(value),
+            py_str(operator)
+        )
+    };
     match operator {
         "exists" if !value.is_boolean() => {
-            return Err(Error::operator_boolean_type("exists", &repr()));
+            return Err(Error::operator_boolean_type("exists", &resolver_repr()));
         }
         "match" if !value.is_object() => {
-            return Err(Error::operator_dict_value_type("match", &repr()));
+            return Err(Error::operator_dict_value_type("match", &resolver_repr()));
         }
         op if op.starts_with("datetime_") => {
             pre_value = Some(match value {

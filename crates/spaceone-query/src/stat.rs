@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, py_repr_ordered};
 use crate::filter::Filter;
 use crate::index::{Index, Rec, Scope};
-use crate::model::{FieldPath, FieldType};
+use crate::model::FieldPath;
 use crate::query::{Page, as_bool, as_list, as_object, check_fields, parse_page};
 use crate::value::Val;
 
@@ -83,7 +83,6 @@ impl Row<'_> {
 
 /// A field path resolved once per stage rather than once per row.
 struct P {
-    raw: String,
     parts: Vec<String>,
     /// The model field, for rows that are still stored records.
     field: Option<FieldPath>,
@@ -92,7 +91,6 @@ struct P {
 impl P {
     fn new(raw: &str) -> P {
         P {
-            raw: raw.to_string(),
             parts: raw.split('.').map(str::to_string).collect(),
             field: FieldPath::resolve(raw).ok(),
         }
@@ -519,6 +517,135 @@ struct GroupField {
     conditions: Vec<(P, &'static str, Val)>,
 }
 
+/// One `aggregate.group.fields` entry, checked in the seed's order: operator, name, the push
+/// sub-fields, the conditions, then what the operator itself requires.
+fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<GroupField, Error> {
+    let fm = as_object(f, "aggregate.group.fields")?;
+    check_fields(fm, "aggregate.group.fields", field_order)?;
+    let repr = py_repr_ordered(f, field_order);
+    let op_name = named(fm, "operator", "o").unwrap_or_default();
+    let Some(op) = GROUP_OPERATORS.iter().copied().find(|o| *o == op_name) else {
+        return Err(Error::db_query(format!(
+            "'aggregate.group.fields' condition's {op_name} operator is not supported. (supported_operator = [{}])",
+            GROUP_OPERATORS
+                .iter()
+                .map(|o| format!("'{o}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let name = named(fm, "name", "n").ok_or_else(|| {
+        Error::db_query(format!(
+            "'aggregate.group.fields' condition requires a name: {repr}"
+        ))
+    })?;
+    let key = named(fm, "key", "k").map(|k| P::new(&p.key_path(&k)));
+    let mut push_fields = Vec::new();
+    for pf in as_list(fm.get("fields"), "aggregate.group.fields.fields")? {
+        let pm = as_object(pf, "aggregate.group.fields.fields")?;
+        check_fields(
+            pm,
+            "aggregate.group.fields.fields",
+            &["key", "k", "name", "n"],
+        )?;
+        // The seed's message shows the whole group field, not the sub-field.
+        let k = named(pm, "key", "k").ok_or_else(|| {
+            Error::db_query(format!(
+                "'aggregate.group.fields.fields' condition requires a key: {repr}"
+            ))
+        })?;
+        let n = named(pm, "name", "n").ok_or_else(|| {
+            Error::db_query(format!(
+                "'aggregate.group.fields.fields' condition requires a name: {repr}"
+            ))
+        })?;
+        push_fields.push((n, P::new(&p.key_path(&k))));
+    }
+    let mut conditions = Vec::new();
+    for c in as_list(fm.get("conditions"), "aggregate.group.fields.conditions")? {
+        let cm = as_object(c, "aggregate.group.fields.conditions")?;
+        let order = ["key", "k", "value", "v", "operator", "o"];
+        check_fields(cm, "aggregate.group.fields.conditions", &order)?;
+        let crepr = py_repr_ordered(c, &order);
+        let Some(ck) = named(cm, "key", "k") else {
+            return Err(Error::db_query(format!(
+                "'aggregate.group.fields.conditions.key' condition requires a key: {crepr}"
+            )));
+        };
+        // `if value is None`: a null value counts as missing.
+        let Some(cv) = cm
+            .get("value")
+            .or_else(|| cm.get("v"))
+            .filter(|v| !v.is_null())
+        else {
+            return Err(Error::db_query(format!(
+                "'aggregate.group.fields.conditions.value' condition requires a value: {crepr}"
+            )));
+        };
+        let Some(co) = named(cm, "operator", "o") else {
+            return Err(Error::db_query(format!(
+                "'aggregate.group.fields.conditions.operator' condition requires a operator: {crepr}"
+            )));
+        };
+        let Some(co) = CONDITION_OPERATORS.iter().copied().find(|o| *o == co) else {
+            return Err(Error::db_query(
+                "'aggregate.group.fields.conditions.operator' condition's operator is not supported: supported operator = eq | not | gt | gte | lt | lte",
+            ));
+        };
+        conditions.push((P::new(&p.key_path(&ck)), co, Val::from_proto_json(cv)));
+    }
+    let requires_key = || {
+        Error::db_query(format!(
+            "'aggregate.group.fields' condition requires a key: {repr}"
+        ))
+    };
+    let not_supported = || {
+        Error::db_query(format!(
+            "'aggregate.group.fields' condition's conditions not supported: {repr}"
+        ))
+    };
+    match op {
+        "count" => {}
+        "sum" | "average" => {
+            if key.is_none() {
+                return Err(requires_key());
+            }
+        }
+        // `push` takes `fields`, or (as later versions allow, spec S14) a single `key`.
+        "push" => {
+            if push_fields.is_empty() && key.is_none() {
+                return Err(Error::db_query(format!(
+                    "'aggregate.group.fields' condition requires fields: {repr}"
+                )));
+            }
+            if !conditions.is_empty() {
+                return Err(not_supported());
+            }
+        }
+        _ => {
+            if key.is_none() {
+                return Err(requires_key());
+            }
+            if !conditions.is_empty() {
+                return Err(not_supported());
+            }
+        }
+    }
+    // MongoDB refuses `{$not: [a, b]}` when it runs the pipeline.
+    if conditions.iter().any(|(_, co, _)| *co == "not") {
+        return Err(raw(
+            "Expression $not takes exactly 1 arguments. 2 were passed in.",
+        ));
+    }
+    Ok(GroupField {
+        name,
+        op,
+        key,
+        push_fields,
+        conditions,
+    })
+}
+
 fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     let m = as_object(body, "aggregate.group")?;
     check_fields(m, "aggregate.group", &["keys", "fields"])?;
@@ -535,14 +662,15 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         let km = as_object(k, "aggregate.group.keys")?;
         check_fields(km, "aggregate.group.keys", &key_order)?;
         let repr = py_repr_ordered(k, &key_order);
-        let name = named(km, "name", "n").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.group.keys' condition requires a name: {repr}"
-            ))
-        })?;
+        // The seed checks the key before the name.
         let key = named(km, "key", "k").ok_or_else(|| {
             Error::db_query(format!(
                 "'aggregate.group.keys' condition requires a key: {repr}"
+            ))
+        })?;
+        let name = named(km, "name", "n").ok_or_else(|| {
+            Error::db_query(format!(
+                "'aggregate.group.keys' condition requires a name: {repr}"
             ))
         })?;
         let fmt = km
@@ -564,90 +692,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     ];
     let mut specs = Vec::new();
     for f in fields {
-        let fm = as_object(f, "aggregate.group.fields")?;
-        check_fields(fm, "aggregate.group.fields", &field_order)?;
-        let repr = py_repr_ordered(f, &field_order);
-        let name = named(fm, "name", "n").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.group.fields' condition requires a name: {repr}"
-            ))
-        })?;
-        let op_name = named(fm, "operator", "o").unwrap_or_default();
-        let Some(op) = GROUP_OPERATORS.iter().copied().find(|o| *o == op_name) else {
-            return Err(Error::db_query(format!(
-                "'aggregate.group.fields' condition's {op_name} operator is not supported. (supported_operator = [{}])",
-                GROUP_OPERATORS
-                    .iter()
-                    .map(|o| format!("'{o}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
-        let key = named(fm, "key", "k").map(|k| P::new(&p.key_path(&k)));
-        let mut push_fields = Vec::new();
-        for pf in as_list(fm.get("fields"), "aggregate.group.fields.fields")? {
-            let pm = as_object(pf, "aggregate.group.fields.fields")?;
-            check_fields(
-                pm,
-                "aggregate.group.fields.fields",
-                &["key", "k", "name", "n"],
-            )?;
-            let (Some(k), Some(n)) = (named(pm, "key", "k"), named(pm, "name", "n")) else {
-                return Err(Error::db_query(format!(
-                    "'aggregate.group.fields.fields' condition requires a key and a name: {}",
-                    py_repr_ordered(pf, &["key", "k", "name", "n"])
-                )));
-            };
-            push_fields.push((n, P::new(&p.key_path(&k))));
-        }
-        // `count` needs no key; `push` takes `fields` instead of one.
-        let needs_key = op != "count" && (op != "push" || push_fields.is_empty());
-        if needs_key && key.is_none() {
-            return Err(Error::db_query(format!(
-                "'aggregate.group.fields' condition requires a key: {repr}"
-            )));
-        }
-        let mut conditions = Vec::new();
-        for c in as_list(fm.get("conditions"), "aggregate.group.fields.conditions")? {
-            let cm = as_object(c, "aggregate.group.fields.conditions")?;
-            let order = ["key", "k", "value", "v", "operator", "o"];
-            check_fields(cm, "aggregate.group.fields.conditions", &order)?;
-            let crepr = py_repr_ordered(c, &order);
-            let ck = named(cm, "key", "k");
-            let cv = cm
-                .get("value")
-                .or_else(|| cm.get("v"))
-                .filter(|v| !v.is_null());
-            let co = named(cm, "operator", "o");
-            let (Some(ck), Some(cv), Some(co)) = (ck, cv, co) else {
-                return Err(Error::db_query(format!(
-                    "'aggregate.group.fields.conditions' condition requires a key, value and operator: {crepr}"
-                )));
-            };
-            let Some(co) = CONDITION_OPERATORS.iter().copied().find(|o| *o == co) else {
-                return Err(Error::db_query(format!(
-                    "'aggregate.group.fields.conditions' condition's {co} operator is not supported. (supported_operator = ['eq', 'not', 'gt', 'gte', 'lt', 'lte'])"
-                )));
-            };
-            if co == "not" {
-                return Err(raw(
-                    "Expression $not takes exactly 1 arguments. 2 were passed in.",
-                ));
-            }
-            conditions.push((P::new(&p.key_path(&ck)), co, Val::from_proto_json(cv)));
-        }
-        if !conditions.is_empty() && !matches!(op, "count" | "sum" | "average") {
-            return Err(Error::db_query(format!(
-                "'aggregate.group.fields' condition's {op} operator does not support conditions: {repr}"
-            )));
-        }
-        specs.push(GroupField {
-            name,
-            op,
-            key,
-            push_fields,
-            conditions,
-        });
+        specs.push(group_field(p, f, &field_order)?);
     }
 
     let mut index: HashMap<Key, usize> = HashMap::new();
@@ -794,10 +839,6 @@ fn conditions_hold(spec: &GroupField, row: &Row<'_>) -> bool {
     })
 }
 
-fn is_model_date(path: &str) -> bool {
-    FieldPath::resolve(path).is_ok_and(|p| p.sub.is_empty() && p.field.ty() == FieldType::Date)
-}
-
 fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Error> {
     let value = || spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
     let holds = spec.conditions.is_empty() || conditions_hold(spec, row);
@@ -855,12 +896,8 @@ fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Err
             } else {
                 let mut obj = Vec::new();
                 for (name, key) in &spec.push_fields {
-                    let v = match row.at(key) {
-                        Val::Date(ms) if is_model_date(&key.raw) => Val::str(
-                            &crate::time::date_to_string(ms, "%Y-%m-%dT%H:%M:%SZ").map_err(raw)?,
-                        ),
-                        v => v,
-                    };
+                    // The seed pushes datetimes as they are: the answer then fails to render.
+                    let v = row.at(key);
                     if !matches!(v, Val::Missing) {
                         obj.push((Arc::from(name.as_str()), v));
                     }
@@ -1009,11 +1046,7 @@ fn project(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         let fm = as_object(f, "aggregate.project.fields")?;
         check_fields(fm, "aggregate.project.fields", &order)?;
         let repr = py_repr_ordered(f, &order);
-        let name = named(fm, "name", "n").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.project.fields' condition requires a name: {repr}"
-            ))
-        })?;
+        // The seed's order: the operator, the name, then the key the operator needs.
         let op = named(fm, "operator", "o");
         if let Some(op) = &op {
             if matches!(op.as_str(), "add" | "subtract" | "multiply" | "divide") {
@@ -1032,11 +1065,21 @@ fn project(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
                 )));
             }
         }
-        let key = named(fm, "key", "k").ok_or_else(|| {
+        let name = named(fm, "name", "n").ok_or_else(|| {
             Error::db_query(format!(
-                "'aggregate.project.fields' condition requires a key: {repr}"
+                "'aggregate.project.fields' condition requires a name: {repr}"
             ))
         })?;
+        // Without an operator a missing key is `"$None"`: a field no row has.
+        let key = match (named(fm, "key", "k"), &op) {
+            (Some(k), _) => k,
+            (None, None) => "None".to_string(),
+            (None, Some(_)) => {
+                return Err(Error::db_query(format!(
+                    "'aggregate.project.fields' condition requires a key: {repr}"
+                )));
+            }
+        };
         rules.push((name, p.key_path(&key), op));
     }
     let mut out = Vec::with_capacity(p.rows.len());

@@ -38,8 +38,14 @@ fn every_vector_holds() {
         serde_json::from_str(include_str!("fixtures/vectors.json")).unwrap_or_default();
     assert!(vectors.len() > 100, "vectors file did not load");
     let mut failures = Vec::new();
+    let mut skipped = 0;
     for v in &vectors {
         let id = v["id"].as_str().unwrap_or("?");
+        // Vectors that cannot apply to the seed's Job say why in the fixture.
+        if v.get("skip").is_some() {
+            skipped += 1;
+            continue;
+        }
         let now: DateTime<Utc> = v["now"]
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -101,11 +107,12 @@ fn every_vector_holds() {
             failures.push(format!("{id}: {p}"));
         }
     }
+    assert!(skipped < 10, "too many vectors skipped: {skipped}");
     assert!(
         failures.is_empty(),
         "{} of {} vectors failed:\n{}",
         failures.len(),
-        vectors.len(),
+        vectors.len() - skipped,
         failures.join("\n")
     );
 }

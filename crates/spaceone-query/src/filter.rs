@@ -2,12 +2,14 @@
 //! error classes and messages), its value coerced by the field's type as mongoengine does, and
 //! compiled into a predicate over stored records.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
 use crate::error::{Error, py_repr, py_repr_ordered, py_str};
-use crate::index::Rec;
+use crate::index::{Index, Rec};
 use crate::model::{Field, FieldPath, FieldType};
 use crate::value::Val;
 
@@ -63,6 +65,9 @@ enum Test {
     NotRegex(Vec<Regex>),
     ElemMatch(Vec<(Vec<String>, Cmp, Val)>),
     Never,
+    /// `eq` on an interned field, bound to one index: the index's shared copy of the string
+    /// (`None`: no record holds it), so a match is a pointer comparison.
+    Interned(Option<Arc<str>>),
 }
 
 #[derive(Clone, Debug)]
@@ -422,8 +427,16 @@ fn regex_any(field: &Val, patterns: &[Regex]) -> bool {
 }
 
 impl Condition {
+    #[inline]
     pub(crate) fn matches(&self, r: &Rec) -> bool {
         let Some(path) = &self.path else { return false };
+        if let Test::Interned(a) = &self.test {
+            return match (path.field, a) {
+                (Field::DomainId, Some(a)) => Arc::ptr_eq(&r.domain, a),
+                (Field::DataSourceId, Some(a)) => Arc::ptr_eq(&r.data_source, a),
+                _ => false,
+            };
+        }
         // Fast paths for the common shapes on scalar model fields (no allocation).
         if path.sub.is_empty() {
             if let Test::Cmp(Cmp::Eq, Val::Str(q)) = &self.test {
@@ -461,7 +474,7 @@ impl Condition {
                 }),
                 _ => false,
             },
-            Test::Never => false,
+            Test::Never | Test::Interned(_) => false,
         }
     }
 }
@@ -473,7 +486,31 @@ pub(crate) struct Filter {
     pub or: Vec<Condition>,
 }
 
+impl Condition {
+    fn bound(&self, index: &Index) -> Condition {
+        if let (Some(path), Test::Cmp(Cmp::Eq, Val::Str(q))) = (&self.path, &self.test)
+            && path.sub.is_empty()
+            && matches!(path.field, Field::DomainId | Field::DataSourceId)
+        {
+            return Condition {
+                path: self.path.clone(),
+                test: Test::Interned(index.interned(q)),
+            };
+        }
+        self.clone()
+    }
+}
+
 impl Filter {
+    /// The same filter with string equalities on interned fields resolved against `index`.
+    pub(crate) fn bound(&self, index: &Index) -> Filter {
+        Filter {
+            and: self.and.iter().map(|c| c.bound(index)).collect(),
+            or: self.or.iter().map(|c| c.bound(index)).collect(),
+        }
+    }
+
+    #[inline]
     pub(crate) fn matches(&self, r: &Rec) -> bool {
         self.and.iter().all(|c| c.matches(r))
             && (self.or.is_empty() || self.or.iter().any(|c| c.matches(r)))

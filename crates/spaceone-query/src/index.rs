@@ -158,6 +158,7 @@ impl Scope {
         Scope::default()
     }
 
+    #[inline]
     pub(crate) fn admits(&self, r: &Rec) -> bool {
         self.namespace.as_deref().is_none_or(|n| n == r.ns.as_ref())
             && self
@@ -261,6 +262,11 @@ impl Index {
         let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(job_id));
         let slot = *self.by_key.get(&key)?;
         self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// The index's shared copy of a string, if any record holds it.
+    pub(crate) fn interned(&self, s: &str) -> Option<Arc<str>> {
+        self.interned.get(s).cloned()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Rec> {

@@ -287,9 +287,10 @@ fn compare(a: &Rec, b: &Rec, keys: &[SortKey]) -> Ordering {
 
 /// Records matching scope and filter, in query order, and the total before paging.
 pub(crate) fn run<'a>(index: &'a Index, scope: &Scope, q: &Query) -> (Vec<&'a Rec>, usize) {
+    let filter = q.filter.bound(index);
     let mut rows: Vec<&Rec> = index
         .iter()
-        .filter(|r| scope.admits(r) && q.filter.matches(r))
+        .filter(|r| scope.admits(r) && filter.matches(r))
         .collect();
     let total = rows.len();
     if q.count_only {

@@ -163,9 +163,38 @@ impl Hash for Key {
     }
 }
 
+/// Where the pipeline's first documents come from.
+enum Source<'a> {
+    /// Records already selected (scope and filter applied), in the order the pipeline needs.
+    Picked(Vec<&'a Rec>),
+    /// Not selected yet: a leading order-insensitive `group` applies scope and filter while it
+    /// scans, so no list of matches is built at all.
+    Scan {
+        index: &'a Index,
+        scope: &'a Scope,
+        filter: &'a Filter,
+    },
+}
+
+impl<'a> Source<'a> {
+    fn into_recs(self) -> Vec<&'a Rec> {
+        match self {
+            Source::Picked(recs) => recs,
+            Source::Scan {
+                index,
+                scope,
+                filter,
+            } => index
+                .iter()
+                .filter(|r| scope.admits(r) && filter.matches(r))
+                .collect(),
+        }
+    }
+}
+
 struct Pipeline<'a> {
     /// Stored records not yet turned into rows: a leading `group` reads them in place.
-    recs: Option<Vec<&'a Rec>>,
+    recs: Option<Source<'a>>,
     rows: Vec<Row<'a>>,
     /// Whether rows are in natural order (order-insensitive pipelines skip that sort).
     ordered: bool,
@@ -176,7 +205,7 @@ struct Pipeline<'a> {
 impl Pipeline<'_> {
     fn materialize(&mut self) {
         if let Some(recs) = self.recs.take() {
-            self.rows = recs.into_iter().map(Row::Rec).collect();
+            self.rows = recs.into_recs().into_iter().map(Row::Rec).collect();
         }
     }
 
@@ -217,22 +246,32 @@ pub(crate) fn stat(
     if aggregate.is_empty() && distinct.is_none() {
         return Err(Error::required_parameter("aggregate"));
     }
-    let mut recs: Vec<&Rec> = Vec::with_capacity(index.len());
-    recs.extend(
-        index
-            .iter()
-            .filter(|r| scope.admits(r) && filter.matches(r)),
-    );
     // Documents flow in natural (insertion) order, as a collection scan returns them; a pipeline
     // that starts with an order-insensitive group does not need that order.
     let ordered = aggregate.is_empty() || !starts_with_unordered_group(aggregate);
-    if ordered {
+    let filter = &filter.bound(index);
+    let source = if ordered {
+        let mut recs: Vec<&Rec> = index
+            .iter()
+            .filter(|r| scope.admits(r) && filter.matches(r))
+            .collect();
         recs.sort_unstable_by(|a, b| a.natural_cmp(b));
-    }
-    let (rows, total) = if aggregate.is_empty() {
-        distinct_values(&recs, distinct.as_deref().unwrap_or_default(), &page)
+        Source::Picked(recs)
     } else {
-        aggregate_rows(recs, ordered, aggregate, &page)
+        Source::Scan {
+            index,
+            scope,
+            filter,
+        }
+    };
+    let (rows, total) = if aggregate.is_empty() {
+        distinct_values(
+            &source.into_recs(),
+            distinct.as_deref().unwrap_or_default(),
+            &page,
+        )
+    } else {
+        aggregate_rows(source, ordered, aggregate, &page)
     }
     .map_err(Error::rewrap_db_query)?;
     // Building the Struct answer happens after the query, outside its error wrapping.
@@ -261,8 +300,7 @@ fn starts_with_unordered_group(stages: &[Value]) -> bool {
     let fields = group
         .get("fields")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[][..], Vec::as_slice);
     fields.iter().all(|f| {
         let op = f
             .get("operator")
@@ -338,8 +376,8 @@ fn distinct_values(recs: &[&Rec], key: &str, page: &Page) -> Result<Output, Erro
     })
 }
 
-fn aggregate_rows(
-    recs: Vec<&Rec>,
+fn aggregate_rows<'a>(
+    recs: Source<'a>,
     ordered: bool,
     stages: &[Value],
     page: &Page,
@@ -351,8 +389,10 @@ fn aggregate_rows(
         group_keys: Vec::new(),
     };
     for stage in stages {
-        let m = stage.as_object().cloned().unwrap_or_default();
-        let Some((name, body)) = m.iter().find(|(_, v)| !v.is_null()) else {
+        let Some((name, body)) = stage
+            .as_object()
+            .and_then(|m| m.iter().find(|(_, v)| !v.is_null()))
+        else {
             return Err(Error::required_parameter(STAGES));
         };
         if name != "group" {
@@ -522,7 +562,7 @@ struct GroupField {
 fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<GroupField, Error> {
     let fm = as_object(f, "aggregate.group.fields")?;
     check_fields(fm, "aggregate.group.fields", field_order)?;
-    let repr = py_repr_ordered(f, field_order);
+    let repr = || py_repr_ordered(f, field_order);
     let op_name = named(fm, "operator", "o").unwrap_or_default();
     let Some(op) = GROUP_OPERATORS.iter().copied().find(|o| *o == op_name) else {
         return Err(Error::db_query(format!(
@@ -536,7 +576,8 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
     };
     let name = named(fm, "name", "n").ok_or_else(|| {
         Error::db_query(format!(
-            "'aggregate.group.fields' condition requires a name: {repr}"
+            "'aggregate.group.fields' condition requires a name: {}",
+            repr()
         ))
     })?;
     let key = named(fm, "key", "k").map(|k| P::new(&p.key_path(&k)));
@@ -551,12 +592,14 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
         // The seed's message shows the whole group field, not the sub-field.
         let k = named(pm, "key", "k").ok_or_else(|| {
             Error::db_query(format!(
-                "'aggregate.group.fields.fields' condition requires a key: {repr}"
+                "'aggregate.group.fields.fields' condition requires a key: {}",
+                repr()
             ))
         })?;
         let n = named(pm, "name", "n").ok_or_else(|| {
             Error::db_query(format!(
-                "'aggregate.group.fields.fields' condition requires a name: {repr}"
+                "'aggregate.group.fields.fields' condition requires a name: {}",
+                repr()
             ))
         })?;
         push_fields.push((n, P::new(&p.key_path(&k))));
@@ -566,10 +609,11 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
         let cm = as_object(c, "aggregate.group.fields.conditions")?;
         let order = ["key", "k", "value", "v", "operator", "o"];
         check_fields(cm, "aggregate.group.fields.conditions", &order)?;
-        let crepr = py_repr_ordered(c, &order);
+        let crepr = || py_repr_ordered(c, &order);
         let Some(ck) = named(cm, "key", "k") else {
             return Err(Error::db_query(format!(
-                "'aggregate.group.fields.conditions.key' condition requires a key: {crepr}"
+                "'aggregate.group.fields.conditions.key' condition requires a key: {}",
+                crepr()
             )));
         };
         // `if value is None`: a null value counts as missing.
@@ -579,12 +623,14 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
             .filter(|v| !v.is_null())
         else {
             return Err(Error::db_query(format!(
-                "'aggregate.group.fields.conditions.value' condition requires a value: {crepr}"
+                "'aggregate.group.fields.conditions.value' condition requires a value: {}",
+                crepr()
             )));
         };
         let Some(co) = named(cm, "operator", "o") else {
             return Err(Error::db_query(format!(
-                "'aggregate.group.fields.conditions.operator' condition requires a operator: {crepr}"
+                "'aggregate.group.fields.conditions.operator' condition requires a operator: {}",
+                crepr()
             )));
         };
         let Some(co) = CONDITION_OPERATORS.iter().copied().find(|o| *o == co) else {
@@ -596,12 +642,14 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
     }
     let requires_key = || {
         Error::db_query(format!(
-            "'aggregate.group.fields' condition requires a key: {repr}"
+            "'aggregate.group.fields' condition requires a key: {}",
+            repr()
         ))
     };
     let not_supported = || {
         Error::db_query(format!(
-            "'aggregate.group.fields' condition's conditions not supported: {repr}"
+            "'aggregate.group.fields' condition's conditions not supported: {}",
+            repr()
         ))
     };
     match op {
@@ -615,7 +663,8 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
         "push" => {
             if push_fields.is_empty() && key.is_none() {
                 return Err(Error::db_query(format!(
-                    "'aggregate.group.fields' condition requires fields: {repr}"
+                    "'aggregate.group.fields' condition requires fields: {}",
+                    repr()
                 )));
             }
             if !conditions.is_empty() {
@@ -646,6 +695,66 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
     })
 }
 
+/// The groups built so far, and how a row finds its own.
+struct Groups<'s> {
+    rules: &'s [(String, P, Option<String>)],
+    specs: &'s [GroupField],
+    /// A single plain key on a stored field identified by [`fast_key`].
+    fast_field: Option<crate::model::Field>,
+    /// (fast key, slot) pairs: few distinct values in practice, and a short list beats hashing.
+    fast: Vec<(usize, usize)>,
+    index: HashMap<Key, usize>,
+    groups: Vec<(Vec<Val>, Vec<Acc>)>,
+}
+
+impl Groups<'_> {
+    #[inline]
+    fn slot(&mut self, row: &Row<'_>) -> Result<usize, Error> {
+        let quick = match (row, self.fast_field) {
+            (Row::Rec(r), Some(f)) => fast_key(r, f),
+            _ => None,
+        };
+        if let Some(q) = quick
+            && let Some((_, slot)) = self.fast.iter().find(|(k, _)| *k == q)
+        {
+            return Ok(*slot);
+        }
+        let slot = self.slow_slot(row)?;
+        if let Some(q) = quick.filter(|_| self.fast.len() < 64) {
+            self.fast.push((q, slot));
+        }
+        Ok(slot)
+    }
+
+    fn slow_slot(&mut self, row: &Row<'_>) -> Result<usize, Error> {
+        let mut key = Vec::with_capacity(self.rules.len());
+        for (_, path, fmt) in self.rules {
+            let v = row.at(path);
+            key.push(match fmt {
+                None => v,
+                Some(fmt) => match v {
+                    Val::Date(ms) => Val::str(&crate::time::date_to_string(ms, fmt).map_err(raw)?),
+                    Val::Null | Val::Missing => Val::Null,
+                    other => {
+                        return Err(raw(format!(
+                            "can't convert from BSON type {} to Date",
+                            bson_type(&other)
+                        )));
+                    }
+                },
+            });
+        }
+        let key = Key(key);
+        if let Some(i) = self.index.get(&key) {
+            return Ok(*i);
+        }
+        self.groups
+            .push((key.0.clone(), self.specs.iter().map(new_acc).collect()));
+        self.index.insert(key, self.groups.len() - 1);
+        Ok(self.groups.len() - 1)
+    }
+}
+
 fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     let m = as_object(body, "aggregate.group")?;
     check_fields(m, "aggregate.group", &["keys", "fields"])?;
@@ -661,16 +770,18 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     for k in keys {
         let km = as_object(k, "aggregate.group.keys")?;
         check_fields(km, "aggregate.group.keys", &key_order)?;
-        let repr = py_repr_ordered(k, &key_order);
+        let repr = || py_repr_ordered(k, &key_order);
         // The seed checks the key before the name.
         let key = named(km, "key", "k").ok_or_else(|| {
             Error::db_query(format!(
-                "'aggregate.group.keys' condition requires a key: {repr}"
+                "'aggregate.group.keys' condition requires a key: {}",
+                repr()
             ))
         })?;
         let name = named(km, "name", "n").ok_or_else(|| {
             Error::db_query(format!(
-                "'aggregate.group.keys' condition requires a name: {repr}"
+                "'aggregate.group.keys' condition requires a name: {}",
+                repr()
             ))
         })?;
         let fmt = km
@@ -695,9 +806,6 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         specs.push(group_field(p, f, &field_order)?);
     }
 
-    let mut index: HashMap<Key, usize> = HashMap::new();
-    // Few distinct values in practice: a short list beats hashing.
-    let mut fast: Vec<(usize, usize)> = Vec::new();
     let fast_field = match rules.as_slice() {
         [(_, path, None)] => path
             .field
@@ -706,68 +814,58 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             .map(|f| f.field),
         _ => None,
     };
-    let mut groups: Vec<(Vec<Val>, Vec<Acc>)> = Vec::new();
-    let pending = p.recs.take();
-    let mut step = |row: &Row<'_>| -> Result<(), Error> {
-        let quick = match (row, fast_field) {
-            (Row::Rec(r), Some(f)) => fast_key(r, f),
-            _ => None,
-        };
-        let known = quick.and_then(|q| fast.iter().find(|(k, _)| *k == q).map(|(_, v)| *v));
-        let slot = match known {
-            Some(slot) => slot,
-            None => {
-                let mut key = Vec::with_capacity(rules.len());
-                for (_, path, fmt) in &rules {
-                    let v = row.at(path);
-                    key.push(match fmt {
-                        None => v,
-                        Some(fmt) => match v {
-                            Val::Date(ms) => {
-                                Val::str(&crate::time::date_to_string(ms, fmt).map_err(raw)?)
-                            }
-                            Val::Null | Val::Missing => Val::Null,
-                            other => {
-                                return Err(raw(format!(
-                                    "can't convert from BSON type {} to Date",
-                                    bson_type(&other)
-                                )));
-                            }
-                        },
-                    });
+    let mut g = Groups {
+        rules: &rules,
+        specs: &specs,
+        fast_field,
+        fast: Vec::new(),
+        index: HashMap::new(),
+        groups: Vec::new(),
+    };
+    // Plain counts need no per-row dispatch: the hot loop just bumps them.
+    let plain_counts = specs
+        .iter()
+        .all(|s| s.op == "count" && s.conditions.is_empty());
+    let add = |g: &mut Groups<'_>, row: &Row<'_>| -> Result<(), Error> {
+        let slot = g.slot(row)?;
+        let accs = &mut g.groups[slot].1;
+        if plain_counts {
+            for acc in accs.iter_mut() {
+                if let Acc::Count(n) = acc {
+                    *n += 1.0;
                 }
-                let key = Key(key);
-                let slot = match index.get(&key) {
-                    Some(i) => *i,
-                    None => {
-                        groups.push((key.0.clone(), specs.iter().map(new_acc).collect()));
-                        index.insert(key, groups.len() - 1);
-                        groups.len() - 1
-                    }
-                };
-                if let Some(q) = quick.filter(|_| fast.len() < 64) {
-                    fast.push((q, slot));
-                }
-                slot
             }
-        };
-        for (spec, acc) in specs.iter().zip(groups[slot].1.iter_mut()) {
+            return Ok(());
+        }
+        for (spec, acc) in g.specs.iter().zip(accs.iter_mut()) {
             accumulate(spec, acc, row)?;
         }
         Ok(())
     };
-    match &pending {
-        Some(recs) => {
+    match p.recs.take() {
+        Some(Source::Picked(recs)) => {
             for r in recs {
-                step(&Row::Rec(r))?;
+                add(&mut g, &Row::Rec(r))?;
+            }
+        }
+        Some(Source::Scan {
+            index,
+            scope,
+            filter,
+        }) => {
+            for r in index.iter() {
+                if scope.admits(r) && filter.matches(r) {
+                    add(&mut g, &Row::Rec(r))?;
+                }
             }
         }
         None => {
             for row in &p.rows {
-                step(row)?;
+                add(&mut g, row)?;
             }
         }
     }
+    let mut groups = g.groups;
     if !p.ordered {
         // The input came in no meaningful order: give the groups a deterministic one.
         groups.sort_by(|(a, _), (b, _)| Val::Arr(a.clone()).cmp_bson(&Val::Arr(b.clone())));
@@ -1045,13 +1143,14 @@ fn project(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     for f in fields {
         let fm = as_object(f, "aggregate.project.fields")?;
         check_fields(fm, "aggregate.project.fields", &order)?;
-        let repr = py_repr_ordered(f, &order);
+        let repr = || py_repr_ordered(f, &order);
         // The seed's order: the operator, the name, then the key the operator needs.
         let op = named(fm, "operator", "o");
         if let Some(op) = &op {
             if matches!(op.as_str(), "add" | "subtract" | "multiply" | "divide") {
                 return Err(Error::db_query(format!(
-                    "'aggregate.project.fields' condition requires a fields: {repr}"
+                    "'aggregate.project.fields' condition requires a fields: {}",
+                    repr()
                 )));
             }
             if !PROJECT_OPERATORS.contains(&op.as_str()) {
@@ -1067,7 +1166,8 @@ fn project(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         }
         let name = named(fm, "name", "n").ok_or_else(|| {
             Error::db_query(format!(
-                "'aggregate.project.fields' condition requires a name: {repr}"
+                "'aggregate.project.fields' condition requires a name: {}",
+                repr()
             ))
         })?;
         // Without an operator a missing key is `"$None"`: a field no row has.
@@ -1076,7 +1176,8 @@ fn project(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             (None, None) => "None".to_string(),
             (None, Some(_)) => {
                 return Err(Error::db_query(format!(
-                    "'aggregate.project.fields' condition requires a key: {repr}"
+                    "'aggregate.project.fields' condition requires a key: {}",
+                    repr()
                 )));
             }
         };

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::error::Error;
 use crate::index::{Index, Scope};
 use crate::model::{FieldPath, Job, JobStatus};
-use crate::query::{append_keyword, as_object, check_fields, parse_filters, parse_query, run};
+use crate::query::{Query, append_keyword, as_object, check_fields, parse_filters, run};
 use crate::render::{Projection, job_info as render_info};
 
 /// Request fields after protobuf's MessageToDict: default values (empty strings, SCOPE_NONE) are
@@ -103,7 +103,7 @@ pub fn list(
     let mut query =
         append_query_filter(&mut p, &["job_id", "status", "data_source_id", "domain_id"]);
     append_keyword(&mut query);
-    let q = parse_query(&Value::Object(query), now)?;
+    let q = crate::query::parse_query(&Value::Object(query), now)?;
     let (rows, total) = run(index, scope, &q);
     let projection = match (&q.minimal, &q.only) {
         (true, _) => Projection::Minimal,
@@ -221,12 +221,32 @@ pub fn select(
     query: &Value,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Job>, usize), Error> {
-    let mut q = as_object(query, "query")?.clone();
-    append_keyword(&mut q);
-    let q = parse_query(&Value::Object(q), now)?;
+    let q = parse_query(query, now)?;
     let (rows, total) = run(index, scope, &q);
     Ok((
         rows.into_iter().map(crate::index::Rec::to_job).collect(),
         total,
     ))
+}
+
+/// Parses a core `Query` once (its `keyword` OR-ed into `filter_or` on `job_id`), so it can be
+/// evaluated many times with [`Index::query`]. `now` resolves `timediff_*` values.
+pub fn parse_query(query: &Value, now: DateTime<Utc>) -> Result<Query, Error> {
+    let mut q = as_object(query, "query")?.clone();
+    append_keyword(&mut q);
+    crate::query::parse_query(&Value::Object(q), now)
+}
+
+impl Index {
+    /// The (namespace, job_id) keys of the page a parsed query selects, in its order, and the
+    /// total before paging. Scope is applied before anything else.
+    pub fn query(&self, query: &Query, scope: &Scope) -> (Vec<(String, String)>, usize) {
+        let (rows, total) = run(self, scope, query);
+        (
+            rows.into_iter()
+                .map(|r| (r.ns.to_string(), r.job_id.to_string()))
+                .collect(),
+            total,
+        )
+    }
 }

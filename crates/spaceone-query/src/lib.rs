@@ -25,3 +25,4 @@ mod value;
 pub use error::{Error, GrpcCode};
 pub use index::{Index, Scope};
 pub use model::{Job, JobStatus};
+pub use query::Query;

@@ -24,15 +24,29 @@ pub(crate) struct Page {
     pub limit: u64,
 }
 
+/// A parsed core `Query` (filter, sort, page, projection flags), validated like the reference and
+/// with `timediff` values already resolved against the clock given to [`crate::api::parse_query`].
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Query {
-    pub filter: Filter,
-    pub sort: Vec<SortKey>,
-    pub page: Page,
-    pub minimal: bool,
-    pub count_only: bool,
+pub struct Query {
+    pub(crate) filter: Filter,
+    pub(crate) sort: Vec<SortKey>,
+    pub(crate) page: Page,
+    pub(crate) minimal: bool,
+    pub(crate) count_only: bool,
     /// Fields loaded for the answer (None: all).
-    pub only: Option<Vec<Field>>,
+    pub(crate) only: Option<Vec<Field>>,
+}
+
+impl Query {
+    /// `minimal: true`: answers carry only the minimal JobInfo fields.
+    pub fn minimal(&self) -> bool {
+        self.minimal
+    }
+
+    /// `count_only: true`: no rows, only the total.
+    pub fn count_only(&self) -> bool {
+        self.count_only
+    }
 }
 
 pub(crate) fn check_fields(

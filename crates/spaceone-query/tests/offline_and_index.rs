@@ -237,3 +237,35 @@ fn errors_carry_grpc_and_http_status() {
     assert_eq!("CANCELED".parse::<JobStatus>(), Ok(JobStatus::Canceled));
     assert!("SCOPE_NONE".parse::<JobStatus>().is_err());
 }
+
+#[test]
+fn a_parsed_query_is_reusable_and_yields_keys_in_order() {
+    let mut index = Index::new();
+    for job in load_jobs(include_str!("fixtures/jobs.json")).unwrap_or_default() {
+        index.upsert(job);
+    }
+    let q = api::parse_query(
+        &json!({"filter": [{"k": "domain_id", "v": "domain-1", "o": "eq"}],
+                "keyword": "aaa fff", "page": {"limit": 1}}),
+        now(),
+    );
+    let Ok(q) = q else {
+        panic!("parse failed: {q:?}")
+    };
+    assert!(!q.minimal() && !q.count_only());
+    let (keys, total) = index.query(&q, &Scope::all());
+    assert_eq!(total, 2);
+    assert_eq!(keys, vec![(String::new(), "job-fff666".to_string())]);
+    // The same parsed query over a changed index.
+    assert!(index.remove("", "job-fff666"));
+    let (keys, total) = index.query(&q, &Scope::all());
+    assert_eq!((keys[0].1.as_str(), total), ("job-aaa111", 1));
+    // Parse errors are SpaceONE errors.
+    let err = api::parse_query(
+        &json!({"filter": [{"k": "status", "v": "x", "o": "in"}]}),
+        now(),
+    )
+    .err()
+    .map(|e| e.code);
+    assert_eq!(err, Some("ERROR_OPERATOR_LIST_VALUE_TYPE"));
+}

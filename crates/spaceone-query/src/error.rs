@@ -113,8 +113,8 @@ impl Error {
     }
     /// The seed's NOT_FOUND (spaceone-core 1.8.8): INVALID_ARGUMENT, "Value not found.".
     pub fn not_found(keys: &[&str], values: &[&str]) -> Error {
-        let (k, v) = if keys.len() == 1 {
-            (py_str(keys[0]), py_str(values[0]))
+        let (k, v) = if let ([key], [value]) = (keys, values) {
+            (py_str(key), py_str(value))
         } else {
             let k: Vec<String> = keys.iter().map(|k| py_str(k)).collect();
             let v: Vec<String> = values.iter().map(|v| py_str(v)).collect();

@@ -222,4 +222,120 @@ proptest! {
         prop_assert_eq!(counted["total_count"].as_u64().unwrap_or(0), ids(&all).len() as u64);
         prop_assert!(counted.get("results").is_none());
     }
+
+    #[test]
+    fn scope_bounds_every_answer(
+        conds in prop::collection::vec(condition(), 0..2),
+        domain in prop::sample::select(vec!["domain-0", "domain-1", "domain-9"]),
+        namespace in prop::option::of(prop::sample::select(vec!["ns-0", "ns-1"])),
+        keyword in prop::sample::select(vec!["", "job", "1", "job-3"]),
+    ) {
+        let idx = multi_domain_index(60);
+        let now = Utc::now();
+        let scope = Scope { namespace: namespace.map(str::to_string), domains: Some(vec![domain.to_string()]) };
+        // The request names another domain than the scope allows: nothing may come back.
+        for asked in ["domain-0", "domain-1"] {
+            let query = json!({"filter": conds, "keyword": keyword});
+            let Ok(list) = api::list(&idx, &scope, &json!({"domain_id": asked, "query": query}), now) else {
+                return Ok(());
+            };
+            let total = list["total_count"].as_u64().unwrap_or(0);
+            if asked != domain {
+                prop_assert_eq!(total, 0);
+            }
+            for j in list["results"].as_array().into_iter().flatten() {
+                prop_assert_eq!(j["domain_id"].as_str(), Some(domain));
+            }
+            let counted = api::stat(&idx, &scope, &json!({"domain_id": asked, "query": {
+                "filter": conds, "keyword": keyword, "aggregate": [{"count": {"name": "n"}}]}}), now)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let n = counted["results"][0]["n"].as_f64().unwrap_or(0.0) as u64;
+            prop_assert_eq!(n, total);
+        }
+    }
+
+    #[test]
+    fn equality_on_interned_fields_agrees_with_in(
+        field in prop::sample::select(vec!["domain_id", "data_source_id"]),
+        value in prop::sample::select(vec!["domain-0", "domain-1", "ds-0", "ds-3", "nope", ""]),
+        remove in 0usize..60,
+    ) {
+        let mut idx = multi_domain_index(60);
+        // A removed job leaves its interned strings behind: equality must still be right.
+        idx.remove(&format!("ns-{}", remove % 2), &format!("job-{remove}"));
+        let now = Utc::now();
+        let run = |o: &str, v: Value| {
+            api::select(&idx, &Scope::all(), &json!({"filter": [{"k": field, "v": v, "o": o}]}), now)
+                .map(|(jobs, total)| (jobs.into_iter().map(|j| j.job_id).collect::<Vec<_>>(), total))
+                .map_err(|e| TestCaseError::fail(e.to_string()))
+        };
+        prop_assert_eq!(run("eq", json!(value))?, run("in", json!([value]))?);
+    }
+
+    #[test]
+    fn stat_pages_concatenate_to_the_whole(
+        key in prop::sample::select(vec!["status", "data_source_id", "total_tasks", "options.mode"]),
+        limit in 1u64..5,
+        distinct in any::<bool>(),
+    ) {
+        let idx = multi_domain_index(60);
+        let now = Utc::now();
+        let query = |page: Value| if distinct {
+            json!({"distinct": key, "page": page})
+        } else {
+            json!({"aggregate": [
+                {"group": {"keys": [{"key": key, "name": "k"}], "fields": [{"name": "c", "operator": "count"}]}},
+                {"sort": [{"key": "k"}]}], "page": page})
+        };
+        let all = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query(json!({}))}), now)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(all.get("total_count").is_none());
+        let whole = all["results"].as_array().cloned().unwrap_or_default();
+        let mut paged = Vec::new();
+        let mut start = 1;
+        loop {
+            let page = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1",
+                "query": query(json!({"start": start, "limit": limit}))}), now)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(page["total_count"].as_f64(), Some(whole.len() as f64));
+            let rows = page["results"].as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                break;
+            }
+            paged.extend(rows);
+            start += limit;
+        }
+        prop_assert_eq!(paged, whole);
+    }
+}
+
+fn multi_domain_index(n: usize) -> Index {
+    let mut index = Index::new();
+    for i in 0..n {
+        let status = JobStatus::ALL[i % 5];
+        let mut options = serde_json::Map::new();
+        options.insert(
+            "mode".into(),
+            json!(if i % 3 == 0 { "MANUAL" } else { "SCHEDULED" }),
+        );
+        index.upsert(Job {
+            namespace: format!("ns-{}", i % 2),
+            job_id: format!("job-{i}"),
+            status,
+            error_code: None,
+            error_message: None,
+            total_tasks: (i % 7) as i64,
+            remained_tasks: (i % 3) as i64,
+            data_source_id: format!("ds-{}", i % 4),
+            domain_id: format!("domain-{}", (i / 2) % 2),
+            options,
+            created_at: Utc
+                .timestamp_opt(1_704_067_200 + (i / 4) as i64 * 60, 0)
+                .single(),
+            updated_at: None,
+            finished_at: None,
+            last_changed_at: None,
+        });
+    }
+    index
 }

@@ -43,6 +43,17 @@ pub fn router() -> Router<ApiState> {
         )
 }
 
+/// The index under its read lock (a poisoned lock means a handler panicked while writing).
+fn store(s: &ApiState) -> Result<std::sync::RwLockReadGuard<'_, super::index::Store>, StatusError> {
+    s.index.store.read().map_err(|_| {
+        StatusError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "index unavailable",
+        )
+    })
+}
+
 /// A `metav1.Status` failure, the error shape kubectl understands.
 #[derive(Debug)]
 pub struct StatusError {
@@ -303,13 +314,7 @@ fn list(s: &ApiState, ns: Option<String>, raw: Option<&str>, headers: &HeaderMap
         domains: None,
     };
     let query = opts.query.clone().unwrap_or_else(|| json!({}));
-    let store = s.index.store.read().map_err(|_| {
-        StatusError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "index unavailable",
-        )
-    })?;
+    let store = store(s)?;
     let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now())?;
     let selected: Vec<&Job> = jobs
         .iter()
@@ -349,13 +354,7 @@ async fn get_one(
 ) -> Answer {
     let user = caller(&s, &c).await?;
     allow(&s, &user, "get", "jobs", Some(&ns), Some(&name)).await?;
-    let store = s.index.store.read().map_err(|_| {
-        StatusError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "index unavailable",
-        )
-    })?;
+    let store = store(s)?;
     let Some(job) = store.jobs.get(&ns, &name) else {
         return Err(StatusError::new(
             StatusCode::NOT_FOUND,
@@ -484,13 +483,7 @@ async fn create_stat(
         domains,
     };
     let result = {
-        let store = s.index.store.read().map_err(|_| {
-            StatusError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "index unavailable",
-            )
-        })?;
+        let store = store(s)?;
         spaceone_query::api::stat_query(&store.jobs, &scope, &query, Utc::now())?
     };
     let mut meta = body

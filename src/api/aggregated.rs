@@ -354,7 +354,7 @@ async fn get_one(
 ) -> Answer {
     let user = caller(&s, &c).await?;
     allow(&s, &user, "get", "jobs", Some(&ns), Some(&name)).await?;
-    let store = store(s)?;
+    let store = store(&s)?;
     let Some(job) = store.jobs.get(&ns, &name) else {
         return Err(StatusError::new(
             StatusCode::NOT_FOUND,
@@ -483,7 +483,7 @@ async fn create_stat(
         domains,
     };
     let result = {
-        let store = store(s)?;
+        let store = store(&s)?;
         spaceone_query::api::stat_query(&store.jobs, &scope, &query, Utc::now())?
     };
     let mut meta = body

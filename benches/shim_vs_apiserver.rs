@@ -202,6 +202,20 @@ async fn run() {
         }
     })
     .await;
+    // The floor of the shim's HTTP path: one job by id (TLS, HTTP, token and RBAC caches, JSON).
+    let mut shim_get = time(rounds, |i| {
+        let c = shim_client.clone();
+        async move {
+            let req = http::Request::get(format!(
+                "/cost-analysis/v1/job/job-{:08}?domain_id=domain-bench",
+                (i * 7919) % n
+            ))
+            .body(Vec::new())
+            .expect("req");
+            c.request_text(req).await.expect("shim get");
+        }
+    })
+    .await;
     let mut api_list = time(rounds, |_| {
         let jobs = jobs.clone();
         async move {
@@ -232,6 +246,10 @@ async fn run() {
         .status
         .success();
 
+    report(
+        "shim REST get (one job: the HTTP path's floor)",
+        &mut shim_get,
+    );
     let (s50, s99) = report("shim REST list (filter+sort+page 100)", &mut shim_list);
     let (a50, a99) = report(
         "kube-apiserver LIST (labelSelector, limit 100)",
@@ -295,5 +313,12 @@ async fn run() {
     );
     let _ = shim.kill();
     let _ = shim.wait();
+    // An APIService whose server is gone blocks namespace deletion (discovery fails).
+    c.kubectl(&[
+        "delete",
+        "apiservice",
+        "v1.query.cost-analysis.spaceone.dev",
+        "--ignore-not-found",
+    ]);
     c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

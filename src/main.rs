@@ -91,6 +91,11 @@ struct ApiArgs {
     /// Serve only jobs of this namespace (default: all namespaces).
     #[arg(long = "api-namespace", env = "API_WATCH_NAMESPACE")]
     api_namespace: Option<String>,
+    /// How the index loads the jobs: `streaming` (a watch that first sends every job, Kubernetes
+    /// WatchList; falls back to `paged` when the API server refuses it) or `paged` (LIST in pages
+    /// of 500, then watch).
+    #[arg(long, value_enum, default_value_t = api::InitialList::Streaming, env = "API_INITIAL_LIST")]
+    initial_list: api::InitialList,
 }
 
 #[derive(Args)]
@@ -258,6 +263,7 @@ impl Serve {
                 tls_key_file: args.tls_key_file,
                 self_signed_names: args.self_signed_names,
                 namespace: args.api_namespace,
+                initial_list: args.initial_list,
             };
             let (c, i, m) = (client.clone(), index.clone(), metrics.clone());
             let until = shutdown::requested(stop.clone());

@@ -13,7 +13,10 @@ use kube::{Api, Client, ResourceExt};
 use spaceone_query::{Index, Job, JobStatus};
 use tracing::{info, warn};
 
-use crate::resources::{CostAnalysisJob, JobState};
+use chrono::{DateTime, Utc};
+
+use super::InitialList;
+use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus, JobState};
 
 type Key = (String, String);
 
@@ -27,6 +30,20 @@ pub struct Store {
     versions: HashMap<Key, u64>,
     /// SpaceONE addresses a job by job_id alone; this finds the namespaces that hold one.
     namespaces: HashMap<String, Vec<String>>,
+    /// Jobs still in progress, with what a cancel writes from: kept only for those, since a
+    /// terminal state never changes back.
+    live: HashMap<Key, Live>,
+}
+
+/// An in-progress job as last seen: enough to compute and conditionally apply its cancel without
+/// reading it first (the resourceVersion precondition catches a stale copy).
+#[derive(Clone, Debug)]
+pub struct Live {
+    pub domain_id: String,
+    pub resource_version: String,
+    pub generation: Option<i64>,
+    pub created: Option<DateTime<Utc>>,
+    pub status: Option<CostAnalysisJobStatus>,
 }
 
 impl Store {
@@ -36,6 +53,10 @@ impl Store {
             .get(job_id)
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    pub fn live(&self, namespace: &str, name: &str) -> Option<&Live> {
+        self.live.get(&(namespace.to_string(), name.to_string()))
     }
 
     pub fn labels(&self, namespace: &str, name: &str) -> Option<&BTreeMap<String, String>> {
@@ -66,6 +87,32 @@ impl Store {
         if !spaces.contains(&key.0) {
             spaces.push(key.0.clone());
         }
+        let in_progress = job
+            .status
+            .as_ref()
+            .and_then(|s| s.status)
+            .is_none_or(|s| s == JobState::InProgress);
+        match (in_progress, job.resource_version()) {
+            (true, Some(rv)) => {
+                self.live.insert(
+                    key.clone(),
+                    Live {
+                        domain_id: job.spec.domain_id.clone(),
+                        resource_version: rv,
+                        generation: job.metadata.generation,
+                        created: job
+                            .metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .and_then(crate::timestamp::from_k8s),
+                        status: job.status.clone(),
+                    },
+                );
+            }
+            _ => {
+                self.live.remove(&key);
+            }
+        }
         self.versions.insert(key, version);
     }
 
@@ -73,6 +120,7 @@ impl Store {
         let key = (namespace.to_string(), name.to_string());
         self.jobs.remove(namespace, name);
         self.labels.remove(&key);
+        self.live.remove(&key);
         self.versions.remove(&key);
         if let Some(spaces) = self.namespaces.get_mut(name) {
             spaces.retain(|n| n != namespace);
@@ -110,14 +158,36 @@ impl JobIndex {
     }
 
     /// Keeps the store current until the stream ends (never, in practice: the watcher re-lists
-    /// after a watch expires and reports errors with backoff).
-    pub async fn run(self, client: Client, namespace: Option<String>) {
+    /// after a watch expires and reports errors with backoff). A streaming initial list that the
+    /// API server refuses (WatchList disabled or unknown) is replaced by paged lists.
+    pub async fn run(self, client: Client, namespace: Option<String>, initial: InitialList) {
         let api: Api<CostAnalysisJob> = match &namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
         };
-        // Paged initial list (500 per page) then a watch; after "410 Gone" the watcher re-lists.
-        let config = watcher::Config::default().page_size(500).any_semantic();
+        let mut initial = initial;
+        loop {
+            let config = match initial {
+                InitialList::Streaming => watcher::Config::default().streaming_lists(),
+                // After "410 Gone" the watcher lists again.
+                InitialList::Paged => watcher::Config::default().page_size(500).any_semantic(),
+            };
+            match self.follow(api.clone(), config, initial).await {
+                Followed::Ended => return,
+                Followed::StreamingRefused(e) => {
+                    warn!(error = %e, "the API server refused a streaming list; listing in pages");
+                    initial = InitialList::Paged;
+                }
+            }
+        }
+    }
+
+    async fn follow(
+        &self,
+        api: Api<CostAnalysisJob>,
+        config: watcher::Config,
+        initial: InitialList,
+    ) -> Followed {
         let mut pending: Vec<CostAnalysisJob> = Vec::new();
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         while let Some(event) = stream.next().await {
@@ -142,10 +212,31 @@ impl JobIndex {
                         s.remove(&ns, &job.name_any());
                     }
                 }
+                Err(e) if initial == InitialList::Streaming && refuses_streaming(&e) => {
+                    return Followed::StreamingRefused(e);
+                }
                 Err(e) => warn!(error = %e, "job watch failed; retrying"),
             }
         }
+        Followed::Ended
     }
+}
+
+enum Followed {
+    Ended,
+    StreamingRefused(watcher::Error),
+}
+
+/// An API server without WatchList refuses `sendInitialEvents` as an invalid request (400/422);
+/// a proxy in front of it may answer 501.
+fn refuses_streaming(e: &watcher::Error) -> bool {
+    let code = match e {
+        watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => return false,
+    };
+    matches!(code, 400 | 422 | 501)
 }
 
 /// The SpaceONE view of a job object.
@@ -188,5 +279,93 @@ pub fn record(job: &CostAnalysisJob) -> Job {
         updated_at: status.updated_at.or(created),
         finished_at: status.finished_at,
         last_changed_at: status.last_changed_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::CostAnalysisJobSpec;
+
+    fn job(rv: &str, state: Option<JobState>) -> CostAnalysisJob {
+        let mut job = CostAnalysisJob::new(
+            "job-1",
+            CostAnalysisJobSpec {
+                domain_id: "domain-1".into(),
+                data_source_id: "ds-1".into(),
+                options: None,
+                tasks: Vec::new(),
+                timeout_seconds: None,
+                cancel: false,
+                ttl_seconds_after_finished: None,
+            },
+        );
+        job.metadata.namespace = Some("ns".into());
+        job.metadata.resource_version = Some(rv.into());
+        job.status = state.map(|s| CostAnalysisJobStatus {
+            status: Some(s),
+            ..CostAnalysisJobStatus::default()
+        });
+        job
+    }
+
+    #[test]
+    fn only_jobs_in_progress_keep_what_a_cancel_writes_from() {
+        let mut store = Store::default();
+        store.upsert(&job("5", None));
+        assert_eq!(
+            store
+                .live("ns", "job-1")
+                .map(|l| l.resource_version.as_str()),
+            Some("5")
+        );
+        store.upsert(&job("6", Some(JobState::InProgress)));
+        assert_eq!(
+            store
+                .live("ns", "job-1")
+                .map(|l| l.resource_version.as_str()),
+            Some("6")
+        );
+        // An older event arriving late changes nothing.
+        store.upsert(&job("4", None));
+        assert_eq!(
+            store
+                .live("ns", "job-1")
+                .map(|l| l.resource_version.as_str()),
+            Some("6")
+        );
+        store.upsert(&job("7", Some(JobState::Success)));
+        assert!(store.live("ns", "job-1").is_none());
+        assert_eq!(
+            store.jobs.get("ns", "job-1").map(|j| j.status),
+            Some(JobStatus::Success)
+        );
+        store.upsert(&job("8", Some(JobState::InProgress)));
+        store.remove("ns", "job-1");
+        assert!(store.live("ns", "job-1").is_none());
+        assert!(store.namespaces_of("job-1").is_empty());
+    }
+
+    #[test]
+    fn refused_streaming_lists_are_told_apart_from_other_errors() {
+        let status = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..kube::core::Status::default()
+            }))
+        };
+        assert!(refuses_streaming(&watcher::Error::WatchStartFailed(
+            status(422)
+        )));
+        assert!(refuses_streaming(&watcher::Error::WatchStartFailed(
+            status(400)
+        )));
+        assert!(!refuses_streaming(&watcher::Error::WatchStartFailed(
+            status(403)
+        )));
+        assert!(!refuses_streaming(&watcher::Error::WatchFailed(status(
+            500
+        ))));
+        assert!(!refuses_streaming(&watcher::Error::NoResourceVersion));
     }
 }

@@ -43,6 +43,16 @@ pub struct ApiOptions {
     pub self_signed_names: Vec<String>,
     /// Watch only this namespace.
     pub namespace: Option<String>,
+    pub initial_list: InitialList,
+}
+
+/// How the index loads the jobs before it watches them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialList {
+    /// One watch that first sends every job from the API server's cache (WatchList).
+    Streaming,
+    /// LIST in pages, then a watch.
+    Paged,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -60,7 +70,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tokio::spawn(index.clone().run(client.clone(), options.namespace.clone()));
+    tokio::spawn(index.clone().run(
+        client.clone(),
+        options.namespace.clone(),
+        options.initial_list,
+    ));
     let serving = match (&options.tls_cert_file, &options.tls_key_file) {
         (Some(cert), Some(key)) => ServingCert::from_files(cert, key)?,
         _ => ServingCert::self_signed(&options.self_signed_names)?,

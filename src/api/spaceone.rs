@@ -44,6 +44,15 @@ fn ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
+fn encoded(answer: spaceone_query::api::Encoded) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        answer.0,
+    )
+        .into_response()
+}
+
 async fn get_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
     let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(get_job(&s, &user, body).await?))
@@ -51,7 +60,7 @@ async fn get_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
 
 async fn list_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(ok(list(&s, &user, body).await?))
+    Ok(encoded(list(&s, &user, body).await?))
 }
 
 async fn stat_body(State(s): State<ApiState>, c: Caller, body: Body) -> Answer {
@@ -98,7 +107,7 @@ async fn cancel_path(
 async fn list_query(State(s): State<ApiState>, RawQuery(query): RawQuery, c: Caller) -> Answer {
     let user = authenticate(&s, &c).await?;
     let body = query_params(query.as_deref().unwrap_or(""))?;
-    Ok(ok(list(&s, &user, Value::Object(body)).await?))
+    Ok(encoded(list(&s, &user, Value::Object(body)).await?))
 }
 
 async fn authenticate(s: &ApiState, c: &Caller) -> Result<UserInfo, ApiError> {
@@ -303,13 +312,13 @@ async fn domain_scope(
 }
 
 /// Authorizes reading the request's domain, then answers from the index under its read lock.
-async fn read<F>(s: &ApiState, user: &UserInfo, request: Value, call: F) -> Result<Value, ApiError>
+async fn read<F, A>(s: &ApiState, user: &UserInfo, request: Value, call: F) -> Result<A, ApiError>
 where
     F: FnOnce(
         &spaceone_query::Index,
         &spaceone_query::Scope,
         &Value,
-    ) -> Result<Value, spaceone_query::Error>,
+    ) -> Result<A, spaceone_query::Error>,
 {
     let scope = domain_scope(s, user, "get", &request).await?;
     let store = s
@@ -324,9 +333,13 @@ async fn get_job(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value,
     read(s, user, request, spaceone_query::api::get).await
 }
 
-async fn list(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+async fn list(
+    s: &ApiState,
+    user: &UserInfo,
+    request: Value,
+) -> Result<spaceone_query::api::Encoded, ApiError> {
     read(s, user, request, |i, sc, r| {
-        spaceone_query::api::list(i, sc, r, Utc::now())
+        spaceone_query::api::list_as(i, sc, r, Utc::now())
     })
     .await
 }
@@ -338,10 +351,14 @@ async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, Ap
     .await
 }
 
-/// Cancels an IN_PROGRESS job synchronously. The status write is conditional on the
-/// resourceVersion just read, so a cancel racing the controller's completion ends in exactly one
-/// terminal state: whichever write lands first wins, the loser re-reads, and the answer is the truth
-/// (the CANCELED job, or ERROR_JOB_STATE naming the state that won).
+/// Cancels an IN_PROGRESS job synchronously. The status write is conditional on a
+/// resourceVersion, so a cancel racing the controller's completion ends in exactly one terminal
+/// state: whichever write lands first wins, the loser re-reads, and the answer is the truth (the
+/// CANCELED job, or ERROR_JOB_STATE naming the state that won).
+///
+/// The first attempt writes from the index's copy of the job (one round trip); only when that copy
+/// is stale (409) is the job read fresh and the write retried. A terminal state in the index is
+/// final, so it is answered without a round trip.
 async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
     let fields = request.as_object().into_iter().flat_map(|m| m.keys());
     if let Some(unknown) = fields
@@ -351,7 +368,13 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
         return Err(ApiError::invalid_parameter(unknown, "unknown field"));
     }
     let scope = domain_scope(s, user, "cancel", &request).await?;
-    let namespaces = {
+    let job_id = request
+        .get("job_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let domain = domain_of(&request).unwrap_or_default();
+    let known: Vec<(String, Known)> = {
         let store = s
             .index
             .store
@@ -359,20 +382,40 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
             .map_err(|_| ApiError::unknown("index unavailable"))?;
         // Existence and required parameters are judged exactly as `get` judges them.
         spaceone_query::api::get(&store.jobs, &scope, &request)?;
-        let job_id = request
-            .get("job_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        store.namespaces_of(job_id).to_vec()
+        store
+            .namespaces_of(&job_id)
+            .iter()
+            .map(|ns| {
+                let known = match (store.live(ns, &job_id), store.jobs.get(ns, &job_id)) {
+                    (Some(live), _) if live.domain_id == domain => Known::Live(Box::new(live.clone())),
+                    (None, Some(job)) if job.domain_id == domain => Known::Final(job.status),
+                    _ => Known::OtherDomain,
+                };
+                (ns.clone(), known)
+            })
+            .collect()
     };
-    let job_id = request
-        .get("job_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let domain = domain_of(&request).unwrap_or_default();
-    for ns in namespaces {
+    for (ns, known) in known {
         let api: Api<CostAnalysisJob> = Api::namespaced(s.client.clone(), &ns);
+        match known {
+            Known::OtherDomain => continue,
+            Known::Final(state) => return Err(ApiError::job_state(state.as_str())),
+            Known::Live(live) => {
+                let created = live.created.unwrap_or_else(Utc::now);
+                let written = apply_cancel(
+                    &api,
+                    &job_id,
+                    &live.resource_version,
+                    live.status.as_ref(),
+                    live.generation,
+                    created,
+                )
+                .await?;
+                if let Some(updated) = written {
+                    return Ok(s.canceled(&updated));
+                }
+            }
+        }
         for _attempt in 0..10 {
             let Some(job) = api.get_opt(&job_id).await.map_err(kube_error)? else {
                 break;
@@ -386,31 +429,18 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
                 .as_ref()
                 .and_then(crate::timestamp::from_k8s)
                 .unwrap_or_else(Utc::now);
-            let status = crate::lifecycle::cancel(
+            let rv = job.metadata.resource_version.clone().unwrap_or_default();
+            let written = apply_cancel(
+                &api,
+                &job_id,
+                &rv,
                 job.status.as_ref(),
                 job.metadata.generation,
                 created,
-                Utc::now(),
             )
-            .map_err(|state| ApiError::job_state(state.as_str()))?;
-            let patch = json!({
-                "apiVersion": "cost-analysis.spaceone.dev/v1",
-                "kind": "CostAnalysisJob",
-                "metadata": {"name": job_id, "resourceVersion": job.metadata.resource_version},
-                "status": status,
-            });
-            let params = PatchParams::apply(crate::controller::FIELD_MANAGER).force();
-            match api
-                .patch_status(&job_id, &params, &Patch::Apply(&patch))
-                .await
-            {
-                Ok(updated) => {
-                    s.index.observe_write(&updated);
-                    s.metrics_cancels();
-                    return Ok(spaceone_query::api::job_info(&record(&updated)));
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                Err(e) => return Err(kube_error(e)),
+            .await?;
+            if let Some(updated) = written {
+                return Ok(s.canceled(&updated));
             }
         }
     }
@@ -424,6 +454,51 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
     Err(ApiError::unknown(
         "the job changed too often to be canceled; try again",
     ))
+}
+
+/// What the index knows of a job in one namespace, for a cancel.
+enum Known {
+    Live(Box<crate::api::index::Live>),
+    Final(spaceone_query::JobStatus),
+    OtherDomain,
+}
+
+/// Writes the CANCELED status computed from `status` if the job is still at `resource_version`.
+/// `Ok(None)`: it is not (409) or is gone (404): read it again. A job no longer in progress is ERROR_JOB_STATE.
+async fn apply_cancel(
+    api: &Api<CostAnalysisJob>,
+    job_id: &str,
+    resource_version: &str,
+    status: Option<&crate::resources::CostAnalysisJobStatus>,
+    generation: Option<i64>,
+    created: chrono::DateTime<Utc>,
+) -> Result<Option<CostAnalysisJob>, ApiError> {
+    let status = crate::lifecycle::cancel(status, generation, created, Utc::now())
+        .map_err(|state| ApiError::job_state(state.as_str()))?;
+    let patch = json!({
+        "apiVersion": "cost-analysis.spaceone.dev/v1",
+        "kind": "CostAnalysisJob",
+        "metadata": {"name": job_id, "resourceVersion": resource_version},
+        "status": status,
+    });
+    let params = PatchParams::apply(crate::controller::FIELD_MANAGER).force();
+    match api
+        .patch_status(job_id, &params, &Patch::Apply(&patch))
+        .await
+    {
+        Ok(updated) => Ok(Some(updated)),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(None),
+        Err(e) => Err(kube_error(e)),
+    }
+}
+
+impl ApiState {
+    /// Records a cancel the shim wrote, so that the next answer already reflects it.
+    fn canceled(&self, updated: &CostAnalysisJob) -> Value {
+        self.index.observe_write(updated);
+        self.metrics_cancels();
+        spaceone_query::api::job_info(&record(updated))
+    }
 }
 
 fn kube_error(e: kube::Error) -> ApiError {

@@ -195,6 +195,11 @@ pub async fn serve(
         let Some(acceptor) = tls.acceptor() else {
             continue;
         };
+        // Answers are written in several TLS records; Nagle would hold the last one back until
+        // the client's delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%remote, error = %e, "TCP_NODELAY not set");
+        }
         let (tls, app, mut stop) = (tls.clone(), app.clone(), stop_rx.clone());
         connections.spawn(async move {
             let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;

@@ -60,6 +60,15 @@ fn bench(c: &mut Criterion) {
     let now = Utc::now();
     let list_req = json!({"domain_id": "domain-0", "query": {
         "filter": [{"k": "status", "v": "FAILURE", "o": "eq"}], "page": {"start": 1, "limit": 100}}});
+    // The shim benchmark's list: one data source of the caller's domain, newest first, a page of
+    // 100; answered from the data source's posting list.
+    let by_source_req = json!({"domain_id": "domain-0", "query": {
+        "filter": [{"k": "data_source_id", "v": "ds-4", "o": "eq"}],
+        "sort": [{"key": "created_at", "desc": true}], "page": {"start": 1, "limit": 100}}});
+    let domain_scope = Scope {
+        namespace: None,
+        domains: Some(vec!["domain-0".into()]),
+    };
     let stat_req = json!({"domain_id": "domain-0", "query": {"aggregate": [
         {"group": {"keys": [{"key": "status", "name": "status"}], "fields": [{"name": "count", "operator": "count"}]}},
         {"sort": [{"key": "status"}]}]}});
@@ -94,6 +103,9 @@ fn bench(c: &mut Criterion) {
                     100,
                 ))
             })
+        });
+        group.bench_with_input(BenchmarkId::new("list-by-source/engine", n), &n, |b, _| {
+            b.iter(|| black_box(api::list(&index, &domain_scope, &by_source_req, now)))
         });
         group.bench_with_input(BenchmarkId::new("stat/engine", n), &n, |b, _| {
             b.iter(|| black_box(api::stat(&index, &Scope::all(), &stat_req, now)))

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::index::{Index, Scope};
 use crate::model::{FieldPath, Job, JobStatus};
 use crate::query::{Query, append_keyword, as_object, check_fields, parse_filters, run};
-use crate::render::{Projection, job_info as render_info};
+use crate::render::{JobsInfo, Projection, job_info as render_info};
 
 /// Request fields after protobuf's MessageToDict: default values (empty strings, SCOPE_NONE) are
 /// absent, other types are refused as invalid parameters.
@@ -88,6 +88,30 @@ fn append_query_filter(p: &mut Map<String, Value>, keys: &[&str]) -> Map<String,
     query
 }
 
+/// How an answer comes out: a JSON value, or its encoding straight from the records.
+pub trait Answer: Sized {
+    fn from_serialize(s: &impl serde::Serialize) -> Self;
+}
+
+impl Answer for Value {
+    fn from_serialize(s: &impl serde::Serialize) -> Self {
+        serde_json::to_value(s).unwrap_or(Value::Null)
+    }
+}
+
+/// The answer encoded as JSON text, written without building a `Value` first (what a server sends).
+pub struct Encoded(pub Vec<u8>);
+
+impl Answer for Encoded {
+    fn from_serialize(s: &impl serde::Serialize) -> Self {
+        Encoded(serde_json::to_vec(s).unwrap_or_default())
+    }
+}
+
+fn answer<A: Answer>(s: &impl serde::Serialize) -> A {
+    A::from_serialize(s)
+}
+
 /// `Job.list`: JobQuery -> JobsInfo.
 pub fn list(
     index: &Index,
@@ -95,6 +119,16 @@ pub fn list(
     request: &Value,
     now: DateTime<Utc>,
 ) -> Result<Value, Error> {
+    list_as(index, scope, request, now)
+}
+
+/// [`list`], answered as a [`Value`] or as [`Encoded`] JSON text.
+pub fn list_as<A: Answer>(
+    index: &Index,
+    scope: &Scope,
+    request: &Value,
+    now: DateTime<Utc>,
+) -> Result<A, Error> {
     let mut p = params(
         request,
         &["query", "job_id", "status", "data_source_id", "domain_id"],
@@ -110,17 +144,11 @@ pub fn list(
         (false, Some(fields)) => Projection::Only(fields),
         (false, None) => Projection::Full,
     };
-    let mut out = Map::new();
-    if !rows.is_empty() {
-        out.insert(
-            "results".into(),
-            Value::Array(rows.iter().map(|r| render_info(r, &projection)).collect()),
-        );
-    }
-    if total > 0 {
-        out.insert("total_count".into(), json!(total));
-    }
-    Ok(Value::Object(out))
+    Ok(answer(&JobsInfo {
+        rows: &rows,
+        total,
+        projection: &projection,
+    }))
 }
 
 /// `Job.stat`: JobStatQuery -> Struct.
@@ -192,8 +220,8 @@ pub fn get(index: &Index, scope: &Scope, request: &Value) -> Result<Value, Error
         }
     };
     let found = index
-        .iter()
-        .filter(|r| r.job_id.as_ref() == job_id && r.domain.as_ref() == domain && scope.admits(r))
+        .named(job_id)
+        .filter(|r| r.domain.as_ref() == domain && scope.admits(r))
         .min_by(|a, b| a.natural_cmp(b));
     let Some(rec) = found else {
         return Err(Error::not_found(

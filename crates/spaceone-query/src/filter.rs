@@ -479,6 +479,9 @@ impl Condition {
     }
 }
 
+/// An `eq` on an interned field: the index's copy of the value (`None`: no record holds it).
+pub(crate) type InternedEq<'a> = (Field, Option<&'a Arc<str>>);
+
 /// `AND(filter...) AND OR(filter_or...)`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Filter {
@@ -508,6 +511,31 @@ impl Filter {
             and: self.and.iter().map(|c| c.bound(index)).collect(),
             or: self.or.iter().map(|c| c.bound(index)).collect(),
         }
+    }
+
+    /// Splits a bound filter into its AND-ed `eq` conditions on interned fields (the index's copy
+    /// of the value; `None`: no record holds it, so nothing matches) and the conditions left to
+    /// test on the records.
+    pub(crate) fn split_interned(&self) -> (Vec<InternedEq<'_>>, Filter) {
+        let mut eqs = Vec::new();
+        let mut rest = Vec::new();
+        for c in &self.and {
+            match (&c.path, &c.test) {
+                (Some(path), Test::Interned(v)) if path.sub.is_empty() => {
+                    eqs.push((path.field, v.as_ref()));
+                }
+                _ => rest.push(c.clone()),
+            }
+        }
+        let rest = Filter {
+            and: rest,
+            or: self.or.clone(),
+        };
+        (eqs, rest)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.and.is_empty() && self.or.is_empty()
     }
 
     #[inline]

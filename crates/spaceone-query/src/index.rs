@@ -1,7 +1,8 @@
 //! Compact storage of job records. Low-cardinality strings (namespace, domain, data source, error
 //! code) are interned and shared; timestamps are milliseconds with a sentinel for "none"; `options`
 //! is kept as a parsed value only when a job has any. Records live in a slot vector addressed by
-//! (namespace, job_id).
+//! (namespace, job_id). Posting lists of slots per namespace, domain and data source let a call
+//! that names one of them (every SpaceONE call names its domain) visit only those records.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Map;
 
+use crate::filter::Filter;
 use crate::model::{Field, FieldPath, Job, JobStatus};
 use crate::time::{Millis, from_millis, to_millis};
 use crate::value::Val;
@@ -168,12 +170,124 @@ impl Scope {
     }
 }
 
+/// The fields with posting lists, in the order of `Index::postings` and `Index::positions`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Posted {
+    Namespace = 0,
+    Domain = 1,
+    DataSource = 2,
+}
+
+impl Posted {
+    const ALL: [Posted; 3] = [Posted::Namespace, Posted::Domain, Posted::DataSource];
+
+    fn of(self, r: &Rec) -> &Arc<str> {
+        match self {
+            Posted::Namespace => &r.ns,
+            Posted::Domain => &r.domain,
+            Posted::DataSource => &r.data_source,
+        }
+    }
+}
+
 #[derive(Default, Debug)]
 pub struct Index {
     slots: Vec<Option<Rec>>,
     free: Vec<u32>,
     by_key: HashMap<(Arc<str>, Arc<str>), u32>,
     interned: HashSet<Arc<str>>,
+    /// Per posted field: value -> the slots holding it (unordered).
+    postings: [HashMap<Arc<str>, Vec<u32>>; 3],
+    /// Per slot: where it sits in each of its posting lists, so removal is a swap_remove.
+    positions: Vec<[u32; 3]>,
+    /// Per slot: what most calls test and sort on, packed, so a scan reads 32 bytes per
+    /// candidate instead of the whole record (all zero for a free slot).
+    hot: Vec<Hot>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Hot {
+    /// Addresses of the interned strings (stable: interned strings are never freed).
+    ns: usize,
+    domain: usize,
+    data_source: usize,
+    created: Millis,
+}
+
+impl Hot {
+    fn of(r: &Rec) -> Hot {
+        Hot {
+            ns: addr(&r.ns),
+            domain: addr(&r.domain),
+            data_source: addr(&r.data_source),
+            created: r.created,
+        }
+    }
+}
+
+/// Identity of an interned string.
+fn addr(a: &Arc<str>) -> usize {
+    Arc::as_ptr(a).cast::<u8>() as usize
+}
+
+/// How a call visits the index: which slots, tested first on their packed fields, then (for
+/// the conditions left) on their records.
+pub(crate) struct Plan<'a> {
+    index: &'a Index,
+    /// The shortest posting list every answer is in (`None`: visit every slot).
+    slots: Option<&'a [u32]>,
+    nothing: bool,
+    ns: Option<usize>,
+    domains: Option<Vec<usize>>,
+    eqs: Vec<(Posted, usize)>,
+    rest: Filter,
+}
+
+impl<'a> Plan<'a> {
+    fn admits(&self, slot: u32) -> bool {
+        let Some(h) = self.index.hot.get(slot as usize) else {
+            return false;
+        };
+        if h.ns == 0
+            || self.ns.is_some_and(|ns| ns != h.ns)
+            || self
+                .domains
+                .as_ref()
+                .is_some_and(|ds| !ds.contains(&h.domain))
+        {
+            return false;
+        }
+        for &(p, want) in &self.eqs {
+            let have = match p {
+                Posted::Namespace => h.ns,
+                Posted::Domain => h.domain,
+                Posted::DataSource => h.data_source,
+            };
+            if have != want {
+                return false;
+            }
+        }
+        self.rest.is_empty() || self.index.slot(slot).is_some_and(|r| self.rest.matches(r))
+    }
+
+    /// The admitted slots.
+    pub(crate) fn into_slots(self) -> impl Iterator<Item = u32> + 'a {
+        let every =
+            (!self.nothing && self.slots.is_none()).then(|| 0..to_u32(self.index.slots.len()));
+        let listed = self
+            .slots
+            .filter(|_| !self.nothing)
+            .map(|s| s.iter().copied());
+        every
+            .into_iter()
+            .flatten()
+            .chain(listed.into_iter().flatten())
+            .filter(move |&s| self.admits(s))
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl Index {
@@ -218,32 +332,175 @@ impl Index {
         };
         let key = (rec.ns.clone(), rec.job_id.clone());
         if let Some(&slot) = self.by_key.get(&key) {
+            // Domain and data source are immutable on the cluster, but a replayed or hand-made
+            // record may still move between posting lists.
+            if let Some(old) = self.slots[slot as usize].take() {
+                for p in Posted::ALL {
+                    if !Arc::ptr_eq(p.of(&old), p.of(&rec)) {
+                        self.unpost(p, p.of(&old), slot);
+                        self.post(p, p.of(&rec).clone(), slot);
+                    }
+                }
+            }
+            self.hot[slot as usize] = Hot::of(&rec);
             self.slots[slot as usize] = Some(rec);
             return;
         }
         let slot = match self.free.pop() {
-            Some(s) => {
-                self.slots[s as usize] = Some(rec);
-                s
-            }
+            Some(s) => s,
             None => {
-                self.slots.push(Some(rec));
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+                self.slots.push(None);
+                self.positions.push([0; 3]);
+                self.hot.push(Hot::default());
+                to_u32(self.slots.len() - 1)
             }
         };
+        for p in Posted::ALL {
+            self.post(p, p.of(&rec).clone(), slot);
+        }
+        self.hot[slot as usize] = Hot::of(&rec);
+        self.slots[slot as usize] = Some(rec);
         self.by_key.insert(key, slot);
     }
 
     pub fn remove(&mut self, namespace: &str, job_id: &str) -> bool {
         let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(job_id));
-        match self.by_key.remove(&key) {
-            Some(slot) => {
-                self.slots[slot as usize] = None;
-                self.free.push(slot);
-                true
+        let Some(slot) = self.by_key.remove(&key) else {
+            return false;
+        };
+        if let Some(old) = self.slots[slot as usize].take() {
+            for p in Posted::ALL {
+                self.unpost(p, p.of(&old), slot);
             }
-            None => false,
         }
+        self.hot[slot as usize] = Hot::default();
+        self.free.push(slot);
+        true
+    }
+
+    fn post(&mut self, p: Posted, value: Arc<str>, slot: u32) {
+        let list = self.postings[p as usize].entry(value).or_default();
+        list.push(slot);
+        self.positions[slot as usize][p as usize] = to_u32(list.len() - 1);
+    }
+
+    fn unpost(&mut self, p: Posted, value: &Arc<str>, slot: u32) {
+        let Some(list) = self.postings[p as usize].get_mut(value) else {
+            return;
+        };
+        let at = self.positions[slot as usize][p as usize] as usize;
+        if list.get(at) != Some(&slot) {
+            return;
+        }
+        list.swap_remove(at);
+        if let Some(&moved) = list.get(at) {
+            self.positions[moved as usize][p as usize] = to_u32(at);
+        }
+        if list.is_empty() {
+            self.postings[p as usize].remove(value);
+        }
+    }
+
+    /// The slots holding `value` in field `p` (empty when none does).
+    pub(crate) fn posting(&self, p: Posted, value: &str) -> &[u32] {
+        self.postings[p as usize]
+            .get(value)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn slot(&self, slot: u32) -> Option<&Rec> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// Records in `scope` that the bound `filter` admits (see [`Index::plan`]).
+    pub(crate) fn matching<'a>(
+        &'a self,
+        scope: &Scope,
+        filter: &Filter,
+    ) -> impl Iterator<Item = &'a Rec> + 'a {
+        self.plan(scope, filter)
+            .into_slots()
+            .filter_map(move |s| self.slot(s))
+    }
+
+    /// Plans a scan for a scope and a bound filter: visit the shortest posting list every answer
+    /// must be in (the scope's namespace or single domain, or an `eq` on an interned field), or
+    /// every slot when there is none; test the scope and those equalities on the packed fields,
+    /// by address; test the other conditions on the record.
+    pub(crate) fn plan<'a>(&'a self, scope: &Scope, filter: &Filter) -> Plan<'a> {
+        let (eqs, rest) = filter.split_interned();
+        let mut plan = Plan {
+            index: self,
+            slots: None,
+            nothing: false,
+            ns: None,
+            domains: None,
+            eqs: Vec::new(),
+            rest,
+        };
+        let mut consider = |list: &'a [u32]| {
+            if plan.slots.is_none_or(|b| list.len() < b.len()) {
+                plan.slots = Some(list);
+            }
+        };
+        if let Some(ns) = &scope.namespace {
+            consider(self.posting(Posted::Namespace, ns));
+            match self.interned(ns) {
+                Some(a) => plan.ns = Some(addr(&a)),
+                None => plan.nothing = true,
+            }
+        }
+        if let Some(domains) = &scope.domains {
+            if let [d] = domains.as_slice() {
+                consider(self.posting(Posted::Domain, d));
+            }
+            let known: Vec<usize> = domains
+                .iter()
+                .filter_map(|d| self.interned(d))
+                .map(|a| addr(&a))
+                .collect();
+            plan.nothing |= known.is_empty();
+            plan.domains = Some(known);
+        }
+        for (field, value) in eqs {
+            let p = match field {
+                Field::DomainId => Posted::Domain,
+                Field::DataSourceId => Posted::DataSource,
+                _ => continue,
+            };
+            match value {
+                Some(v) => {
+                    consider(self.posting(p, v));
+                    plan.eqs.push((p, addr(v)));
+                }
+                None => plan.nothing = true,
+            }
+        }
+        plan
+    }
+
+    /// A slot's integer sort key for `field` (created_at from the packed fields).
+    pub(crate) fn key_of(&self, slot: u32, field: Field) -> Option<i64> {
+        let time = |ms: Millis| (ms != NO_TIME).then_some(ms);
+        if field == Field::CreatedAt {
+            return self.hot.get(slot as usize).and_then(|h| time(h.created));
+        }
+        let r = self.slot(slot)?;
+        match field {
+            Field::UpdatedAt => time(r.updated),
+            Field::FinishedAt => time(r.finished),
+            Field::LastChangedAt => time(r.last_changed),
+            Field::TotalTasks => Some(r.total),
+            Field::RemainedTasks => Some(r.remained),
+            _ => None,
+        }
+    }
+
+    /// Every record named `job_id`, one per namespace that holds one.
+    pub(crate) fn named<'a>(&'a self, job_id: &'a str) -> impl Iterator<Item = &'a Rec> + 'a {
+        self.postings[Posted::Namespace as usize]
+            .keys()
+            .filter_map(move |ns| self.rec(ns, job_id))
     }
 
     pub fn len(&self) -> usize {
@@ -293,6 +550,16 @@ impl Index {
         }
         let slots = self.slots.capacity() * std::mem::size_of::<Option<Rec>>();
         let free = self.free.capacity() * 4;
+        let postings: usize = self
+            .postings
+            .iter()
+            .map(|m| {
+                (m.capacity() * 8 / 7) * (std::mem::size_of::<(Arc<str>, Vec<u32>)>() + 1)
+                    + m.values().map(|v| v.capacity() * 4).sum::<usize>()
+            })
+            .sum::<usize>()
+            + self.positions.capacity() * 12
+            + self.hot.capacity() * std::mem::size_of::<Hot>();
         // hashbrown: key + value + one control byte per bucket, buckets ~ capacity * 8/7.
         let map = (self.by_key.capacity() * 8 / 7)
             * (std::mem::size_of::<((Arc<str>, Arc<str>), u32)>() + 1);
@@ -308,6 +575,6 @@ impl Index {
                         .map_or(0, |o| std::mem::size_of::<Val>() + val_bytes(o))
             })
             .sum();
-        slots + free + map + interned + per_rec
+        slots + free + postings + map + interned + per_rec
     }
 }

@@ -299,29 +299,85 @@ fn compare(a: &Rec, b: &Rec, keys: &[SortKey]) -> Ordering {
     a.natural_cmp(b)
 }
 
+/// The sort as one integer field, when it is a single top-level time or count field (or the
+/// default order, created_at descending): its key is `None` where BSON has null, which sorts first.
+fn integer_key(keys: &[SortKey]) -> Option<(Field, bool)> {
+    let [key] = keys else {
+        return keys.is_empty().then_some((Field::CreatedAt, true));
+    };
+    let path = key.path.as_ref()?;
+    let integer = matches!(
+        path.field,
+        Field::CreatedAt
+            | Field::UpdatedAt
+            | Field::FinishedAt
+            | Field::LastChangedAt
+            | Field::TotalTasks
+            | Field::RemainedTasks
+    );
+    (path.sub.is_empty() && integer).then_some((path.field, key.desc))
+}
+
+/// The first `end` (`None`: all) admitted slots' records, in query order.
+fn order<'a>(
+    index: &'a Index,
+    slots: &[u32],
+    keys: &[SortKey],
+    end: Option<usize>,
+) -> Vec<&'a Rec> {
+    if let Some((field, desc)) = integer_key(keys) {
+        // Extract each key once: the comparisons then touch no record except on ties.
+        let mut keyed: Vec<(Option<i64>, u32)> =
+            slots.iter().map(|&s| (index.key_of(s, field), s)).collect();
+        let cmp = |a: &(Option<i64>, u32), b: &(Option<i64>, u32)| {
+            let o = a.0.cmp(&b.0);
+            let o = if desc { o.reverse() } else { o };
+            o.then_with(|| match (index.slot(a.1), index.slot(b.1)) {
+                (Some(x), Some(y)) => x.natural_cmp(y),
+                _ => a.1.cmp(&b.1),
+            })
+        };
+        partial_sort(&mut keyed, end, cmp);
+        return keyed
+            .into_iter()
+            .filter_map(|(_, s)| index.slot(s))
+            .collect();
+    }
+    let mut rows: Vec<&Rec> = slots.iter().filter_map(|&s| index.slot(s)).collect();
+    partial_sort(&mut rows, end, |a, b| compare(a, b, keys));
+    rows
+}
+
+fn partial_sort<T>(rows: &mut Vec<T>, end: Option<usize>, cmp: impl Fn(&T, &T) -> Ordering) {
+    if let Some(end) = end {
+        // Only the first `end` rows in order are needed: partition, then sort that prefix.
+        if end == 0 {
+            rows.clear();
+            return;
+        }
+        if end < rows.len() {
+            rows.select_nth_unstable_by(end - 1, &cmp);
+            rows.truncate(end);
+        }
+    }
+    rows.sort_unstable_by(cmp);
+}
+
 /// Records matching scope and filter, in query order, and the total before paging.
 pub(crate) fn run<'a>(index: &'a Index, scope: &Scope, q: &Query) -> (Vec<&'a Rec>, usize) {
     let filter = q.filter.bound(index);
-    let mut rows: Vec<&Rec> = index
-        .iter()
-        .filter(|r| scope.admits(r) && filter.matches(r))
-        .collect();
-    let total = rows.len();
+    let slots: Vec<u32> = index.plan(scope, &filter).into_slots().collect();
+    let total = slots.len();
     if q.count_only {
         return (Vec::new(), total);
     }
     match q.page.window(total) {
         Some((start, end)) => {
-            // Only the first `end` rows in order are needed: partition, then sort that prefix.
-            if end < rows.len() && end > 0 {
-                rows.select_nth_unstable_by(end - 1, |a, b| compare(a, b, &q.sort));
-                rows.truncate(end);
-            }
-            rows.sort_unstable_by(|a, b| compare(a, b, &q.sort));
+            let mut rows = order(index, &slots, &q.sort, Some(end));
             rows.truncate(end);
             rows.drain(..start.min(rows.len()));
+            (rows, total)
         }
-        None => rows.sort_unstable_by(|a, b| compare(a, b, &q.sort)),
+        None => (order(index, &slots, &q.sort, None), total),
     }
-    (rows, total)
 }

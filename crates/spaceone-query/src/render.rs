@@ -1,7 +1,8 @@
 //! JobInfo in proto3 JSON, as SpaceONE's REST gateway prints it: field-number order, default values
 //! (empty strings, zeros) left out, enums by name, datetimes as `2022-04-02T09:17:44.031Z`.
 
-use serde_json::{Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 use crate::index::{NO_TIME, Rec};
 use crate::model::{Field, Job};
@@ -39,47 +40,106 @@ pub(crate) enum Projection<'a> {
     Only(&'a [Field]),
 }
 
-pub(crate) fn job_info(r: &Rec, projection: &Projection<'_>) -> Value {
-    let mut m = Map::new();
-    let loaded = |f: Field| match projection {
-        Projection::Full => true,
-        Projection::Minimal => MINIMAL_FIELDS.contains(&f),
-        Projection::Only(fields) => fields.contains(&f),
-    };
-    for f in INFO_FIELDS {
-        if matches!(projection, Projection::Minimal) && !MINIMAL_FIELDS.contains(&f) {
-            continue;
-        }
-        let name = f.name().to_string();
-        if !loaded(f) {
-            // Model default of a field that was not loaded.
-            if f == Field::Status {
-                m.insert(name, Value::from("IN_PROGRESS"));
-            }
-            continue;
-        }
-        let str_field = |s: &str| (!s.is_empty()).then(|| Value::from(s));
-        let time = |ms: i64| (ms != NO_TIME).then(|| Value::from(render_info(ms)));
-        let v = match f {
-            Field::JobId => str_field(&r.job_id),
-            Field::Status => Some(Value::from(r.status.as_str())),
-            Field::ErrorCode => r.error_code.as_deref().and_then(str_field),
-            Field::ErrorMessage => r.error_message.as_deref().and_then(str_field),
-            Field::TotalTasks => (r.total != 0).then(|| Value::from(r.total)),
-            Field::RemainedTasks => (r.remained != 0).then(|| Value::from(r.remained)),
-            Field::DataSourceId => str_field(&r.data_source),
-            Field::DomainId => str_field(&r.domain),
-            Field::CreatedAt => time(r.created),
-            Field::UpdatedAt => time(r.updated),
-            Field::FinishedAt => time(r.finished),
-            Field::LastChangedAt => time(r.last_changed),
-            Field::Options => None,
+/// One JobInfo, serialized straight from the record (no intermediate `Value`).
+pub(crate) struct Info<'a> {
+    pub rec: &'a Rec,
+    pub projection: &'a Projection<'a>,
+}
+
+impl Serialize for Info<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (r, projection) = (self.rec, self.projection);
+        let mut m = serializer.serialize_map(None)?;
+        let loaded = |f: Field| match projection {
+            Projection::Full => true,
+            Projection::Minimal => MINIMAL_FIELDS.contains(&f),
+            Projection::Only(fields) => fields.contains(&f),
         };
-        if let Some(v) = v {
-            m.insert(name, v);
+        for f in INFO_FIELDS {
+            if matches!(projection, Projection::Minimal) && !MINIMAL_FIELDS.contains(&f) {
+                continue;
+            }
+            let name = f.name();
+            if !loaded(f) {
+                // Model default of a field that was not loaded.
+                if f == Field::Status {
+                    m.serialize_entry(name, "IN_PROGRESS")?;
+                }
+                continue;
+            }
+            match f {
+                Field::JobId => put_str(&mut m, name, &r.job_id)?,
+                Field::Status => m.serialize_entry(name, r.status.as_str())?,
+                Field::ErrorCode => put_str(&mut m, name, r.error_code.as_deref().unwrap_or(""))?,
+                Field::ErrorMessage => {
+                    put_str(&mut m, name, r.error_message.as_deref().unwrap_or(""))?;
+                }
+                Field::TotalTasks if r.total != 0 => m.serialize_entry(name, &r.total)?,
+                Field::RemainedTasks if r.remained != 0 => {
+                    m.serialize_entry(name, &r.remained)?;
+                }
+                Field::DataSourceId => put_str(&mut m, name, &r.data_source)?,
+                Field::DomainId => put_str(&mut m, name, &r.domain)?,
+                Field::CreatedAt => put_time(&mut m, name, r.created)?,
+                Field::UpdatedAt => put_time(&mut m, name, r.updated)?,
+                Field::FinishedAt => put_time(&mut m, name, r.finished)?,
+                Field::LastChangedAt => put_time(&mut m, name, r.last_changed)?,
+                _ => {}
+            }
         }
+        m.end()
     }
-    Value::Object(m)
+}
+
+/// proto3 JSON leaves empty strings out.
+fn put_str<M: SerializeMap>(m: &mut M, name: &str, s: &str) -> Result<(), M::Error> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    m.serialize_entry(name, s)
+}
+
+fn put_time<M: SerializeMap>(m: &mut M, name: &str, ms: i64) -> Result<(), M::Error> {
+    if ms == NO_TIME {
+        return Ok(());
+    }
+    let mut buf = [0u8; 24];
+    match crate::time::write_info(ms, &mut buf) {
+        Some(s) => m.serialize_entry(name, s),
+        None => m.serialize_entry(name, &render_info(ms)),
+    }
+}
+
+pub(crate) fn job_info(r: &Rec, projection: &Projection<'_>) -> Value {
+    serde_json::to_value(Info { rec: r, projection }).unwrap_or(Value::Null)
+}
+
+/// JobsInfo: `results` (left out when empty) and `total_count` (left out when zero).
+pub(crate) struct JobsInfo<'a> {
+    pub rows: &'a [&'a Rec],
+    pub total: usize,
+    pub projection: &'a Projection<'a>,
+}
+
+impl Serialize for JobsInfo<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut m = serializer.serialize_map(None)?;
+        if !self.rows.is_empty() {
+            let rows: Vec<Info<'_>> = self
+                .rows
+                .iter()
+                .map(|rec| Info {
+                    rec,
+                    projection: self.projection,
+                })
+                .collect();
+            m.serialize_entry("results", &rows)?;
+        }
+        if self.total > 0 {
+            m.serialize_entry("total_count", &self.total)?;
+        }
+        m.end()
+    }
 }
 
 /// JobInfo of a plain job record.

@@ -184,10 +184,7 @@ impl<'a> Source<'a> {
                 index,
                 scope,
                 filter,
-            } => index
-                .iter()
-                .filter(|r| scope.admits(r) && filter.matches(r))
-                .collect(),
+            } => index.matching(scope, filter).collect(),
         }
     }
 }
@@ -251,10 +248,7 @@ pub(crate) fn stat(
     let ordered = aggregate.is_empty() || !starts_with_unordered_group(aggregate);
     let filter = &filter.bound(index);
     let source = if ordered {
-        let mut recs: Vec<&Rec> = index
-            .iter()
-            .filter(|r| scope.admits(r) && filter.matches(r))
-            .collect();
+        let mut recs: Vec<&Rec> = index.matching(scope, filter).collect();
         recs.sort_unstable_by(|a, b| a.natural_cmp(b));
         Source::Picked(recs)
     } else {
@@ -853,10 +847,8 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             scope,
             filter,
         }) => {
-            for r in index.iter() {
-                if scope.admits(r) && filter.matches(r) {
-                    add(&mut g, &Row::Rec(r))?;
-                }
+            for r in index.matching(scope, filter) {
+                add(&mut g, &Row::Rec(r))?;
             }
         }
         None => {

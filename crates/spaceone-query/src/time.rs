@@ -25,6 +25,38 @@ pub fn render_info(ms: Millis) -> String {
         .unwrap_or_default()
 }
 
+/// [`render_info`] into `buf` without allocating, for years 0 to 9999 (`None` otherwise).
+pub fn write_info(ms: Millis, buf: &mut [u8; 24]) -> Option<&str> {
+    let t = from_millis(ms)?;
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut put = |at: usize, n: u32, width: usize| {
+        let mut n = n;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, t.month(), 2);
+    put(8, t.day(), 2);
+    put(11, t.hour(), 2);
+    put(14, t.minute(), 2);
+    put(17, t.second(), 2);
+    put(20, t.timestamp_subsec_millis().min(999), 3);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        buf[at] = c;
+    }
+    std::str::from_utf8(buf).ok()
+}
+
 /// Python `datetime.isoformat() + "Z"`: no fraction when zero, else six digits.
 pub fn render_isoformat(ms: Millis) -> String {
     let Some(t) = from_millis(ms) else {
@@ -286,6 +318,26 @@ pub fn date_to_string(ms: Millis, format: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_info_renders_as_render_info() {
+        let mut ms: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+        let end: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let mut buf = [0u8; 24];
+        while ms <= end {
+            assert_eq!(
+                write_info(ms, &mut buf),
+                Some(render_info(ms).as_str()),
+                "{ms}"
+            );
+            ms += 987_654_321_987;
+        }
+        assert_eq!(write_info(end, &mut buf), Some("9999-12-31T23:59:59.999Z"));
+        assert_eq!(write_info(0, &mut buf), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(write_info(-1, &mut buf), Some("1969-12-31T23:59:59.999Z"));
+        assert_eq!(write_info(end + 1, &mut buf), None);
+        assert_eq!(write_info(-62_167_219_200_001, &mut buf), None);
+    }
 
     fn at(s: &str) -> Millis {
         DateTime::parse_from_rfc3339(s)

@@ -116,8 +116,20 @@ fn rest(
     body: Option<&Value>,
     headers: &[&str],
 ) -> Reply {
+    rest_at(shim().port, method, path, token, body, headers)
+}
+
+/// [`rest`] against a shim on `port` that serves the shared shim's certificate.
+fn rest_at(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[&str],
+) -> Reply {
     let s = shim();
-    let url = format!("https://127.0.0.1:{}{path}", s.port);
+    let url = format!("https://127.0.0.1:{port}{path}");
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "20", "--cacert"])
         .arg(&s.ca)
@@ -821,4 +833,75 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The paged initial list (what API servers without WatchList get) loads the same index as the
+/// streaming one the shared shim uses, and the watch that follows it keeps it current.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_loaded_in_pages_answers_like_a_streamed_one() {
+    let w = world("paged").await;
+    let domain = d(&w, 1);
+    wait_listed(&w, &domain, 2).await;
+    let (c, s) = (cluster(), shim());
+    let (port, metrics) = (free_port(), free_port());
+    let log = std::fs::File::create(c.dir.join(format!("paged-{}.log", std::process::id())))
+        .expect("log");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _paged = Killed(
+        Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
+            .args(["api", "--initial-list", "paged"])
+            .args(["--api-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .arg("--tls-cert-file")
+            .arg(&s.ca)
+            .arg("--tls-key-file")
+            .arg(c.dir.join("shim.key"))
+            .env("KUBECONFIG", &c.kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a paged shim"),
+    );
+    let health = format!("127.0.0.1:{metrics}");
+    eventually(WAIT, "the paged shim to be ready", || {
+        let health = health.clone();
+        async move {
+            support::http_get(&health, "/readyz")
+                .contains("200 OK")
+                .then_some(())
+        }
+    })
+    .await;
+    let search = |port: u16| {
+        rest_at(
+            port,
+            "POST",
+            "/cost-analysis/v1/jobs/search",
+            Some(&w.reader),
+            Some(&json!({"domain_id": domain})),
+            &[],
+        )
+    };
+    let (streamed, paged) = (search(s.port), search(port));
+    assert_eq!(paged.status, 200, "{}", paged.body);
+    assert_eq!(paged.body["total_count"], 2, "{}", paged.body);
+    assert_eq!(paged.body, streamed.body);
+
+    let out = c.apply_yaml(&w.ns, &job("job-a3", &domain, &[]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(WAIT, "the paged shim to see a new job", || {
+        let r = search(port);
+        async move { (r.body["total_count"] == 3).then_some(()) }
+    })
+    .await;
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::filter::{Filter, parse_condition};
-use crate::index::{Index, Rec, Scope};
+use crate::index::{Created, Index, NO_TIME, Rec, Scope};
 use crate::model::{Field, FieldPath};
 use crate::value::Val;
 
@@ -318,6 +318,20 @@ fn integer_key(keys: &[SortKey]) -> Option<(Field, bool)> {
     (path.sub.is_empty() && integer).then_some((path.field, key.desc))
 }
 
+type Keyed = (Option<i64>, u32);
+
+/// Query order on extracted keys: the key (reversed when descending), then the natural order.
+fn keyed_cmp(index: &Index, desc: bool) -> impl Fn(&Keyed, &Keyed) -> Ordering + '_ {
+    move |a, b| {
+        let o = a.0.cmp(&b.0);
+        let o = if desc { o.reverse() } else { o };
+        o.then_with(|| match (index.slot(a.1), index.slot(b.1)) {
+            (Some(x), Some(y)) => x.natural_cmp(y),
+            _ => a.1.cmp(&b.1),
+        })
+    }
+}
+
 /// The first `end` (`None`: all) admitted slots' records, in query order.
 fn order<'a>(
     index: &'a Index,
@@ -326,18 +340,32 @@ fn order<'a>(
     end: Option<usize>,
 ) -> Vec<&'a Rec> {
     if let Some((field, desc)) = integer_key(keys) {
-        // Extract each key once: the comparisons then touch no record except on ties.
-        let mut keyed: Vec<(Option<i64>, u32)> =
-            slots.iter().map(|&s| (index.key_of(s, field), s)).collect();
-        let cmp = |a: &(Option<i64>, u32), b: &(Option<i64>, u32)| {
+        // Extract each key once; records are touched only to break ties.
+        let mut keyed: Vec<Keyed> = slots.iter().map(|&s| (index.key_of(s, field), s)).collect();
+        let by_key = |a: &Keyed, b: &Keyed| {
             let o = a.0.cmp(&b.0);
-            let o = if desc { o.reverse() } else { o };
-            o.then_with(|| match (index.slot(a.1), index.slot(b.1)) {
-                (Some(x), Some(y)) => x.natural_cmp(y),
-                _ => a.1.cmp(&b.1),
-            })
+            if desc { o.reverse() } else { o }
         };
-        partial_sort(&mut keyed, end, cmp);
+        let cmp = keyed_cmp(index, desc);
+        if let Some(end) = end.filter(|e| *e > 0 && *e < keyed.len()) {
+            // Many rows can share a key (creation times have one-second resolution): select
+            // by key alone, then order only the rows tied with the last one kept.
+            keyed.select_nth_unstable_by(end - 1, by_key);
+            let last = keyed[end - 1];
+            let (mut kept, mut tied): (Vec<_>, Vec<_>) = (Vec::with_capacity(end), Vec::new());
+            for k in keyed {
+                match by_key(&k, &last) {
+                    Ordering::Less => kept.push(k),
+                    Ordering::Equal => tied.push(k),
+                    Ordering::Greater => {}
+                }
+            }
+            let room = end - kept.len();
+            partial_sort(&mut tied, Some(room), &cmp);
+            kept.extend(tied.into_iter().take(room));
+            keyed = kept;
+        }
+        partial_sort(&mut keyed, end, &cmp);
         return keyed
             .into_iter()
             .filter_map(|(_, s)| index.slot(s))
@@ -346,6 +374,35 @@ fn order<'a>(
     let mut rows: Vec<&Rec> = slots.iter().filter_map(|&s| index.slot(s)).collect();
     partial_sort(&mut rows, end, |a, b| compare(a, b, keys));
     rows
+}
+
+/// The first `end` (`None`: all) of a creation-ordered set in query order: walks from the
+/// requested end, keeps going while the key ties with the last row taken, then orders those.
+fn first_by_created<'a>(
+    index: &'a Index,
+    set: &Created,
+    desc: bool,
+    end: Option<usize>,
+) -> Vec<&'a Rec> {
+    let end = end.unwrap_or(set.len());
+    let key = |ms: i64| (ms != NO_TIME).then_some(ms);
+    let walk: Box<dyn Iterator<Item = &(i64, u32)>> = if desc {
+        Box::new(set.iter().rev())
+    } else {
+        Box::new(set.iter())
+    };
+    let mut taken: Vec<Keyed> = Vec::with_capacity(end.min(set.len()));
+    for &(ms, slot) in walk {
+        if taken.len() >= end && taken.last().is_none_or(|l| l.0 != key(ms)) {
+            break;
+        }
+        taken.push((key(ms), slot));
+    }
+    partial_sort(&mut taken, Some(end), keyed_cmp(index, desc));
+    taken
+        .into_iter()
+        .filter_map(|(_, s)| index.slot(s))
+        .collect()
 }
 
 fn partial_sort<T>(rows: &mut Vec<T>, end: Option<usize>, cmp: impl Fn(&T, &T) -> Ordering) {
@@ -366,7 +423,21 @@ fn partial_sort<T>(rows: &mut Vec<T>, end: Option<usize>, cmp: impl Fn(&T, &T) -
 /// Records matching scope and filter, in query order, and the total before paging.
 pub(crate) fn run<'a>(index: &'a Index, scope: &Scope, q: &Query) -> (Vec<&'a Rec>, usize) {
     let filter = q.filter.bound(index);
-    let slots: Vec<u32> = index.plan(scope, &filter).into_slots().collect();
+    let plan = index.plan(scope, &filter);
+    let created_order = integer_key(&q.sort).filter(|(f, _)| *f == Field::CreatedAt);
+    if let (Some((_, desc)), Some(set)) = (created_order, plan.by_created()) {
+        let total = set.len();
+        if q.count_only {
+            return (Vec::new(), total);
+        }
+        let window = q.page.window(total);
+        let mut rows = first_by_created(index, set, desc, window.map(|(_, end)| end));
+        if let Some((start, _)) = window {
+            rows.drain(..start.min(rows.len()));
+        }
+        return (rows, total);
+    }
+    let slots: Vec<u32> = plan.into_slots().collect();
     let total = slots.len();
     if q.count_only {
         return (Vec::new(), total);

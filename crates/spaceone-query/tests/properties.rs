@@ -384,7 +384,8 @@ proptest! {
                         data_source_id: format!("ds-{ds}"),
                         domain_id: format!("domain-{d}"),
                         options: serde_json::Map::new(),
-                        created_at: Utc.timestamp_opt(1_704_067_200 + i64::from(i), 0).single(),
+                        // Shared creation seconds, as on a cluster: order ties are common.
+                        created_at: Utc.timestamp_opt(1_704_067_200 + i64::from(i / 3), 0).single(),
                         updated_at: None,
                         finished_at: None,
                         last_changed_at: None,
@@ -398,13 +399,17 @@ proptest! {
             }
         }
         prop_assert_eq!(idx.len(), mirror.len());
-        let mut expected: Vec<String> = mirror
+        // Newest first; ties by namespace, then job_id.
+        let mut newest: Vec<(u8, u8)> = mirror
             .iter()
             .filter(|((n, _), (d, ds))| {
                 namespace.is_none_or(|want| want == *n) && *d == domain && data_source.is_none_or(|want| want == *ds)
             })
-            .map(|((n, i), _)| format!("ns-{n}/job-{i}"))
+            .map(|(k, _)| *k)
             .collect();
+        newest.sort_by(|(na, ia), (nb, ib)| (ib / 3).cmp(&(ia / 3)).then(na.cmp(nb)).then(format!("job-{ia}").cmp(&format!("job-{ib}"))));
+        let newest: Vec<String> = newest.iter().map(|(n, i)| format!("ns-{n}/job-{i}")).collect();
+        let mut expected = newest.clone();
         expected.sort();
         let scope = Scope {
             namespace: namespace.map(|n| format!("ns-{n}")),
@@ -415,6 +420,23 @@ proptest! {
             request["data_source_id"] = json!(format!("ds-{ds}"));
         }
         let answer = api::list(&idx, &scope, &request, Utc::now()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        // JobInfo carries no namespace: compare the job ids in order.
+        let listed: Vec<&str> = answer["results"].as_array().into_iter().flatten()
+            .filter_map(|j| j["job_id"].as_str())
+            .collect();
+        let newest_ids: Vec<&str> = newest.iter().filter_map(|k| k.split('/').nth(1)).collect();
+        prop_assert_eq!(listed, newest_ids);
+        // Pages of 2 (explicit newest-first sort) concatenate to the same order.
+        let mut paged = Vec::new();
+        for start in (1..=newest.len().max(1)).step_by(2) {
+            let mut r = request.clone();
+            r["query"] = json!({"sort": [{"key": "created_at", "desc": true}], "page": {"start": start, "limit": 2}});
+            let (rows, total) = api::select(&idx, &scope, &answer_query(&r), Utc::now())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(total, newest.len());
+            paged.extend(rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)));
+        }
+        prop_assert_eq!(&paged, &newest);
         let (rows, total) = api::select(&idx, &scope, &answer_query(&request), Utc::now())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut got: Vec<String> = rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)).collect();
@@ -435,11 +457,18 @@ proptest! {
     }
 }
 
-/// The filter `list` builds from a request's fields, as a bare query for `select`.
+/// The filter `list` builds from a request's fields, as a bare query for `select` (with the
+/// request's sort and page, if any).
 fn answer_query(request: &Value) -> Value {
     let mut filter = vec![json!({"k": "domain_id", "v": request["domain_id"], "o": "eq"})];
     if let Some(ds) = request.get("data_source_id") {
         filter.push(json!({"k": "data_source_id", "v": ds, "o": "eq"}));
     }
-    json!({"filter": filter, "page": {"limit": 1000}})
+    let mut query = json!({"filter": filter, "page": {"limit": 1000}});
+    for k in ["sort", "page"] {
+        if let Some(v) = request["query"].get(k) {
+            query[k] = v.clone();
+        }
+    }
+    query
 }

@@ -32,7 +32,7 @@ export COST_ANALYSIS_CLUSTER_DIR="$dir"
 echo "==> cargo test"
 start=$(date +%s)
 set +e
-cargo test --workspace "$@" 2>&1 | tee "$dir/cargo-test.log"
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$dir/cargo-test.log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' "$dir/cargo-test.log" | awk '{s+=$1} END {print s+0}')

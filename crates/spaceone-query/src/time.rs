@@ -26,10 +26,23 @@ pub fn render_info(ms: Millis) -> String {
 }
 
 /// [`render_info`] into `buf` without allocating, for years 0 to 9999 (`None` otherwise).
+/// The civil date comes from days since the epoch by Howard Hinnant's `civil_from_days`.
 pub fn write_info(ms: Millis, buf: &mut [u8; 24]) -> Option<&str> {
-    let t = from_millis(ms)?;
-    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
-    let mut put = |at: usize, n: u32, width: usize| {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut put = |at: usize, n: i64, width: usize| {
         let mut n = n;
         for i in (0..width).rev() {
             buf[at + i] = b'0' + (n % 10) as u8;
@@ -37,12 +50,12 @@ pub fn write_info(ms: Millis, buf: &mut [u8; 24]) -> Option<&str> {
         }
     };
     put(0, year, 4);
-    put(5, t.month(), 2);
-    put(8, t.day(), 2);
-    put(11, t.hour(), 2);
-    put(14, t.minute(), 2);
-    put(17, t.second(), 2);
-    put(20, t.timestamp_subsec_millis().min(999), 3);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, in_day / 3_600_000, 2);
+    put(14, in_day / 60_000 % 60, 2);
+    put(17, in_day / 1000 % 60, 2);
+    put(20, in_day % 1000, 3);
     for (at, c) in [
         (4, b'-'),
         (7, b'-'),
@@ -331,6 +344,17 @@ mod tests {
                 "{ms}"
             );
             ms += 987_654_321_987;
+        }
+        // Every day boundary and month end of a few years around the epoch and a leap century.
+        for start in [-86_400_000_i64 * 800, 946_684_800_000 - 86_400_000 * 400] {
+            for d in 0..1600 {
+                let t = start + d * 86_400_000 - 1;
+                assert_eq!(
+                    write_info(t, &mut buf),
+                    Some(render_info(t).as_str()),
+                    "{t}"
+                );
+            }
         }
         assert_eq!(write_info(end, &mut buf), Some("9999-12-31T23:59:59.999Z"));
         assert_eq!(write_info(0, &mut buf), Some("1970-01-01T00:00:00.000Z"));

@@ -1,4 +1,4 @@
-//! Prometheus metrics of the controller (and, later, the API shim), in OpenMetrics text format.
+//! Prometheus metrics of the controller and the API shim, in OpenMetrics text format.
 
 use std::time::Duration;
 
@@ -19,6 +19,22 @@ pub struct StatusLabels {
     pub status: &'static str,
 }
 
+/// One API route (the path template, so the label set stays small) and the answer's status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub code: u16,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn request_histogram() -> Histogram {
+    // 50 µs to ~1.6 s: list answers take well under a millisecond, cancels a few.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_05, 2.0, 16,
+    ))
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
@@ -30,6 +46,7 @@ pub struct Metrics {
     pub transitions: Family<StatusLabels, Counter>,
     pub leader: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub api_cancels: Counter,
+    pub api_requests: Histograms<RequestLabels>,
     pub index_jobs: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
@@ -46,7 +63,14 @@ impl Default for Metrics {
         let transitions = Family::<StatusLabels, Counter>::default();
         let leader = Gauge::default();
         let api_cancels = Counter::default();
+        let api_requests: Histograms<RequestLabels> =
+            Family::new_with_constructor(request_histogram);
         let index_jobs = Gauge::default();
+        registry.register(
+            "api_request_duration_seconds",
+            "Time the API shim took to answer, by route and status (the body's transfer excluded)",
+            api_requests.clone(),
+        );
         registry.register(
             "api_cancels",
             "Jobs canceled through the API",
@@ -100,6 +124,7 @@ impl Default for Metrics {
             transitions,
             leader,
             api_cancels,
+            api_requests,
             index_jobs,
         }
     }

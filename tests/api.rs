@@ -425,6 +425,19 @@ async fn rest_requires_credentials_and_isolates_domains() {
         &[],
     );
     assert_eq!(r.body, json!({}));
+
+    // Every answer is timed by route template and status.
+    let metrics = shim()._op.metrics();
+    for series in [
+        r#"cost_analysis_operator_api_request_duration_seconds_count{route="/cost-analysis/v1/jobs/search",code="200"}"#,
+        r#"cost_analysis_operator_api_request_duration_seconds_count{route="/cost-analysis/v1/jobs",code="401"}"#,
+        r#"cost_analysis_operator_api_request_duration_seconds_count{route="/cost-analysis/v1/job/{job_id}",code="403"}"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(series)),
+            "{series} missing from:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

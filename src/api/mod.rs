@@ -56,9 +56,39 @@ pub enum InitialList {
 }
 
 pub fn router(state: ApiState) -> Router {
+    let metrics = state.metrics.clone();
     spaceone::router()
         .merge(aggregated::router())
         .with_state(state)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                observe(metrics.clone(), request, next)
+            },
+        ))
+}
+
+/// Records how long each answer took, by route template and status.
+async fn observe(
+    metrics: Arc<Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = crate::metrics::RequestLabels {
+        route,
+        code: response.status().as_u16(),
+    };
+    metrics
+        .api_requests
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Serves the API until `shutdown` resolves. The index starts filling at once; `index.synced`

@@ -45,6 +45,46 @@ where
     out
 }
 
+/// Waits (up to 3 minutes) until etcd, kube-apiserver and kube-controller-manager together use
+/// less than a fifth of a core, so that measuring starts on a quiet machine (after a load, the
+/// control plane keeps compacting and garbage-collecting for a while).
+async fn settle(dir: &std::path::Path) {
+    fn cpu_ticks(dir: &std::path::Path) -> u64 {
+        ["etcd", "apiserver", "controller-manager"]
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(dir.join(format!("{name}.pid"))).ok())
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+            .map(|stat| {
+                // utime and stime: fields 14 and 15, counted after the parenthesized name.
+                let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                let field = |i: usize| {
+                    fields
+                        .get(i)
+                        .and_then(|f| f.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                field(11) + field(12)
+            })
+            .sum()
+    }
+    let start = Instant::now();
+    loop {
+        let before = cpu_ticks(dir);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Clock ticks are 1/100 s: under 40 ticks in 2 s is under a fifth of a core.
+        let used = cpu_ticks(dir).saturating_sub(before);
+        if used < 40 || start.elapsed() > Duration::from_secs(180) {
+            println!(
+                "control plane settled after {:.0} s ({} ticks in the last 2 s)",
+                start.elapsed().as_secs_f64(),
+                used
+            );
+            return;
+        }
+    }
+}
+
 fn report(name: &str, samples: &mut [Duration]) -> (f64, f64) {
     let (p50, p99) = (ms(percentile(samples, 0.5)), ms(percentile(samples, 0.99)));
     println!(
@@ -162,7 +202,7 @@ async fn run() {
     config.auth_info.token = Some(token.into());
     let shim_client = Client::try_from(config).expect("shim client");
 
-    let rounds = 200;
+    let rounds = 300.min(n / 2);
     let search = json!({"domain_id": "domain-bench", "query": {
         "filter": [{"k": "data_source_id", "v": "ds-3", "o": "eq"}],
         "sort": [{"key": "created_at", "desc": true}], "page": {"start": 1, "limit": 100}}});
@@ -207,41 +247,37 @@ async fn run() {
         };
         Some((series("sum")?, series("count")?))
     };
+    // Rounds interleave the three calls, so a busy moment of the shared machine falls on all
+    // of them alike; and they start once the control plane has settled after the load.
+    settle(&c.dir).await;
     let inside_before = inside();
-    let mut shim_list = time(rounds, |_| {
-        let (c, b) = (shim_client.clone(), body.clone());
-        async move {
-            let req = http::Request::post("/cost-analysis/v1/jobs/search")
-                .body(b)
-                .expect("req");
-            c.request_text(req).await.expect("shim list");
-        }
-    })
-    .await;
-    let inside_after = inside();
-    // The floor of the shim's HTTP path: one job by id (TLS, HTTP, token and RBAC caches, JSON).
-    let mut shim_get = time(rounds, |i| {
-        let c = shim_client.clone();
-        async move {
-            let req = http::Request::get(format!(
-                "/cost-analysis/v1/job/job-{:08}?domain_id=domain-bench",
-                (i * 7919) % n
-            ))
-            .body(Vec::new())
+    let (mut shim_list, mut shim_get, mut api_list) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let t = Instant::now();
+        let req = http::Request::post("/cost-analysis/v1/jobs/search")
+            .body(body.clone())
             .expect("req");
-            c.request_text(req).await.expect("shim get");
-        }
-    })
-    .await;
-    let mut api_list = time(rounds, |_| {
-        let jobs = jobs.clone();
-        async move {
-            jobs.list(&ListParams::default().labels("data-source=ds-3").limit(100))
-                .await
-                .expect("LIST");
-        }
-    })
-    .await;
+        shim_client.request_text(req).await.expect("shim list");
+        shim_list.push(t.elapsed());
+
+        let t = Instant::now();
+        jobs.list(&ListParams::default().labels("data-source=ds-3").limit(100))
+            .await
+            .expect("LIST");
+        api_list.push(t.elapsed());
+
+        // The floor of the shim's HTTP path: one job by id (TLS, HTTP, the auth caches, JSON).
+        let t = Instant::now();
+        let req = http::Request::get(format!(
+            "/cost-analysis/v1/job/job-{:08}?domain_id=domain-bench",
+            (i * 7919) % n
+        ))
+        .body(Vec::new())
+        .expect("req");
+        shim_client.request_text(req).await.expect("shim get");
+        shim_get.push(t.elapsed());
+    }
+    let inside_after = inside();
     let agg_path = format!(
         "/apis/query.cost-analysis.spaceone.dev/v1/namespaces/{ns}/jobs?limit=100&query={}",
         "%7B%22filter%22%3A%5B%7B%22k%22%3A%22data_source_id%22%2C%22v%22%3A%22ds-3%22%2C%22o%22%3A%22eq%22%7D%5D%7D"
@@ -300,33 +336,30 @@ async fn run() {
         );
     }
 
-    // Cancel: each REST cancel is a fresh GET plus a conditional status apply; compare with one
-    // PATCH round trip on other jobs.
-    let mut cancel = time(rounds, |i| {
-        let c = shim_client.clone();
-        async move {
-            let req = http::Request::post(format!("/cost-analysis/v1/job/job-{i:08}/cancel"))
-                .body(serde_json::to_vec(&json!({"domain_id": "domain-bench"})).expect("json"))
-                .expect("req");
-            let answer = c.request_text(req).await.expect("cancel");
-            assert!(answer.contains("CANCELED"), "{answer}");
-        }
-    })
-    .await;
-    let mut patch = time(rounds, |i| {
-        let jobs = jobs.clone();
-        async move {
-            let p = json!({"metadata": {"labels": {"touched": "yes"}}});
-            jobs.patch(
-                &format!("job-{:08}", n - 1 - i),
-                &PatchParams::default(),
-                &Patch::Merge(&p),
-            )
-            .await
-            .expect("PATCH");
-        }
-    })
-    .await;
+    // Cancel (one conditional PATCH written from the index's copy) against one plain merge PATCH
+    // of another job, interleaved.
+    settle(&c.dir).await;
+    let (mut cancel, mut patch) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let t = Instant::now();
+        let req = http::Request::post(format!("/cost-analysis/v1/job/job-{i:08}/cancel"))
+            .body(serde_json::to_vec(&json!({"domain_id": "domain-bench"})).expect("json"))
+            .expect("req");
+        let answer = shim_client.request_text(req).await.expect("cancel");
+        cancel.push(t.elapsed());
+        assert!(answer.contains("CANCELED"), "{answer}");
+
+        let t = Instant::now();
+        let p = json!({"metadata": {"labels": {"touched": "yes"}}});
+        jobs.patch(
+            &format!("job-{:08}", n - 1 - i),
+            &PatchParams::default(),
+            &Patch::Merge(&p),
+        )
+        .await
+        .expect("PATCH");
+        patch.push(t.elapsed());
+    }
     let (c50, c99) = report("shim REST cancel", &mut cancel);
     let (p50, p99) = report("kube-apiserver PATCH (one round trip)", &mut patch);
     println!(

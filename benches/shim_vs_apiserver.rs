@@ -97,7 +97,8 @@ fn report(name: &str, samples: &mut [Duration]) -> (f64, f64) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: a call and the client's connection tasks never wait for another thread to wake.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");

@@ -161,15 +161,7 @@ async fn run() {
     // The shim alone (no controller: the jobs stay IN_PROGRESS, so every cancel is real).
     let port = support::free_port();
     let metrics = support::free_port();
-    let names = vec![
-        "api.cost-analysis-system.svc".to_string(),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ];
-    let ck = rcgen::generate_simple_self_signed(names).expect("cert");
-    let (cert, key) = (c.dir.join("bench.crt"), c.dir.join("bench.key"));
-    std::fs::write(&cert, ck.cert.pem()).expect("cert");
-    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("key");
+    let tls = support::serving_cert(&c.dir, "bench", "cost-analysis-system");
     let log = std::fs::File::create(c.dir.join("bench-shim.log")).expect("log");
     let mut shim = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
         .args([
@@ -181,9 +173,9 @@ async fn run() {
         ])
         .args([
             "--tls-cert-file",
-            &cert.to_string_lossy(),
+            &tls.cert.to_string_lossy(),
             "--tls-key-file",
-            &key.to_string_lossy(),
+            &tls.key.to_string_lossy(),
         ])
         .env("KUBECONFIG", &c.kubeconfig)
         .stdout(Stdio::null())
@@ -211,7 +203,7 @@ async fn run() {
         .trim()
         .to_string();
     let mut config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().expect("url"));
-    config.root_cert = Some(vec![ck.cert.der().to_vec()]);
+    config.root_cert = Some(vec![tls.der.clone()]);
     config.auth_info.token = Some(token.into());
     let shim_client = Client::try_from(config).expect("shim client");
 
@@ -309,7 +301,7 @@ async fn run() {
     );
     // Register this shim as the aggregated API (replacing whatever an earlier run left).
     use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ck.cert.pem());
+    let ca = base64::engine::general_purpose::STANDARD.encode(&tls.pem);
     let apiservice = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: cost-analysis-system}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: api, namespace: cost-analysis-system}}\nspec: {{type: ExternalName, externalName: 127.0.0.1}}\n---\napiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: v1.query.cost-analysis.spaceone.dev}}\nspec:\n  group: query.cost-analysis.spaceone.dev\n  version: v1\n  service: {{namespace: cost-analysis-system, name: api, port: {port}}}\n  caBundle: {ca}\n  groupPriorityMinimum: 1000\n  versionPriority: 15\n"
     );

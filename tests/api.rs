@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -20,7 +19,7 @@ const SHIM_NS: &str = "cost-analysis-system";
 struct Shim {
     _op: Operator,
     port: u16,
-    ca: PathBuf,
+    tls: support::ServingCert,
 }
 
 /// One `run` process (controller + API shim) for this test binary, registered as the APIService.
@@ -30,15 +29,7 @@ fn shim() -> &'static Shim {
         let c = cluster();
         let port = free_port();
         // A serving certificate for the Service name the aggregator verifies, and for curl.
-        let names = vec![
-            format!("api.{SHIM_NS}.svc"),
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ];
-        let ck = rcgen::generate_simple_self_signed(names).expect("certificate");
-        let (cert, key) = (c.dir.join("shim.crt"), c.dir.join("shim.key"));
-        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-        std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+        let tls = support::serving_cert(&c.dir, "shim", SHIM_NS);
         let addr = format!("127.0.0.1:{port}");
         let identity = format!("api-{}", std::process::id());
         let op = Operator::start_command(
@@ -49,13 +40,13 @@ fn shim() -> &'static Shim {
                 "--api-addr",
                 &addr,
                 "--tls-cert-file",
-                &cert.to_string_lossy(),
+                &tls.cert.to_string_lossy(),
                 "--tls-key-file",
-                &key.to_string_lossy(),
+                &tls.key.to_string_lossy(),
             ],
         );
         support::wait_for_leader(c, &identity, Duration::from_secs(60));
-        let ca_bundle = base64_std(ck.cert.pem().as_bytes());
+        let ca_bundle = base64_std(tls.pem.as_bytes());
         let manifest = format!(
             r#"apiVersion: v1
 kind: Namespace
@@ -90,11 +81,7 @@ spec:
             "--timeout=90s",
             "apiservice/v1.query.cost-analysis.spaceone.dev",
         ]);
-        Shim {
-            _op: op,
-            port,
-            ca: cert,
-        }
+        Shim { _op: op, port, tls }
     })
 }
 
@@ -132,7 +119,7 @@ fn rest_at(
     let url = format!("https://127.0.0.1:{port}{path}");
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "20", "--cacert"])
-        .arg(&s.ca)
+        .arg(&s.tls.cert)
         .args(["-X", method, "-w", "\n%{http_code}"]);
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
@@ -450,7 +437,7 @@ async fn rest_refuses_bad_input_clearly() {
         std::fs::write(&file, body).expect("body file");
         let out = Command::new("curl")
             .args(["-sS", "--cacert"])
-            .arg(&s.ca)
+            .arg(&s.tls.cert)
             .args([
                 "-H",
                 &format!("Authorization: Bearer {}", w.reader),
@@ -872,9 +859,9 @@ async fn an_index_loaded_in_pages_answers_like_a_streamed_one() {
             .args(["--api-addr", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .arg("--tls-cert-file")
-            .arg(&s.ca)
+            .arg(&s.tls.cert)
             .arg("--tls-key-file")
-            .arg(c.dir.join("shim.key"))
+            .arg(&s.tls.key)
             .env("KUBECONFIG", &c.kubeconfig)
             .stdout(std::process::Stdio::null())
             .stderr(log)

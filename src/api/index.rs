@@ -312,28 +312,14 @@ mod tests {
     #[test]
     fn only_jobs_in_progress_keep_what_a_cancel_writes_from() {
         let mut store = Store::default();
+        let live_rv = |s: &Store| s.live("ns", "job-1").map(|l| l.resource_version.clone());
         store.upsert(&job("5", None));
-        assert_eq!(
-            store
-                .live("ns", "job-1")
-                .map(|l| l.resource_version.as_str()),
-            Some("5")
-        );
+        assert_eq!(live_rv(&store).as_deref(), Some("5"));
         store.upsert(&job("6", Some(JobState::InProgress)));
-        assert_eq!(
-            store
-                .live("ns", "job-1")
-                .map(|l| l.resource_version.as_str()),
-            Some("6")
-        );
+        assert_eq!(live_rv(&store).as_deref(), Some("6"));
         // An older event arriving late changes nothing.
         store.upsert(&job("4", None));
-        assert_eq!(
-            store
-                .live("ns", "job-1")
-                .map(|l| l.resource_version.as_str()),
-            Some("6")
-        );
+        assert_eq!(live_rv(&store).as_deref(), Some("6"));
         store.upsert(&job("7", Some(JobState::Success)));
         assert!(store.live("ns", "job-1").is_none());
         assert_eq!(

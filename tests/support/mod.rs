@@ -184,6 +184,37 @@ pub struct Operator {
     pub log: PathBuf,
 }
 
+/// A self-signed serving certificate for an API shim registered as the aggregated API: valid for
+/// the Service name kube-apiserver verifies (`api.<namespace>.svc`) and for loopback, written as
+/// `<stem>.crt` / `<stem>.key` into `dir`.
+pub struct ServingCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub pem: String,
+    pub der: Vec<u8>,
+}
+
+pub fn serving_cert(dir: &Path, stem: &str, namespace: &str) -> ServingCert {
+    let names = vec![
+        format!("api.{namespace}.svc"),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ];
+    let ck = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    ServingCert {
+        cert,
+        key,
+        pem: ck.cert.pem(),
+        der: ck.cert.der().to_vec(),
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -234,6 +234,13 @@ impl Hot {
     }
 }
 
+/// Whether two records sit at the same place in the creation orders.
+fn same_order_keys(a: &Rec, b: &Rec) -> bool {
+    a.created == b.created
+        && Arc::ptr_eq(&a.domain, &b.domain)
+        && Arc::ptr_eq(&a.data_source, &b.data_source)
+}
+
 /// Identity of an interned string.
 fn addr(a: &Arc<str>) -> usize {
     Arc::as_ptr(a).cast::<u8>() as usize
@@ -378,9 +385,14 @@ impl Index {
                         self.post(p, p.of(&rec).clone(), slot);
                     }
                 }
-                self.order(&old, slot, false);
+                // Most updates (status, progress) leave the creation order as it is.
+                if !same_order_keys(&old, &rec) {
+                    self.order(&old, slot, false);
+                    self.order(&rec, slot, true);
+                }
+            } else {
+                self.order(&rec, slot, true);
             }
-            self.order(&rec, slot, true);
             self.hot[slot as usize] = Hot::of(&rec);
             self.slots[slot as usize] = Some(rec);
             return;

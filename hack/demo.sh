@@ -87,15 +87,15 @@ report() { # task status
 wait_task() { for _ in $(seq 100); do kubectl get cajt "$1" -n "$ns" >/dev/null 2>&1 && return; sleep 0.2; done; }
 
 echo "==> the demo worker runs the tasks"
-for t in demo-success-extract demo-success-transform demo-success-load demo-failure-a demo-cancel-a; do wait_task "$t"; done
-report demo-success-extract IN_PROGRESS
-report demo-success-extract SUCCESS
-report demo-failure-a IN_PROGRESS
-report demo-cancel-a SUCCESS
-report demo-success-transform SUCCESS
+for t in demo-success.extract demo-success.transform demo-success.load demo-failure.a demo-cancel.a; do wait_task "$t"; done
+report demo-success.extract IN_PROGRESS
+report demo-success.extract SUCCESS
+report demo-failure.a IN_PROGRESS
+report demo-cancel.a SUCCESS
+report demo-success.transform SUCCESS
 kubectl get caj -n "$ns"
-report demo-failure-a FAILURE
-report demo-success-load SUCCESS
+report demo-failure.a FAILURE
+report demo-success.load SUCCESS
 echo "==> an operator cancels demo-cancel:  kubectl patch caj demo-cancel --type merge -p '{\"spec\":{\"cancel\":true}}'"
 kubectl patch caj demo-cancel -n "$ns" --type merge -p '{"spec":{"cancel":true}}' >/dev/null
 echo "==> kubectl wait --for=condition=Finished caj --all (demo-timeout times out after 10 s)"

@@ -22,7 +22,7 @@ use crate::lifecycle::{self, Decision, EventKind, JobView, TaskView};
 use crate::metrics::Metrics;
 use crate::resources::{
     CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, JOB_LABEL, TaskTemplate,
-    task_object_name,
+    legacy_task_object_name, task_object_name,
 };
 
 /// Field manager of every write the controller makes; GitOps tools own `spec`, this owns `status`.
@@ -34,6 +34,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("object has no {0}")]
     Missing(&'static str),
+    #[error("the reconcile panicked (a bug; the job is retried with backoff)")]
+    Panicked,
 }
 
 impl Error {
@@ -42,6 +44,7 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Kube(_) => "kube",
             Error::Missing(_) => "invalid_object",
+            Error::Panicked => "panic",
         }
     }
 }
@@ -97,7 +100,7 @@ pub async fn run(
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => debug!(job = %obj, "reconciled"),
-                Err(e) => debug!(error = %e, "reconcile failed"),
+                Err(e) => warn!(error = %e, "reconcile failed"),
             }
         })
         .await;
@@ -106,13 +109,30 @@ pub async fn run(
 
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&job, &ctx).await;
+    let result = contain(reconcile_inner(&job, &ctx), &ctx.metrics).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::label));
     if let (Ok(_), Ok(mut b)) = (&result, ctx.backoff.lock()) {
         b.remove(&ObjectRef::from_obj(job.as_ref()));
     }
     result
+}
+
+/// A panic inside one reconcile stays there: it is logged and counted, the job is retried with
+/// backoff like any failed reconcile, and every other job goes on.
+async fn contain<T>(
+    reconcile: impl std::future::Future<Output = Result<T, Error>>,
+    metrics: &Metrics,
+) -> Result<T, Error> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(reconcile).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => {
+            metrics.reconcile_panics.inc();
+            tracing::error!("a reconcile panicked; the job will be retried with backoff");
+            Err(Error::Panicked)
+        }
+    }
 }
 
 async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action, Error> {
@@ -134,11 +154,8 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         .tasks
         .iter()
         .filter_map(|t| {
-            let key = ObjectRef::new(&task_object_name(&name, &t.id)).within(&ns);
-            let task = ctx.tasks.get(&key)?;
-            // A task left over from an earlier job of the same name is not this job's.
-            let ours = task.owner_references().iter().any(|o| o.uid == uid);
-            ours.then(|| TaskView {
+            let task = find_task(&ctx.tasks, &ns, &name, &uid, &t.id)?;
+            Some(TaskView {
                 task_id: t.id.clone(),
                 state: task.state(),
                 finished_at: task.status.as_ref().and_then(|s| s.finished_at),
@@ -158,6 +175,29 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     Ok(match decision.requeue_after {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
+    })
+}
+
+/// This job's task object for `task_id`, if the cache holds it: under its name, or under the name
+/// older releases used. A task left over from an earlier job of the same name, or another job's
+/// task that happens to bear the legacy name, is not this job's.
+fn find_task(
+    tasks: &Store<CostAnalysisJobTask>,
+    ns: &str,
+    job_name: &str,
+    uid: &str,
+    task_id: &str,
+) -> Option<Arc<CostAnalysisJobTask>> {
+    [
+        task_object_name(job_name, task_id),
+        legacy_task_object_name(job_name, task_id),
+    ]
+    .iter()
+    .filter_map(|n| tasks.get(&ObjectRef::new(n).within(ns)))
+    .find(|task| {
+        task.owner_references().iter().any(|o| o.uid == uid)
+            && task.spec.job_name == job_name
+            && task.spec.task_id == task_id
     })
 }
 
@@ -238,11 +278,12 @@ async fn apply(
     if !decision.cancel_tasks.is_empty() {
         let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
         let now = crate::timestamp::format(&Utc::now());
+        let uid = job.uid().unwrap_or_default();
         for task_id in &decision.cancel_tasks {
-            let task_name = task_object_name(name, task_id);
-            let Some(task) = ctx.tasks.get(&ObjectRef::new(&task_name).within(ns)) else {
+            let Some(task) = find_task(&ctx.tasks, ns, name, &uid, task_id) else {
                 continue;
             };
+            let task_name = task.name_any();
             // Conditional on the version the decision saw: a worker's final report that lands
             // first wins, and the conflict makes the next pass look again.
             let patch = json!({
@@ -330,8 +371,22 @@ fn backoff_delay(attempt: u32, random: f64) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff_delay;
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::{Error, backoff_delay, contain};
+    use crate::metrics::Metrics;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_contained_counted_and_retried() {
+        let metrics = Metrics::default();
+        let r: Result<(), Error> = contain(async { panic!("boom") }, &metrics).await;
+        assert!(matches!(r, Err(Error::Panicked)));
+        assert_eq!(metrics.reconcile_panics.get(), 1);
+        assert_eq!(Error::Panicked.label(), "panic");
+        let ok: Result<u8, Error> = contain(async { Ok(3) }, &metrics).await;
+        assert_eq!(ok.ok(), Some(3));
+        assert_eq!(metrics.reconcile_panics.get(), 1);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped_with_jitter() {

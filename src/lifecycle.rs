@@ -105,14 +105,20 @@ pub fn decide(
     let now = now.duration_trunc(Duration::milliseconds(1)).unwrap_or(now);
     let previous = job.status.cloned().unwrap_or_default();
     let spec = job.spec;
-    let timeout = spec
-        .timeout_seconds
-        .filter(|s| *s > 0)
-        .map(Duration::seconds)
-        .unwrap_or(config.default_timeout);
     let created_at = previous.created_at.unwrap_or(job.created);
-    let deadline = created_at + timeout;
-    let timeout_at = deadline + config.clock_skew_allowance;
+    let mut events = Vec::new();
+    let spec_is_new = job.generation != previous.observed_generation;
+    let (timeout, timeout_at) = deadline(spec.timeout_seconds, created_at, config);
+    if spec_is_new && timeout_clamped(spec.timeout_seconds) {
+        events.push(EventNote {
+            kind: EventKind::Warning,
+            reason: "TimeoutClamped",
+            note: format!(
+                "timeoutSeconds {} is more than the largest supported value; using {MAX_TIMEOUT_SECONDS}",
+                spec.timeout_seconds.unwrap_or_default()
+            ),
+        });
+    }
 
     // Task outcomes, for the tasks the spec declares (objects for other ids are ignored).
     let mut unfinished = 0usize;
@@ -133,14 +139,13 @@ pub fn decide(
     let total = spec.tasks.len();
 
     let prior_state = previous.status.unwrap_or(JobState::InProgress);
-    let mut events = Vec::new();
     let mut next = CostAnalysisJobStatus {
         status: Some(prior_state),
         error_code: previous.error_code.clone(),
         error_message: previous.error_message.clone(),
         total_tasks: clamp_i32(total),
         remained_tasks: clamp_i32(unfinished),
-        progress: Some(format!("{}/{}", total - unfinished, total)),
+        progress: Some(format!("{}/{}", total.saturating_sub(unfinished), total)),
         created_at: Some(created_at),
         updated_at: previous.updated_at,
         finished_at: previous.finished_at,
@@ -152,7 +157,7 @@ pub fn decide(
     if prior_state.is_terminal() {
         // Terminal states never change; the counters still follow the tasks (a canceled job's
         // tasks finish after it), but state, error and finishedAt stay.
-        if spec.cancel && job.generation != previous.observed_generation {
+        if spec.cancel && spec_is_new {
             events.push(EventNote {
                 kind: EventKind::Warning,
                 reason: "CancelIgnored",
@@ -229,23 +234,38 @@ pub fn decide(
     } else {
         match (spec.ttl_seconds_after_finished, next.finished_at) {
             (Some(ttl), Some(finished)) => {
-                let expiry = finished + Duration::seconds(ttl.max(0));
-                if now >= expiry {
-                    delete_job = true;
-                    None
-                } else {
-                    Some(expiry)
+                let ttl = ttl.clamp(0, MAX_TTL_SECONDS);
+                if spec_is_new && spec.ttl_seconds_after_finished != Some(ttl) {
+                    events.push(EventNote {
+                        kind: EventKind::Warning,
+                        reason: "TTLClamped",
+                        note: format!(
+                            "ttlSecondsAfterFinished {} is out of range; using {ttl}",
+                            spec.ttl_seconds_after_finished.unwrap_or_default()
+                        ),
+                    });
+                }
+                // Within the clamp, only a finish time near the end of time can overflow; such a
+                // job is then kept, as if it had no TTL.
+                match finished.checked_add_signed(Duration::seconds(ttl)) {
+                    Some(expiry) if now >= expiry => {
+                        delete_job = true;
+                        None
+                    }
+                    expiry => expiry,
                 }
             }
             _ => None,
         }
     };
-    // A few milliseconds past the instant, so the next look does not land just before it.
+    // A few milliseconds past the instant, so the next look does not land just before it; never
+    // further than a day away (timers cannot represent the end of time, and a day costs nothing).
     let requeue_after = requeue_at.map(|at| {
-        (at - now)
+        at.signed_duration_since(now)
             .to_std()
             .unwrap_or(StdDuration::ZERO)
             .saturating_add(StdDuration::from_millis(50))
+            .min(MAX_REQUEUE)
     });
 
     Decision {
@@ -284,7 +304,10 @@ pub fn cancel(
         progress: previous.progress.clone().or_else(|| {
             Some(format!(
                 "{}/{}",
-                previous.total_tasks - previous.remained_tasks,
+                previous
+                    .total_tasks
+                    .saturating_sub(previous.remained_tasks)
+                    .max(0),
                 previous.total_tasks
             ))
         }),
@@ -298,6 +321,38 @@ pub fn cancel(
         now,
     );
     Ok(next)
+}
+
+/// Largest `spec.timeoutSeconds` the schema admits (one year); larger values stored before the
+/// schema said so are used as this.
+pub const MAX_TIMEOUT_SECONDS: i64 = 31_536_000;
+/// Largest `spec.ttlSecondsAfterFinished` the schema admits (ten years).
+pub const MAX_TTL_SECONDS: i64 = 315_360_000;
+
+/// The longest a decision waits before it looks at a job again.
+pub const MAX_REQUEUE: StdDuration = StdDuration::from_secs(24 * 3600);
+
+fn timeout_clamped(timeout_seconds: Option<i64>) -> bool {
+    timeout_seconds.is_some_and(|s| s > MAX_TIMEOUT_SECONDS)
+}
+
+/// The job's timeout and the instant it times out (deadline plus the clock-skew allowance). Every
+/// step is checked: a value the schema should have refused is clamped, and an instant past the
+/// end of representable time means "never".
+fn deadline(
+    timeout_seconds: Option<i64>,
+    created_at: DateTime<Utc>,
+    config: &Config,
+) -> (Duration, DateTime<Utc>) {
+    let timeout = timeout_seconds
+        .filter(|s| *s > 0)
+        .map(|s| Duration::seconds(s.min(MAX_TIMEOUT_SECONDS)))
+        .unwrap_or(config.default_timeout);
+    let at = created_at
+        .checked_add_signed(timeout)
+        .and_then(|d| d.checked_add_signed(config.clock_skew_allowance))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    (timeout, at)
 }
 
 fn clamp_i32(n: usize) -> i32 {

@@ -499,3 +499,96 @@ fn api_cancel_only_cancels_running_jobs_and_matches_the_controller() {
         Err(JobState::Canceled)
     );
 }
+
+// Issue 9, item 1: values the schema now refuses, but that an object stored before the schema
+// said so (or a direct etcd write) can still hold, must never make the decision panic.
+#[test]
+fn huge_or_extreme_numbers_never_panic_and_are_clamped_with_a_warning() {
+    for timeout in [
+        Some(10_000_000_000_000),
+        Some(i64::MAX),
+        Some(i64::MIN),
+        Some(-1),
+        Some(0),
+        Some(MAX_TIMEOUT_SECONDS + 1),
+    ] {
+        for ttl in [
+            Some(i64::MAX),
+            Some(i64::MIN),
+            Some(-5),
+            Some(MAX_TTL_SECONDS + 1),
+        ] {
+            let mut s = spec(&["a"]);
+            s.timeout_seconds = timeout;
+            s.ttl_seconds_after_finished = ttl;
+            s.cancel = true;
+            let mut job = Job::new(s);
+            let first = job.step(&[], t0());
+            assert_eq!(job.state(), Some(JobState::Canceled));
+            assert!(first.requeue_after.is_none_or(|d| d <= MAX_REQUEUE));
+            let clamped = first.events.iter().any(|e| e.reason == "TimeoutClamped");
+            assert_eq!(clamped, timeout.is_some_and(|t| t > MAX_TIMEOUT_SECONDS));
+            assert!(first.events.iter().any(|e| e.reason == "TTLClamped"));
+            // The warning is said once per spec generation, not on every pass.
+            let again = job.step(&[], t0() + Duration::seconds(1));
+            assert!(again.events.is_empty(), "{:?}", again.events);
+        }
+    }
+}
+
+#[test]
+fn a_huge_timeout_is_used_as_the_maximum() {
+    let mut s = spec(&["a"]);
+    s.timeout_seconds = Some(10_000_000_000_000);
+    let mut job = Job::new(s);
+    let d = job.step(&[], t0());
+    assert_eq!(job.state(), Some(JobState::InProgress));
+    // Requeued no further than a day ahead, whatever the deadline.
+    assert_eq!(d.requeue_after, Some(MAX_REQUEUE));
+    job.step(&[], t0() + Duration::seconds(MAX_TIMEOUT_SECONDS - 1));
+    assert_eq!(job.state(), Some(JobState::InProgress));
+    job.step(&[], t0() + Duration::seconds(MAX_TIMEOUT_SECONDS + 2));
+    assert_eq!(job.state(), Some(JobState::Timeout));
+}
+
+#[test]
+fn dates_at_the_end_of_time_never_panic() {
+    let mut s = spec(&["a"]);
+    s.ttl_seconds_after_finished = Some(MAX_TTL_SECONDS);
+    s.timeout_seconds = Some(MAX_TIMEOUT_SECONDS);
+    let end = DateTime::<Utc>::MAX_UTC;
+    let view = JobView {
+        generation: Some(1),
+        created: end,
+        spec: &s,
+        status: None,
+    };
+    let d = decide(
+        &view,
+        &[task("a", TaskState::Success, Some(end))],
+        end,
+        &Config::default(),
+    );
+    assert_eq!(d.status.status, Some(JobState::Success));
+    assert!(!d.delete_job);
+    let start = DateTime::<Utc>::MIN_UTC;
+    let view = JobView {
+        generation: Some(1),
+        created: start,
+        spec: &s,
+        status: None,
+    };
+    let d = decide(&view, &[], start, &Config::default());
+    assert_eq!(d.status.status, Some(JobState::InProgress));
+}
+
+#[test]
+fn hostile_counters_in_a_stored_status_do_not_panic_a_cancel() {
+    let status = CostAnalysisJobStatus {
+        total_tasks: i32::MIN,
+        remained_tasks: i32::MAX,
+        ..CostAnalysisJobStatus::default()
+    };
+    let next = cancel(Some(&status), Some(1), t0(), t0()).map_err(|s| s.as_str());
+    assert_eq!(next.map(|s| s.status), Ok(Some(JobState::Canceled)));
+}

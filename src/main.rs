@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,70 @@ struct ApiArgs {
     /// of 500, then watch).
     #[arg(long, value_enum, default_value_t = api::InitialList::Streaming, env = "API_INITIAL_LIST")]
     initial_list: api::InitialList,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What one client or one request can take of the API shim. The defaults are far above anything
+/// a SpaceONE client or kubectl sends; see docs/reliability.md.
+#[derive(Args)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Open HTTPS connections at once; further ones are closed on arrival.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client has to send a request's headers (HTTP/1.1) or finish the TLS handshake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout: u64,
+    /// Seconds after which a connection with no bytes moving is closed.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout: u64,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_streams: u32,
+    /// Bytes of request headers (431 beyond).
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
+    max_header_bytes: u32,
+    /// Queries evaluated at once (on blocking threads, never on the async workers); default: the
+    /// number of CPUs, at least 2.
+    #[arg(long)]
+    max_concurrent_queries: Option<u32>,
+    /// Seconds a request waits for a query slot before it is answered ERROR_UNAVAILAVBLE (503).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    query_queue_timeout: u64,
+    /// Seconds one request may take in all before it is answered ERROR_UNAVAILAVBLE (503).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout: u64,
+}
+
+impl LimitArgs {
+    fn server(&self) -> cost_analysis_operator::auth::ServerLimits {
+        let secs = std::time::Duration::from_secs;
+        cost_analysis_operator::auth::ServerLimits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            handshake_timeout: secs(self.header_read_timeout),
+            header_read_timeout: secs(self.header_read_timeout),
+            idle_timeout: secs(self.idle_timeout),
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn pool(&self) -> api::PoolLimits {
+        let default = api::PoolLimits::default();
+        api::PoolLimits {
+            max_concurrent: self
+                .max_concurrent_queries
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default.max_concurrent),
+            queue_timeout: std::time::Duration::from_secs(self.query_queue_timeout),
+        }
+    }
+
+    fn query(&self) -> spaceone_query::Limits {
+        spaceone_query::Limits::default()
+    }
 }
 
 #[derive(Args)]
@@ -128,11 +193,11 @@ struct ControllerArgs {
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Default job timeout in seconds, for jobs without spec.timeoutSeconds (SpaceONE's JOB_TIMEOUT).
-    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
     job_timeout: u32,
     /// How many milliseconds this controller's clock may run ahead of the API server's; timeouts
     /// wait this much past the deadline so they never fire early.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=3_600_000))]
     clock_skew_allowance_ms: u32,
     /// Name of the Lease used for leader election.
     #[arg(long, default_value = "cost-analysis-operator-controller")]
@@ -264,6 +329,10 @@ impl Serve {
                 self_signed_names: args.self_signed_names,
                 namespace: args.api_namespace,
                 initial_list: args.initial_list,
+                server: args.limits.server(),
+                pool: args.limits.pool(),
+                query: args.limits.query(),
+                request_timeout: std::time::Duration::from_secs(args.limits.request_timeout),
             };
             let (c, i, m) = (client.clone(), index.clone(), metrics.clone());
             let until = shutdown::requested(stop.clone());
@@ -272,7 +341,7 @@ impl Serve {
             let (index, ready, metrics) = (index.clone(), ready.clone(), metrics.clone());
             tokio::spawn(async move {
                 loop {
-                    if let Ok(s) = index.store.read() {
+                    if let Ok(s) = index.store.try_read() {
                         metrics
                             .index_jobs
                             .set(i64::try_from(s.jobs.len()).unwrap_or(i64::MAX));
@@ -395,6 +464,15 @@ fn run_query(args: QueryArgs) -> ExitCode {
         QueryVerb::Get => spaceone_query::offline::Verb::Get,
     };
     let (out, code) = spaceone_query::offline::run(verb, jobs, &request, now);
-    println!("{out}");
+    // A reader that stops early (`| head`) is not an error of ours; anything else is.
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{out}").and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("error: cannot write the answer: {e}");
+            return ExitCode::from(2);
+        }
+    }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -48,6 +48,17 @@ pub struct Metrics {
     pub api_cancels: Counter,
     pub api_requests: Histograms<RequestLabels>,
     pub index_jobs: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Panics contained to one reconcile (`reconcile`) or one request (`request`).
+    pub panics: Family<ComponentLabels, Counter>,
+    pub request_panics: Counter,
+    pub reconcile_panics: Counter,
+    /// Requests turned away because every query slot stayed busy.
+    pub api_overloaded: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: &'static str,
 }
 
 impl Default for Metrics {
@@ -66,6 +77,28 @@ impl Default for Metrics {
         let api_requests: Histograms<RequestLabels> =
             Family::new_with_constructor(request_histogram);
         let index_jobs = Gauge::default();
+        let panics = Family::<ComponentLabels, Counter>::default();
+        let request_panics = panics
+            .get_or_create(&ComponentLabels {
+                component: "request",
+            })
+            .clone();
+        let reconcile_panics = panics
+            .get_or_create(&ComponentLabels {
+                component: "reconcile",
+            })
+            .clone();
+        let api_overloaded = Counter::default();
+        registry.register(
+            "panics",
+            "Panics contained to one reconcile or one request (each is a bug: please report it)",
+            panics.clone(),
+        );
+        registry.register(
+            "api_overloaded",
+            "Requests answered ERROR_UNAVAILAVBLE because every query slot stayed busy",
+            api_overloaded.clone(),
+        );
         registry.register(
             "api_request_duration_seconds",
             "Time the API shim took to answer, by route and status (the body's transfer excluded)",
@@ -126,6 +159,10 @@ impl Default for Metrics {
             api_cancels,
             api_requests,
             index_jobs,
+            panics,
+            request_panics,
+            reconcile_panics,
+            api_overloaded,
         }
     }
 }

@@ -54,15 +54,15 @@ pub struct CostAnalysisJobSpec {
     #[schemars(schema_with = "free_form_object")]
     pub options: Option<Map<String, Value>>,
     /// The job's tasks. The controller creates one CostAnalysisJobTask per entry, owned by the job,
-    /// named `<job name>-<task id>`. Immutable: the set of tasks is fixed when the job is created.
+    /// named `<job name>.<task id>`. Immutable: the set of tasks is fixed when the job is created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("tasks are immutable"))]
     #[schemars(length(max = 1000), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
     pub tasks: Vec<TaskTemplate>,
     /// Seconds after creation after which a job still IN_PROGRESS becomes TIMEOUT. Defaults to the
-    /// controller's `--job-timeout` (600 s, like SpaceONE's JOB_TIMEOUT).
+    /// controller's `--job-timeout` (600 s, like SpaceONE's JOB_TIMEOUT). At most one year.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 31_536_000))]
     pub timeout_seconds: Option<i64>,
     /// Request to cancel the job. Only an IN_PROGRESS job can be canceled; once set it cannot be
     /// withdrawn.
@@ -70,9 +70,9 @@ pub struct CostAnalysisJobSpec {
     #[x_kube(validation = Rule::new("!oldSelf || self").message("cancel cannot be withdrawn once set"))]
     pub cancel: bool,
     /// Seconds after the job finished after which the controller deletes it (and, through owner
-    /// references, its tasks). Unset keeps finished jobs forever.
+    /// references, its tasks). Unset keeps finished jobs forever. At most ten years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 315_360_000))]
     pub ttl_seconds_after_finished: Option<i64>,
 }
 
@@ -80,7 +80,7 @@ pub struct CostAnalysisJobSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskTemplate {
-    /// Task id, unique within the job; the task object is named `<job name>-<id>`.
+    /// Task id, unique within the job; the task object is named `<job name>.<id>`.
     #[schemars(
         length(min = 1, max = 52),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -297,7 +297,16 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-/// The name of the task object for `task_id` of job `job_name`.
+/// The name of the task object for `task_id` of job `job_name`: `<job name>.<task id>`. Task ids
+/// hold no dot (the schema says so), so the last dot splits the name back into the two and no two
+/// jobs' tasks can share a name (with `-` as the separator, job `a` task `b-c` and job `a-b` task
+/// `c` did).
 pub fn task_object_name(job_name: &str, task_id: &str) -> String {
+    format!("{job_name}.{task_id}")
+}
+
+/// The name the first releases gave task objects; still recognised (with the owner and the spec
+/// checked) so that jobs created before the upgrade keep their tasks.
+pub fn legacy_task_object_name(job_name: &str, task_id: &str) -> String {
     format!("{job_name}-{task_id}")
 }

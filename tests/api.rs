@@ -609,7 +609,7 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
         let (ns, token, d1c) = (w.ns.clone(), w.canceler.clone(), d1.clone());
         let kubeconfig = c.kubeconfig.clone();
         let kubectl = c.bin.join("kubectl");
-        let task = format!("{name}-t");
+        let task = format!("{name}.t");
         // The worker reports success while the client cancels.
         let worker = std::thread::spawn(move || {
             let now = cost_analysis_operator::timestamp::format(&chrono::Utc::now());
@@ -904,4 +904,412 @@ async fn an_index_loaded_in_pages_answers_like_a_streamed_one() {
         async move { (r.body["total_count"] == 3).then_some(()) }
     })
     .await;
+}
+
+/// Issue 9: requests an attacker with read access to one domain can send. Each is answered with a
+/// SpaceONE error (never a reset stream or a dead process), and the process keeps answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_requests_get_spaceone_errors_and_the_process_lives_on() {
+    let w = world("hostile").await;
+    let c = cluster();
+    let d1 = d(&w, 1);
+    // Enough jobs in one domain that five unwinds of five pushed lists would be 40^5 rows.
+    let mut yaml = String::new();
+    for i in 0..40 {
+        yaml += &job(&format!("bomb-{i}"), &d1, &[]);
+    }
+    let out = c.apply_yaml(&w.ns, &yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_listed(&w, &d1, 42).await;
+    let search = |query: Value| {
+        rest(
+            "POST",
+            "/cost-analysis/v1/jobs/search",
+            Some(&w.reader),
+            Some(&json!({"domain_id": d1, "query": query})),
+            &[],
+        )
+    };
+    let stat = |query: Value| {
+        rest(
+            "POST",
+            "/cost-analysis/v1/jobs/stat",
+            Some(&w.reader),
+            Some(&json!({"domain_id": d1, "query": query})),
+            &[],
+        )
+    };
+    let spaceone_error = |r: &Reply, what: &str| {
+        assert!(r.status >= 400, "{what}: {} {}", r.status, r.body);
+        let code = r.body["detail"]["code"].as_str().unwrap_or_default();
+        assert!(code.starts_with("ERROR_"), "{what}: {}", r.body);
+        code.to_string()
+    };
+
+    // Item 2: a date that is not one, with a multi-byte character where a slice would fall.
+    for op in ["gt", "lte", "datetime_gt", "datetime_lte"] {
+        let r = search(json!({"filter": [{"k": "created_at", "v": "abcé", "o": op}]}));
+        spaceone_error(&r, op);
+        let r = stat(
+            json!({"filter": [{"k": "created_at", "v": "2021-1é", "o": op}],
+                            "aggregate": [{"count": {"name": "n"}}]}),
+        );
+        spaceone_error(&r, op);
+    }
+
+    // Item 3: the unwind bomb.
+    let push = |name: &str| json!({"name": name, "operator": "push", "fields": [{"key": "job_id", "name": "id"}]});
+    let bomb = json!({"aggregate": [
+        {"group": {"keys": [{"key": "domain_id", "name": "d"}],
+                   "fields": [push("a"), push("b"), push("c"), push("e"), push("f")]}},
+        {"unwind": {"path": "a"}}, {"unwind": {"path": "b"}}, {"unwind": {"path": "c"}},
+        {"unwind": {"path": "e"}}, {"unwind": {"path": "f"}},
+        {"count": {"name": "n"}}]});
+    let r = stat(bomb.clone());
+    assert_eq!(spaceone_error(&r, "unwind bomb"), "ERROR_DB_QUERY");
+
+    // Item 4: thousands of expensive patterns, and a huge list of values.
+    let patterns: Vec<String> = (0..2000).map(|_| r"\w{20}".to_string()).collect();
+    let r = search(json!({"filter": [{"k": "job_id", "v": patterns, "o": "regex_in"}]}));
+    assert_eq!(spaceone_error(&r, "regex_in"), "ERROR_DB_QUERY");
+    let values: Vec<String> = (0..80_000).map(|i| format!("v{i}")).collect();
+    let r = search(json!({"filter": [{"k": "job_id", "v": values, "o": "contain_in"}]}));
+    assert!(r.status == 200 || r.status >= 400, "{}", r.status);
+    if r.status != 200 {
+        spaceone_error(&r, "contain_in");
+    }
+
+    // Item 8: a keyword of the wrong type is refused by list as it is by stat.
+    for keyword in [json!(1), json!(["a"]), json!({"a": 1})] {
+        let r = search(json!({"keyword": keyword}));
+        assert_eq!(
+            spaceone_error(&r, "keyword"),
+            "ERROR_INVALID_PARAMETER_TYPE",
+            "{}",
+            r.body
+        );
+    }
+
+    // After all of it the process still answers, and nothing panicked.
+    let r = search(json!({"filter": [{"k": "job_id", "v": "bomb-1", "o": "eq"}]}));
+    assert_eq!(
+        (r.status, r.body["total_count"].clone()),
+        (200, json!(1)),
+        "{}",
+        r.body
+    );
+}
+
+/// A TLS client to the shim that trusts its certificate (for raw, misbehaving connections).
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    let s = shim();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(s.tls.der.clone()))
+        .expect("trust the shim's certificate");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// Waits until the server closes `stream` (a read returns end of file or an error); false if it
+/// is still open after `within`.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// An API shim of its own with tight connection limits.
+struct TightShim {
+    child: std::process::Child,
+    port: u16,
+    health: String,
+}
+
+impl Drop for TightShim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn tight_shim(extra: &[&str]) -> TightShim {
+    let (c, s) = (cluster(), shim());
+    let (port, metrics) = (free_port(), free_port());
+    let log = std::fs::File::create(c.dir.join(format!("tight-{port}.log"))).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
+        .arg("api")
+        .args(["--api-addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .arg("--tls-cert-file")
+        .arg(&s.tls.cert)
+        .arg("--tls-key-file")
+        .arg(&s.tls.key)
+        .args(extra)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start a shim");
+    let health = format!("127.0.0.1:{metrics}");
+    let shim = TightShim {
+        child,
+        port,
+        health: health.clone(),
+    };
+    eventually(WAIT, "the shim to be ready", || {
+        let health = health.clone();
+        async move {
+            support::http_get(&health, "/readyz")
+                .contains("200 OK")
+                .then_some(())
+        }
+    })
+    .await;
+    shim
+}
+
+/// Issue 9, items 5 and 6: slow, idle, too many and oversized clients.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_bounds_slow_idle_many_and_oversized_clients() {
+    use tokio::io::AsyncWriteExt;
+    let w = world("conns").await;
+    let d1 = d(&w, 1);
+    let shim = tight_shim(&[
+        "--max-connections",
+        "64",
+        "--header-read-timeout",
+        "2",
+        "--idle-timeout",
+        "3",
+    ])
+    .await;
+    let addr = format!("127.0.0.1:{}", shim.port);
+    let connector = tls_connector();
+    let server_name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+
+    // Half-sent request headers: every such connection is closed after the header timeout.
+    let mut slow = Vec::new();
+    for _ in 0..60 {
+        let tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let mut tls = connector
+            .connect(server_name.clone(), tcp)
+            .await
+            .expect("handshake");
+        tls.write_all(b"GET /cost-analysis/v1/jobs HTTP/1.1\r\nHost: x\r\nX-Half: ")
+            .await
+            .expect("half a header");
+        slow.push(tls);
+    }
+    for (i, s) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(s, Duration::from_secs(15)).await,
+            "half-sent connection {i} still open"
+        );
+    }
+
+    // Connections that never even start TLS are closed after the handshake timeout, and while
+    // they hold every slot a new client is turned away; once they are gone it is served.
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let list = || {
+        rest_at(
+            shim.port,
+            "POST",
+            "/cost-analysis/v1/jobs/search",
+            Some(&w.reader),
+            Some(&json!({"domain_id": d1})),
+            &[],
+        )
+    };
+    assert_eq!(
+        list().status,
+        0,
+        "a client beyond the connection limit was served"
+    );
+    for (i, s) in idle.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(s, Duration::from_secs(15)).await,
+            "silent connection {i} still open"
+        );
+    }
+    let r = list();
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A served connection that then goes quiet is closed after the idle timeout.
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut tls = connector
+        .connect(server_name.clone(), tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET /cost-analysis/v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    assert!(
+        closed_by_server(&mut tls, Duration::from_secs(15)).await,
+        "idle connection still open"
+    );
+
+    // Oversized bodies and headers: 413 and 431 on HTTP/1.1 and HTTP/2 alike.
+    let body_file = cluster().dir.join(format!("big-body-{}", shim.port));
+    std::fs::write(
+        &body_file,
+        format!("{{\"domain_id\": \"{}\"}}", "x".repeat(17 << 20)),
+    )
+    .expect("body file");
+    let header = format!("X-Big: {}", "h".repeat(20 * 1024));
+    for version in ["--http1.1", "--http2"] {
+        let curl = |args: &[&str]| {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    version,
+                    "--cacert",
+                ])
+                .arg(shim_cert())
+                .args(["-H", &format!("Authorization: Bearer {}", w.reader)])
+                .args(args)
+                .arg(format!(
+                    "https://127.0.0.1:{}/cost-analysis/v1/jobs/search",
+                    shim.port
+                ))
+                .output()
+                .expect("curl");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let body_arg = format!("@{}", body_file.display());
+        assert_eq!(curl(&["--data-binary", &body_arg]), "413", "{version} body");
+        assert_eq!(
+            curl(&["-H", &header, "-d", "{}"]),
+            "431",
+            "{version} headers"
+        );
+    }
+    let _ = std::fs::remove_file(&body_file);
+    assert!(support::http_get(&shim.health, "/healthz").contains("200 OK"));
+}
+
+fn shim_cert() -> std::path::PathBuf {
+    shim().tls.cert.clone()
+}
+
+/// Issue 9, item 4: the worst allowed queries, many at once, against the process that also runs
+/// the controller. Health stays prompt, the lease stays held, and light requests are answered
+/// (or turned away as overload, never left hanging).
+#[tokio::test(flavor = "multi_thread")]
+async fn heavy_queries_never_starve_health_or_the_lease() {
+    let w = world("starve").await;
+    let c = cluster();
+    let d1 = d(&w, 1);
+    let mut yaml = String::new();
+    for i in 0..40 {
+        yaml += &job(&format!("heavy-{i}"), &d1, &[]);
+    }
+    assert!(c.apply_yaml(&w.ns, &yaml).status.success());
+    wait_listed(&w, &d1, 42).await;
+    let holder = support::lease_holder(c);
+    let health = shim()._op.metrics_addr.clone();
+
+    let patterns: Vec<String> = (0..500)
+        .map(|i| format!(r"\w{{{}}}x{i}", i % 20 + 1))
+        .collect();
+    let push = |name: &str| json!({"name": name, "operator": "push", "fields": [{"key": "job_id", "name": "id"}]});
+    let heavy = [
+        (
+            "/cost-analysis/v1/jobs/search",
+            json!({"domain_id": d1, "query": {"filter": [{"k": "job_id", "v": patterns, "o": "regex_in"}]}}),
+        ),
+        (
+            "/cost-analysis/v1/jobs/stat",
+            json!({"domain_id": d1, "query": {"aggregate": [
+            {"group": {"keys": [{"key": "domain_id", "name": "d"}], "fields": [push("a"), push("b"), push("c")]}},
+            {"unwind": {"path": "a"}}, {"unwind": {"path": "b"}}, {"unwind": {"path": "c"}},
+            {"sort": [{"key": "a.id", "desc": true}]},
+            {"count": {"name": "n"}}]}}),
+        ),
+    ];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..6 {
+        let (stop, token) = (stop.clone(), w.reader.clone());
+        let (path, body) = heavy[worker % heavy.len()].clone();
+        load.push(std::thread::spawn(move || {
+            let mut codes = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = rest("POST", path, Some(&token), Some(&body), &[]);
+                codes.push((
+                    r.status,
+                    r.body["detail"]["code"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+            codes
+        }));
+    }
+    let mut worst = Duration::ZERO;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        let t = std::time::Instant::now();
+        let answer = support::http_get(&health, "/healthz");
+        worst = worst.max(t.elapsed());
+        assert!(answer.contains("200 OK"), "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for t in load {
+        for (status, code) in t.join().expect("load thread") {
+            answered += 1;
+            assert!(
+                status == 200
+                    || (status == 500 && code == "ERROR_DB_QUERY")
+                    || (status == 503 && code == "ERROR_UNAVAILAVBLE"),
+                "{status} {code}"
+            );
+        }
+    }
+    println!("heavy queries answered: {answered}; slowest /healthz: {worst:?}");
+    // A starved process answers in seconds; a healthy one in milliseconds. The bound is loose on
+    // purpose (shared CI cores); docs/reliability.md has the measured figure.
+    assert!(worst < Duration::from_secs(1), "/healthz took {worst:?}");
+    assert!(answered > 0);
+    assert_eq!(
+        support::lease_holder(c),
+        holder,
+        "the lease changed hands under load"
+    );
 }

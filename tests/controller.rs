@@ -126,7 +126,7 @@ async fn three_tasks_count_down_to_success() {
         ),
         (3, 3)
     );
-    for (task, remained) in [("job-three-a", 2), ("job-three-b", 1)] {
+    for (task, remained) in [("job-three.a", 2), ("job-three.b", 1)] {
         report(e.c, &e.ns, task, "SUCCESS");
         eventually(WAIT, &format!("remainedTasks {remained}"), || async {
             let j = e.jobs.get("job-three").await.ok()?;
@@ -135,7 +135,7 @@ async fn three_tasks_count_down_to_success() {
         })
         .await;
     }
-    report(e.c, &e.ns, "job-three-c", "SUCCESS");
+    report(e.c, &e.ns, "job-three.c", "SUCCESS");
     let done = wait_state(&e.jobs, "job-three", JobState::Success).await;
     let s = status_of(&done);
     assert_eq!((s.remained_tasks, s.progress.as_deref()), (0, Some("3/3")));
@@ -147,7 +147,7 @@ async fn a_failed_task_fails_the_job() {
     let e = env("fail").await;
     create(e.c, &e.ns, &job_yaml("job-fail", &["a", "b"], ""));
     wait_tasks(&e.tasks, "job-fail", 2).await;
-    report(e.c, &e.ns, "job-fail-a", "FAILURE");
+    report(e.c, &e.ns, "job-fail.a", "FAILURE");
     // kubectl wait on Finished covers failures too.
     e.c.kubectl_ok(&[
         "wait",
@@ -174,7 +174,7 @@ async fn a_failed_task_fails_the_job() {
         ("True", "Failed")
     );
     eventually(WAIT, "the unfinished task to be CANCELED", || async {
-        (e.tasks.get("job-fail-b").await.ok()?.state() == TaskState::Canceled).then_some(())
+        (e.tasks.get("job-fail.b").await.ok()?.state() == TaskState::Canceled).then_some(())
     })
     .await;
 }
@@ -188,7 +188,7 @@ async fn a_short_timeout_times_out_at_the_deadline() {
         &job_yaml("job-slow", &["a", "b"], "  timeoutSeconds: 4\n"),
     );
     wait_tasks(&e.tasks, "job-slow", 2).await;
-    report(e.c, &e.ns, "job-slow-a", "SUCCESS");
+    report(e.c, &e.ns, "job-slow.a", "SUCCESS");
     let j = wait_state(&e.jobs, "job-slow", JobState::Timeout).await;
     let s = status_of(&j);
     let created: DateTime<Utc> = s.created_at.expect("createdAt");
@@ -201,13 +201,13 @@ async fn a_short_timeout_times_out_at_the_deadline() {
         "timed out {took} ms after creation"
     );
     let b = eventually(WAIT, "task b CANCELED", || async {
-        let t = e.tasks.get("job-slow-b").await.ok()?;
+        let t = e.tasks.get("job-slow.b").await.ok()?;
         (t.state() == TaskState::Canceled).then_some(t)
     })
     .await;
     assert!(b.status.and_then(|s| s.finished_at).is_some());
     assert_eq!(
-        e.tasks.get("job-slow-a").await.expect("task a").state(),
+        e.tasks.get("job-slow.a").await.expect("task a").state(),
         TaskState::Success
     );
 }
@@ -217,7 +217,7 @@ async fn kubectl_patch_cancel_cancels_a_running_job() {
     let e = env("cancel").await;
     create(e.c, &e.ns, &job_yaml("job-cancel", &["a", "b"], ""));
     wait_tasks(&e.tasks, "job-cancel", 2).await;
-    report(e.c, &e.ns, "job-cancel-a", "SUCCESS");
+    report(e.c, &e.ns, "job-cancel.a", "SUCCESS");
     eventually(WAIT, "remained 1", || async {
         (e.jobs.get("job-cancel").await.ok()?.status?.remained_tasks == 1).then_some(())
     })
@@ -246,11 +246,11 @@ async fn kubectl_patch_cancel_cancels_a_running_job() {
     assert!(s.finished_at.is_some());
     assert_eq!(s.total_tasks, 2);
     eventually(WAIT, "task b CANCELED", || async {
-        (e.tasks.get("job-cancel-b").await.ok()?.state() == TaskState::Canceled).then_some(())
+        (e.tasks.get("job-cancel.b").await.ok()?.state() == TaskState::Canceled).then_some(())
     })
     .await;
     // A canceled job stays canceled when its last task reports later.
-    report(e.c, &e.ns, "job-cancel-b", "SUCCESS");
+    report(e.c, &e.ns, "job-cancel.b", "SUCCESS");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         status_of(&job(&e.jobs, "job-cancel").await).status,
@@ -304,7 +304,7 @@ async fn a_settled_job_is_not_written_again() {
     let e = env("settled").await;
     create(e.c, &e.ns, &job_yaml("job-settled", &["a"], ""));
     wait_tasks(&e.tasks, "job-settled", 1).await;
-    report(e.c, &e.ns, "job-settled-a", "SUCCESS");
+    report(e.c, &e.ns, "job-settled.a", "SUCCESS");
     wait_state(&e.jobs, "job-settled", JobState::Success).await;
     // A metadata change makes the controller reconcile the settled job once more.
     e.c.kubectl_ok(&["label", "caj", "job-settled", "-n", &e.ns, "touched=yes"]);
@@ -447,4 +447,115 @@ async fn metrics_and_health_are_served() {
     );
     assert!(support::http_get(&op.metrics_addr, "/readyz").contains("200 OK"));
     assert!(support::http_get(&op.metrics_addr, "/healthz").contains("200 OK"));
+}
+
+/// Issue 9, item 7: job `a` with task `b-c` and job `a-b` with task `c` each get their own task
+/// object and both succeed (with `-` as the separator both claimed `a-b-c`).
+#[tokio::test(flavor = "multi_thread")]
+async fn task_names_never_collide_across_jobs() {
+    let e = env("collide").await;
+    create(e.c, &e.ns, &job_yaml("a", &["b-c"], ""));
+    create(e.c, &e.ns, &job_yaml("a-b", &["c"], ""));
+    for (job_name, task) in [("a", "a.b-c"), ("a-b", "a-b.c")] {
+        let t = eventually(WAIT, &format!("task {task}"), || async {
+            e.tasks.get(task).await.ok()
+        })
+        .await;
+        assert_eq!(t.spec.job_name, job_name);
+        report(e.c, &e.ns, task, "SUCCESS");
+    }
+    wait_state(&e.jobs, "a", JobState::Success).await;
+    wait_state(&e.jobs, "a-b", JobState::Success).await;
+}
+
+/// Issue 9, item 1: the schema refuses numbers the controller cannot use, with a clear message;
+/// and a job stored before the schema said so (here: stored while the maximum is lifted) neither
+/// crashes the controller nor stalls: it is reconciled with the value clamped and a Warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_the_controller_cannot_use_are_refused_or_clamped() {
+    let e = env("huge").await;
+    let refused = |yaml: &str, expected: &str| {
+        let out = e.c.apply_yaml(&e.ns, yaml);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "accepted: {yaml}");
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    };
+    refused(
+        &job_yaml("h1", &["a"], "  timeoutSeconds: 10000000000000\n"),
+        "spec.timeoutSeconds: Invalid value",
+    );
+    refused(
+        &job_yaml("h2", &["a"], "  ttlSecondsAfterFinished: 10000000000000\n"),
+        "spec.ttlSecondsAfterFinished: Invalid value",
+    );
+
+    // Lift the maxima for a moment, as an older CRD would have had them, and store such jobs.
+    let crd = "crd/costanalysisjobs.cost-analysis.spaceone.dev";
+    let spec_props = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties";
+    let lift = format!(
+        r#"[{{"op":"remove","path":"{spec_props}/timeoutSeconds/maximum"}},{{"op":"remove","path":"{spec_props}/ttlSecondsAfterFinished/maximum"}}]"#
+    );
+    e.c.kubectl_ok(&["patch", crd, "--type=json", "-p", &lift]);
+    eventually(WAIT, "the lifted schema to take effect", || async {
+        let out = e.c.apply_yaml(
+            &e.ns,
+            &job_yaml(
+                "huge-timeout",
+                &["a"],
+                "  timeoutSeconds: 10000000000000\n  ttlSecondsAfterFinished: 9000000000000000000\n",
+            ),
+        );
+        out.status.success().then_some(())
+    })
+    .await;
+    create(
+        e.c,
+        &e.ns,
+        &job_yaml(
+            "huge-canceled",
+            &["a"],
+            "  timeoutSeconds: 9223372036854775807\n  ttlSecondsAfterFinished: 9223372036854775807\n  cancel: true\n",
+        ),
+    );
+    // Put the schema back as the project ships it.
+    e.c.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &support::root().join("crds").to_string_lossy(),
+    ]);
+
+    let j = eventually(WAIT, "huge-timeout reconciled", || async {
+        let j = e.jobs.get("huge-timeout").await.ok()?;
+        (j.status.as_ref()?.status? == JobState::InProgress).then_some(j)
+    })
+    .await;
+    assert_eq!(status_of(&j).total_tasks, 1);
+    wait_state(&e.jobs, "huge-canceled", JobState::Canceled).await;
+    let events = eventually(WAIT, "TimeoutClamped and TTLClamped warnings", || async {
+        let out = e.c.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &e.ns,
+            "--field-selector",
+            "type=Warning",
+            "-o",
+            "jsonpath={range .items[*]}{.reason} {.regarding.name}{.involvedObject.name}{\"\\n\"}{end}",
+        ]);
+        (out.contains("TimeoutClamped huge-timeout") && out.contains("TTLClamped huge-canceled"))
+            .then_some(out)
+    })
+    .await;
+    assert!(events.contains("TimeoutClamped huge-canceled"), "{events}");
+    // The controller lived through it: it is still the leader and still reconciles.
+    let op = shared_operator();
+    assert!(support::http_get(&op.metrics_addr, "/healthz").contains("200 OK"));
+    assert!(
+        !op.metrics()
+            .contains("cost_analysis_operator_panics_total{component=\"reconcile\"} 1")
+    );
+    create(e.c, &e.ns, &job_yaml("after", &[], ""));
+    wait_state(&e.jobs, "after", JobState::Success).await;
 }

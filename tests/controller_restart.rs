@@ -42,10 +42,10 @@ async fn a_controller_killed_mid_job_is_replaced_and_finishes_correctly() {
     create(c, &ns, &job_yaml("job-r1", &["a", "b"], ""));
     create(c, &ns, &job_yaml("job-r2", &["a"], "  timeoutSeconds: 6\n"));
     eventually(WAIT, "tasks created", || async {
-        (task_exists(c, &ns, "job-r1-b") && task_exists(c, &ns, "job-r2-a")).then_some(())
+        (task_exists(c, &ns, "job-r1.b") && task_exists(c, &ns, "job-r2.a")).then_some(())
     })
     .await;
-    report(c, &ns, "job-r1-a", "SUCCESS");
+    report(c, &ns, "job-r1.a", "SUCCESS");
     eventually(WAIT, "job-r1 remained 1", || async {
         (jobs.get("job-r1").await.ok()?.status?.remained_tasks == 1).then_some(())
     })
@@ -53,7 +53,7 @@ async fn a_controller_killed_mid_job_is_replaced_and_finishes_correctly() {
 
     first.kill();
     // While no controller runs: the last task finishes, and job-r2's deadline passes.
-    report(c, &ns, "job-r1-b", "SUCCESS");
+    report(c, &ns, "job-r1.b", "SUCCESS");
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(state(&jobs, "job-r1").await, Some(JobState::InProgress));
     assert_eq!(state(&jobs, "job-r2").await, Some(JobState::InProgress));

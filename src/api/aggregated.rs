@@ -43,15 +43,30 @@ pub fn router() -> Router<ApiState> {
         )
 }
 
-/// The index under its read lock (a poisoned lock means a handler panicked while writing).
-fn store(s: &ApiState) -> Result<std::sync::RwLockReadGuard<'_, super::index::Store>, StatusError> {
-    s.index.store.read().map_err(|_| {
-        StatusError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "index unavailable",
-        )
-    })
+/// Runs `f` over the index on the query pool.
+async fn on_pool<T: Send + 'static>(
+    s: &ApiState,
+    f: impl FnOnce(&super::index::Store) -> Result<T, StatusError> + Send + 'static,
+) -> Result<T, StatusError> {
+    let index = s.index.clone();
+    s.pool.run(move || f(&index.read())).await?
+}
+
+impl From<super::pool::PoolError> for StatusError {
+    fn from(e: super::pool::PoolError) -> Self {
+        match e {
+            super::pool::PoolError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "too many queries at once; try again",
+            ),
+            super::pool::PoolError::Panicked => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "internal error",
+            ),
+        }
+    }
 }
 
 /// A `metav1.Status` failure, the error shape kubectl understands.
@@ -123,6 +138,7 @@ fn json_ok(v: Value) -> Response {
 pub struct Caller {
     peer: PeerIdentity,
     headers: HeaderMap,
+    version: axum::http::Version,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
@@ -139,6 +155,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
                 .cloned()
                 .unwrap_or_default(),
             headers: parts.headers.clone(),
+            version: parts.version,
         })
     }
 }
@@ -150,6 +167,10 @@ impl Caller {
 
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
+    }
+
+    pub fn version(&self) -> axum::http::Version {
+        self.version
     }
 }
 
@@ -293,7 +314,7 @@ fn decode_continue(token: &str) -> Result<usize, StatusError> {
 async fn list_all(State(s): State<ApiState>, RawQuery(q): RawQuery, c: Caller) -> Answer {
     let user = caller(&s, &c).await?;
     allow(&s, &user, "list", "jobs", None, None).await?;
-    list(&s, None, q.as_deref(), &c.headers)
+    list(&s, None, q, c.headers).await
 }
 
 async fn list_namespaced(
@@ -304,17 +325,30 @@ async fn list_namespaced(
 ) -> Answer {
     let user = caller(&s, &c).await?;
     allow(&s, &user, "list", "jobs", Some(&ns), None).await?;
-    list(&s, Some(ns), q.as_deref(), &c.headers)
+    list(&s, Some(ns), q, c.headers).await
 }
 
-fn list(s: &ApiState, ns: Option<String>, raw: Option<&str>, headers: &HeaderMap) -> Answer {
-    let opts = list_options(raw)?;
+async fn list(s: &ApiState, ns: Option<String>, raw: Option<String>, headers: HeaderMap) -> Answer {
+    let opts = list_options(raw.as_deref())?;
+    let limits = s.limits.clone();
+    on_pool(s, move |store| {
+        list_page(store, ns, &opts, &headers, &limits)
+    })
+    .await
+}
+
+fn list_page(
+    store: &super::index::Store,
+    ns: Option<String>,
+    opts: &ListOptions,
+    headers: &HeaderMap,
+    _limits: &spaceone_query::Limits,
+) -> Answer {
     let scope = Scope {
         namespace: ns,
         domains: None,
     };
     let query = opts.query.clone().unwrap_or_else(|| json!({}));
-    let store = store(s)?;
     let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now())?;
     let selected: Vec<&Job> = jobs
         .iter()
@@ -354,15 +388,17 @@ async fn get_one(
 ) -> Answer {
     let user = caller(&s, &c).await?;
     allow(&s, &user, "get", "jobs", Some(&ns), Some(&name)).await?;
-    let store = store(&s)?;
-    let Some(job) = store.jobs.get(&ns, &name) else {
-        return Err(StatusError::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("jobs.{GROUP} \"{name}\" not found"),
-        ));
-    };
-    let obj = job_object(&job, store.labels(&ns, &name));
+    let obj = on_pool(&s, move |store| {
+        let Some(job) = store.jobs.get(&ns, &name) else {
+            return Err(StatusError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("jobs.{GROUP} \"{name}\" not found"),
+            ));
+        };
+        Ok(job_object(&job, store.labels(&ns, &name)))
+    })
+    .await?;
     if wants_table(&c.headers) {
         return Ok(table(vec![obj], json!({"resourceVersion": ""})));
     }
@@ -449,7 +485,7 @@ async fn create_stat(
 ) -> Answer {
     let user = caller(&s, &c).await?;
     allow(&s, &user, "create", "jobstats", Some(&ns), None).await?;
-    let body = super::spaceone::read_json(&c.headers, body)
+    let body = super::spaceone::read_json(&c, body)
         .await
         .map_err(|e| StatusError::new(e.status, "BadRequest", e.message))?;
     if body
@@ -482,10 +518,17 @@ async fn create_stat(
         namespace: Some(ns.clone()),
         domains,
     };
-    let result = {
-        let store = store(&s)?;
-        spaceone_query::api::stat_query(&store.jobs, &scope, &query, Utc::now())?
-    };
+    let limits = s.limits.clone();
+    let result = on_pool(&s, move |store| {
+        let _ = &limits;
+        Ok(spaceone_query::api::stat_query(
+            &store.jobs,
+            &scope,
+            &query,
+            Utc::now(),
+        )?)
+    })
+    .await?;
     let mut meta = body
         .get("metadata")
         .cloned()

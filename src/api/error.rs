@@ -52,6 +52,27 @@ impl ApiError {
     pub fn unknown(message: impl Into<String>) -> Self {
         Self::new("ERROR_UNKNOWN", message, StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// SpaceONE core's error for a server that cannot take the call now (gRPC UNAVAILABLE); the
+    /// code is spelled as SpaceONE spells it.
+    pub fn unavailable(reason: &str) -> Self {
+        Self::new(
+            "ERROR_UNAVAILAVBLE",
+            format!("Server is unavailable. (reason = {reason})"),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+    }
+}
+
+impl From<super::pool::PoolError> for ApiError {
+    fn from(e: super::pool::PoolError) -> Self {
+        match e {
+            super::pool::PoolError::Busy => {
+                ApiError::unavailable("too many queries at once; try again")
+            }
+            super::pool::PoolError::Panicked => ApiError::unknown("internal error"),
+        }
+    }
 }
 
 impl From<spaceone_query::Error> for ApiError {
@@ -90,4 +111,41 @@ impl IntoResponse for ApiError {
         let body = json!({"detail": {"code": self.code, "message": format!(" {}", self.message)}});
         (self.status, Json(body)).into_response()
     }
+}
+
+/// A failure caught outside any handler, before it knew its surface.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure {
+    Internal,
+    TimedOut(std::time::Duration),
+}
+
+/// `failure` as the surface answers it: a Kubernetes `Status` for the aggregated API, SpaceONE's
+/// error body for the REST API.
+pub fn surface_error(kubernetes: bool, failure: Failure) -> Response {
+    let (status, reason, message) = match failure {
+        Failure::Internal => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "internal error".to_string(),
+        ),
+        Failure::TimedOut(d) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!("the request took longer than {}s", d.as_secs()),
+        ),
+    };
+    if kubernetes {
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason,
+            "code": status.as_u16(),
+        });
+        return (status, Json(body)).into_response();
+    }
+    match failure {
+        Failure::Internal => ApiError::unknown(message),
+        Failure::TimedOut(_) => ApiError::unavailable(&message),
+    }
+    .into_response()
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
@@ -145,16 +146,58 @@ pub struct JobIndex {
     pub synced: Arc<AtomicBool>,
 }
 
+/// How long a writer keeps trying for a gap between readers before it queues for the lock. Queries
+/// are bounded by their time budget, so this bounds how stale the index can get under a stream of
+/// overlapping queries; until then no reader ever waits behind a writer.
+const WRITE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Watch events applied under one write lock at most.
+const BATCH: usize = 1024;
+
 impl JobIndex {
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// Applies a write the shim made itself, so that the next answer already reflects it.
-    pub fn observe_write(&self, job: &CostAnalysisJob) {
-        if let Ok(mut s) = self.store.write() {
-            s.upsert(job);
+    /// The store for reading. A write that panicked half-way poisons the lock; what it left is still
+    /// served (the next re-list replaces it) rather than failing every request from then on.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|p| {
+            warn!("the job index was poisoned by a panic while writing; serving it as it is");
+            p.into_inner()
+        })
+    }
+
+    /// Applies `f` to the store without ever queueing in front of readers: it takes the lock only
+    /// in a gap between them (a waiting writer would make every new reader wait behind the longest
+    /// query in flight). After [`WRITE_PATIENCE`] it queues on a blocking thread instead.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> R + Send + 'static,
+    ) -> Option<R> {
+        let started = Instant::now();
+        loop {
+            match self.store.try_write() {
+                Ok(mut store) => return Some(f(&mut store)),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Some(f(&mut p.into_inner())),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if started.elapsed() >= WRITE_PATIENCE {
+                let store = self.store.clone();
+                return tokio::task::spawn_blocking(move || {
+                    let mut guard = store.write().unwrap_or_else(|p| p.into_inner());
+                    f(&mut guard)
+                })
+                .await
+                .ok();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// Applies a write the shim made itself, so that the next answer already reflects it.
+    pub async fn observe_write(&self, job: CostAnalysisJob) {
+        self.write(move |s| s.upsert(&job)).await;
     }
 
     /// Keeps the store current until the stream ends (never, in practice: the watcher re-lists
@@ -182,44 +225,80 @@ impl JobIndex {
         }
     }
 
+    /// Follows one watch. Events that are already waiting are applied together, under one lock.
     async fn follow(
         &self,
         api: Api<CostAnalysisJob>,
         config: watcher::Config,
         initial: InitialList,
     ) -> Followed {
+        use futures::FutureExt;
         let mut pending: Vec<CostAnalysisJob> = Vec::new();
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Init) => pending.clear(),
-                Ok(Event::InitApply(job)) => pending.push(job),
-                Ok(Event::InitDone) => {
-                    let n = pending.len();
-                    if let Ok(mut s) = self.store.write() {
-                        s.replace_all(std::mem::take(&mut pending));
+        while let Some(first) = stream.next().await {
+            let mut events = vec![first];
+            while events.len() < BATCH {
+                match stream.next().now_or_never() {
+                    Some(Some(e)) => events.push(e),
+                    _ => break,
+                }
+            }
+            let mut ops = Vec::new();
+            let mut refused = None;
+            for event in events {
+                match event {
+                    Ok(Event::Init) => pending.clear(),
+                    Ok(Event::InitApply(job)) => pending.push(job),
+                    Ok(Event::InitDone) => ops.push(Op::Replace(std::mem::take(&mut pending))),
+                    Ok(Event::Apply(job)) => ops.push(Op::Upsert(Box::new(job))),
+                    Ok(Event::Delete(job)) => {
+                        if let Some(ns) = job.namespace() {
+                            ops.push(Op::Remove(ns, job.name_any()));
+                        }
                     }
+                    Err(e) if initial == InitialList::Streaming && refuses_streaming(&e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                    Err(e) => warn!(error = %e, "job watch failed; retrying"),
+                }
+            }
+            if !ops.is_empty() {
+                let synced = self
+                    .write(move |s| {
+                        let mut synced = None;
+                        for op in ops {
+                            match op {
+                                Op::Replace(jobs) => {
+                                    synced = Some(jobs.len());
+                                    s.replace_all(jobs);
+                                }
+                                Op::Upsert(job) => s.upsert(&job),
+                                Op::Remove(ns, name) => s.remove(&ns, &name),
+                            }
+                        }
+                        synced
+                    })
+                    .await
+                    .flatten();
+                if let Some(n) = synced {
                     self.synced.store(true, Ordering::Release);
                     info!(jobs = n, "job index synced");
                 }
-                Ok(Event::Apply(job)) => {
-                    if let Ok(mut s) = self.store.write() {
-                        s.upsert(&job);
-                    }
-                }
-                Ok(Event::Delete(job)) => {
-                    if let (Some(ns), Ok(mut s)) = (job.namespace(), self.store.write()) {
-                        s.remove(&ns, &job.name_any());
-                    }
-                }
-                Err(e) if initial == InitialList::Streaming && refuses_streaming(&e) => {
-                    return Followed::StreamingRefused(e);
-                }
-                Err(e) => warn!(error = %e, "job watch failed; retrying"),
+            }
+            if let Some(e) = refused {
+                return Followed::StreamingRefused(e);
             }
         }
         Followed::Ended
     }
+}
+
+/// One change to the store, taken from the watch.
+enum Op {
+    Replace(Vec<CostAnalysisJob>),
+    Upsert(Box<CostAnalysisJob>),
+    Remove(String, String),
 }
 
 enum Followed {

@@ -6,6 +6,7 @@ pub mod aggregated;
 pub mod error;
 pub mod index;
 pub mod labels;
+pub mod pool;
 pub mod spaceone;
 
 use std::net::SocketAddr;
@@ -15,9 +16,10 @@ use std::sync::Arc;
 use axum::Router;
 use kube::Client;
 
-use crate::auth::{Authenticator, ServingCert, TlsState};
+use crate::auth::{Authenticator, ServerLimits, ServingCert, TlsState};
 use crate::metrics::Metrics;
 pub use index::JobIndex;
+pub use pool::{PoolLimits, QueryPool};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -25,6 +27,8 @@ pub struct ApiState {
     pub auth: Arc<Authenticator>,
     pub client: Client,
     pub metrics: Arc<Metrics>,
+    pub pool: QueryPool,
+    pub limits: Arc<spaceone_query::Limits>,
 }
 
 impl ApiState {
@@ -44,6 +48,14 @@ pub struct ApiOptions {
     /// Watch only this namespace.
     pub namespace: Option<String>,
     pub initial_list: InitialList,
+    /// What one client can hold of the HTTPS server.
+    pub server: ServerLimits,
+    /// Where and how many queries run at once.
+    pub pool: PoolLimits,
+    /// The budgets of one query.
+    pub query: spaceone_query::Limits,
+    /// The longest a request may take, all included; then it is answered as unavailable.
+    pub request_timeout: std::time::Duration,
 }
 
 /// How the index loads the jobs before it watches them.
@@ -55,11 +67,16 @@ pub enum InitialList {
     Paged,
 }
 
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
     let metrics = state.metrics.clone();
     spaceone::router()
         .merge(aggregated::router())
         .with_state(state)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                guard(request_timeout, request, next)
+            },
+        ))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 observe(metrics.clone(), request, next)
@@ -67,12 +84,38 @@ pub fn router(state: ApiState) -> Router {
         ))
 }
 
-/// Records how long each answer took, by route template and status.
-async fn observe(
-    metrics: Arc<Metrics>,
+/// The last line of defence: a request that panics, or outlives `timeout`, gets an error in its
+/// surface's shape (SpaceONE JSON, or a Kubernetes `Status` under `/apis`) and the process lives
+/// on. The panic itself is counted where it is caught (the query pool, or here).
+async fn guard(
+    timeout: std::time::Duration,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    use futures::FutureExt;
+    let kubernetes = request.uri().path().starts_with("/apis");
+    let metrics = request.extensions().get::<Arc<Metrics>>().cloned();
+    let answer = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => {
+            tracing::error!("a request handler panicked; answered as an internal error");
+            if let Some(m) = metrics {
+                m.request_panics.inc();
+            }
+            error::surface_error(kubernetes, error::Failure::Internal)
+        }
+        Err(_) => error::surface_error(kubernetes, error::Failure::TimedOut(timeout)),
+    }
+}
+
+/// Records how long each answer took, by route template and status.
+async fn observe(
+    metrics: Arc<Metrics>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    request.extensions_mut().insert(metrics.clone());
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -119,11 +162,14 @@ pub async fn run(
     let state = ApiState {
         index,
         auth,
+        pool: QueryPool::new(&options.pool, &metrics),
         client,
         metrics,
+        limits: Arc::new(options.query.clone()),
     };
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE and aggregated APIs over HTTPS");
-    crate::auth::serve(listener, tls, router(state), shutdown).await?;
+    let app = router(state, options.request_timeout);
+    crate::auth::serve(listener, tls, app, options.server.clone(), shutdown).await?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -123,20 +123,25 @@ async fn authenticated_body(
     body: Body,
 ) -> Result<(UserInfo, Value), ApiError> {
     let user = authenticate(s, c).await?;
-    let body = read_json(c.headers(), body).await?;
+    let body = read_json(c, body).await?;
     Ok((user, body))
 }
 
 /// Reads a JSON body: empty means `{}`; too large, not JSON or not an object is refused clearly.
-/// An oversized body is still read (up to [`DRAIN_LIMIT`]) and discarded, so that the client gets
-/// to read the 413 instead of seeing its upload cut off (HTTP/2 clients report that as a stream
-/// error).
-pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+/// Over HTTP/1.1 an oversized body is still read (up to [`DRAIN_LIMIT`]) and discarded, so that the
+/// client gets to read the 413 instead of seeing its upload cut off. HTTP/2 can answer a stream
+/// before its body is in, so there the 413 goes out at once.
+pub async fn read_json(c: &Caller, body: Body) -> Result<Value, ApiError> {
     use futures::StreamExt;
-    let declared = headers
+    let declared = c
+        .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    let drain = c.version() < axum::http::Version::HTTP_2;
+    if !drain && declared.is_some_and(|d| d > MAX_BODY) {
+        return Err(too_large());
+    }
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     let mut seen = 0usize;
@@ -144,7 +149,7 @@ pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiErro
         let chunk =
             chunk.map_err(|e| ApiError::invalid_parameter("body", &format!("unreadable: {e}")))?;
         seen = seen.saturating_add(chunk.len());
-        if seen > DRAIN_LIMIT {
+        if seen > DRAIN_LIMIT || (!drain && seen > MAX_BODY) {
             break;
         }
         if seen <= MAX_BODY && declared.is_none_or(|d| d <= MAX_BODY) {
@@ -314,26 +319,33 @@ async fn domain_scope(
     })
 }
 
-/// Authorizes reading the request's domain, then answers from the index under its read lock.
+/// Authorizes reading the request's domain, then answers from the index on the query pool.
 async fn read<F, A>(s: &ApiState, user: &UserInfo, request: Value, call: F) -> Result<A, ApiError>
 where
     F: FnOnce(
-        &spaceone_query::Index,
-        &spaceone_query::Scope,
-        &Value,
-    ) -> Result<A, spaceone_query::Error>,
+            &spaceone_query::Index,
+            &spaceone_query::Scope,
+            &Value,
+            &spaceone_query::Limits,
+        ) -> Result<A, spaceone_query::Error>
+        + Send
+        + 'static,
+    A: Send + 'static,
 {
     let scope = domain_scope(s, user, "get", &request).await?;
-    let store = s
-        .index
-        .store
-        .read()
-        .map_err(|_| ApiError::unknown("index unavailable"))?;
-    Ok(call(&store.jobs, &scope, &request)?)
+    let (index, limits) = (s.index.clone(), s.limits.clone());
+    let answer = s
+        .pool
+        .run(move || call(&index.read().jobs, &scope, &request, &limits))
+        .await?;
+    Ok(answer?)
 }
 
 async fn get_job(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
-    read(s, user, request, spaceone_query::api::get).await
+    read(s, user, request, |i, sc, r, _| {
+        spaceone_query::api::get(i, sc, r)
+    })
+    .await
 }
 
 async fn list(
@@ -341,14 +353,14 @@ async fn list(
     user: &UserInfo,
     request: Value,
 ) -> Result<spaceone_query::api::Encoded, ApiError> {
-    read(s, user, request, |i, sc, r| {
+    read(s, user, request, |i, sc, r, _limits| {
         spaceone_query::api::list_as(i, sc, r, Utc::now())
     })
     .await
 }
 
 async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
-    read(s, user, request, |i, sc, r| {
+    read(s, user, request, |i, sc, r, _limits| {
         spaceone_query::api::stat(i, sc, r, Utc::now())
     })
     .await
@@ -371,35 +383,19 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
         return Err(ApiError::invalid_parameter(unknown, "unknown field"));
     }
     let scope = domain_scope(s, user, "cancel", &request).await?;
+    let scope_again = scope.clone();
     let job_id = request
         .get("job_id")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
     let domain = domain_of(&request).unwrap_or_default();
-    let known: Vec<(String, Known)> = {
-        let store = s
-            .index
-            .store
-            .read()
-            .map_err(|_| ApiError::unknown("index unavailable"))?;
-        // Existence and required parameters are judged exactly as `get` judges them.
-        spaceone_query::api::get(&store.jobs, &scope, &request)?;
-        store
-            .namespaces_of(&job_id)
-            .iter()
-            .map(|ns| {
-                let known = match (store.live(ns, &job_id), store.jobs.get(ns, &job_id)) {
-                    (Some(live), _) if live.domain_id == domain => {
-                        Known::Live(Box::new(live.clone()))
-                    }
-                    (None, Some(job)) if job.domain_id == domain => Known::Final(job.status),
-                    _ => Known::OtherDomain,
-                };
-                (ns.clone(), known)
-            })
-            .collect()
-    };
+    let (index, lookup) = (s.index.clone(), request.clone());
+    let (id, dom) = (job_id.clone(), domain.clone());
+    let known = s
+        .pool
+        .run(move || known_copies(&index, &scope, &lookup, &id, &dom))
+        .await??;
     for (ns, known) in known {
         let api: Api<CostAnalysisJob> = Api::namespaced(s.client.clone(), &ns);
         match known {
@@ -417,7 +413,7 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
                 )
                 .await?;
                 if let Some(updated) = written {
-                    return Ok(s.canceled(&updated));
+                    return Ok(s.canceled(updated).await);
                 }
             }
         }
@@ -445,20 +441,43 @@ async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, 
             )
             .await?;
             if let Some(updated) = written {
-                return Ok(s.canceled(&updated));
+                return Ok(s.canceled(updated).await);
             }
         }
     }
     // The job vanished between the index lookup and the write.
-    let store = s
-        .index
-        .store
-        .read()
-        .map_err(|_| ApiError::unknown("index unavailable"))?;
-    spaceone_query::api::get(&store.jobs, &scope, &request)?;
+    let index = s.index.clone();
+    s.pool
+        .run(move || spaceone_query::api::get(&index.read().jobs, &scope_again, &request))
+        .await??;
     Err(ApiError::unknown(
         "the job changed too often to be canceled; try again",
     ))
+}
+
+/// The index's copies of `job_id` in every namespace that holds one, for a cancel. Existence and
+/// required parameters are judged exactly as `get` judges them.
+fn known_copies(
+    index: &super::JobIndex,
+    scope: &spaceone_query::Scope,
+    request: &Value,
+    job_id: &str,
+    domain: &str,
+) -> Result<Vec<(String, Known)>, ApiError> {
+    let store = index.read();
+    spaceone_query::api::get(&store.jobs, scope, request)?;
+    Ok(store
+        .namespaces_of(job_id)
+        .iter()
+        .map(|ns| {
+            let known = match (store.live(ns, job_id), store.jobs.get(ns, job_id)) {
+                (Some(live), _) if live.domain_id == domain => Known::Live(Box::new(live.clone())),
+                (None, Some(job)) if job.domain_id == domain => Known::Final(job.status),
+                _ => Known::OtherDomain,
+            };
+            (ns.clone(), known)
+        })
+        .collect())
 }
 
 /// What the index knows of a job in one namespace, for a cancel.
@@ -504,10 +523,11 @@ async fn apply_cancel(
 
 impl ApiState {
     /// Records a cancel the shim wrote, so that the next answer already reflects it.
-    fn canceled(&self, updated: &CostAnalysisJob) -> Value {
-        self.index.observe_write(updated);
+    async fn canceled(&self, updated: CostAnalysisJob) -> Value {
+        let info = spaceone_query::api::job_info(&record(&updated));
+        self.index.observe_write(updated).await;
         self.metrics_cancels();
-        spaceone_query::api::job_info(&record(updated))
+        info
     }
 }
 

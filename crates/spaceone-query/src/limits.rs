@@ -1,0 +1,3 @@
+//! Placeholder until the engine's budgets land.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {}

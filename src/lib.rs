@@ -17,6 +17,7 @@ pub mod health;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
+pub mod percent;
 pub mod resources;
 pub mod shutdown;
 pub mod timestamp;

@@ -133,7 +133,7 @@ pub fn decide(
                     first_failure = Some(first_failure.map_or(at, |f| f.min(at)));
                 }
             }
-            _ => unfinished += 1,
+            _ => unfinished = unfinished.saturating_add(1),
         }
     }
     let total = spec.tasks.len();

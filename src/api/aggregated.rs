@@ -363,16 +363,18 @@ fn list_page(
         .map_or(total, |l| opts.offset.saturating_add(l).min(total));
     let page = selected.get(opts.offset.min(total)..end).unwrap_or(&[]);
     let cont = (end < total).then(|| encode_continue(end));
-    let remaining = cont.as_ref().map(|_| total - end);
+    let remaining = cont.as_ref().map(|_| total.saturating_sub(end));
     let items: Vec<Value> = page
         .iter()
         .map(|j| job_object(j, store.labels(&j.namespace, &j.job_id)))
         .collect();
-    let mut meta = json!({"resourceVersion": ""});
+    let mut meta = serde_json::Map::new();
+    meta.insert("resourceVersion".into(), json!(""));
     if let Some(c) = cont {
-        meta["continue"] = json!(c);
-        meta["remainingItemCount"] = json!(remaining);
+        meta.insert("continue".into(), json!(c));
+        meta.insert("remainingItemCount".into(), json!(remaining));
     }
+    let meta = Value::Object(meta);
     if wants_table(headers) {
         return Ok(table(items, meta));
     }
@@ -408,12 +410,17 @@ async fn get_one(
 /// One job as a Kubernetes object; `job` holds the SpaceONE JobInfo exactly as the REST API
 /// renders it.
 fn job_object(job: &Job, labels: Option<&std::collections::BTreeMap<String, String>>) -> Value {
-    let mut meta = json!({"name": job.job_id, "namespace": job.namespace});
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), json!(job.job_id));
+    meta.insert("namespace".into(), json!(job.namespace));
     if let Some(created) = job.created_at {
-        meta["creationTimestamp"] = json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        meta.insert(
+            "creationTimestamp".into(),
+            json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        );
     }
     if let Some(l) = labels {
-        meta["labels"] = json!(l);
+        meta.insert("labels".into(), json!(l));
     }
     json!({"apiVersion": GV, "kind": "Job", "metadata": meta, "job": spaceone_query::api::job_info(job)})
 }
@@ -432,18 +439,21 @@ fn table(items: Vec<Value>, meta: Value) -> Response {
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let info = &o["job"];
-            let total = info["total_tasks"].as_i64().unwrap_or(0);
-            let remained = info["remained_tasks"].as_i64().unwrap_or(0);
-            let age = o["metadata"]["creationTimestamp"]
-                .as_str()
+            let field = |v: Option<&Value>, k: &str| v.and_then(|v| v.get(k)).cloned();
+            let (info, metadata) = (o.get("job"), o.get("metadata"));
+            let count = |k: &str| field(info, k).and_then(|v| v.as_i64()).unwrap_or(0);
+            let (total, remained) = (count("total_tasks"), count("remained_tasks"));
+            let age = field(metadata, "creationTimestamp")
+                .as_ref()
+                .and_then(Value::as_str)
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| human_duration(now - t.with_timezone(&Utc)))
+                .map(|t| human_duration(now.signed_duration_since(t.with_timezone(&Utc))))
                 .unwrap_or_else(|| "<unknown>".into());
             json!({
-                "cells": [o["metadata"]["name"], info["status"], format!("{}/{}", total - remained, total),
-                          info["data_source_id"], info["domain_id"], age],
-                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]},
+                "cells": [field(metadata, "name"), field(info, "status"),
+                          format!("{}/{}", total.saturating_sub(remained), total),
+                          field(info, "data_source_id"), field(info, "domain_id"), age],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata},
             })
         })
         .collect();
@@ -529,13 +539,15 @@ async fn create_stat(
         )?)
     })
     .await?;
-    let mut meta = body
-        .get("metadata")
-        .cloned()
-        .filter(Value::is_object)
-        .unwrap_or_else(|| json!({}));
-    meta["namespace"] = json!(ns);
-    meta["creationTimestamp"] = json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let mut meta = match body.get("metadata") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    meta.insert("namespace".into(), json!(ns));
+    meta.insert(
+        "creationTimestamp".into(),
+        json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
     let out = json!({"apiVersion": GV, "kind": "JobStat", "metadata": meta, "spec": spec, "status": result});
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }

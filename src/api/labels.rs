@@ -49,19 +49,19 @@ impl Selector {
 /// Splits at commas that are not inside parentheses.
 fn split_top_level(input: &str) -> Result<Vec<&str>, String> {
     let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
+    let (mut depth, mut start) = (0usize, 0usize);
     for (i, c) in input.char_indices() {
         match c {
-            '(' => depth += 1,
+            '(' => depth = depth.saturating_add(1),
             ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err(format!("unexpected ')' in {input:?}"));
-                }
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| format!("unexpected ')' in {input:?}"))?;
             }
             ',' if depth == 0 => {
-                parts.push(&input[start..i]);
-                start = i + 1;
+                parts.push(input.get(start..i).unwrap_or_default());
+                // A comma is one byte.
+                start = i.saturating_add(1);
             }
             _ => {}
         }
@@ -69,7 +69,7 @@ fn split_top_level(input: &str) -> Result<Vec<&str>, String> {
     if depth != 0 {
         return Err(format!("unclosed '(' in {input:?}"));
     }
-    parts.push(&input[start..]);
+    parts.push(input.get(start..).unwrap_or_default());
     Ok(parts)
 }
 

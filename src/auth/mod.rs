@@ -95,7 +95,9 @@ impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
                 self.entries.clear();
             }
         }
-        self.entries.insert(k, (now + ttl, v));
+        // An expiry past what the clock can hold is never reached: keep the entry until evicted.
+        let until = now.checked_add(ttl).unwrap_or(now);
+        self.entries.insert(k, (until, v));
     }
 }
 
@@ -279,28 +281,7 @@ fn user_from_headers(fp: &FrontProxyConfig, headers: &HeaderMap) -> Option<UserI
 /// Extra keys are lower-cased and percent-decoded, as kube-apiserver's requestheader authenticator
 /// does.
 fn unescape_extra_key(key: &str) -> String {
-    let b = key.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let decoded = (b[i] == b'%')
-            .then(|| b.get(i + 1..i + 3))
-            .flatten()
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                i += 3;
-            }
-            None => {
-                out.push(b[i].to_ascii_lowercase());
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::percent::decode(&key.to_ascii_lowercase(), false)
 }
 
 #[cfg(test)]

@@ -298,7 +298,10 @@ async fn serve_connection(
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let idle = limits.idle_timeout;
-    let tick = (idle / 4).max(Duration::from_millis(100));
+    let tick = idle
+        .checked_div(4)
+        .unwrap_or(idle)
+        .max(Duration::from_millis(100));
     let watchdog = async {
         loop {
             tokio::time::sleep(tick).await;

@@ -249,14 +249,14 @@ pub fn resource_list() -> Value {
 }
 
 #[derive(Default, Debug, PartialEq)]
-struct ListOptions {
+pub struct ListOptions {
     label_selector: Selector,
     limit: Option<usize>,
     offset: usize,
     query: Option<Value>,
 }
 
-fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
+pub fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
     let mut o = ListOptions::default();
     let params = super::spaceone::query_pairs(raw.unwrap_or(""));
     for (k, v) in params {

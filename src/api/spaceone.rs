@@ -83,9 +83,8 @@ async fn get_path(
     c: Caller,
 ) -> Answer {
     let user = authenticate(&s, &c).await?;
-    let mut body = query_params(query.as_deref().unwrap_or(""))?;
-    body.insert("job_id".into(), Value::String(job_id));
-    Ok(ok(get_job(&s, &user, Value::Object(body)).await?))
+    let request = path_request(job_id, query.as_deref(), Value::Null)?;
+    Ok(ok(get_job(&s, &user, request).await?))
 }
 
 async fn cancel_path(
@@ -95,16 +94,10 @@ async fn cancel_path(
     c: Caller,
     body: Body,
 ) -> Answer {
-    let query = query_params(query.as_deref().unwrap_or(""))?;
+    query_params(query.as_deref().unwrap_or(""))?;
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    let mut body = match body {
-        Value::Object(m) => m,
-        Value::Null => Map::new(),
-        _ => return Err(ApiError::invalid_parameter("body", "must be a JSON object")),
-    };
-    body.extend(query);
-    body.insert("job_id".into(), Value::String(job_id));
-    Ok(ok(cancel(&s, &user, Value::Object(body)).await?))
+    let request = path_request(job_id, query.as_deref(), body)?;
+    Ok(ok(cancel(&s, &user, request).await?))
 }
 
 async fn list_query(State(s): State<ApiState>, RawQuery(query): RawQuery, c: Caller) -> Answer {
@@ -159,15 +152,39 @@ pub async fn read_json(c: &Caller, body: Body) -> Result<Value, ApiError> {
     if seen > MAX_BODY || declared.is_some_and(|d| d > MAX_BODY) {
         return Err(too_large());
     }
+    parse_body(&bytes)
+}
+
+/// A request body: empty means `{}`; anything but a JSON object is refused. serde_json bounds
+/// nesting (128 levels), so no body can exhaust the stack.
+pub fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    let value: Value = serde_json::from_slice(&bytes)
+    let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid_parameter("body", &format!("invalid JSON: {e}")))?;
     if !value.is_object() {
         return Err(ApiError::invalid_parameter("body", "must be a JSON object"));
     }
     Ok(value)
+}
+
+/// The request of a path-addressed call (`/job/{job_id}`, `/job/{job_id}/cancel`): the body's
+/// fields, then the query string's, then the path's job id.
+pub fn path_request(
+    job_id: String,
+    raw_query: Option<&str>,
+    body: Value,
+) -> Result<Value, ApiError> {
+    let query = query_params(raw_query.unwrap_or(""))?;
+    let mut body = match body {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        _ => return Err(ApiError::invalid_parameter("body", "must be a JSON object")),
+    };
+    body.extend(query);
+    body.insert("job_id".into(), Value::String(job_id));
+    Ok(Value::Object(body))
 }
 
 fn too_large() -> ApiError {

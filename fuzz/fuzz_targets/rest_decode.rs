@@ -1,0 +1,34 @@
+//! Decoding of everything a client sends the shim before the query engine sees it: the JSON body,
+//! the grpc-gateway query string, the path-addressed request, and the aggregated API's list
+//! options and label selectors. Never a panic; decoded requests then go through the engine.
+#![no_main]
+
+use cost_analysis_operator::api::{aggregated, labels, spaceone};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else { return };
+    let text = String::from_utf8_lossy(rest);
+    match selector % 5 {
+        0 => {
+            let _ = spaceone::parse_body(rest);
+        }
+        1 => {
+            let _ = spaceone::query_params(&text);
+        }
+        2 => {
+            let (id, query) = text.split_once('?').unwrap_or((&text, ""));
+            let (query, body) = query.split_once('\n').unwrap_or((query, ""));
+            let body = spaceone::parse_body(body.as_bytes()).unwrap_or_default();
+            if let Ok(request) = spaceone::path_request(id.to_string(), Some(query), body) {
+                assert_eq!(request["job_id"], serde_json::Value::String(id.to_string()));
+            }
+        }
+        3 => {
+            let _ = aggregated::list_options(Some(&text));
+        }
+        _ => {
+            let _ = labels::Selector::parse(&text);
+        }
+    }
+});

@@ -138,7 +138,6 @@ fn json_ok(v: Value) -> Response {
 pub struct Caller {
     peer: PeerIdentity,
     headers: HeaderMap,
-    version: axum::http::Version,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
@@ -155,7 +154,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
                 .cloned()
                 .unwrap_or_default(),
             headers: parts.headers.clone(),
-            version: parts.version,
         })
     }
 }
@@ -167,10 +165,6 @@ impl Caller {
 
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
-    }
-
-    pub fn version(&self) -> axum::http::Version {
-        self.version
     }
 }
 

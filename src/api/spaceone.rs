@@ -26,7 +26,9 @@ pub const API_FIELD_MANAGER: &str = "cost-analysis-operator-api";
 /// Largest request body accepted; SpaceONE queries are small.
 pub const MAX_BODY: usize = 1 << 20;
 /// How much of an oversized body is read and discarded before the connection is given up.
-const DRAIN_LIMIT: usize = 16 << 20;
+const DRAIN_LIMIT: usize = 1 << 30;
+/// How long a body may take to arrive (an oversized one is then cut off, a normal one refused).
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -121,9 +123,10 @@ async fn authenticated_body(
 }
 
 /// Reads a JSON body: empty means `{}`; too large, not JSON or not an object is refused clearly.
-/// Over HTTP/1.1 an oversized body is still read (up to [`DRAIN_LIMIT`]) and discarded, so that the
-/// client gets to read the 413 instead of seeing its upload cut off. HTTP/2 can answer a stream
-/// before its body is in, so there the 413 goes out at once.
+/// An oversized body is still read and discarded (up to [`DRAIN_LIMIT`] bytes and [`DRAIN_TIME`]),
+/// so that the client gets to read the 413: curl and other HTTP/2 clients drop an answer whose
+/// stream is reset while they are still sending, and HTTP/1.1 clients see a closed connection.
+/// Nothing beyond [`MAX_BODY`] is kept in memory.
 pub async fn read_json(c: &Caller, body: Body) -> Result<Value, ApiError> {
     use futures::StreamExt;
     let declared = c
@@ -131,18 +134,22 @@ pub async fn read_json(c: &Caller, body: Body) -> Result<Value, ApiError> {
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let drain = c.version() < axum::http::Version::HTTP_2;
-    if !drain && declared.is_some_and(|d| d > MAX_BODY) {
-        return Err(too_large());
-    }
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    loop {
+        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(next) => next,
+            // Only an oversized body is worth waiting this long for; cut it off.
+            Err(_) if seen > MAX_BODY => break,
+            Err(_) => return Err(ApiError::invalid_parameter("body", "not sent in time")),
+        };
+        let Some(chunk) = next else { break };
         let chunk =
             chunk.map_err(|e| ApiError::invalid_parameter("body", &format!("unreadable: {e}")))?;
         seen = seen.saturating_add(chunk.len());
-        if seen > DRAIN_LIMIT || (!drain && seen > MAX_BODY) {
+        if seen > DRAIN_LIMIT {
             break;
         }
         if seen <= MAX_BODY && declared.is_none_or(|d| d <= MAX_BODY) {

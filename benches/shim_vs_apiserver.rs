@@ -140,6 +140,7 @@ async fn run() {
                         timeout_seconds: None,
                         cancel: false,
                         ttl_seconds_after_finished: None,
+                        last_changed_at: None,
                     },
                 );
                 job.metadata.labels =
@@ -393,7 +394,7 @@ async fn run() {
             .resource_version;
         let p = json!({"metadata": {"resourceVersion": rv}, "status": {
             "status": "CANCELED", "finishedAt": "2026-01-01T00:00:00.000Z",
-            "updatedAt": "2026-01-01T00:00:00.000Z", "lastChangedAt": "2026-01-01T00:00:00.000Z",
+            "updatedAt": "2026-01-01T00:00:00.000Z",
             "createdAt": "2026-01-01T00:00:00.000Z", "progress": "0/0",
             "conditions": [
                 {"type": "Complete", "status": "False", "reason": "Canceled", "message": "m",

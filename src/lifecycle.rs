@@ -149,7 +149,6 @@ pub fn decide(
         created_at: Some(created_at),
         updated_at: previous.updated_at,
         finished_at: previous.finished_at,
-        last_changed_at: previous.last_changed_at,
         observed_generation: job.generation,
         conditions: previous.conditions.clone(),
     };
@@ -178,7 +177,6 @@ pub fn decide(
         if let Some(state) = outcome {
             next.status = Some(state);
             next.finished_at = Some(now);
-            next.last_changed_at = Some(now);
             if state == JobState::Failure {
                 next.error_code = Some(ERROR_JOB_TASK.to_string());
                 next.error_message = Some(ERROR_JOB_TASK_MESSAGE.to_string());
@@ -189,9 +187,6 @@ pub fn decide(
 
     let state = next.status.unwrap_or(JobState::InProgress);
     next.conditions = conditions(state, &next, &previous.conditions, job.generation, now);
-    if next.last_changed_at.is_none() {
-        next.last_changed_at = Some(created_at);
-    }
     // updatedAt moves whenever anything a SpaceONE client can see changed.
     if next.updated_at.is_none() || visible_change(&previous, &next) {
         next.updated_at = Some(now);
@@ -299,7 +294,6 @@ pub fn cancel(
         status: Some(JobState::Canceled),
         finished_at: Some(now),
         updated_at: Some(now),
-        last_changed_at: Some(now),
         created_at: previous.created_at.or(Some(created)),
         progress: previous.progress.clone().or_else(|| {
             Some(format!(

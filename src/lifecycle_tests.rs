@@ -26,6 +26,7 @@ fn spec(tasks: &[&str]) -> CostAnalysisJobSpec {
         timeout_seconds: None,
         cancel: false,
         ttl_seconds_after_finished: None,
+        last_changed_at: None,
     }
 }
 

@@ -39,6 +39,7 @@ pub const JOB_LABEL: &str = "cost-analysis.spaceone.dev/job";
 )]
 #[x_kube(validation = Rule::new("has(oldSelf.tasks) == has(self.tasks)").message("tasks are immutable"))]
 #[x_kube(validation = Rule::new("!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)").message("cancel cannot be withdrawn once set"))]
+#[x_kube(validation = Rule::new("has(oldSelf.lastChangedAt) == has(self.lastChangedAt)").message("lastChangedAt is immutable"))]
 #[serde(rename_all = "camelCase")]
 pub struct CostAnalysisJobSpec {
     /// SpaceONE domain the job belongs to. Immutable.
@@ -74,6 +75,18 @@ pub struct CostAnalysisJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 315_360_000))]
     pub ttl_seconds_after_finished: Option<i64>,
+    /// SpaceONE `last_changed_at`: the "changed since" time the job's creator (the data source
+    /// plugin) hands over, e.g. the start of the period this sync covers. Data, not bookkeeping:
+    /// set at creation or never, and nothing changes it afterwards (not a cancel, not a state
+    /// change). Immutable.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("lastChangedAt is immutable"))]
+    pub last_changed_at: Option<DateTime<Utc>>,
 }
 
 /// One task of a job, as declared in the job's spec.
@@ -165,14 +178,6 @@ pub struct CostAnalysisJobStatus {
     )]
     #[schemars(with = "Option<String>", extend("format" = "date-time"))]
     pub finished_at: Option<DateTime<Utc>>,
-    /// When the job's status (the SpaceONE state) last changed.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::timestamp::opt"
-    )]
-    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
-    pub last_changed_at: Option<DateTime<Utc>>,
     /// The metadata.generation this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

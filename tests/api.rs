@@ -1334,3 +1334,74 @@ async fn heavy_queries_never_starve_health_or_the_lease() {
         "the lease changed hands under load"
     );
 }
+
+/// Issue 11, item 5: `last_changed_at` is the creator's datum. It comes from `spec.lastChangedAt`,
+/// a cancel through the API and the controller's transitions leave it alone, a job created without
+/// it has none, and it cannot be changed afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn last_changed_at_is_data_from_the_creator() {
+    let w = world("changed").await;
+    let c = cluster();
+    let d1 = d(&w, 1);
+    let with =
+        job("changed-since", &d1, &["t"]) + "  lastChangedAt: \"2023-12-01T00:00:00.000Z\"\n";
+    let out = c.apply_yaml(&w.ns, &with);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_listed(&w, &d1, 3).await;
+    let get = |id: &str| {
+        rest(
+            "GET",
+            &format!("/cost-analysis/v1/job/{id}?domain_id={d1}"),
+            Some(&w.reader),
+            None,
+            &[],
+        )
+    };
+    assert_eq!(
+        get("changed-since").body["last_changed_at"],
+        "2023-12-01T00:00:00.000Z"
+    );
+    let r = rest(
+        "POST",
+        "/cost-analysis/v1/job/changed-since/cancel",
+        Some(&w.canceler),
+        Some(&json!({"domain_id": d1})),
+        &[],
+    );
+    assert_eq!(r.body["status"], "CANCELED", "{}", r.body);
+    assert_eq!(
+        r.body["last_changed_at"], "2023-12-01T00:00:00.000Z",
+        "{}",
+        r.body
+    );
+    // A job without it: absent before and after the controller moved it to SUCCESS.
+    eventually(WAIT, "job-a2 to succeed", || async {
+        let r = get("job-a2");
+        (r.body["status"] == "SUCCESS").then_some(())
+    })
+    .await;
+    assert!(get("job-a2").body.get("last_changed_at").is_none());
+    // It is immutable once set, and cannot be added later.
+    let changed = with.replace("2023-12-01", "2024-01-01");
+    let out = c.apply_yaml(&w.ns, &changed);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lastChangedAt is immutable"));
+    let added = job("job-a2", &d1, &[]) + "  lastChangedAt: \"2024-01-01T00:00:00.000Z\"\n";
+    let out = c.apply_yaml(&w.ns, &added);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lastChangedAt is immutable"));
+    // The controller settled the canceled job without touching it either.
+    let stored = w.jobs.get("changed-since").await.expect("job");
+    assert_eq!(
+        stored.spec.last_changed_at.map(|t| t.to_rfc3339()),
+        Some("2023-12-01T00:00:00+00:00".to_string())
+    );
+    assert_eq!(
+        get("changed-since").body["last_changed_at"],
+        "2023-12-01T00:00:00.000Z"
+    );
+}

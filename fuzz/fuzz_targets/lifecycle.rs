@@ -73,6 +73,7 @@ fn case(u: &mut Unstructured<'_>) -> Result<Case> {
         timeout_seconds: u.arbitrary()?,
         cancel: u.arbitrary()?,
         ttl_seconds_after_finished: u.arbitrary()?,
+        last_changed_at: opt_time(u)?,
     };
     let mut tasks = Vec::new();
     for id in ids {
@@ -95,7 +96,6 @@ fn case(u: &mut Unstructured<'_>) -> Result<Case> {
             created_at: opt_time(u)?,
             updated_at: opt_time(u)?,
             finished_at: opt_time(u)?,
-            last_changed_at: opt_time(u)?,
             observed_generation: u.arbitrary()?,
             conditions: Vec::new(),
         })

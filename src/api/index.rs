@@ -357,7 +357,7 @@ pub fn record(job: &CostAnalysisJob) -> Job {
         created_at: status.created_at.or(created),
         updated_at: status.updated_at.or(created),
         finished_at: status.finished_at,
-        last_changed_at: status.last_changed_at,
+        last_changed_at: job.spec.last_changed_at,
     }
 }
 
@@ -377,6 +377,7 @@ mod tests {
                 timeout_seconds: None,
                 cancel: false,
                 ttl_seconds_after_finished: None,
+                last_changed_at: None,
             },
         );
         job.metadata.namespace = Some("ns".into());

@@ -112,7 +112,7 @@ fn from_object(i: usize, v: &Value) -> Result<Job, String> {
             .map_err(|e| format!("item #{i}: {e}"))?
             .or(created),
         finished_at: time(st.get("finishedAt")).map_err(|e| format!("item #{i}: {e}"))?,
-        last_changed_at: time(st.get("lastChangedAt")).map_err(|e| format!("item #{i}: {e}"))?,
+        last_changed_at: time(spec.get("lastChangedAt")).map_err(|e| format!("item #{i}: {e}"))?,
     })
 }
 

@@ -1405,3 +1405,84 @@ async fn last_changed_at_is_data_from_the_creator() {
         "2023-12-01T00:00:00.000Z"
     );
 }
+
+/// Issue 11, item 6: field selectors work on `jobs.query...` exactly as on `caj` (same names), and
+/// an unsupported field is refused with kube-apiserver's 400, naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn field_selectors_select_like_on_the_custom_resource() {
+    let w = world("fields").await;
+    let c = cluster();
+    let d1 = d(&w, 1);
+    wait_listed(&w, &d1, 2).await;
+    eventually(WAIT, "job-a2 and job-b1 to succeed", || async {
+        let out = c.kubectl_ok(&[
+            "get",
+            "caj",
+            "-n",
+            &w.ns,
+            "--field-selector",
+            "status.status=SUCCESS",
+            "-o",
+            "name",
+        ]);
+        (out.lines().count() == 2).then_some(())
+    })
+    .await;
+    let names = |resource: &str, selector: &str| {
+        let out = c.kubectl_ok(&[
+            "get",
+            resource,
+            "-n",
+            &w.ns,
+            "--field-selector",
+            selector,
+            "-o",
+            "name",
+        ]);
+        let mut names: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.rsplit('/').next())
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    };
+    for selector in [
+        "status.status=SUCCESS".to_string(),
+        "status.status!=SUCCESS".to_string(),
+        format!("spec.domainId={d1}"),
+        format!("spec.domainId!={d1},status.status=SUCCESS"),
+        "metadata.name=job-a1".to_string(),
+        format!("metadata.namespace={}", w.ns),
+        "spec.dataSourceId==ds-1".to_string(),
+    ] {
+        let via_crd = names("caj", &selector);
+        let via_query = names("jobs.query.cost-analysis.spaceone.dev", &selector);
+        assert_eq!(via_query, via_crd, "{selector}");
+    }
+    assert_eq!(
+        names(
+            "jobs.query.cost-analysis.spaceone.dev",
+            "status.status=FAILURE"
+        ),
+        Vec::<String>::new()
+    );
+    for bad in ["foo=bar", "spec.tasks=x"] {
+        let out = c.kubectl(&[
+            "get",
+            "jobs.query.cost-analysis.spaceone.dev",
+            "-n",
+            &w.ns,
+            "--field-selector",
+            bad,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let field = bad.split('=').next().unwrap_or_default();
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(
+            err.contains("BadRequest")
+                && err.contains(&format!("field label not supported: {field}")),
+            "{err}"
+        );
+    }
+}

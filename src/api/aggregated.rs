@@ -245,6 +245,7 @@ pub fn resource_list() -> Value {
 #[derive(Default, Debug, PartialEq)]
 pub struct ListOptions {
     label_selector: Selector,
+    field_selector: super::fields::FieldSelector,
     limit: Option<usize>,
     offset: usize,
     query: Option<Value>,
@@ -257,6 +258,20 @@ pub fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
         match k.as_str() {
             "labelSelector" => {
                 o.label_selector = Selector::parse(&v).map_err(StatusError::bad_request)?
+            }
+            "fieldSelector" => {
+                o.field_selector = super::fields::FieldSelector::parse(&v).map_err(|e| {
+                    let reason = match e {
+                        super::fields::FieldError::Invalid(m) => m,
+                        super::fields::FieldError::Unsupported(f) => {
+                            format!("field label not supported: {f}")
+                        }
+                    };
+                    // kube-apiserver's wording for a CRD, so kubectl users recognise it.
+                    StatusError::bad_request(format!(
+                        "Unable to find \"{GV}, Resource=jobs\" that match label selector \"\", field selector \"{v}\": {reason}"
+                    ))
+                })?
             }
             "limit" => {
                 let n: usize = v
@@ -347,8 +362,10 @@ fn list_page(
     let selected: Vec<&Job> = jobs
         .iter()
         .filter(|j| {
-            opts.label_selector
-                .matches(store.labels(&j.namespace, &j.job_id))
+            opts.field_selector.matches(j)
+                && opts
+                    .label_selector
+                    .matches(store.labels(&j.namespace, &j.job_id))
         })
         .collect();
     let total = selected.len();

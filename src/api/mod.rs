@@ -4,6 +4,7 @@
 
 pub mod aggregated;
 pub mod error;
+pub mod fields;
 pub mod index;
 pub mod labels;
 pub mod pool;

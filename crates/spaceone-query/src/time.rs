@@ -114,29 +114,29 @@ pub fn isoparse(s: &str) -> Option<Millis> {
 }
 
 fn split_date(s: &str) -> Option<(NaiveDate, Option<&str>)> {
+    // Every slice goes through `get`: a non-ASCII character anywhere must give `None`, never a
+    // slice inside a UTF-8 sequence. Once a prefix is checked to be ASCII digits, its end is a
+    // character boundary.
     let b = s.as_bytes();
-    if b.len() < 4 || !digits(&s[..4]) {
-        return None;
-    }
-    let year: i32 = s[..4].parse().ok()?;
+    let year: i32 = num(s.get(..4)?)?.try_into().ok()?;
     if b.len() == 4 {
         return Some((NaiveDate::from_ymd_opt(year, 1, 1)?, None));
     }
-    if b[4] == b'-' {
+    if b.get(4) == Some(&b'-') {
         let month = num(s.get(5..7)?)?;
         if b.len() == 7 {
             return Some((NaiveDate::from_ymd_opt(year, month, 1)?, None));
         }
         if b.get(7) != Some(&b'-') {
-            return Some((NaiveDate::from_ymd_opt(year, month, 1)?, Some(&s[7..])));
+            return Some((NaiveDate::from_ymd_opt(year, month, 1)?, Some(s.get(7..)?)));
         }
         let day = num(s.get(8..10)?)?;
-        let rest = if b.len() > 10 { Some(&s[10..]) } else { None };
+        let rest = if b.len() > 10 { Some(s.get(10..)?) } else { None };
         return Some((NaiveDate::from_ymd_opt(year, month, day)?, rest));
     }
     let month = num(s.get(4..6)?)?;
     let day = num(s.get(6..8)?)?;
-    let rest = if b.len() > 8 { Some(&s[8..]) } else { None };
+    let rest = if b.len() > 8 { Some(s.get(8..)?) } else { None };
     Some((NaiveDate::from_ymd_opt(year, month, day)?, rest))
 }
 
@@ -148,16 +148,20 @@ fn parse_time_and_offset(s: &str) -> Option<(NaiveTime, i32)> {
         "Z" | "z" => 0,
         _ => {
             let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let body = tz[1..].replace(':', "");
+            // `tz` starts with one ASCII character; the body may hold anything, so it is sliced
+            // with `get` (a non-ASCII body fails `num`, never panics).
+            let body = tz.get(1..)?.replace(':', "");
             let (h, m) = match body.len() {
                 2 => (num(&body)?, 0),
-                4 => (num(&body[..2])?, num(&body[2..])?),
+                4 => (num(body.get(..2)?)?, num(body.get(2..)?)?),
                 _ => return None,
             };
             if h > 23 || m > 59 {
                 return None;
             }
-            sign * (h as i32 * 60 + m as i32)
+            // h <= 23 and m <= 59: no overflow.
+            let minutes = i32::try_from(h.checked_mul(60)?.checked_add(m)?).ok()?;
+            minutes.checked_mul(sign)?
         }
     };
     let (hms, frac) = match time.split_once(['.', ',']) {
@@ -402,6 +406,41 @@ mod tests {
         ] {
             assert_eq!(isoparse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn non_ascii_never_panics() {
+        // Each slices inside a multi-byte character at a position the parser used to index.
+        for bad in [
+            "abcé",
+            "é",
+            "2024é",
+            "202é-01-01",
+            "2024-é1-01",
+            "2024-01é",
+            "2024-01-é1",
+            "2024-01-01é",
+            "2024-01-01T10:00+1é1",
+            "2024-01-01T10:00-éé",
+            "2024-01-01T10:00+0é",
+            "2024-01-01T10:00:00.é",
+            "2024-01-01T1é:00",
+            "2024é101",
+            "202401é1",
+            "20240101é10000",
+            "now/é",
+            "now - 1é",
+            "\u{10ffff}\u{10ffff}\u{10ffff}",
+        ] {
+            assert_eq!(isoparse(bad), None, "{bad}");
+            assert_eq!(lenient_parse(bad), None, "{bad}");
+            assert_eq!(parse_timediff(bad, Utc::now()), None, "{bad}");
+        }
+        // A non-ASCII separator is still a separator, as dateutil's isoparse accepts any.
+        assert_eq!(
+            isoparse("2024-01-03é09:30"),
+            Some(at("2024-01-03T09:30:00Z"))
+        );
     }
 
     #[test]

@@ -394,7 +394,13 @@ fn run_query(args: QueryArgs) -> ExitCode {
         QueryVerb::Stat => spaceone_query::offline::Verb::Stat,
         QueryVerb::Get => spaceone_query::offline::Verb::Get,
     };
-    let (out, code) = spaceone_query::offline::run(verb, jobs, &request, now);
+    let (out, code) = spaceone_query::offline::run(
+        verb,
+        jobs,
+        &request,
+        now,
+        &spaceone_query::Limits::default(),
+    );
     println!("{out}");
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

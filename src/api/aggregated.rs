@@ -315,7 +315,13 @@ fn list(s: &ApiState, ns: Option<String>, raw: Option<&str>, headers: &HeaderMap
     };
     let query = opts.query.clone().unwrap_or_else(|| json!({}));
     let store = store(s)?;
-    let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now())?;
+    let (jobs, _) = spaceone_query::api::select(
+        &store.jobs,
+        &scope,
+        &query,
+        Utc::now(),
+        &spaceone_query::Limits::default(),
+    )?;
     let selected: Vec<&Job> = jobs
         .iter()
         .filter(|j| {
@@ -484,7 +490,13 @@ async fn create_stat(
     };
     let result = {
         let store = store(&s)?;
-        spaceone_query::api::stat_query(&store.jobs, &scope, &query, Utc::now())?
+        spaceone_query::api::stat_query(
+            &store.jobs,
+            &scope,
+            &query,
+            Utc::now(),
+            &spaceone_query::Limits::default(),
+        )?
     };
     let mut meta = body
         .get("metadata")

@@ -342,14 +342,14 @@ async fn list(
     request: Value,
 ) -> Result<spaceone_query::api::Encoded, ApiError> {
     read(s, user, request, |i, sc, r| {
-        spaceone_query::api::list_as(i, sc, r, Utc::now())
+        spaceone_query::api::list_as(i, sc, r, Utc::now(), &spaceone_query::Limits::default())
     })
     .await
 }
 
 async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
     read(s, user, request, |i, sc, r| {
-        spaceone_query::api::stat(i, sc, r, Utc::now())
+        spaceone_query::api::stat(i, sc, r, Utc::now(), &spaceone_query::Limits::default())
     })
     .await
 }

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::Regex;
 use serde_json::Value;
 
 use crate::error::{Error, py_repr, py_repr_ordered, py_str};
 use crate::index::{Index, Rec};
+use crate::limits::Budget;
 use crate::model::{Field, FieldPath, FieldType};
 use crate::value::Val;
 
@@ -94,7 +95,11 @@ fn py_type(v: &Value) -> &'static str {
 }
 
 /// Validates and compiles one condition.
-pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Condition, Error> {
+pub(crate) fn parse_condition(
+    raw: &Value,
+    now: DateTime<Utc>,
+    budget: &Budget<'_>,
+) -> Result<Condition, Error> {
     let Some(c) = raw.as_object() else {
         return Err(Error::invalid_parameter_type("query.filter", "dict"));
     };
@@ -143,6 +148,9 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
             "Filter condition should have key, value and operator.",
         ));
     };
+    budget
+        .charge_values(operator, value)
+        .map_err(Error::db_query)?;
 
     // Resolver-specific checks, still outside the query's try block.
     let mut pre_value: Option<Val> = None;
@@ -195,19 +203,15 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
             Value::Array(a) => a.iter().collect::<Vec<_>>(),
             v => vec![v],
         };
-        let mut compiled = Vec::new();
+        let mut strings = Vec::with_capacity(patterns.len());
         for p in patterns {
             let Value::String(p) = p else {
                 return Err(Error::db_query("$regex has to be a string"));
             };
-            compiled.push(
-                RegexBuilder::new(p)
-                    .case_insensitive(true)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| Error::db_query(format!("Regular expression is invalid: {e}")))?,
-            );
+            strings.push(p.clone());
         }
+        // One expression for all the patterns: one automaton, one pass per value.
+        let compiled = compile(budget, &strings)?.into_iter().collect();
         return Ok(Condition {
             path: FieldPath::resolve(key).ok(),
             test: Test::Regex(compiled),
@@ -258,12 +262,7 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
                     let mut equal = Vec::new();
                     for v in values {
                         match v {
-                            Value::String(s) => patterns.push(
-                                RegexBuilder::new(&regex::escape(s))
-                                    .case_insensitive(true)
-                                    .build()
-                                    .map_err(|e| Error::db_query(e.to_string()))?,
-                            ),
+                            Value::String(s) => patterns.push(regex::escape(s)),
                             // Dynamic (dict) fields compare other values by equality.
                             other if ty == FieldType::Dict => {
                                 equal.push(Val::from_proto_json(other))
@@ -277,8 +276,17 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
                         }
                     }
                     match (negate, equal.is_empty()) {
-                        (false, true) => Test::Regex(patterns),
-                        (true, true) => Test::NotRegex(patterns),
+                        (false, true) => {
+                            Test::Regex(compile(budget, &patterns)?.into_iter().collect())
+                        }
+                        // Each pattern on its own: the test is that one of them does not match.
+                        (true, true) => Test::NotRegex(
+                            patterns
+                                .chunks(1)
+                                .map(|p| compile(budget, p))
+                                .filter_map(Result::transpose)
+                                .collect::<Result<_, _>>()?,
+                        ),
                         (false, false) if patterns.is_empty() => Test::In(equal),
                         _ => return Err(Error::db_query("$not needs a regex or a document")),
                     }
@@ -418,9 +426,24 @@ fn rank_bracket(v: &Val) -> Bracket {
     }
 }
 
+/// One case-insensitive expression matching when any of `patterns` does (`None` for no patterns),
+/// within the request's regex budgets.
+fn compile(budget: &Budget<'_>, patterns: &[String]) -> Result<Option<Regex>, Error> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    match budget.compile(patterns) {
+        Ok(re) => Ok(Some(re)),
+        Err(Ok(limit)) => Err(Error::db_query(limit)),
+        Err(Err(invalid)) => Err(Error::db_query(format!(
+            "Regular expression is invalid: {invalid}"
+        ))),
+    }
+}
+
 fn regex_any(field: &Val, patterns: &[Regex]) -> bool {
     match field {
-        Val::Str(s) => patterns.iter().any(|p| p.is_match(s)),
+        Val::Str(s) => patterns.iter().any(|p| p.is_match(s.as_ref())),
         Val::Arr(items) => items.iter().any(|i| regex_any(i, patterns)),
         _ => false,
     }
@@ -504,7 +527,31 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// Units of work one test costs (for the time budget's clock).
+    fn cost(&self) -> usize {
+        match &self.test {
+            Test::In(v) | Test::NotIn(v) => v.len(),
+            // A PikeVM's work per byte grows with its automaton.
+            Test::Regex(p) | Test::NotRegex(p) => p.iter().fold(0, |n: usize, r| {
+                n.saturating_add(r.memory_usage() / 256).saturating_add(1)
+            }),
+            Test::ElemMatch(p) => p.len(),
+            _ => 0,
+        }
+        .saturating_add(1)
+    }
+}
+
 impl Filter {
+    /// Units of work testing one record costs (at least 1).
+    pub(crate) fn cost(&self) -> usize {
+        self.and
+            .iter()
+            .chain(&self.or)
+            .fold(1, |n: usize, c| n.saturating_add(c.cost()))
+    }
+
     /// The same filter with string equalities on interned fields resolved against `index`.
     pub(crate) fn bound(&self, index: &Index) -> Filter {
         Filter {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Map;
 
 use crate::filter::Filter;
+use crate::limits::Budget;
 use crate::model::{Field, FieldPath, Job, JobStatus};
 use crate::time::{Millis, from_millis, to_millis};
 use crate::value::Val;
@@ -314,8 +315,13 @@ impl<'a> Plan<'a> {
         Some(self.index.by_created.get(&key).unwrap_or(&NO_SLOTS))
     }
 
-    /// The admitted slots.
-    pub(crate) fn into_slots(self) -> impl Iterator<Item = u32> + 'a {
+    /// The admitted slots. Each candidate visited counts against the budget's clock; the scan
+    /// stops early once the time is up (the caller then asks [`Budget::check_time`]).
+    pub(crate) fn into_slots<'b>(self, budget: &'b Budget<'_>) -> impl Iterator<Item = u32> + 'b
+    where
+        'a: 'b,
+    {
+        let cost = self.rest.cost();
         let every =
             (!self.nothing && self.slots.is_none()).then(|| 0..to_u32(self.index.slots.len()));
         let listed = self
@@ -326,6 +332,7 @@ impl<'a> Plan<'a> {
             .into_iter()
             .flatten()
             .chain(listed.into_iter().flatten())
+            .take_while(move |_| budget.tick(cost))
             .filter(move |&s| self.admits(s))
     }
 }
@@ -484,13 +491,17 @@ impl Index {
     }
 
     /// Records in `scope` that the bound `filter` admits (see [`Index::plan`]).
-    pub(crate) fn matching<'a>(
+    pub(crate) fn matching<'a, 'b>(
         &'a self,
         scope: &Scope,
         filter: &Filter,
-    ) -> impl Iterator<Item = &'a Rec> + 'a {
+        budget: &'b Budget<'_>,
+    ) -> impl Iterator<Item = &'a Rec> + 'b
+    where
+        'a: 'b,
+    {
         self.plan(scope, filter)
-            .into_slots()
+            .into_slots(budget)
             .filter_map(move |s| self.slot(s))
     }
 

@@ -14,6 +14,7 @@ pub mod baseline;
 mod error;
 mod filter;
 mod index;
+mod limits;
 mod model;
 pub mod offline;
 mod query;
@@ -24,5 +25,6 @@ mod value;
 
 pub use error::{Error, GrpcCode};
 pub use index::{Index, Scope};
+pub use limits::Limits;
 pub use model::{Job, JobStatus};
 pub use query::Query;

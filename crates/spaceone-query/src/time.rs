@@ -131,7 +131,11 @@ fn split_date(s: &str) -> Option<(NaiveDate, Option<&str>)> {
             return Some((NaiveDate::from_ymd_opt(year, month, 1)?, Some(s.get(7..)?)));
         }
         let day = num(s.get(8..10)?)?;
-        let rest = if b.len() > 10 { Some(s.get(10..)?) } else { None };
+        let rest = if b.len() > 10 {
+            Some(s.get(10..)?)
+        } else {
+            None
+        };
         return Some((NaiveDate::from_ymd_opt(year, month, day)?, rest));
     }
     let month = num(s.get(4..6)?)?;

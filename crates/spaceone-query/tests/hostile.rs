@@ -1,11 +1,16 @@
 //! Hostile input (issue 9): requests that used to panic, stall or exhaust memory are answered
 //! with a SpaceONE error, quickly and within bounded memory.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use spaceone_query::{Error, Index, Scope, api, offline};
+use spaceone_query::{Error, Index, Limits, Scope, api, offline};
 
 fn fixture() -> Index {
     let mut index = Index::new();
@@ -21,6 +26,7 @@ fn list(index: &Index, query: Value) -> Result<Value, Error> {
         &Scope::all(),
         &json!({"domain_id": "domain-1", "query": query}),
         Utc::now(),
+        &Limits::default(),
     )
 }
 
@@ -30,6 +36,7 @@ fn stat(index: &Index, query: Value) -> Result<Value, Error> {
         &Scope::all(),
         &json!({"domain_id": "domain-1", "query": query}),
         Utc::now(),
+        &Limits::default(),
     )
 }
 

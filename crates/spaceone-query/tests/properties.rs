@@ -4,7 +4,7 @@
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use spaceone_query::{Index, Job, JobStatus, Scope, api};
+use spaceone_query::{Index, Job, JobStatus, Limits, Scope, api};
 
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -173,18 +173,18 @@ proptest! {
         let idx = index(20);
         let now = Utc::now();
         let scope = Scope::all();
-        let _ = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now);
-        let _ = api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now);
-        let _ = api::list(&idx, &scope, &top, now);
-        let _ = api::stat(&idx, &scope, &top, now);
+        let _ = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &Limits::default());
+        let _ = api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &Limits::default());
+        let _ = api::list(&idx, &scope, &top, now, &Limits::default());
+        let _ = api::stat(&idx, &scope, &top, now, &Limits::default());
         let _ = api::get(&idx, &scope, &top);
-        let _ = api::select(&idx, &scope, &query, now);
+        let _ = api::select(&idx, &scope, &query, now, &Limits::default());
     }
 
     #[test]
     fn structured_stat_requests_never_panic(conds in prop::collection::vec(condition(), 0..3), stages in prop::collection::vec(any_json(), 0..4)) {
         let idx = index(20);
-        let _ = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now());
+        let _ = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now(), &Limits::default());
     }
 
     #[test]
@@ -198,7 +198,7 @@ proptest! {
         let now = Utc::now();
         let scope = Scope::all();
         let base = json!({"filter": conds, "sort": [{"key": sort_key, "desc": desc}]});
-        let Ok(all) = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": base}), now) else {
+        let Ok(all) = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": base}), now, &Limits::default()) else {
             return Ok(());
         };
         let total = all["total_count"].as_u64().unwrap_or(0);
@@ -207,7 +207,7 @@ proptest! {
         while start <= total {
             let mut q = base.clone();
             q["page"] = json!({"start": start, "limit": limit});
-            let page = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now);
+            let page = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default());
             let page = page.map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(page["total_count"].as_u64().unwrap_or(0), total);
             paged.extend(ids(&page));
@@ -217,7 +217,7 @@ proptest! {
 
         let mut q = base.clone();
         q["count_only"] = json!(true);
-        let counted = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now)
+        let counted = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(counted["total_count"].as_u64().unwrap_or(0), ids(&all).len() as u64);
         prop_assert!(counted.get("results").is_none());
@@ -236,7 +236,7 @@ proptest! {
         // The request names another domain than the scope allows: nothing may come back.
         for asked in ["domain-0", "domain-1"] {
             let query = json!({"filter": conds, "keyword": keyword});
-            let Ok(list) = api::list(&idx, &scope, &json!({"domain_id": asked, "query": query}), now) else {
+            let Ok(list) = api::list(&idx, &scope, &json!({"domain_id": asked, "query": query}), now, &Limits::default()) else {
                 return Ok(());
             };
             let total = list["total_count"].as_u64().unwrap_or(0);
@@ -247,7 +247,7 @@ proptest! {
                 prop_assert_eq!(j["domain_id"].as_str(), Some(domain));
             }
             let counted = api::stat(&idx, &scope, &json!({"domain_id": asked, "query": {
-                "filter": conds, "keyword": keyword, "aggregate": [{"count": {"name": "n"}}]}}), now)
+                "filter": conds, "keyword": keyword, "aggregate": [{"count": {"name": "n"}}]}}), now, &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let n = counted["results"][0]["n"].as_f64().unwrap_or(0.0) as u64;
             prop_assert_eq!(n, total);
@@ -265,7 +265,7 @@ proptest! {
         idx.remove(&format!("ns-{}", remove % 2), &format!("job-{remove}"));
         let now = Utc::now();
         let run = |o: &str, v: Value| {
-            api::select(&idx, &Scope::all(), &json!({"filter": [{"k": field, "v": v, "o": o}]}), now)
+            api::select(&idx, &Scope::all(), &json!({"filter": [{"k": field, "v": v, "o": o}]}), now, &Limits::default())
                 .map(|(jobs, total)| (jobs.into_iter().map(|j| j.job_id).collect::<Vec<_>>(), total))
                 .map_err(|e| TestCaseError::fail(e.to_string()))
         };
@@ -287,7 +287,7 @@ proptest! {
                 {"group": {"keys": [{"key": key, "name": "k"}], "fields": [{"name": "c", "operator": "count"}]}},
                 {"sort": [{"key": "k"}]}], "page": page})
         };
-        let all = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query(json!({}))}), now)
+        let all = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query(json!({}))}), now, &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(all.get("total_count").is_none());
         let whole = all["results"].as_array().cloned().unwrap_or_default();
@@ -295,7 +295,7 @@ proptest! {
         let mut start = 1;
         loop {
             let page = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1",
-                "query": query(json!({"start": start, "limit": limit}))}), now)
+                "query": query(json!({"start": start, "limit": limit}))}), now, &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(page["total_count"].as_f64(), Some(whole.len() as f64));
             let rows = page["results"].as_array().cloned().unwrap_or_default();
@@ -419,7 +419,7 @@ proptest! {
         if let Some(ds) = data_source {
             request["data_source_id"] = json!(format!("ds-{ds}"));
         }
-        let answer = api::list(&idx, &scope, &request, Utc::now()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let answer = api::list(&idx, &scope, &request, Utc::now(), &Limits::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // JobInfo carries no namespace: compare the job ids in order.
         let listed: Vec<&str> = answer["results"].as_array().into_iter().flatten()
             .filter_map(|j| j["job_id"].as_str())
@@ -431,13 +431,13 @@ proptest! {
         for start in (1..=newest.len().max(1)).step_by(2) {
             let mut r = request.clone();
             r["query"] = json!({"sort": [{"key": "created_at", "desc": true}], "page": {"start": start, "limit": 2}});
-            let (rows, total) = api::select(&idx, &scope, &answer_query(&r), Utc::now())
+            let (rows, total) = api::select(&idx, &scope, &answer_query(&r), Utc::now(), &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(total, newest.len());
             paged.extend(rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)));
         }
         prop_assert_eq!(&paged, &newest);
-        let (rows, total) = api::select(&idx, &scope, &answer_query(&request), Utc::now())
+        let (rows, total) = api::select(&idx, &scope, &answer_query(&request), Utc::now(), &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut got: Vec<String> = rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)).collect();
         got.sort();
@@ -451,7 +451,7 @@ proptest! {
         }
         let scanned = api::stat(&idx, &scope, &json!({"domain_id": format!("domain-{domain}"), "query": {
             "filter": request.get("data_source_id").map(|ds| vec![json!({"k": "data_source_id", "v": ds, "o": "eq"})]).unwrap_or_default(),
-            "aggregate": [{"count": {"name": "n"}}]}}), Utc::now())
+            "aggregate": [{"count": {"name": "n"}}]}}), Utc::now(), &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(scanned["results"][0]["n"].as_f64().unwrap_or(0.0) as usize, expected.len());
     }

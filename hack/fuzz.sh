@@ -63,7 +63,8 @@ for t in "${targets[@]}"; do
   cov="$(grep -oE 'cov: [0-9]+' <<<"$last" | tail -n 1)"
   ft="$(grep -oE 'ft: [0-9]+' <<<"$last" | tail -n 1)"
   echo "== $t: rc=$rc executions=${execs:-?} ${cov:-cov: ?} ${ft:-ft: ?} peak_rss_mb=${rss:-?} corpus=$(ls "corpus/$t" | wc -l)"
-  if [[ $rc -ne 0 ]] || grep -qE 'ERROR: libFuzzer|Test unit written|==ERROR' "$log"; then
+  # A slow-unit-* artifact is only a report; crash-, timeout-, oom- and leak- ones fail.
+  if [[ $rc -ne 0 ]] || grep -qE 'ERROR: libFuzzer|==ERROR|Test unit written to .*/(crash|timeout|oom|leak)-' "$log"; then
     echo "== $t FAILED (see artifacts/$t/); log: $log" >&2
     grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -n 20 >&2 || true
     status=1

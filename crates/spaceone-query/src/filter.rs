@@ -57,8 +57,8 @@ enum Cmp {
 #[derive(Clone, Debug)]
 enum Test {
     Cmp(Cmp, Val),
-    In(Vec<Val>),
-    NotIn(Vec<Val>),
+    In(Values),
+    NotIn(Values),
     Exists(bool),
     /// Any of the patterns matches (contain, contain_in, regex, regex_in).
     Regex(Vec<Regex>),
@@ -69,6 +69,41 @@ enum Test {
     /// `eq` on an interned field, bound to one index: the index's shared copy of the string
     /// (`None`: no record holds it), so a match is a pointer comparison.
     Interned(Option<Arc<str>>),
+}
+
+/// The values of an `in` list: strings in a hash set (a field's string is found in one lookup,
+/// whatever the list's length), other values compared one by one.
+#[derive(Clone, Debug)]
+pub(crate) struct Values {
+    all: Vec<Val>,
+    strs: std::collections::HashSet<Arc<str>>,
+    others: Vec<Val>,
+}
+
+impl Values {
+    fn new(all: Vec<Val>) -> Values {
+        let mut strs = std::collections::HashSet::new();
+        let mut others = Vec::new();
+        for v in &all {
+            match v {
+                Val::Str(s) => {
+                    strs.insert(s.clone());
+                }
+                other => others.push(other.clone()),
+            }
+        }
+        Values { all, strs, others }
+    }
+
+    /// Whether the field equals one of the values as a query compares (a string only ever
+    /// equals a string with the same bytes).
+    fn any_eq(&self, v: &Val) -> bool {
+        match v {
+            Val::Str(s) => self.strs.contains(s),
+            Val::Arr(_) => self.all.iter().any(|q| cmp_matches(Cmp::Eq, v, q)),
+            _ => self.others.iter().any(|q| cmp_matches(Cmp::Eq, v, q)),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -244,9 +279,9 @@ pub(crate) fn parse_condition(
                 .transpose()?;
             let items = items.unwrap_or_default();
             if operator == "in" {
-                Test::In(items)
+                Test::In(Values::new(items))
             } else {
-                Test::NotIn(items)
+                Test::NotIn(Values::new(items))
             }
         }
         "exists" => Test::Exists(value.as_bool().unwrap_or(false)),
@@ -287,7 +322,7 @@ pub(crate) fn parse_condition(
                                 .filter_map(Result::transpose)
                                 .collect::<Result<_, _>>()?,
                         ),
-                        (false, false) if patterns.is_empty() => Test::In(equal),
+                        (false, false) if patterns.is_empty() => Test::In(Values::new(equal)),
                         _ => return Err(Error::db_query("$not needs a regex or a document")),
                     }
                 }
@@ -297,7 +332,9 @@ pub(crate) fn parse_condition(
                     if negate {
                         return Err(Error::db_query("$not needs a regex or a document"));
                     }
-                    Test::In(values.into_iter().map(coerce).collect::<Result<_, _>>()?)
+                    Test::In(Values::new(
+                        values.into_iter().map(coerce).collect::<Result<_, _>>()?,
+                    ))
                 }
             }
         }
@@ -473,16 +510,14 @@ impl Condition {
             }
             if let (Field::Status, Test::In(items)) = (path.field, &self.test) {
                 let s = r.status.as_str();
-                return items
-                    .iter()
-                    .any(|i| matches!(i, Val::Str(q) if q.as_ref() == s));
+                return items.strs.contains(s);
             }
         }
         let v = r.get(path);
         match &self.test {
             Test::Cmp(op, q) => cmp_matches(*op, &v, q),
-            Test::In(items) => items.iter().any(|q| cmp_matches(Cmp::Eq, &v, q)),
-            Test::NotIn(items) => !items.iter().any(|q| cmp_matches(Cmp::Eq, &v, q)),
+            Test::In(items) => items.any_eq(&v),
+            Test::NotIn(items) => !items.any_eq(&v),
             Test::Exists(want) => !matches!(v, Val::Missing) == *want,
             Test::Regex(p) => regex_any(&v, p),
             Test::NotRegex(p) => p
@@ -531,7 +566,10 @@ impl Condition {
     /// Units of work one test costs (for the time budget's clock).
     fn cost(&self) -> usize {
         match &self.test {
-            Test::In(v) | Test::NotIn(v) => v.len(),
+            Test::In(v) | Test::NotIn(v) => match &v.others.len() {
+                0 => 1,
+                n => *n,
+            },
             // A PikeVM's work per byte grows with its automaton.
             Test::Regex(p) | Test::NotRegex(p) => p.iter().fold(0, |n: usize, r| {
                 n.saturating_add(r.memory_usage() / 256).saturating_add(1)

@@ -3,6 +3,15 @@
 //! count), at 10k, 100k and 1M jobs. Also prints the index's heap bytes per job.
 //!   cargo bench -p spaceone-query --bench engine
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
 use chrono::{TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;

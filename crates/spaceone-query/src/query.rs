@@ -130,7 +130,7 @@ impl Page {
         if self.limit == 0 {
             return None;
         }
-        let start = usize::try_from(self.start.max(1) - 1)
+        let start = usize::try_from(self.start.saturating_sub(1))
             .unwrap_or(usize::MAX)
             .min(len);
         let end = start
@@ -353,11 +353,16 @@ fn order<'a>(
             if desc { o.reverse() } else { o }
         };
         let cmp = keyed_cmp(index, desc);
-        if let Some(end) = end.filter(|e| *e > 0 && *e < keyed.len()) {
+        // `end` in 1..len: the index of the last row kept.
+        let nth = end
+            .filter(|e| *e < keyed.len())
+            .and_then(|e| e.checked_sub(1));
+        if let Some(nth) = nth {
             // Many rows can share a key (creation times have one-second resolution): select
             // by key alone, then order only the rows tied with the last one kept.
-            keyed.select_nth_unstable_by(end - 1, by_key);
-            let last = keyed[end - 1];
+            keyed.select_nth_unstable_by(nth, by_key);
+        }
+        if let (Some(end), Some(&last)) = (end, nth.and_then(|n| keyed.get(n))) {
             let (mut kept, mut tied): (Vec<_>, Vec<_>) = (Vec::with_capacity(end), Vec::new());
             for k in keyed {
                 match by_key(&k, &last) {
@@ -366,7 +371,7 @@ fn order<'a>(
                     Ordering::Greater => {}
                 }
             }
-            let room = end - kept.len();
+            let room = end.saturating_sub(kept.len());
             partial_sort(&mut tied, Some(room), &cmp);
             kept.extend(tied.into_iter().take(room));
             keyed = kept;
@@ -418,8 +423,8 @@ fn partial_sort<T>(rows: &mut Vec<T>, end: Option<usize>, cmp: impl Fn(&T, &T) -
             rows.clear();
             return;
         }
-        if end < rows.len() {
-            rows.select_nth_unstable_by(end - 1, &cmp);
+        if let Some(nth) = end.checked_sub(1).filter(|_| end < rows.len()) {
+            rows.select_nth_unstable_by(nth, &cmp);
             rows.truncate(end);
         }
     }

@@ -380,7 +380,7 @@ fn distinct_values(
     };
     if values
         .iter()
-        .all(|v| bracket(v) != 0 && bracket(v) == bracket(&values[0]))
+        .all(|v| bracket(v) != 0 && values.first().is_some_and(|f| bracket(v) == bracket(f)))
     {
         values.sort_by(|a, b| match (a, b) {
             (Val::Bool(x), y) | (y, Val::Bool(x)) if !matches!(y, Val::Bool(_)) => {
@@ -804,10 +804,11 @@ impl Groups<'_> {
                     .saturating_add(self.specs.len().saturating_mul(std::mem::size_of::<Acc>())),
             )
             .map_err(over)?;
+        let slot = self.groups.len();
         self.groups
             .push((key.0.clone(), self.specs.iter().map(new_acc).collect()));
-        self.index.insert(key, self.groups.len() - 1);
-        Ok(self.groups.len() - 1)
+        self.index.insert(key, slot);
+        Ok(slot)
     }
 }
 
@@ -889,7 +890,9 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             return budget.check_time().map_err(over);
         }
         let slot = g.slot(row)?;
-        let accs = &mut g.groups[slot].1;
+        let Some((_, accs)) = g.groups.get_mut(slot) else {
+            return Err(raw("group lost"));
+        };
         if plain_counts {
             for acc in accs.iter_mut() {
                 if let Acc::Count(n) = acc {
@@ -1020,7 +1023,7 @@ fn accumulate(
             let v = if holds { value() } else { Val::Int(0) };
             if let Some(f) = v.as_f64() {
                 *s += f;
-                *n += 1;
+                *n = n.saturating_add(1);
             }
         }
         Acc::Max(m) | Acc::Min(m) => {

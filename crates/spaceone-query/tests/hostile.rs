@@ -5,7 +5,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
 )]
 
 use chrono::Utc;
@@ -358,7 +360,7 @@ fn max_stage_bytes_triggers_at_its_boundary() {
     assert!(stat_within(&index, q.clone(), &limits(need)).is_ok());
     let m = db_query(stat_within(&index, q, &limits(need - 1)));
     assert!(
-        m.contains(&format!("Exceeded memory limit for $"))
+        m.contains("Exceeded memory limit for $")
             && m.contains(&format!("(max_stage_bytes = {})", need - 1)),
         "{m}"
     );

@@ -315,13 +315,16 @@ pub(crate) fn parse_condition(
                             Test::Regex(compile(budget, &patterns)?.into_iter().collect())
                         }
                         // Each pattern on its own: the test is that one of them does not match.
-                        (true, true) => Test::NotRegex(
+                        (true, true) => Test::NotRegex({
+                            budget
+                                .check_pattern_bytes(&patterns)
+                                .map_err(Error::db_query)?;
                             patterns
                                 .chunks(1)
                                 .map(|p| compile(budget, p))
                                 .filter_map(Result::transpose)
-                                .collect::<Result<_, _>>()?,
-                        ),
+                                .collect::<Result<_, _>>()?
+                        }),
                         (false, false) if patterns.is_empty() => Test::In(Values::new(equal)),
                         _ => return Err(Error::db_query("$not needs a regex or a document")),
                     }

@@ -21,8 +21,9 @@ pub struct Limits {
     /// Total bytes of all filter values of one request (strings by their UTF-8 length, other
     /// scalars 8 bytes). Default 1 MiB.
     pub max_values_bytes: usize,
-    /// Bytes of one regular expression (a `regex` / `regex_in` pattern, or a `contain*` value).
-    /// Default 4 KiB.
+    /// Bytes of the patterns of one condition: a `regex` pattern, all patterns of a `regex_in`,
+    /// all values of a `contain*` condition (checked before anything is compiled: compiling is
+    /// what costs). Default 8 KiB.
     pub max_regex_pattern_bytes: usize,
     /// Size limit of one compiled regular expression (the `regex` crate's `size_limit`; a
     /// `regex_in` or `contain_in` condition compiles into one multi-pattern expression).
@@ -49,7 +50,7 @@ impl Default for Limits {
         Limits {
             max_values: 10_000,
             max_values_bytes: 1 << 20,
-            max_regex_pattern_bytes: 4 << 10,
+            max_regex_pattern_bytes: 8 << 10,
             regex_size_limit: 1 << 20,
             regex_dfa_size_limit: 2 << 20,
             max_regex_total_bytes: 16 << 20,
@@ -149,21 +150,26 @@ impl<'l> Budget<'l> {
         Ok(())
     }
 
+    /// The patterns of one condition against `max_regex_pattern_bytes`.
+    pub fn check_pattern_bytes(&self, patterns: &[String]) -> Result<(), Exceeded> {
+        let bytes = patterns
+            .iter()
+            .fold(0, |n: usize, p| n.saturating_add(p.len()));
+        if bytes > self.limits.max_regex_pattern_bytes {
+            return Err(format!(
+                "regular expressions of {bytes} bytes exceed max_regex_pattern_bytes = {}",
+                self.limits.max_regex_pattern_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// Compiles patterns (case-insensitive) into one expression matching when any of them does,
     /// within the per-expression and per-request limits. `Err(Ok(reason))`: a limit;
     /// `Err(Err(message))`: an invalid pattern.
     pub fn compile(&self, patterns: &[String]) -> Result<Regex, Result<Exceeded, String>> {
         let l = self.limits;
-        if let Some(p) = patterns
-            .iter()
-            .find(|p| p.len() > l.max_regex_pattern_bytes)
-        {
-            return Err(Ok(format!(
-                "regular expression of {} bytes exceeds max_regex_pattern_bytes = {}",
-                p.len(),
-                l.max_regex_pattern_bytes
-            )));
-        }
+        self.check_pattern_bytes(patterns).map_err(Ok)?;
         let remaining = l
             .max_regex_total_bytes
             .saturating_sub(self.regex_bytes.get());

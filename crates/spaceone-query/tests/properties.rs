@@ -21,7 +21,11 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|i| json!(i)),
         (-1e6f64..1e6).prop_map(|f| json!(f)),
-        "[a-z_.]{0,8}".prop_map(Value::String),
+        any::<f64>().prop_map(|f| json!(f)),
+        // Arbitrary Unicode (any scalar value, control characters included).
+        any::<String>().prop_map(Value::String),
+        "\\PC{0,12}".prop_map(Value::String),
+        date_like().prop_map(Value::String),
         prop::sample::select(vec![
             "status",
             "job_id",
@@ -38,7 +42,8 @@ fn any_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec![
+                prop_oneof![
+                    3 => prop::sample::select(vec![
                     "filter",
                     "filter_or",
                     "sort",
@@ -69,13 +74,50 @@ fn any_json() -> impl Strategy<Value = Value> {
                     "conditions",
                     "date_format",
                     "skip",
-                ]),
+                    "domain_id",
+                    "job_id",
+                    "status",
+                    "exclude_keys",
+                ])
+                    .prop_map(str::to_string),
+                    1 => any::<String>(),
+                ],
                 inner,
                 0..5
             )
-            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// Strings that look like dates, with arbitrary characters in and around them.
+fn date_like() -> impl Strategy<Value = String> {
+    (
+        "[0-9]{0,4}[-/]?[0-9]{0,2}[-/]?[0-9]{0,2}",
+        "([T ][0-9]{0,2}(:[0-9]{0,2}){0,2}([.,][0-9]{0,7})?)?",
+        "([Zz]|[+-][0-9é:]{0,5})?",
+        "\\PC{0,3}",
+        0usize..12,
+        "\\PC{0,2}",
+    )
+        .prop_map(|(d, t, z, tail, at, ins)| {
+            let mut s = format!("{d}{t}{z}{tail}");
+            let at = (0..=at.min(s.len()))
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            s.insert_str(at, &ins);
+            s
+        })
+}
+
+/// Every outcome is checked: an answer, or a SpaceONE error (an `ERROR_` code and a message).
+fn spaceone<T>(r: Result<T, spaceone_query::Error>) -> Result<(), TestCaseError> {
+    if let Err(e) = r {
+        prop_assert!(e.code.starts_with("ERROR_"), "not a SpaceONE error: {e:?}");
+        prop_assert!(!e.message.is_empty(), "empty message: {e:?}");
+    }
+    Ok(())
 }
 
 fn condition() -> impl Strategy<Value = Value> {
@@ -123,10 +165,21 @@ fn condition() -> impl Strategy<Value = Value> {
         Just(json!(["SUCCESS", "FAILURE"])),
         Just(json!(["1", "2"])),
         Just(json!("a")),
+        date_like().prop_map(Value::String),
+        any::<String>().prop_map(Value::String),
+        prop::collection::vec(any::<String>(), 0..4).prop_map(|v| json!(v)),
+        prop::collection::vec(date_like(), 0..3).prop_map(|v| json!(v)),
     ];
     (
-        prop::sample::select(keys),
-        prop::sample::select(ops),
+        prop_oneof![
+            4 => prop::sample::select(keys).prop_map(str::to_string),
+            1 => any::<String>(),
+            1 => "options\\.\\PC{0,6}",
+        ],
+        prop_oneof![
+            4 => prop::sample::select(ops).prop_map(str::to_string),
+            1 => any::<String>(),
+        ],
         values,
     )
         .prop_map(|(k, o, v)| json!({"k": k, "v": v, "o": o}))
@@ -182,18 +235,62 @@ proptest! {
         let idx = index(20);
         let now = Utc::now();
         let scope = Scope::all();
-        let _ = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &Limits::default());
-        let _ = api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &Limits::default());
-        let _ = api::list(&idx, &scope, &top, now, &Limits::default());
-        let _ = api::stat(&idx, &scope, &top, now, &Limits::default());
-        let _ = api::get(&idx, &scope, &top);
-        let _ = api::select(&idx, &scope, &query, now, &Limits::default());
+        let limits = Limits::default();
+        spaceone(api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
+        spaceone(api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
+        spaceone(api::list(&idx, &scope, &top, now, &limits))?;
+        spaceone(api::stat(&idx, &scope, &top, now, &limits))?;
+        spaceone(api::get(&idx, &scope, &top))?;
+        spaceone(api::select(&idx, &scope, &query, now, &limits))?;
+        spaceone(api::stat_query(&idx, &scope, &query, now, &limits))?;
+    }
+
+    #[test]
+    fn structured_list_requests_never_panic(
+        conds in prop::collection::vec(condition(), 0..4),
+        or in prop::collection::vec(condition(), 0..2),
+        sort_key in prop_oneof![Just("created_at".to_string()), any::<String>(), "options\\.\\PC{0,4}"],
+        keyword in prop_oneof![Just(Value::Null), any::<String>().prop_map(Value::String)],
+        only in prop::collection::vec(any::<String>(), 0..2),
+    ) {
+        let idx = index(20);
+        let query = json!({"filter": conds, "filter_or": or, "sort": [{"key": sort_key}],
+                           "keyword": keyword, "page": {"limit": 3}});
+        spaceone(api::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
+        let mut with_only = query.clone();
+        with_only["only"] = json!(only);
+        spaceone(api::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": with_only}), Utc::now(), &Limits::default()))?;
+        spaceone(api::select(&idx, &Scope::all(), &query, Utc::now(), &Limits::default()))?;
+    }
+
+    #[test]
+    fn structured_aggregates_never_panic(
+        conds in prop::collection::vec(condition(), 0..2),
+        key in prop_oneof![Just("status".to_string()), Just("created_at".to_string()), any::<String>()],
+        name in any::<String>(),
+        op in prop_oneof![Just("push".to_string()), Just("sum".to_string()), Just("add_to_set".to_string()), any::<String>()],
+        date_format in prop_oneof![Just(Value::Null), Just(json!("%Y-%m")), any::<String>().prop_map(Value::String)],
+        sort_key in any::<String>(),
+        distinct in prop_oneof![Just(Value::Null), any::<String>().prop_map(Value::String)],
+    ) {
+        let idx = index(20);
+        let aggregate = json!([
+            {"group": {"keys": [{"key": key, "name": name, "date_format": date_format}],
+                       "fields": [{"key": key, "name": format!("{name}x"), "operator": op}]}},
+            {"unwind": {"path": format!("{name}x")}},
+            {"sort": {"key": sort_key, "desc": true}},
+            {"project": {"fields": [{"key": name, "name": sort_key, "operator": "size"}]}},
+        ]);
+        let query = json!({"filter": conds, "aggregate": aggregate});
+        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
+        let d = json!({"filter": conds, "distinct": distinct});
+        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": d}), Utc::now(), &Limits::default()))?;
     }
 
     #[test]
     fn structured_stat_requests_never_panic(conds in prop::collection::vec(condition(), 0..3), stages in prop::collection::vec(any_json(), 0..4)) {
         let idx = index(20);
-        let _ = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now(), &Limits::default());
+        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now(), &Limits::default()))?;
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct Limits {
     pub max_values_bytes: usize,
     /// Bytes of the patterns of one condition: a `regex` pattern, all patterns of a `regex_in`,
     /// all values of a `contain*` condition (checked before anything is compiled: compiling is
-    /// what costs). Default 8 KiB.
+    /// what costs). Default 4 KiB.
     pub max_regex_pattern_bytes: usize,
     /// Size limit of one compiled regular expression (the `regex` crate's `size_limit`; a
     /// `regex_in` or `contain_in` condition compiles into one multi-pattern expression).
@@ -50,7 +50,7 @@ impl Default for Limits {
         Limits {
             max_values: 10_000,
             max_values_bytes: 1 << 20,
-            max_regex_pattern_bytes: 8 << 10,
+            max_regex_pattern_bytes: 4 << 10,
             regex_size_limit: 1 << 20,
             regex_dfa_size_limit: 2 << 20,
             max_regex_total_bytes: 16 << 20,

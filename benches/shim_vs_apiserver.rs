@@ -12,6 +12,15 @@
 //! Reports median and p99 latencies and their ratios. Uses COST_ANALYSIS_CLUSTER_DIR if set,
 //! otherwise starts a private control plane.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -131,6 +131,28 @@ struct LimitArgs {
     /// Seconds one request may take in all before it is answered ERROR_UNAVAILAVBLE (503).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout: u64,
+    /// Milliseconds of evaluation one query may take (ERROR_DB_QUERY "operation exceeded time
+    /// limit" beyond, like MongoDB's maxTimeMS).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    query_max_time_ms: u64,
+    /// Values in one in / not_in / contain_in / not_contain_in / regex_in condition.
+    #[arg(long, default_value_t = 10_000)]
+    query_max_values: usize,
+    /// Bytes of all filter values of one query.
+    #[arg(long, default_value_t = 1 << 20)]
+    query_max_values_bytes: usize,
+    /// Bytes of the patterns of one regex / regex_in / contain* condition (checked before compiling).
+    #[arg(long, default_value_t = 4 << 10)]
+    query_max_pattern_bytes: usize,
+    /// Bytes of all compiled regular expressions of one query.
+    #[arg(long, default_value_t = 16 << 20)]
+    query_max_regex_bytes: usize,
+    /// Rows any stat stage (group, unwind, project, distinct) may produce.
+    #[arg(long, default_value_t = 1_000_000)]
+    query_max_stage_rows: usize,
+    /// Approximate bytes of one stat stage's output (MongoDB's stage limit is 100 MB).
+    #[arg(long, default_value_t = 100 << 20)]
+    query_max_stage_bytes: usize,
 }
 
 impl LimitArgs {
@@ -159,7 +181,16 @@ impl LimitArgs {
     }
 
     fn query(&self) -> spaceone_query::Limits {
-        spaceone_query::Limits::default()
+        spaceone_query::Limits {
+            max_time: std::time::Duration::from_millis(self.query_max_time_ms),
+            max_values: self.query_max_values,
+            max_values_bytes: self.query_max_values_bytes,
+            max_regex_pattern_bytes: self.query_max_pattern_bytes,
+            max_regex_total_bytes: self.query_max_regex_bytes,
+            max_stage_rows: self.query_max_stage_rows,
+            max_stage_bytes: self.query_max_stage_bytes,
+            ..spaceone_query::Limits::default()
+        }
     }
 }
 
@@ -463,7 +494,8 @@ fn run_query(args: QueryArgs) -> ExitCode {
         QueryVerb::Stat => spaceone_query::offline::Verb::Stat,
         QueryVerb::Get => spaceone_query::offline::Verb::Get,
     };
-    let (out, code) = spaceone_query::offline::run(verb, jobs, &request, now);
+    let limits = spaceone_query::Limits::default();
+    let (out, code) = spaceone_query::offline::run(verb, jobs, &request, now, &limits);
     // A reader that stops early (`| head`) is not an error of ours; anything else is.
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{out}").and_then(|()| stdout.flush()) {

@@ -2,6 +2,15 @@
 //! RBAC, the synchronous cancel and its race with completion, and the aggregated API through the
 //! real kube-aggregator (ExternalName Service + APIService), driven with kubectl.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
 mod support;
 
 use std::process::Command;

@@ -351,14 +351,14 @@ fn list_page(
     ns: Option<String>,
     opts: &ListOptions,
     headers: &HeaderMap,
-    _limits: &spaceone_query::Limits,
+    limits: &spaceone_query::Limits,
 ) -> Answer {
     let scope = Scope {
         namespace: ns,
         domains: None,
     };
     let query = opts.query.clone().unwrap_or_else(|| json!({}));
-    let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now())?;
+    let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now(), limits)?;
     let selected: Vec<&Job> = jobs
         .iter()
         .filter(|j| {
@@ -541,12 +541,12 @@ async fn create_stat(
     };
     let limits = s.limits.clone();
     let result = on_pool(&s, move |store| {
-        let _ = &limits;
         Ok(spaceone_query::api::stat_query(
             &store.jobs,
             &scope,
             &query,
             Utc::now(),
+            &limits,
         )?)
     })
     .await?;
@@ -565,6 +565,14 @@ async fn create_stat(
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects
+    )]
     use super::*;
 
     #[test]

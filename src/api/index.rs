@@ -363,6 +363,14 @@ pub fn record(job: &CostAnalysisJob) -> Job {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects
+    )]
     use super::*;
     use crate::resources::CostAnalysisJobSpec;
 

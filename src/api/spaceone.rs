@@ -137,7 +137,8 @@ pub async fn read_json(c: &Caller, body: Body) -> Result<Value, ApiError> {
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     let mut seen = 0usize;
-    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(DRAIN_TIME).unwrap_or(now);
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(next) => next,
@@ -349,15 +350,15 @@ async fn list(
     user: &UserInfo,
     request: Value,
 ) -> Result<spaceone_query::api::Encoded, ApiError> {
-    read(s, user, request, |i, sc, r, _limits| {
-        spaceone_query::api::list_as(i, sc, r, Utc::now())
+    read(s, user, request, |i, sc, r, limits| {
+        spaceone_query::api::list_as(i, sc, r, Utc::now(), limits)
     })
     .await
 }
 
 async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
-    read(s, user, request, |i, sc, r, _limits| {
-        spaceone_query::api::stat(i, sc, r, Utc::now())
+    read(s, user, request, |i, sc, r, limits| {
+        spaceone_query::api::stat(i, sc, r, Utc::now(), limits)
     })
     .await
 }
@@ -533,6 +534,14 @@ fn kube_error(e: kube::Error) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::arithmetic_side_effects
+    )]
     use super::*;
 
     #[test]

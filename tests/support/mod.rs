@@ -5,6 +5,14 @@
 //! `COST_ANALYSIS_CLUSTER_DIR`; a test binary run on its own (plain `cargo test`) starts a private
 //! one under `target/` and a watchdog stops it when the test process exits.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

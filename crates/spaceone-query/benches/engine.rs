@@ -3,10 +3,19 @@
 //! count), at 10k, 100k and 1M jobs. Also prints the index's heap bytes per job.
 //!   cargo bench -p spaceone-query --bench engine
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
 use chrono::{TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use spaceone_query::{Index, Job, JobStatus, Scope, api, baseline};
+use spaceone_query::{Index, Job, JobStatus, Limits, Scope, api, baseline};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -81,10 +90,12 @@ fn bench(c: &mut Criterion) {
             );
         }
         // The two sides must agree before they are timed.
-        let engine = api::list(&index, &Scope::all(), &list_req, now).unwrap_or_default();
+        let engine = api::list(&index, &Scope::all(), &list_req, now, &Limits::default())
+            .unwrap_or_default();
         let tight = baseline::list_status_newest(&index, "domain-0", JobStatus::Failure, 100);
         assert_eq!(engine, tight, "list answers differ");
-        let engine = api::stat(&index, &Scope::all(), &stat_req, now).unwrap_or_default();
+        let engine = api::stat(&index, &Scope::all(), &stat_req, now, &Limits::default())
+            .unwrap_or_default();
         assert_eq!(
             engine,
             baseline::count_by_status(&index, "domain-0"),
@@ -92,7 +103,15 @@ fn bench(c: &mut Criterion) {
         );
 
         group.bench_with_input(BenchmarkId::new("list/engine", n), &n, |b, _| {
-            b.iter(|| black_box(api::list(&index, &Scope::all(), &list_req, now)))
+            b.iter(|| {
+                black_box(api::list(
+                    &index,
+                    &Scope::all(),
+                    &list_req,
+                    now,
+                    &Limits::default(),
+                ))
+            })
         });
         group.bench_with_input(BenchmarkId::new("list/tight-loop", n), &n, |b, _| {
             b.iter(|| {
@@ -105,10 +124,26 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.bench_with_input(BenchmarkId::new("list-by-source/engine", n), &n, |b, _| {
-            b.iter(|| black_box(api::list(&index, &domain_scope, &by_source_req, now)))
+            b.iter(|| {
+                black_box(api::list(
+                    &index,
+                    &domain_scope,
+                    &by_source_req,
+                    now,
+                    &Limits::default(),
+                ))
+            })
         });
         group.bench_with_input(BenchmarkId::new("stat/engine", n), &n, |b, _| {
-            b.iter(|| black_box(api::stat(&index, &Scope::all(), &stat_req, now)))
+            b.iter(|| {
+                black_box(api::stat(
+                    &index,
+                    &Scope::all(),
+                    &stat_req,
+                    now,
+                    &Limits::default(),
+                ))
+            })
         });
         group.bench_with_input(BenchmarkId::new("stat/tight-loop", n), &n, |b, _| {
             b.iter(|| black_box(baseline::count_by_status(&index, "domain-0")))

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::Error;
 use crate::index::{Index, Scope};
+use crate::limits::{Budget, Limits};
 use crate::model::{FieldPath, Job, JobStatus};
 use crate::query::{Query, append_keyword, as_object, check_fields, parse_filters, run};
 use crate::render::{JobsInfo, Projection, job_info as render_info};
@@ -112,14 +113,15 @@ fn answer<A: Answer>(s: &impl serde::Serialize) -> A {
     A::from_serialize(s)
 }
 
-/// `Job.list`: JobQuery -> JobsInfo.
+/// `Job.list`: JobQuery -> JobsInfo, within `limits`.
 pub fn list(
     index: &Index,
     scope: &Scope,
     request: &Value,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> Result<Value, Error> {
-    list_as(index, scope, request, now)
+    list_as(index, scope, request, now, limits)
 }
 
 /// [`list`], answered as a [`Value`] or as [`Encoded`] JSON text.
@@ -128,7 +130,9 @@ pub fn list_as<A: Answer>(
     scope: &Scope,
     request: &Value,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> Result<A, Error> {
+    let budget = Budget::new(limits);
     let mut p = params(
         request,
         &["query", "job_id", "status", "data_source_id", "domain_id"],
@@ -137,8 +141,8 @@ pub fn list_as<A: Answer>(
     let mut query =
         append_query_filter(&mut p, &["job_id", "status", "data_source_id", "domain_id"]);
     append_keyword(&mut query);
-    let q = crate::query::parse_query(&Value::Object(query), now)?;
-    let (rows, total) = run(index, scope, &q);
+    let q = crate::query::parse_query(&Value::Object(query), now, &budget)?;
+    let (rows, total) = run(index, scope, &q, &budget)?;
     let projection = match (&q.minimal, &q.only) {
         (true, _) => Projection::Minimal,
         (false, Some(fields)) => Projection::Only(fields),
@@ -151,12 +155,13 @@ pub fn list_as<A: Answer>(
     }))
 }
 
-/// `Job.stat`: JobStatQuery -> Struct.
+/// `Job.stat`: JobStatQuery -> Struct, within `limits`.
 pub fn stat(
     index: &Index,
     scope: &Scope,
     request: &Value,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> Result<Value, Error> {
     let mut p = params(request, &["query", "domain_id"])?;
     if !p.contains_key("query") && request.get("query").is_some_and(Value::is_object) {
@@ -164,7 +169,7 @@ pub fn stat(
     }
     check_required(&p, &["query", "domain_id"])?;
     let query = append_query_filter(&mut p, &["domain_id"]);
-    stat_query(index, scope, &Value::Object(query), now)
+    stat_query(index, scope, &Value::Object(query), now, limits)
 }
 
 /// A StatisticsQuery on its own (the Kubernetes `JobStat` resource): keyword, filter, aggregate.
@@ -173,7 +178,9 @@ pub fn stat_query(
     scope: &Scope,
     query: &Value,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> Result<Value, Error> {
+    let budget = Budget::new(limits);
     let mut q = as_object(query, "query")?.clone();
     check_fields(
         &q,
@@ -193,8 +200,8 @@ pub fn stat_query(
         return Err(Error::invalid_parameter_type("query.keyword", "str"));
     }
     append_keyword(&mut q);
-    let filter = parse_filters(&q, "query.", now)?;
-    crate::stat::stat(index, scope, &filter, &q)
+    let filter = parse_filters(&q, "query.", now, &budget)?;
+    crate::stat::stat(index, scope, &filter, &q, &budget)
 }
 
 /// `Job.get`: GetJobRequest -> JobInfo.
@@ -248,9 +255,11 @@ pub fn select(
     scope: &Scope,
     query: &Value,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> Result<(Vec<Job>, usize), Error> {
-    let q = parse_query(query, now)?;
-    let (rows, total) = run(index, scope, &q);
+    let budget = Budget::new(limits);
+    let q = parse(query, now, &budget)?;
+    let (rows, total) = run(index, scope, &q, &budget)?;
     Ok((
         rows.into_iter().map(crate::index::Rec::to_job).collect(),
         total,
@@ -258,23 +267,34 @@ pub fn select(
 }
 
 /// Parses a core `Query` once (its `keyword` OR-ed into `filter_or` on `job_id`), so it can be
-/// evaluated many times with [`Index::query`]. `now` resolves `timediff_*` values.
-pub fn parse_query(query: &Value, now: DateTime<Utc>) -> Result<Query, Error> {
+/// evaluated many times with [`Index::query`]. `now` resolves `timediff_*` values; `limits`
+/// bound its values and regular expressions.
+pub fn parse_query(query: &Value, now: DateTime<Utc>, limits: &Limits) -> Result<Query, Error> {
+    parse(query, now, &Budget::new(limits))
+}
+
+fn parse(query: &Value, now: DateTime<Utc>, budget: &Budget<'_>) -> Result<Query, Error> {
     let mut q = as_object(query, "query")?.clone();
     append_keyword(&mut q);
-    crate::query::parse_query(&Value::Object(q), now)
+    crate::query::parse_query(&Value::Object(q), now, budget)
 }
 
 impl Index {
     /// The (namespace, job_id) keys of the page a parsed query selects, in its order, and the
-    /// total before paging. Scope is applied before anything else.
-    pub fn query(&self, query: &Query, scope: &Scope) -> (Vec<(String, String)>, usize) {
-        let (rows, total) = run(self, scope, query);
-        (
+    /// total before paging. Scope is applied before anything else; `limits.max_time` bounds
+    /// the evaluation.
+    pub fn query(
+        &self,
+        query: &Query,
+        scope: &Scope,
+        limits: &Limits,
+    ) -> Result<(Vec<(String, String)>, usize), Error> {
+        let (rows, total) = run(self, scope, query, &Budget::new(limits))?;
+        Ok((
             rows.into_iter()
                 .map(|r| (r.ns.to_string(), r.job_id.to_string()))
                 .collect(),
             total,
-        )
+        ))
     }
 }

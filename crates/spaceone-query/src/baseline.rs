@@ -15,7 +15,7 @@ pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit:
     let total = rows.len();
     let order = |a: &&Rec, b: &&Rec| b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
     if limit > 0 && limit < rows.len() {
-        rows.select_nth_unstable_by(limit - 1, order);
+        rows.select_nth_unstable_by(limit.saturating_sub(1), order);
         rows.truncate(limit);
     }
     rows.sort_unstable_by(order);
@@ -30,13 +30,15 @@ pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit:
 pub fn count_by_status(index: &Index, domain: &str) -> Value {
     let mut counts = [0u64; 5];
     for r in index.iter() {
-        if r.domain.as_ref() == domain {
-            counts[r.status as usize] += 1;
+        if r.domain.as_ref() == domain
+            && let Some(n) = counts.get_mut(r.status as usize)
+        {
+            *n = n.saturating_add(1);
         }
     }
     let mut rows: Vec<Value> = Vec::new();
     for s in JobStatus::ALL {
-        let n = counts[s as usize];
+        let n = counts.get(s as usize).copied().unwrap_or(0);
         if n > 0 {
             rows.push(json!({"status": s.as_str(), "count": n as f64}));
         }

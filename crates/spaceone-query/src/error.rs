@@ -158,7 +158,7 @@ pub fn py_str(s: &str) -> String {
     } else {
         '\''
     };
-    let mut out = String::with_capacity(s.len() + 2);
+    let mut out = String::with_capacity(s.len().saturating_add(2));
     out.push(quote);
     for c in s.chars() {
         match c {

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::Regex;
 use serde_json::Value;
 
 use crate::error::{Error, py_repr, py_repr_ordered, py_str};
 use crate::index::{Index, Rec};
+use crate::limits::Budget;
 use crate::model::{Field, FieldPath, FieldType};
 use crate::value::Val;
 
@@ -56,8 +57,8 @@ enum Cmp {
 #[derive(Clone, Debug)]
 enum Test {
     Cmp(Cmp, Val),
-    In(Vec<Val>),
-    NotIn(Vec<Val>),
+    In(Values),
+    NotIn(Values),
     Exists(bool),
     /// Any of the patterns matches (contain, contain_in, regex, regex_in).
     Regex(Vec<Regex>),
@@ -68,6 +69,41 @@ enum Test {
     /// `eq` on an interned field, bound to one index: the index's shared copy of the string
     /// (`None`: no record holds it), so a match is a pointer comparison.
     Interned(Option<Arc<str>>),
+}
+
+/// The values of an `in` list: strings in a hash set (a field's string is found in one lookup,
+/// whatever the list's length), other values compared one by one.
+#[derive(Clone, Debug)]
+pub(crate) struct Values {
+    all: Vec<Val>,
+    strs: std::collections::HashSet<Arc<str>>,
+    others: Vec<Val>,
+}
+
+impl Values {
+    fn new(all: Vec<Val>) -> Values {
+        let mut strs = std::collections::HashSet::new();
+        let mut others = Vec::new();
+        for v in &all {
+            match v {
+                Val::Str(s) => {
+                    strs.insert(s.clone());
+                }
+                other => others.push(other.clone()),
+            }
+        }
+        Values { all, strs, others }
+    }
+
+    /// Whether the field equals one of the values as a query compares (a string only ever
+    /// equals a string with the same bytes).
+    fn any_eq(&self, v: &Val) -> bool {
+        match v {
+            Val::Str(s) => self.strs.contains(s),
+            Val::Arr(_) => self.all.iter().any(|q| cmp_matches(Cmp::Eq, v, q)),
+            _ => self.others.iter().any(|q| cmp_matches(Cmp::Eq, v, q)),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -94,7 +130,11 @@ fn py_type(v: &Value) -> &'static str {
 }
 
 /// Validates and compiles one condition.
-pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Condition, Error> {
+pub(crate) fn parse_condition(
+    raw: &Value,
+    now: DateTime<Utc>,
+    budget: &Budget<'_>,
+) -> Result<Condition, Error> {
     let Some(c) = raw.as_object() else {
         return Err(Error::invalid_parameter_type("query.filter", "dict"));
     };
@@ -143,6 +183,9 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
             "Filter condition should have key, value and operator.",
         ));
     };
+    budget
+        .charge_values(operator, value)
+        .map_err(Error::db_query)?;
 
     // Resolver-specific checks, still outside the query's try block.
     let mut pre_value: Option<Val> = None;
@@ -195,19 +238,15 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
             Value::Array(a) => a.iter().collect::<Vec<_>>(),
             v => vec![v],
         };
-        let mut compiled = Vec::new();
+        let mut strings = Vec::with_capacity(patterns.len());
         for p in patterns {
             let Value::String(p) = p else {
                 return Err(Error::db_query("$regex has to be a string"));
             };
-            compiled.push(
-                RegexBuilder::new(p)
-                    .case_insensitive(true)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| Error::db_query(format!("Regular expression is invalid: {e}")))?,
-            );
+            strings.push(p.clone());
         }
+        // One expression for all the patterns: one automaton, one pass per value.
+        let compiled = compile(budget, &strings)?.into_iter().collect();
         return Ok(Condition {
             path: FieldPath::resolve(key).ok(),
             test: Test::Regex(compiled),
@@ -240,9 +279,9 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
                 .transpose()?;
             let items = items.unwrap_or_default();
             if operator == "in" {
-                Test::In(items)
+                Test::In(Values::new(items))
             } else {
-                Test::NotIn(items)
+                Test::NotIn(Values::new(items))
             }
         }
         "exists" => Test::Exists(value.as_bool().unwrap_or(false)),
@@ -258,12 +297,7 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
                     let mut equal = Vec::new();
                     for v in values {
                         match v {
-                            Value::String(s) => patterns.push(
-                                RegexBuilder::new(&regex::escape(s))
-                                    .case_insensitive(true)
-                                    .build()
-                                    .map_err(|e| Error::db_query(e.to_string()))?,
-                            ),
+                            Value::String(s) => patterns.push(regex::escape(s)),
                             // Dynamic (dict) fields compare other values by equality.
                             other if ty == FieldType::Dict => {
                                 equal.push(Val::from_proto_json(other))
@@ -277,9 +311,21 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
                         }
                     }
                     match (negate, equal.is_empty()) {
-                        (false, true) => Test::Regex(patterns),
-                        (true, true) => Test::NotRegex(patterns),
-                        (false, false) if patterns.is_empty() => Test::In(equal),
+                        (false, true) => {
+                            Test::Regex(compile(budget, &patterns)?.into_iter().collect())
+                        }
+                        // Each pattern on its own: the test is that one of them does not match.
+                        (true, true) => Test::NotRegex({
+                            budget
+                                .check_pattern_bytes(&patterns)
+                                .map_err(Error::db_query)?;
+                            patterns
+                                .chunks(1)
+                                .map(|p| compile(budget, p))
+                                .filter_map(Result::transpose)
+                                .collect::<Result<_, _>>()?
+                        }),
+                        (false, false) if patterns.is_empty() => Test::In(Values::new(equal)),
                         _ => return Err(Error::db_query("$not needs a regex or a document")),
                     }
                 }
@@ -289,7 +335,9 @@ pub(crate) fn parse_condition(raw: &Value, now: DateTime<Utc>) -> Result<Conditi
                     if negate {
                         return Err(Error::db_query("$not needs a regex or a document"));
                     }
-                    Test::In(values.into_iter().map(coerce).collect::<Result<_, _>>()?)
+                    Test::In(Values::new(
+                        values.into_iter().map(coerce).collect::<Result<_, _>>()?,
+                    ))
                 }
             }
         }
@@ -418,9 +466,24 @@ fn rank_bracket(v: &Val) -> Bracket {
     }
 }
 
+/// One case-insensitive expression matching when any of `patterns` does (`None` for no patterns),
+/// within the request's regex budgets.
+fn compile(budget: &Budget<'_>, patterns: &[String]) -> Result<Option<Regex>, Error> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    match budget.compile(patterns) {
+        Ok(re) => Ok(Some(re)),
+        Err(Ok(limit)) => Err(Error::db_query(limit)),
+        Err(Err(invalid)) => Err(Error::db_query(format!(
+            "Regular expression is invalid: {invalid}"
+        ))),
+    }
+}
+
 fn regex_any(field: &Val, patterns: &[Regex]) -> bool {
     match field {
-        Val::Str(s) => patterns.iter().any(|p| p.is_match(s)),
+        Val::Str(s) => patterns.iter().any(|p| p.is_match(s.as_ref())),
         Val::Arr(items) => items.iter().any(|i| regex_any(i, patterns)),
         _ => false,
     }
@@ -450,16 +513,14 @@ impl Condition {
             }
             if let (Field::Status, Test::In(items)) = (path.field, &self.test) {
                 let s = r.status.as_str();
-                return items
-                    .iter()
-                    .any(|i| matches!(i, Val::Str(q) if q.as_ref() == s));
+                return items.strs.contains(s);
             }
         }
         let v = r.get(path);
         match &self.test {
             Test::Cmp(op, q) => cmp_matches(*op, &v, q),
-            Test::In(items) => items.iter().any(|q| cmp_matches(Cmp::Eq, &v, q)),
-            Test::NotIn(items) => !items.iter().any(|q| cmp_matches(Cmp::Eq, &v, q)),
+            Test::In(items) => items.any_eq(&v),
+            Test::NotIn(items) => !items.any_eq(&v),
             Test::Exists(want) => !matches!(v, Val::Missing) == *want,
             Test::Regex(p) => regex_any(&v, p),
             Test::NotRegex(p) => p
@@ -504,7 +565,34 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// Units of work one test costs (for the time budget's clock).
+    fn cost(&self) -> usize {
+        match &self.test {
+            Test::In(v) | Test::NotIn(v) => match &v.others.len() {
+                0 => 1,
+                n => *n,
+            },
+            // A PikeVM's work per byte grows with its automaton.
+            Test::Regex(p) | Test::NotRegex(p) => p.iter().fold(0, |n: usize, r| {
+                n.saturating_add(r.memory_usage() / 256).saturating_add(1)
+            }),
+            Test::ElemMatch(p) => p.len(),
+            _ => 0,
+        }
+        .saturating_add(1)
+    }
+}
+
 impl Filter {
+    /// Units of work testing one record costs (at least 1).
+    pub(crate) fn cost(&self) -> usize {
+        self.and
+            .iter()
+            .chain(&self.or)
+            .fold(1, |n: usize, c| n.saturating_add(c.cost()))
+    }
+
     /// The same filter with string equalities on interned fields resolved against `index`.
     pub(crate) fn bound(&self, index: &Index) -> Filter {
         Filter {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Map;
 
 use crate::filter::Filter;
+use crate::limits::Budget;
 use crate::model::{Field, FieldPath, Job, JobStatus};
 use crate::time::{Millis, from_millis, to_millis};
 use crate::value::Val;
@@ -39,7 +40,9 @@ pub(crate) struct Rec {
 fn status_str(s: JobStatus) -> Arc<str> {
     static STRS: std::sync::OnceLock<[Arc<str>; 5]> = std::sync::OnceLock::new();
     let strs = STRS.get_or_init(|| JobStatus::ALL.map(|s| Arc::from(s.as_str())));
-    strs[s as usize].clone()
+    strs.get(s as usize)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(s.as_str()))
 }
 
 fn time(ms: Millis) -> Val {
@@ -314,8 +317,13 @@ impl<'a> Plan<'a> {
         Some(self.index.by_created.get(&key).unwrap_or(&NO_SLOTS))
     }
 
-    /// The admitted slots.
-    pub(crate) fn into_slots(self) -> impl Iterator<Item = u32> + 'a {
+    /// The admitted slots. Each candidate visited counts against the budget's clock; the scan
+    /// stops early once the time is up (the caller then asks [`Budget::check_time`]).
+    pub(crate) fn into_slots<'b>(self, budget: &'b Budget<'_>) -> impl Iterator<Item = u32> + 'b
+    where
+        'a: 'b,
+    {
+        let cost = self.rest.cost();
         let every =
             (!self.nothing && self.slots.is_none()).then(|| 0..to_u32(self.index.slots.len()));
         let listed = self
@@ -326,6 +334,7 @@ impl<'a> Plan<'a> {
             .into_iter()
             .flatten()
             .chain(listed.into_iter().flatten())
+            .take_while(move |_| budget.tick(cost))
             .filter(move |&s| self.admits(s))
     }
 }
@@ -378,7 +387,7 @@ impl Index {
         if let Some(&slot) = self.by_key.get(&key) {
             // Domain and data source are immutable on the cluster, but a replayed or hand-made
             // record may still move between posting lists.
-            if let Some(old) = self.slots[slot as usize].take() {
+            if let Some(old) = self.slots.get_mut(slot as usize).and_then(Option::take) {
                 for p in Posted::ALL {
                     if !Arc::ptr_eq(p.of(&old), p.of(&rec)) {
                         self.unpost(p, p.of(&old), slot);
@@ -393,8 +402,7 @@ impl Index {
             } else {
                 self.order(&rec, slot, true);
             }
-            self.hot[slot as usize] = Hot::of(&rec);
-            self.slots[slot as usize] = Some(rec);
+            self.put(slot, rec);
             return;
         }
         let slot = match self.free.pop() {
@@ -403,15 +411,14 @@ impl Index {
                 self.slots.push(None);
                 self.positions.push([0; 3]);
                 self.hot.push(Hot::default());
-                to_u32(self.slots.len() - 1)
+                to_u32(self.slots.len().saturating_sub(1))
             }
         };
         for p in Posted::ALL {
             self.post(p, p.of(&rec).clone(), slot);
         }
         self.order(&rec, slot, true);
-        self.hot[slot as usize] = Hot::of(&rec);
-        self.slots[slot as usize] = Some(rec);
+        self.put(slot, rec);
         self.by_key.insert(key, slot);
     }
 
@@ -420,13 +427,15 @@ impl Index {
         let Some(slot) = self.by_key.remove(&key) else {
             return false;
         };
-        if let Some(old) = self.slots[slot as usize].take() {
+        if let Some(old) = self.slots.get_mut(slot as usize).and_then(Option::take) {
             for p in Posted::ALL {
                 self.unpost(p, p.of(&old), slot);
             }
             self.order(&old, slot, false);
         }
-        self.hot[slot as usize] = Hot::default();
+        if let Some(h) = self.hot.get_mut(slot as usize) {
+            *h = Hot::default();
+        }
         self.free.push(slot);
         true
     }
@@ -449,34 +458,73 @@ impl Index {
         }
     }
 
+    /// Stores a record (and its packed fields) in an allocated slot.
+    fn put(&mut self, slot: u32, rec: Rec) {
+        if let Some(h) = self.hot.get_mut(slot as usize) {
+            *h = Hot::of(&rec);
+        }
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = Some(rec);
+        }
+    }
+
+    fn postings_of(&self, p: Posted) -> &HashMap<Arc<str>, Vec<u32>> {
+        let [ns, domain, source] = &self.postings;
+        match p {
+            Posted::Namespace => ns,
+            Posted::Domain => domain,
+            Posted::DataSource => source,
+        }
+    }
+
+    fn postings_of_mut(&mut self, p: Posted) -> &mut HashMap<Arc<str>, Vec<u32>> {
+        let [ns, domain, source] = &mut self.postings;
+        match p {
+            Posted::Namespace => ns,
+            Posted::Domain => domain,
+            Posted::DataSource => source,
+        }
+    }
+
+    fn position_mut(&mut self, slot: u32, p: Posted) -> Option<&mut u32> {
+        self.positions.get_mut(slot as usize)?.get_mut(p as usize)
+    }
+
     fn post(&mut self, p: Posted, value: Arc<str>, slot: u32) {
-        let list = self.postings[p as usize].entry(value).or_default();
+        let list = self.postings_of_mut(p).entry(value).or_default();
         list.push(slot);
-        self.positions[slot as usize][p as usize] = to_u32(list.len() - 1);
+        let at = to_u32(list.len().saturating_sub(1));
+        if let Some(pos) = self.position_mut(slot, p) {
+            *pos = at;
+        }
     }
 
     fn unpost(&mut self, p: Posted, value: &Arc<str>, slot: u32) {
-        let Some(list) = self.postings[p as usize].get_mut(value) else {
+        let Some(at) = self.position_mut(slot, p).map(|a| *a as usize) else {
             return;
         };
-        let at = self.positions[slot as usize][p as usize] as usize;
+        let Some(list) = self.postings_of_mut(p).get_mut(value) else {
+            return;
+        };
         if list.get(at) != Some(&slot) {
             return;
         }
         list.swap_remove(at);
-        if let Some(&moved) = list.get(at) {
-            self.positions[moved as usize][p as usize] = to_u32(at);
+        let moved = list.get(at).copied();
+        let empty = list.is_empty();
+        if let Some(moved) = moved
+            && let Some(pos) = self.position_mut(moved, p)
+        {
+            *pos = to_u32(at);
         }
-        if list.is_empty() {
-            self.postings[p as usize].remove(value);
+        if empty {
+            self.postings_of_mut(p).remove(value);
         }
     }
 
     /// The slots holding `value` in field `p` (empty when none does).
     pub(crate) fn posting(&self, p: Posted, value: &str) -> &[u32] {
-        self.postings[p as usize]
-            .get(value)
-            .map_or(&[], Vec::as_slice)
+        self.postings_of(p).get(value).map_or(&[], Vec::as_slice)
     }
 
     pub(crate) fn slot(&self, slot: u32) -> Option<&Rec> {
@@ -484,13 +532,17 @@ impl Index {
     }
 
     /// Records in `scope` that the bound `filter` admits (see [`Index::plan`]).
-    pub(crate) fn matching<'a>(
+    pub(crate) fn matching<'a, 'b>(
         &'a self,
         scope: &Scope,
         filter: &Filter,
-    ) -> impl Iterator<Item = &'a Rec> + 'a {
+        budget: &'b Budget<'_>,
+    ) -> impl Iterator<Item = &'a Rec> + 'b
+    where
+        'a: 'b,
+    {
         self.plan(scope, filter)
-            .into_slots()
+            .into_slots(budget)
             .filter_map(move |s| self.slot(s))
     }
 
@@ -569,7 +621,7 @@ impl Index {
 
     /// Every record named `job_id`, one per namespace that holds one.
     pub(crate) fn named<'a>(&'a self, job_id: &'a str) -> impl Iterator<Item = &'a Rec> + 'a {
-        self.postings[Posted::Namespace as usize]
+        self.postings_of(Posted::Namespace)
             .keys()
             .filter_map(move |ns| self.rec(ns, job_id))
     }
@@ -602,6 +654,9 @@ impl Index {
     }
 
     /// Heap bytes held, estimated from the layout (reported in docs/performance.md and metrics).
+    // Sums and multiples of the sizes of live allocations, each at most isize::MAX bytes: the
+    // estimate cannot overflow a usize on any index that fits in memory.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn approx_heap_bytes(&self) -> usize {
         fn val_bytes(v: &Val) -> usize {
             match v {

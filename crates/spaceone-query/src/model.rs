@@ -155,7 +155,8 @@ impl FieldPath {
         let field = Field::parse(head).ok_or_else(|| format!("Cannot resolve field \"{head}\""))?;
         let sub: Vec<String> = parts.map(str::to_string).collect();
         if !sub.is_empty() && field != Field::Options {
-            return Err(format!("Cannot resolve field \"{}\"", sub[0]));
+            let first = sub.first().map_or("", String::as_str);
+            return Err(format!("Cannot resolve field \"{first}\""));
         }
         Ok(FieldPath { field, sub })
     }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::index::{Index, Scope};
+use crate::limits::Limits;
 use crate::model::{Job, JobStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,15 +139,21 @@ pub fn load_jobs(text: &str) -> Result<Vec<Job>, String> {
 }
 
 /// The REST response body and the exit status (0, or 1 for a SpaceONE error).
-pub fn run(verb: Verb, jobs: Vec<Job>, request: &Value, now: DateTime<Utc>) -> (String, i32) {
+pub fn run(
+    verb: Verb,
+    jobs: Vec<Job>,
+    request: &Value,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> (String, i32) {
     let mut index = Index::new();
     for j in jobs {
         index.upsert(j);
     }
     let scope = Scope::all();
     let result = match verb {
-        Verb::List => crate::api::list(&index, &scope, request, now),
-        Verb::Stat => crate::api::stat(&index, &scope, request, now),
+        Verb::List => crate::api::list(&index, &scope, request, now, limits),
+        Verb::Stat => crate::api::stat(&index, &scope, request, now, limits),
         Verb::Get => crate::api::get(&index, &scope, request),
     };
     match result {

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 use crate::filter::{Filter, parse_condition};
 use crate::index::{Created, Index, NO_TIME, Rec, Scope};
+use crate::limits::Budget;
 use crate::model::{Field, FieldPath};
 use crate::value::Val;
 
@@ -129,7 +130,7 @@ impl Page {
         if self.limit == 0 {
             return None;
         }
-        let start = usize::try_from(self.start.max(1) - 1)
+        let start = usize::try_from(self.start.saturating_sub(1))
             .unwrap_or(usize::MAX)
             .min(len);
         let end = start
@@ -143,13 +144,14 @@ pub(crate) fn parse_filters(
     q: &Map<String, Value>,
     prefix: &str,
     now: DateTime<Utc>,
+    budget: &Budget<'_>,
 ) -> Result<Filter, Error> {
     let mut filter = Filter::default();
     for c in as_list(q.get("filter"), &format!("{prefix}filter"))? {
-        filter.and.push(parse_condition(c, now)?);
+        filter.and.push(parse_condition(c, now, budget)?);
     }
     for c in as_list(q.get("filter_or"), &format!("{prefix}filter_or"))? {
-        filter.or.push(parse_condition(c, now)?);
+        filter.or.push(parse_condition(c, now, budget)?);
     }
     Ok(filter)
 }
@@ -193,7 +195,11 @@ pub(crate) fn parse_sort(v: Option<&Value>) -> Result<Vec<SortKey>, Error> {
     }
 }
 
-pub(crate) fn parse_query(v: &Value, now: DateTime<Utc>) -> Result<Query, Error> {
+pub(crate) fn parse_query(
+    v: &Value,
+    now: DateTime<Utc>,
+    budget: &Budget<'_>,
+) -> Result<Query, Error> {
     let q = as_object(v, "query")?;
     check_fields(
         q,
@@ -214,7 +220,7 @@ pub(crate) fn parse_query(v: &Value, now: DateTime<Utc>) -> Result<Query, Error>
     {
         return Err(Error::invalid_parameter_type("query.keyword", "str"));
     }
-    let filter = parse_filters(q, "query.", now)?;
+    let filter = parse_filters(q, "query.", now, budget)?;
     let sort = parse_sort(q.get("sort"))?;
     let page = parse_page(q.get("page"), "query.page")?;
     let minimal = as_bool(q.get("minimal"), "query.minimal")?;
@@ -347,11 +353,16 @@ fn order<'a>(
             if desc { o.reverse() } else { o }
         };
         let cmp = keyed_cmp(index, desc);
-        if let Some(end) = end.filter(|e| *e > 0 && *e < keyed.len()) {
+        // `end` in 1..len: the index of the last row kept.
+        let nth = end
+            .filter(|e| *e < keyed.len())
+            .and_then(|e| e.checked_sub(1));
+        if let Some(nth) = nth {
             // Many rows can share a key (creation times have one-second resolution): select
             // by key alone, then order only the rows tied with the last one kept.
-            keyed.select_nth_unstable_by(end - 1, by_key);
-            let last = keyed[end - 1];
+            keyed.select_nth_unstable_by(nth, by_key);
+        }
+        if let (Some(end), Some(&last)) = (end, nth.and_then(|n| keyed.get(n))) {
             let (mut kept, mut tied): (Vec<_>, Vec<_>) = (Vec::with_capacity(end), Vec::new());
             for k in keyed {
                 match by_key(&k, &last) {
@@ -360,7 +371,7 @@ fn order<'a>(
                     Ordering::Greater => {}
                 }
             }
-            let room = end - kept.len();
+            let room = end.saturating_sub(kept.len());
             partial_sort(&mut tied, Some(room), &cmp);
             kept.extend(tied.into_iter().take(room));
             keyed = kept;
@@ -412,8 +423,8 @@ fn partial_sort<T>(rows: &mut Vec<T>, end: Option<usize>, cmp: impl Fn(&T, &T) -
             rows.clear();
             return;
         }
-        if end < rows.len() {
-            rows.select_nth_unstable_by(end - 1, &cmp);
+        if let Some(nth) = end.checked_sub(1).filter(|_| end < rows.len()) {
+            rows.select_nth_unstable_by(nth, &cmp);
             rows.truncate(end);
         }
     }
@@ -421,7 +432,23 @@ fn partial_sort<T>(rows: &mut Vec<T>, end: Option<usize>, cmp: impl Fn(&T, &T) -
 }
 
 /// Records matching scope and filter, in query order, and the total before paging.
-pub(crate) fn run<'a>(index: &'a Index, scope: &Scope, q: &Query) -> (Vec<&'a Rec>, usize) {
+pub(crate) fn run<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    q: &Query,
+    budget: &Budget<'_>,
+) -> Result<(Vec<&'a Rec>, usize), Error> {
+    let (rows, total) = run_unchecked(index, scope, q, budget);
+    budget.check_time().map_err(Error::db_query)?;
+    Ok((rows, total))
+}
+
+fn run_unchecked<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    q: &Query,
+    budget: &Budget<'_>,
+) -> (Vec<&'a Rec>, usize) {
     let filter = q.filter.bound(index);
     let plan = index.plan(scope, &filter);
     let created_order = integer_key(&q.sort).filter(|(f, _)| *f == Field::CreatedAt);
@@ -437,7 +464,10 @@ pub(crate) fn run<'a>(index: &'a Index, scope: &Scope, q: &Query) -> (Vec<&'a Re
         }
         return (rows, total);
     }
-    let slots: Vec<u32> = plan.into_slots().collect();
+    let slots: Vec<u32> = plan.into_slots(budget).collect();
+    if budget.check_time().is_err() {
+        return (Vec::new(), 0);
+    }
     let total = slots.len();
     if q.count_only {
         return (Vec::new(), total);

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, py_repr_ordered};
 use crate::filter::Filter;
 use crate::index::{Index, Rec, Scope};
+use crate::limits::{Budget, StageUse};
 use crate::model::FieldPath;
 use crate::query::{Page, as_bool, as_list, as_object, check_fields, parse_page};
 use crate::value::Val;
@@ -176,15 +177,24 @@ enum Source<'a> {
     },
 }
 
+/// A limit's reason as a raw failure (wrapped once as ERROR_DB_QUERY).
+fn over(reason: String) -> Error {
+    raw(reason)
+}
+
 impl<'a> Source<'a> {
-    fn into_recs(self) -> Vec<&'a Rec> {
+    fn into_recs(self, budget: &Budget<'_>) -> Result<Vec<&'a Rec>, Error> {
         match self {
-            Source::Picked(recs) => recs,
+            Source::Picked(recs) => Ok(recs),
             Source::Scan {
                 index,
                 scope,
                 filter,
-            } => index.matching(scope, filter).collect(),
+            } => {
+                let recs = index.matching(scope, filter, budget).collect();
+                budget.check_time().map_err(over)?;
+                Ok(recs)
+            }
         }
     }
 }
@@ -197,13 +207,19 @@ struct Pipeline<'a> {
     ordered: bool,
     /// Names of the current group keys: later stages address them as `_id.<name>`.
     group_keys: Vec<String>,
+    budget: &'a Budget<'a>,
 }
 
 impl Pipeline<'_> {
-    fn materialize(&mut self) {
+    fn materialize(&mut self) -> Result<(), Error> {
         if let Some(recs) = self.recs.take() {
-            self.rows = recs.into_recs().into_iter().map(Row::Rec).collect();
+            self.rows = recs
+                .into_recs(self.budget)?
+                .into_iter()
+                .map(Row::Rec)
+                .collect();
         }
+        Ok(())
     }
 
     fn key_path(&self, key: &str) -> String {
@@ -221,6 +237,7 @@ pub(crate) fn stat(
     scope: &Scope,
     filter: &Filter,
     q: &Map<String, Value>,
+    budget: &Budget<'_>,
 ) -> Result<Value, Error> {
     let aggregate = as_list(q.get("aggregate"), "query.aggregate")?;
     let distinct = match q.get("distinct") {
@@ -248,7 +265,8 @@ pub(crate) fn stat(
     let ordered = aggregate.is_empty() || !starts_with_unordered_group(aggregate);
     let filter = &filter.bound(index);
     let source = if ordered {
-        let mut recs: Vec<&Rec> = index.matching(scope, filter).collect();
+        let mut recs: Vec<&Rec> = index.matching(scope, filter, budget).collect();
+        budget.check_time().map_err(Error::db_query)?;
         recs.sort_unstable_by(|a, b| a.natural_cmp(b));
         Source::Picked(recs)
     } else {
@@ -259,13 +277,16 @@ pub(crate) fn stat(
         }
     };
     let (rows, total) = if aggregate.is_empty() {
-        distinct_values(
-            &source.into_recs(),
-            distinct.as_deref().unwrap_or_default(),
-            &page,
-        )
+        source.into_recs(budget).and_then(|recs| {
+            distinct_values(
+                &recs,
+                distinct.as_deref().unwrap_or_default(),
+                &page,
+                budget,
+            )
+        })
     } else {
-        aggregate_rows(source, ordered, aggregate, &page)
+        aggregate_rows(source, ordered, aggregate, &page, budget)
     }
     .map_err(Error::rewrap_db_query)?;
     // Building the Struct answer happens after the query, outside its error wrapping.
@@ -314,24 +335,40 @@ enum Rendered {
 
 type Output = (Vec<Rendered>, Option<usize>);
 
-fn distinct_values(recs: &[&Rec], key: &str, page: &Page) -> Result<Output, Error> {
+fn distinct_values(
+    recs: &[&Rec],
+    key: &str,
+    page: &Page,
+    budget: &Budget<'_>,
+) -> Result<Output, Error> {
     let Ok(path) = FieldPath::resolve(key) else {
         return Ok((Vec::new(), None));
     };
     let mut values: Vec<Val> = Vec::new();
-    let mut push = |v: Val| {
+    let mut stage = StageUse::new(budget, "distinct");
+    let mut push = |v: Val| -> Result<(), Error> {
+        // Each new value is compared with every value kept: that is the work counted.
+        if !budget.tick(values.len()) {
+            return budget.check_time().map_err(over);
+        }
         if !matches!(v, Val::Missing)
             && !values
                 .iter()
                 .any(|x| x.eq_query(&v) && !(x.is_nullish() ^ v.is_nullish()))
         {
+            stage.reserve(1, v.approx_bytes()).map_err(over)?;
             values.push(v);
         }
+        Ok(())
     };
     for r in recs {
         match r.get(&path) {
-            Val::Arr(items) => items.into_iter().for_each(&mut push),
-            v => push(v),
+            Val::Arr(items) => {
+                for v in items {
+                    push(v)?;
+                }
+            }
+            v => push(v)?,
         }
     }
     // Python's sort() fails on mixed types and leaves the list as returned.
@@ -343,7 +380,7 @@ fn distinct_values(recs: &[&Rec], key: &str, page: &Page) -> Result<Output, Erro
     };
     if values
         .iter()
-        .all(|v| bracket(v) != 0 && bracket(v) == bracket(&values[0]))
+        .all(|v| bracket(v) != 0 && values.first().is_some_and(|f| bracket(v) == bracket(f)))
     {
         values.sort_by(|a, b| match (a, b) {
             (Val::Bool(x), y) | (y, Val::Bool(x)) if !matches!(y, Val::Bool(_)) => {
@@ -375,12 +412,14 @@ fn aggregate_rows<'a>(
     ordered: bool,
     stages: &[Value],
     page: &Page,
+    budget: &'a Budget<'a>,
 ) -> Result<Output, Error> {
     let mut p = Pipeline {
         recs: Some(recs),
         rows: Vec::new(),
         ordered,
         group_keys: Vec::new(),
+        budget,
     };
     for stage in stages {
         let Some((name, body)) = stage
@@ -390,7 +429,7 @@ fn aggregate_rows<'a>(
             return Err(Error::required_parameter(STAGES));
         };
         if name != "group" {
-            p.materialize();
+            p.materialize()?;
         }
         match name.as_str() {
             "unwind" => unwind(&mut p, body)?,
@@ -418,7 +457,7 @@ fn aggregate_rows<'a>(
             _ => return Err(Error::required_parameter(STAGES)),
         }
     }
-    p.materialize();
+    p.materialize()?;
     let total = p.rows.len();
     let (rows, total) = match page.window(total) {
         Some((s, e)) => (p.rows.drain(s..e).collect::<Vec<_>>(), Some(total)),
@@ -489,17 +528,26 @@ fn unwind(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
     let path = p.key_path(path);
     let parts: Vec<String> = path.split('.').map(str::to_string).collect();
     let mut out = Vec::new();
+    let mut stage = StageUse::new(p.budget, "unwind");
     for row in std::mem::take(&mut p.rows) {
         let value = row.get(&path);
-        let doc = row.into_doc();
         match value {
             Val::Arr(items) => {
+                let doc = row.into_doc();
+                // Checked before a single copy is made: every output row is a copy of the doc.
+                stage
+                    .reserve(items.len(), doc.approx_bytes())
+                    .map_err(over)?;
                 for item in items {
                     out.push(Row::Doc(set_path(doc.clone(), &parts, item)));
                 }
             }
             Val::Missing | Val::Null => {}
-            _ => out.push(Row::Doc(doc)),
+            _ => {
+                let doc = row.into_doc();
+                stage.reserve(1, doc.approx_bytes()).map_err(over)?;
+                out.push(Row::Doc(doc));
+            }
         }
     }
     p.rows = out;
@@ -699,6 +747,7 @@ struct Groups<'s> {
     fast: Vec<(usize, usize)>,
     index: HashMap<Key, usize>,
     groups: Vec<(Vec<Val>, Vec<Acc>)>,
+    stage: StageUse<'s, 's>,
 }
 
 impl Groups<'_> {
@@ -742,10 +791,24 @@ impl Groups<'_> {
         if let Some(i) = self.index.get(&key) {
             return Ok(*i);
         }
+        // A new group: its key twice (the list and the map) and its accumulators.
+        let key_bytes = key
+            .0
+            .iter()
+            .fold(0, |n: usize, v| n.saturating_add(v.approx_bytes()));
+        self.stage
+            .reserve(
+                1,
+                key_bytes
+                    .saturating_mul(2)
+                    .saturating_add(self.specs.len().saturating_mul(std::mem::size_of::<Acc>())),
+            )
+            .map_err(over)?;
+        let slot = self.groups.len();
         self.groups
             .push((key.0.clone(), self.specs.iter().map(new_acc).collect()));
-        self.index.insert(key, self.groups.len() - 1);
-        Ok(self.groups.len() - 1)
+        self.index.insert(key, slot);
+        Ok(slot)
     }
 }
 
@@ -815,14 +878,21 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         fast: Vec::new(),
         index: HashMap::new(),
         groups: Vec::new(),
+        stage: StageUse::new(p.budget, "group"),
     };
+    let budget = p.budget;
     // Plain counts need no per-row dispatch: the hot loop just bumps them.
     let plain_counts = specs
         .iter()
         .all(|s| s.op == "count" && s.conditions.is_empty());
     let add = |g: &mut Groups<'_>, row: &Row<'_>| -> Result<(), Error> {
+        if !budget.tick(1) {
+            return budget.check_time().map_err(over);
+        }
         let slot = g.slot(row)?;
-        let accs = &mut g.groups[slot].1;
+        let Some((_, accs)) = g.groups.get_mut(slot) else {
+            return Err(raw("group lost"));
+        };
         if plain_counts {
             for acc in accs.iter_mut() {
                 if let Acc::Count(n) = acc {
@@ -832,7 +902,7 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             return Ok(());
         }
         for (spec, acc) in g.specs.iter().zip(accs.iter_mut()) {
-            accumulate(spec, acc, row)?;
+            accumulate(spec, acc, row, &mut g.stage)?;
         }
         Ok(())
     };
@@ -847,9 +917,10 @@ fn group(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             scope,
             filter,
         }) => {
-            for r in index.matching(scope, filter) {
+            for r in index.matching(scope, filter, budget) {
                 add(&mut g, &Row::Rec(r))?;
             }
+            budget.check_time().map_err(over)?;
         }
         None => {
             for row in &p.rows {
@@ -929,7 +1000,12 @@ fn conditions_hold(spec: &GroupField, row: &Row<'_>) -> bool {
     })
 }
 
-fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Error> {
+fn accumulate(
+    spec: &GroupField,
+    acc: &mut Acc,
+    row: &Row<'_>,
+    stage: &mut StageUse<'_, '_>,
+) -> Result<(), Error> {
     let value = || spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
     let holds = spec.conditions.is_empty() || conditions_hold(spec, row);
     match acc {
@@ -947,7 +1023,7 @@ fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Err
             let v = if holds { value() } else { Val::Int(0) };
             if let Some(f) = v.as_f64() {
                 *s += f;
-                *n += 1;
+                *n = n.saturating_add(1);
             }
         }
         Acc::Max(m) | Acc::Min(m) => {
@@ -981,6 +1057,7 @@ fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Err
             if spec.push_fields.is_empty() {
                 let v = value();
                 if !matches!(v, Val::Missing) {
+                    stage.add_bytes(v.approx_bytes()).map_err(over)?;
                     items.push(v);
                 }
             } else {
@@ -992,18 +1069,29 @@ fn accumulate(spec: &GroupField, acc: &mut Acc, row: &Row<'_>) -> Result<(), Err
                         obj.push((Arc::from(name.as_str()), v));
                     }
                 }
-                items.push(Val::Obj(obj));
+                let v = Val::Obj(obj);
+                stage.add_bytes(v.approx_bytes()).map_err(over)?;
+                items.push(v);
             }
         }
         Acc::Set(items) => {
             let v = value();
+            // Each value is compared with every value kept: that is the work counted.
+            if !stage.tick(items.len()) {
+                return Err(over(stage.time_exceeded()));
+            }
             if !matches!(v, Val::Missing) && !items.iter().any(|x| x.cmp_bson(&v).is_eq()) {
+                stage.add_bytes(v.approx_bytes()).map_err(over)?;
                 items.push(v);
             }
         }
         Acc::Merge(fields) => match value() {
             Val::Obj(o) => {
+                if !stage.tick(fields.len().saturating_mul(o.len())) {
+                    return Err(over(stage.time_exceeded()));
+                }
                 for (k, v) in o {
+                    stage.add_bytes(v.approx_bytes()).map_err(over)?;
                     match fields.iter_mut().find(|(fk, _)| *fk == k) {
                         Some(slot) => slot.1 = v,
                         None => fields.push((k, v)),
@@ -1104,10 +1192,17 @@ fn sort(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             as_bool(em.get("desc"), "aggregate.sort.desc")?,
         ));
     }
-    let mut decorated: Vec<(Vec<Val>, Row<'_>)> = std::mem::take(&mut p.rows)
-        .into_iter()
-        .map(|r| (keys.iter().map(|(k, _)| r.get(k)).collect(), r))
-        .collect();
+    let mut stage = StageUse::new(p.budget, "sort");
+    let mut decorated: Vec<(Vec<Val>, Row<'_>)> = Vec::with_capacity(p.rows.len());
+    for r in std::mem::take(&mut p.rows) {
+        let k: Vec<Val> = keys.iter().map(|(k, _)| r.get(k)).collect();
+        let bytes = k
+            .iter()
+            .fold(0, |n: usize, v| n.saturating_add(v.approx_bytes()));
+        stage.reserve(1, bytes).map_err(over)?;
+        decorated.push((k, r));
+    }
+    // The sort itself is not interruptible; its input is bounded by max_stage_rows.
     decorated.sort_by(|(a, _), (b, _)| {
         for ((x, y), (_, desc)) in a.iter().zip(b).zip(&keys) {
             let o = x.cmp_bson(y);
@@ -1176,6 +1271,7 @@ fn project(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
         rules.push((name, p.key_path(&key), op));
     }
     let mut out = Vec::with_capacity(p.rows.len());
+    let mut stage = StageUse::new(p.budget, "project");
     for row in std::mem::take(&mut p.rows) {
         let mut fields: Vec<(Arc<str>, Val)> = Vec::new();
         if !exclude {
@@ -1203,7 +1299,9 @@ fn project(p: &mut Pipeline<'_>, body: &Value) -> Result<(), Error> {
             };
             fields.push((Arc::from(name.as_str()), v));
         }
-        out.push(Row::Doc(Val::Obj(fields)));
+        let doc = Val::Obj(fields);
+        stage.reserve(1, doc.approx_bytes()).map_err(over)?;
+        out.push(Row::Doc(doc));
     }
     p.rows = out;
     if exclude {

@@ -26,36 +26,25 @@ pub fn render_info(ms: Millis) -> String {
 }
 
 /// [`render_info`] into `buf` without allocating, for years 0 to 9999 (`None` otherwise).
-/// The civil date comes from days since the epoch by Howard Hinnant's `civil_from_days`.
 pub fn write_info(ms: Millis, buf: &mut [u8; 24]) -> Option<&str> {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let mut put = |at: usize, n: i64, width: usize| {
+    let t = from_millis(ms)?;
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let fields = [
+        (0_usize, year, 4_usize),
+        (5, t.month(), 2),
+        (8, t.day(), 2),
+        (11, t.hour(), 2),
+        (14, t.minute(), 2),
+        (17, t.second(), 2),
+        (20, t.timestamp_subsec_millis(), 3),
+    ];
+    for (at, n, width) in fields {
         let mut n = n;
-        for i in (0..width).rev() {
-            buf[at + i] = b'0' + (n % 10) as u8;
+        for b in buf.get_mut(at..at.checked_add(width)?)?.iter_mut().rev() {
+            *b = b'0'.checked_add(u8::try_from(n % 10).ok()?)?;
             n /= 10;
         }
-    };
-    put(0, year, 4);
-    put(5, month, 2);
-    put(8, day, 2);
-    put(11, in_day / 3_600_000, 2);
-    put(14, in_day / 60_000 % 60, 2);
-    put(17, in_day / 1000 % 60, 2);
-    put(20, in_day % 1000, 3);
+    }
     for (at, c) in [
         (4, b'-'),
         (7, b'-'),
@@ -65,7 +54,7 @@ pub fn write_info(ms: Millis, buf: &mut [u8; 24]) -> Option<&str> {
         (19, b'.'),
         (23, b'Z'),
     ] {
-        buf[at] = c;
+        *buf.get_mut(at)? = c;
     }
     std::str::from_utf8(buf).ok()
 }
@@ -110,33 +99,37 @@ pub fn isoparse(s: &str) -> Option<Millis> {
     let time_part = chars.as_str();
     let (time, offset) = parse_time_and_offset(time_part)?;
     let naive = NaiveDateTime::new(date, time);
-    Some(to_millis(Utc.from_utc_datetime(&naive)) - i64::from(offset) * 60_000)
+    to_millis(Utc.from_utc_datetime(&naive)).checked_sub(i64::from(offset).checked_mul(60_000)?)
 }
 
 fn split_date(s: &str) -> Option<(NaiveDate, Option<&str>)> {
+    // Every slice goes through `get`: a non-ASCII character anywhere must give `None`, never a
+    // slice inside a UTF-8 sequence. Once a prefix is checked to be ASCII digits, its end is a
+    // character boundary.
     let b = s.as_bytes();
-    if b.len() < 4 || !digits(&s[..4]) {
-        return None;
-    }
-    let year: i32 = s[..4].parse().ok()?;
+    let year: i32 = num(s.get(..4)?)?.try_into().ok()?;
     if b.len() == 4 {
         return Some((NaiveDate::from_ymd_opt(year, 1, 1)?, None));
     }
-    if b[4] == b'-' {
+    if b.get(4) == Some(&b'-') {
         let month = num(s.get(5..7)?)?;
         if b.len() == 7 {
             return Some((NaiveDate::from_ymd_opt(year, month, 1)?, None));
         }
         if b.get(7) != Some(&b'-') {
-            return Some((NaiveDate::from_ymd_opt(year, month, 1)?, Some(&s[7..])));
+            return Some((NaiveDate::from_ymd_opt(year, month, 1)?, Some(s.get(7..)?)));
         }
         let day = num(s.get(8..10)?)?;
-        let rest = if b.len() > 10 { Some(&s[10..]) } else { None };
+        let rest = if b.len() > 10 {
+            Some(s.get(10..)?)
+        } else {
+            None
+        };
         return Some((NaiveDate::from_ymd_opt(year, month, day)?, rest));
     }
     let month = num(s.get(4..6)?)?;
     let day = num(s.get(6..8)?)?;
-    let rest = if b.len() > 8 { Some(&s[8..]) } else { None };
+    let rest = if b.len() > 8 { Some(s.get(8..)?) } else { None };
     Some((NaiveDate::from_ymd_opt(year, month, day)?, rest))
 }
 
@@ -148,16 +141,20 @@ fn parse_time_and_offset(s: &str) -> Option<(NaiveTime, i32)> {
         "Z" | "z" => 0,
         _ => {
             let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let body = tz[1..].replace(':', "");
+            // `tz` starts with one ASCII character; the body may hold anything, so it is sliced
+            // with `get` (a non-ASCII body fails `num`, never panics).
+            let body = tz.get(1..)?.replace(':', "");
             let (h, m) = match body.len() {
                 2 => (num(&body)?, 0),
-                4 => (num(&body[..2])?, num(&body[2..])?),
+                4 => (num(body.get(..2)?)?, num(body.get(2..)?)?),
                 _ => return None,
             };
             if h > 23 || m > 59 {
                 return None;
             }
-            sign * (h as i32 * 60 + m as i32)
+            // h <= 23 and m <= 59: no overflow.
+            let minutes = i32::try_from(h.checked_mul(60)?.checked_add(m)?).ok()?;
+            minutes.checked_mul(sign)?
         }
     };
     let (hms, frac) = match time.split_once(['.', ',']) {
@@ -175,7 +172,7 @@ fn parse_time_and_offset(s: &str) -> Option<(NaiveTime, i32)> {
     if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.len() != 2) {
         return None;
     }
-    let h = num(parts[0])?;
+    let h = num(parts.first()?)?;
     let m = parts.get(1).map_or(Some(0), |p| num(p))?;
     let sec = parts.get(2).map_or(Some(0), |p| num(p))?;
     let micros = match frac {
@@ -232,7 +229,9 @@ pub fn parse_timediff(value: &str, now: DateTime<Utc>) -> Option<Millis> {
         Some(match b {
             "now" => now,
             "now/d" => midnight,
-            "now/w" => midnight - Duration::days(i64::from(now.weekday().num_days_from_monday())),
+            "now/w" => midnight.checked_sub_signed(Duration::try_days(i64::from(
+                now.weekday().num_days_from_monday(),
+            ))?)?,
             "now/m" => Utc.from_utc_datetime(
                 &NaiveDate::from_ymd_opt(now.year(), now.month(), 1)?.and_time(NaiveTime::MIN),
             ),
@@ -250,7 +249,7 @@ pub fn parse_timediff(value: &str, now: DateTime<Utc>) -> Option<Millis> {
         if !matches!(unit, "d" | "w" | "m") {
             return None;
         }
-        (format!("now/{unit}"), &r[1..])
+        (format!("now/{unit}"), r.get(1..)?)
     } else {
         ("now".to_string(), s.strip_prefix("now")?)
     };
@@ -263,7 +262,7 @@ pub fn parse_timediff(value: &str, now: DateTime<Utc>) -> Option<Millis> {
     let rest = chars.as_str();
     let rest = rest.strip_prefix(char::is_whitespace).unwrap_or(rest);
     let unit = rest.chars().last()?;
-    let n = &rest[..rest.len() - unit.len_utf8()];
+    let n = rest.strip_suffix(unit)?;
     if !digits(n) {
         return None;
     }
@@ -308,7 +307,7 @@ pub fn date_to_string(ms: Millis, format: &str) -> Result<String, String> {
             'S' => out.push_str(&format!("{:02}", t.second())),
             'L' => out.push_str(&format!("{:03}", t.timestamp_subsec_millis())),
             'j' => out.push_str(&format!("{:03}", t.ordinal())),
-            'w' => out.push_str(&format!("{}", t.weekday().num_days_from_sunday() + 1)),
+            'w' => out.push_str(&format!("{}", t.weekday().number_from_sunday())),
             'u' => out.push_str(&format!("{}", t.weekday().number_from_monday())),
             'U' => out.push_str(&t.format("%U").to_string()),
             'V' => out.push_str(&format!("{:02}", t.iso_week().week())),
@@ -330,6 +329,13 @@ pub fn date_to_string(ms: Millis, format: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )]
     use super::*;
 
     #[test]
@@ -402,6 +408,41 @@ mod tests {
         ] {
             assert_eq!(isoparse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn non_ascii_never_panics() {
+        // Each slices inside a multi-byte character at a position the parser used to index.
+        for bad in [
+            "abcé",
+            "é",
+            "2024é",
+            "202é-01-01",
+            "2024-é1-01",
+            "2024-01é",
+            "2024-01-é1",
+            "2024-01-01é",
+            "2024-01-01T10:00+1é1",
+            "2024-01-01T10:00-éé",
+            "2024-01-01T10:00+0é",
+            "2024-01-01T10:00:00.é",
+            "2024-01-01T1é:00",
+            "2024é101",
+            "202401é1",
+            "20240101é10000",
+            "now/é",
+            "now - 1é",
+            "\u{10ffff}\u{10ffff}\u{10ffff}",
+        ] {
+            assert_eq!(isoparse(bad), None, "{bad}");
+            assert_eq!(lenient_parse(bad), None, "{bad}");
+            assert_eq!(parse_timediff(bad, Utc::now()), None, "{bad}");
+        }
+        // A non-ASCII separator is still a separator, as dateutil's isoparse accepts any.
+        assert_eq!(
+            isoparse("2024-01-03é09:30"),
+            Some(at("2024-01-03T09:30:00Z"))
+        );
     }
 
     #[test]

@@ -38,6 +38,24 @@ impl Val {
         }
     }
 
+    /// Approximate heap and inline bytes of the value, counted conservatively: shared strings
+    /// (`Arc`) as if each copy owned them.
+    pub fn approx_bytes(&self) -> usize {
+        const VAL: usize = std::mem::size_of::<Val>();
+        match self {
+            Val::Str(s) => VAL.saturating_add(s.len()),
+            Val::Arr(a) => a
+                .iter()
+                .fold(VAL, |n: usize, x| n.saturating_add(x.approx_bytes())),
+            Val::Obj(o) => o.iter().fold(VAL, |n: usize, (k, x)| {
+                n.saturating_add(16)
+                    .saturating_add(k.len())
+                    .saturating_add(x.approx_bytes())
+            }),
+            _ => VAL,
+        }
+    }
+
     /// MongoDB's canonical type rank (BSON comparison order).
     fn rank(&self) -> u8 {
         match self {

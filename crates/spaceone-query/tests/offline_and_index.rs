@@ -1,10 +1,19 @@
 //! The offline command's loading and answers, the index's bookkeeping, and the error type's
 //! transport mapping.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use spaceone_query::offline::{Verb, load_jobs, run};
-use spaceone_query::{Error, GrpcCode, Index, Job, JobStatus, Scope, api};
+use spaceone_query::{Error, GrpcCode, Index, Job, JobStatus, Limits, Scope, api};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 6, 12, 0, 0)
@@ -122,6 +131,7 @@ fn run_prints_the_answer_or_the_error_with_its_exit_status() {
         jobs.clone(),
         &json!({"domain_id": "domain-1", "query": {"page": {"limit": 1}}}),
         now(),
+        &Limits::default(),
     );
     assert_eq!(code, 0);
     let body: Value = serde_json::from_str(&out).unwrap_or_default();
@@ -133,6 +143,7 @@ fn run_prints_the_answer_or_the_error_with_its_exit_status() {
         jobs.clone(),
         &json!({"domain_id": "domain-1", "job_id": "nope"}),
         now(),
+        &Limits::default(),
     );
     assert_eq!(code, 1);
     let body: Value = serde_json::from_str(&out).unwrap_or_default();
@@ -147,6 +158,7 @@ fn run_prints_the_answer_or_the_error_with_its_exit_status() {
         jobs,
         &json!({"domain_id": "domain-1", "query": {"distinct": "status"}}),
         now(),
+        &Limits::default(),
     );
     assert_eq!(code, 0);
     let body: Value = serde_json::from_str(&out).unwrap_or_default();
@@ -184,6 +196,7 @@ fn index_is_keyed_by_namespace_and_job_id() {
         &Scope::all(),
         &json!({"domain_id": "d1", "query": {}}),
         now(),
+        &Limits::default(),
     )
     .unwrap_or_default();
     assert_eq!(body["total_count"], 1);
@@ -214,6 +227,7 @@ fn namespace_scope_separates_equal_job_ids() {
         &scope,
         &json!({"domain_id": "d1", "query": {"aggregate": [{"count": {"name": "n"}}]}}),
         now(),
+        &Limits::default(),
     )
     .unwrap_or_default();
     assert_eq!(stat, json!({"results": [{"n": 1.0}]}));
@@ -248,22 +262,24 @@ fn a_parsed_query_is_reusable_and_yields_keys_in_order() {
         &json!({"filter": [{"k": "domain_id", "v": "domain-1", "o": "eq"}],
                 "keyword": "aaa fff", "page": {"limit": 1}}),
         now(),
+        &Limits::default(),
     );
     let Ok(q) = q else {
         panic!("parse failed: {q:?}")
     };
     assert!(!q.minimal() && !q.count_only());
-    let (keys, total) = index.query(&q, &Scope::all());
+    let (keys, total) = index.query(&q, &Scope::all(), &Limits::default()).unwrap();
     assert_eq!(total, 2);
     assert_eq!(keys, vec![(String::new(), "job-fff666".to_string())]);
     // The same parsed query over a changed index.
     assert!(index.remove("", "job-fff666"));
-    let (keys, total) = index.query(&q, &Scope::all());
+    let (keys, total) = index.query(&q, &Scope::all(), &Limits::default()).unwrap();
     assert_eq!((keys[0].1.as_str(), total), ("job-aaa111", 1));
     // Parse errors are SpaceONE errors.
     let err = api::parse_query(
         &json!({"filter": [{"k": "status", "v": "x", "o": "in"}]}),
         now(),
+        &Limits::default(),
     )
     .err()
     .map(|e| e.code);

@@ -1,10 +1,19 @@
 //! Properties over generated input: no request panics, paging neither loses nor repeats records,
 //! and `count_only` counts exactly what the unpaged query returns.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use spaceone_query::{Index, Job, JobStatus, Scope, api};
+use spaceone_query::{Index, Job, JobStatus, Limits, Scope, api};
 
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -12,7 +21,11 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|i| json!(i)),
         (-1e6f64..1e6).prop_map(|f| json!(f)),
-        "[a-z_.]{0,8}".prop_map(Value::String),
+        any::<f64>().prop_map(|f| json!(f)),
+        // Arbitrary Unicode (any scalar value, control characters included).
+        any::<String>().prop_map(Value::String),
+        "\\PC{0,12}".prop_map(Value::String),
+        date_like().prop_map(Value::String),
         prop::sample::select(vec![
             "status",
             "job_id",
@@ -29,7 +42,8 @@ fn any_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec![
+                prop_oneof![
+                    3 => prop::sample::select(vec![
                     "filter",
                     "filter_or",
                     "sort",
@@ -60,13 +74,50 @@ fn any_json() -> impl Strategy<Value = Value> {
                     "conditions",
                     "date_format",
                     "skip",
-                ]),
+                    "domain_id",
+                    "job_id",
+                    "status",
+                    "exclude_keys",
+                ])
+                    .prop_map(str::to_string),
+                    1 => any::<String>(),
+                ],
                 inner,
                 0..5
             )
-            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// Strings that look like dates, with arbitrary characters in and around them.
+fn date_like() -> impl Strategy<Value = String> {
+    (
+        "[0-9]{0,4}[-/]?[0-9]{0,2}[-/]?[0-9]{0,2}",
+        "([T ][0-9]{0,2}(:[0-9]{0,2}){0,2}([.,][0-9]{0,7})?)?",
+        "([Zz]|[+-][0-9é:]{0,5})?",
+        "\\PC{0,3}",
+        0usize..12,
+        "\\PC{0,2}",
+    )
+        .prop_map(|(d, t, z, tail, at, ins)| {
+            let mut s = format!("{d}{t}{z}{tail}");
+            let at = (0..=at.min(s.len()))
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            s.insert_str(at, &ins);
+            s
+        })
+}
+
+/// Every outcome is checked: an answer, or a SpaceONE error (an `ERROR_` code and a message).
+fn spaceone<T>(r: Result<T, spaceone_query::Error>) -> Result<(), TestCaseError> {
+    if let Err(e) = r {
+        prop_assert!(e.code.starts_with("ERROR_"), "not a SpaceONE error: {e:?}");
+        prop_assert!(!e.message.is_empty(), "empty message: {e:?}");
+    }
+    Ok(())
 }
 
 fn condition() -> impl Strategy<Value = Value> {
@@ -114,10 +165,21 @@ fn condition() -> impl Strategy<Value = Value> {
         Just(json!(["SUCCESS", "FAILURE"])),
         Just(json!(["1", "2"])),
         Just(json!("a")),
+        date_like().prop_map(Value::String),
+        any::<String>().prop_map(Value::String),
+        prop::collection::vec(any::<String>(), 0..4).prop_map(|v| json!(v)),
+        prop::collection::vec(date_like(), 0..3).prop_map(|v| json!(v)),
     ];
     (
-        prop::sample::select(keys),
-        prop::sample::select(ops),
+        prop_oneof![
+            4 => prop::sample::select(keys).prop_map(str::to_string),
+            1 => any::<String>(),
+            1 => "options\\.\\PC{0,6}",
+        ],
+        prop_oneof![
+            4 => prop::sample::select(ops).prop_map(str::to_string),
+            1 => any::<String>(),
+        ],
         values,
     )
         .prop_map(|(k, o, v)| json!({"k": k, "v": v, "o": o}))
@@ -173,18 +235,62 @@ proptest! {
         let idx = index(20);
         let now = Utc::now();
         let scope = Scope::all();
-        let _ = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now);
-        let _ = api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now);
-        let _ = api::list(&idx, &scope, &top, now);
-        let _ = api::stat(&idx, &scope, &top, now);
-        let _ = api::get(&idx, &scope, &top);
-        let _ = api::select(&idx, &scope, &query, now);
+        let limits = Limits::default();
+        spaceone(api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
+        spaceone(api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
+        spaceone(api::list(&idx, &scope, &top, now, &limits))?;
+        spaceone(api::stat(&idx, &scope, &top, now, &limits))?;
+        spaceone(api::get(&idx, &scope, &top))?;
+        spaceone(api::select(&idx, &scope, &query, now, &limits))?;
+        spaceone(api::stat_query(&idx, &scope, &query, now, &limits))?;
+    }
+
+    #[test]
+    fn structured_list_requests_never_panic(
+        conds in prop::collection::vec(condition(), 0..4),
+        or in prop::collection::vec(condition(), 0..2),
+        sort_key in prop_oneof![Just("created_at".to_string()), any::<String>(), "options\\.\\PC{0,4}"],
+        keyword in prop_oneof![Just(Value::Null), any::<String>().prop_map(Value::String)],
+        only in prop::collection::vec(any::<String>(), 0..2),
+    ) {
+        let idx = index(20);
+        let query = json!({"filter": conds, "filter_or": or, "sort": [{"key": sort_key}],
+                           "keyword": keyword, "page": {"limit": 3}});
+        spaceone(api::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
+        let mut with_only = query.clone();
+        with_only["only"] = json!(only);
+        spaceone(api::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": with_only}), Utc::now(), &Limits::default()))?;
+        spaceone(api::select(&idx, &Scope::all(), &query, Utc::now(), &Limits::default()))?;
+    }
+
+    #[test]
+    fn structured_aggregates_never_panic(
+        conds in prop::collection::vec(condition(), 0..2),
+        key in prop_oneof![Just("status".to_string()), Just("created_at".to_string()), any::<String>()],
+        name in any::<String>(),
+        op in prop_oneof![Just("push".to_string()), Just("sum".to_string()), Just("add_to_set".to_string()), any::<String>()],
+        date_format in prop_oneof![Just(Value::Null), Just(json!("%Y-%m")), any::<String>().prop_map(Value::String)],
+        sort_key in any::<String>(),
+        distinct in prop_oneof![Just(Value::Null), any::<String>().prop_map(Value::String)],
+    ) {
+        let idx = index(20);
+        let aggregate = json!([
+            {"group": {"keys": [{"key": key, "name": name, "date_format": date_format}],
+                       "fields": [{"key": key, "name": format!("{name}x"), "operator": op}]}},
+            {"unwind": {"path": format!("{name}x")}},
+            {"sort": {"key": sort_key, "desc": true}},
+            {"project": {"fields": [{"key": name, "name": sort_key, "operator": "size"}]}},
+        ]);
+        let query = json!({"filter": conds, "aggregate": aggregate});
+        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
+        let d = json!({"filter": conds, "distinct": distinct});
+        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": d}), Utc::now(), &Limits::default()))?;
     }
 
     #[test]
     fn structured_stat_requests_never_panic(conds in prop::collection::vec(condition(), 0..3), stages in prop::collection::vec(any_json(), 0..4)) {
         let idx = index(20);
-        let _ = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now());
+        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now(), &Limits::default()))?;
     }
 
     #[test]
@@ -198,7 +304,7 @@ proptest! {
         let now = Utc::now();
         let scope = Scope::all();
         let base = json!({"filter": conds, "sort": [{"key": sort_key, "desc": desc}]});
-        let Ok(all) = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": base}), now) else {
+        let Ok(all) = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": base}), now, &Limits::default()) else {
             return Ok(());
         };
         let total = all["total_count"].as_u64().unwrap_or(0);
@@ -207,7 +313,7 @@ proptest! {
         while start <= total {
             let mut q = base.clone();
             q["page"] = json!({"start": start, "limit": limit});
-            let page = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now);
+            let page = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default());
             let page = page.map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(page["total_count"].as_u64().unwrap_or(0), total);
             paged.extend(ids(&page));
@@ -217,7 +323,7 @@ proptest! {
 
         let mut q = base.clone();
         q["count_only"] = json!(true);
-        let counted = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now)
+        let counted = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(counted["total_count"].as_u64().unwrap_or(0), ids(&all).len() as u64);
         prop_assert!(counted.get("results").is_none());
@@ -236,7 +342,7 @@ proptest! {
         // The request names another domain than the scope allows: nothing may come back.
         for asked in ["domain-0", "domain-1"] {
             let query = json!({"filter": conds, "keyword": keyword});
-            let Ok(list) = api::list(&idx, &scope, &json!({"domain_id": asked, "query": query}), now) else {
+            let Ok(list) = api::list(&idx, &scope, &json!({"domain_id": asked, "query": query}), now, &Limits::default()) else {
                 return Ok(());
             };
             let total = list["total_count"].as_u64().unwrap_or(0);
@@ -247,7 +353,7 @@ proptest! {
                 prop_assert_eq!(j["domain_id"].as_str(), Some(domain));
             }
             let counted = api::stat(&idx, &scope, &json!({"domain_id": asked, "query": {
-                "filter": conds, "keyword": keyword, "aggregate": [{"count": {"name": "n"}}]}}), now)
+                "filter": conds, "keyword": keyword, "aggregate": [{"count": {"name": "n"}}]}}), now, &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let n = counted["results"][0]["n"].as_f64().unwrap_or(0.0) as u64;
             prop_assert_eq!(n, total);
@@ -265,7 +371,7 @@ proptest! {
         idx.remove(&format!("ns-{}", remove % 2), &format!("job-{remove}"));
         let now = Utc::now();
         let run = |o: &str, v: Value| {
-            api::select(&idx, &Scope::all(), &json!({"filter": [{"k": field, "v": v, "o": o}]}), now)
+            api::select(&idx, &Scope::all(), &json!({"filter": [{"k": field, "v": v, "o": o}]}), now, &Limits::default())
                 .map(|(jobs, total)| (jobs.into_iter().map(|j| j.job_id).collect::<Vec<_>>(), total))
                 .map_err(|e| TestCaseError::fail(e.to_string()))
         };
@@ -287,7 +393,7 @@ proptest! {
                 {"group": {"keys": [{"key": key, "name": "k"}], "fields": [{"name": "c", "operator": "count"}]}},
                 {"sort": [{"key": "k"}]}], "page": page})
         };
-        let all = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query(json!({}))}), now)
+        let all = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query(json!({}))}), now, &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(all.get("total_count").is_none());
         let whole = all["results"].as_array().cloned().unwrap_or_default();
@@ -295,7 +401,7 @@ proptest! {
         let mut start = 1;
         loop {
             let page = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1",
-                "query": query(json!({"start": start, "limit": limit}))}), now)
+                "query": query(json!({"start": start, "limit": limit}))}), now, &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(page["total_count"].as_f64(), Some(whole.len() as f64));
             let rows = page["results"].as_array().cloned().unwrap_or_default();
@@ -419,7 +525,7 @@ proptest! {
         if let Some(ds) = data_source {
             request["data_source_id"] = json!(format!("ds-{ds}"));
         }
-        let answer = api::list(&idx, &scope, &request, Utc::now()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let answer = api::list(&idx, &scope, &request, Utc::now(), &Limits::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // JobInfo carries no namespace: compare the job ids in order.
         let listed: Vec<&str> = answer["results"].as_array().into_iter().flatten()
             .filter_map(|j| j["job_id"].as_str())
@@ -431,13 +537,13 @@ proptest! {
         for start in (1..=newest.len().max(1)).step_by(2) {
             let mut r = request.clone();
             r["query"] = json!({"sort": [{"key": "created_at", "desc": true}], "page": {"start": start, "limit": 2}});
-            let (rows, total) = api::select(&idx, &scope, &answer_query(&r), Utc::now())
+            let (rows, total) = api::select(&idx, &scope, &answer_query(&r), Utc::now(), &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(total, newest.len());
             paged.extend(rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)));
         }
         prop_assert_eq!(&paged, &newest);
-        let (rows, total) = api::select(&idx, &scope, &answer_query(&request), Utc::now())
+        let (rows, total) = api::select(&idx, &scope, &answer_query(&request), Utc::now(), &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut got: Vec<String> = rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)).collect();
         got.sort();
@@ -451,7 +557,7 @@ proptest! {
         }
         let scanned = api::stat(&idx, &scope, &json!({"domain_id": format!("domain-{domain}"), "query": {
             "filter": request.get("data_source_id").map(|ds| vec![json!({"k": "data_source_id", "v": ds, "o": "eq"})]).unwrap_or_default(),
-            "aggregate": [{"count": {"name": "n"}}]}}), Utc::now())
+            "aggregate": [{"count": {"name": "n"}}]}}), Utc::now(), &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(scanned["results"][0]["n"].as_f64().unwrap_or(0.0) as usize, expected.len());
     }

@@ -2,9 +2,18 @@
 //! where its first section says so) and this crate's own cases, from tests/fixtures/vectors.json
 //! over the fixture tests/fixtures/jobs.json.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use spaceone_query::{Index, Scope, api, offline};
+use spaceone_query::{Index, Limits, Scope, api, offline};
 
 fn fixture() -> Index {
     let text = include_str!("fixtures/jobs.json");
@@ -53,8 +62,8 @@ fn every_vector_holds() {
         let request = &v["request"];
         let scope = Scope::all();
         let got = match v["verb"].as_str() {
-            Some("list") => api::list(&index, &scope, request, now),
-            Some("stat") => api::stat(&index, &scope, request, now),
+            Some("list") => api::list(&index, &scope, request, now, &Limits::default()),
+            Some("stat") => api::stat(&index, &scope, request, now, &Limits::default()),
             Some("get") => api::get(&index, &scope, request),
             other => panic!("{id}: unknown verb {other:?}"),
         };
@@ -123,7 +132,8 @@ fn raw_documents_render_top_level_datetimes_as_isoformat() {
     let index = fixture();
     let req = serde_json::json!({"domain_id": "domain-1", "query": {"aggregate": [
         {"sort": [{"key": "created_at", "desc": true}]}, {"limit": 1}]}});
-    let body = api::stat(&index, &Scope::all(), &req, Utc::now()).map_err(|e| e.to_string());
+    let body = api::stat(&index, &Scope::all(), &req, Utc::now(), &Limits::default())
+        .map_err(|e| e.to_string());
     let row = body
         .as_ref()
         .map(|b| b["results"][0].clone())
@@ -147,6 +157,7 @@ fn scope_hides_other_domains_and_namespaces_everywhere() {
         &scope,
         &serde_json::json!({"domain_id": "domain-1", "query": {"keyword": "aaa"}}),
         Utc::now(),
+        &Limits::default(),
     );
     assert_eq!(list.ok(), Some(serde_json::json!({})));
     let stat = api::stat(
@@ -154,6 +165,7 @@ fn scope_hides_other_domains_and_namespaces_everywhere() {
         &scope,
         &serde_json::json!({"domain_id": "domain-1", "query": {"distinct": "job_id"}}),
         Utc::now(),
+        &Limits::default(),
     );
     assert_eq!(stat.ok(), Some(serde_json::json!({"results": []})));
     let get = api::get(
@@ -166,7 +178,13 @@ fn scope_hides_other_domains_and_namespaces_everywhere() {
         namespace: Some("other".into()),
         domains: None,
     };
-    let (jobs, total) =
-        api::select(&index, &ns, &serde_json::json!({}), Utc::now()).unwrap_or_default();
+    let (jobs, total) = api::select(
+        &index,
+        &ns,
+        &serde_json::json!({}),
+        Utc::now(),
+        &Limits::default(),
+    )
+    .unwrap_or_default();
     assert_eq!((jobs.len(), total), (0, 0));
 }

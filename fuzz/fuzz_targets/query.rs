@@ -1,0 +1,52 @@
+//! Arbitrary bytes, taken as a JSON request body, through `list`, `stat` and `get` over a fixed
+//! small index (tests/fixtures/jobs.json) with every record in scope: nothing may panic, and every
+//! error is a SpaceONE error. Default limits, except a short time budget.
+
+#![no_main]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::DateTime;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use spaceone_query::{Index, Limits, Scope, api, offline};
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = Index::new();
+        let text = include_str!("../../crates/spaceone-query/tests/fixtures/jobs.json");
+        for job in offline::load_jobs(text).unwrap_or_default() {
+            index.upsert(job);
+        }
+        index
+    })
+}
+
+fn check<T>(r: Result<T, spaceone_query::Error>) {
+    if let Err(e) = r {
+        assert!(e.code.starts_with("ERROR_"), "not a SpaceONE code: {e:?}");
+        assert!(!e.message.is_empty(), "empty message: {e:?}");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(request) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let limits = Limits {
+        max_time: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let now = DateTime::from_timestamp(1_704_067_200, 0).unwrap_or_default();
+    let (index, scope) = (index(), Scope::all());
+    check(api::list(index, &scope, &request, now, &limits));
+    check(api::stat(index, &scope, &request, now, &limits));
+    check(api::get(index, &scope, &request));
+    // The bare query as well (the Kubernetes aggregated API's entry points).
+    if let Some(query) = request.get("query") {
+        check(api::select(index, &scope, query, now, &limits));
+        check(api::stat_query(index, &scope, query, now, &limits));
+    }
+});

@@ -140,7 +140,7 @@ pub fn list_as<A: Answer>(
     check_required(&p, &["domain_id"])?;
     let mut query =
         append_query_filter(&mut p, &["job_id", "status", "data_source_id", "domain_id"]);
-    append_keyword(&mut query);
+    append_keyword(&mut query)?;
     let q = crate::query::parse_query(&Value::Object(query), now, &budget)?;
     let (rows, total) = run(index, scope, &q, &budget)?;
     let projection = match (&q.minimal, &q.only) {
@@ -199,7 +199,7 @@ pub fn stat_query(
     {
         return Err(Error::invalid_parameter_type("query.keyword", "str"));
     }
-    append_keyword(&mut q);
+    append_keyword(&mut q)?;
     let filter = parse_filters(&q, "query.", now, &budget)?;
     crate::stat::stat(index, scope, &filter, &q, &budget)
 }
@@ -275,7 +275,7 @@ pub fn parse_query(query: &Value, now: DateTime<Utc>, limits: &Limits) -> Result
 
 fn parse(query: &Value, now: DateTime<Utc>, budget: &Budget<'_>) -> Result<Query, Error> {
     let mut q = as_object(query, "query")?.clone();
-    append_keyword(&mut q);
+    append_keyword(&mut q)?;
     crate::query::parse_query(&Value::Object(q), now, budget)
 }
 

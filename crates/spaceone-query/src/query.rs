@@ -261,10 +261,15 @@ pub(crate) fn parse_query(
 }
 
 /// `keyword` (stripped, split on spaces) OR-ed into `filter_or` as `job_id contain_in [...]`.
-pub(crate) fn append_keyword(query: &mut Map<String, Value>) {
+/// `append_keyword_filter`: the keyword's words, OR-ed as `contain_in` on `job_id`. A keyword that
+/// is not a string cannot pass protobuf (`string keyword`): refused as stat refuses it.
+pub(crate) fn append_keyword(query: &mut Map<String, Value>) -> Result<(), Error> {
     let Some(keyword) = query.remove("keyword") else {
-        return;
+        return Ok(());
     };
+    if !keyword.is_null() && !keyword.is_string() {
+        return Err(Error::invalid_parameter_type("query.keyword", "str"));
+    }
     let words: Vec<Value> = keyword
         .as_str()
         .unwrap_or_default()
@@ -277,11 +282,12 @@ pub(crate) fn append_keyword(query: &mut Map<String, Value>) {
         .entry("filter_or")
         .or_insert_with(|| Value::Array(Vec::new()));
     if words.is_empty() {
-        return;
+        return Ok(());
     }
     if let Value::Array(or) = or {
         or.push(serde_json::json!({"k": "job_id", "v": words, "o": "contain_in"}));
     }
+    Ok(())
 }
 
 fn sort_value(r: &Rec, key: &SortKey) -> Val {

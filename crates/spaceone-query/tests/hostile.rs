@@ -475,3 +475,26 @@ fn fuzz_findings_are_answered_quickly() {
         );
     }
 }
+
+/// Issue 9, item 8: list refused a keyword of the wrong type silently; it is now refused as stat
+/// refuses it (protobuf's `string keyword` cannot hold anything else).
+#[test]
+fn a_keyword_that_is_not_a_string_is_refused_by_list_as_by_stat() {
+    let index = fixture();
+    for keyword in [json!(1), json!(["a"]), json!({"a": 1}), json!(true)] {
+        let l = list(&index, json!({"keyword": keyword})).map_err(|e| (e.code, e.message));
+        let s = stat(
+            &index,
+            json!({"keyword": keyword, "aggregate": [{"count": {"name": "n"}}]}),
+        )
+        .map_err(|e| (e.code, e.message));
+        assert_eq!(
+            l.as_ref().err().map(|e| e.0),
+            Some("ERROR_INVALID_PARAMETER_TYPE"),
+            "{keyword}"
+        );
+        assert_eq!(l.err(), s.err(), "{keyword}");
+    }
+    assert!(list(&index, json!({"keyword": null})).is_ok());
+    assert!(list(&index, json!({"keyword": "job"})).is_ok());
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: builds the control-plane binaries on first use (cached
 # afterwards), starts etcd + kube-apiserver + kube-controller-manager on loopback, runs formatting
-# and lint checks, then every unit, property and integration test, and stops the control plane.
+# and lint checks, then every unit, property and integration test, a short run of every fuzz
+# target (FUZZ_SECONDS each, default 15), and stops the control plane. The summary counts each
+# fuzz target as one test.
 #   usage: hack/test.sh [extra cargo test args]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,8 +37,21 @@ set +e
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$dir/cargo-test.log"
 status=${PIPESTATUS[0]}
 set -e
-passed=$(grep -Eo '[0-9]+ passed' "$dir/cargo-test.log" | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$dir/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+# Coverage-guided fuzzing, a short run of every target (a long run: hack/fuzz.sh TARGET SECONDS).
+echo "==> fuzzing: every target in fuzz/fuzz_targets for ${FUZZ_SECONDS:-15}s"
+set +e
+bash hack/fuzz.sh "" "${FUZZ_SECONDS:-15}" >"$dir/fuzz.log" 2>&1
+fuzz_status=$?
+set -e
+grep -E '^== [a-z_]+: rc=|FAILED|panicked|Test unit written' "$dir/fuzz.log" || true
+if [ "$fuzz_status" != 0 ]; then
+  echo "fuzzing found a failure (inputs in fuzz/artifacts/, log in $dir/fuzz.log)" >&2
+  status=1
+fi
+fuzz_passed=$(grep -Ec '^== [a-z_]+: rc=0 ' "$dir/fuzz.log" || true)
+fuzz_targets=$(ls fuzz/fuzz_targets/*.rs | wc -l)
+passed=$(grep -Eo '[0-9]+ passed' "$dir/cargo-test.log" | awk -v f="$fuzz_passed" '{s+=$1} END {print s+f}')
+failed=$(grep -Eo '[0-9]+ failed' "$dir/cargo-test.log" | awk -v f="$(( fuzz_targets - fuzz_passed ))" '{s+=$1} END {print s+f}')
 echo
 echo "suite took $(( $(date +%s) - start ))s"
 echo "summary: $passed passed, $failed failed"

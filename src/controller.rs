@@ -56,6 +56,9 @@ pub struct Context {
     config: lifecycle::Config,
     metrics: Arc<Metrics>,
     backoff: Mutex<HashMap<ObjectRef<CostAnalysisJob>, u32>>,
+    /// The longest a job waits for its next look, whatever happens: the safety net under the
+    /// watches (a missed event costs at most this long).
+    resync: Duration,
 }
 
 /// Runs the controller until `shutdown` resolves. The caller holds the leader lease.
@@ -64,6 +67,7 @@ pub async fn run(
     config: lifecycle::Config,
     metrics: Arc<Metrics>,
     namespace: Option<String>,
+    resync: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (jobs, tasks): (Api<CostAnalysisJob>, Api<CostAnalysisJobTask>) = match &namespace {
@@ -74,12 +78,25 @@ pub async fn run(
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let (task_reader, task_writer) = reflector::store();
-    let task_stream = reflector::reflector(
+    let task_stream = settled_objects(reflector::reflector(
         task_writer,
-        watcher(tasks, watcher::Config::default().any_semantic()),
-    )
-    .default_backoff()
-    .touched_objects();
+        observed(
+            watcher(tasks, watcher::Config::default().any_semantic()).default_backoff(),
+            metrics.clone(),
+            "tasks",
+        ),
+    ));
+    // After every (re)list the watcher sends every object again, so each job is reconciled from
+    // its current state after a watch restart.
+    let (job_reader, job_writer) = reflector::store();
+    let job_stream = settled_objects(reflector::reflector(
+        job_writer,
+        observed(
+            watcher(jobs, watcher::Config::default().any_semantic()).default_backoff(),
+            metrics.clone(),
+            "jobs",
+        ),
+    ));
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -91,8 +108,9 @@ pub async fn run(
         config,
         metrics,
         backoff: Mutex::new(HashMap::new()),
+        resync,
     });
-    Controller::new(jobs, watcher::Config::default().any_semantic())
+    Controller::for_stream(job_stream, job_reader)
         .owns_stream(task_stream)
         .with_config(ControllerConfig::default().concurrency(16))
         .graceful_shutdown_on(shutdown)
@@ -139,6 +157,13 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     if job.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // Never decide from a partial view: until the task cache holds the initial list, a task it
+    // has not seen may well exist (and be finished). The task stream is driven by the controller
+    // while this waits.
+    ctx.tasks
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::Missing("task cache"))?;
     let ns = job.namespace().ok_or(Error::Missing("namespace"))?;
     let name = job.name_any();
     let uid = job.uid().ok_or(Error::Missing("uid"))?;
@@ -172,9 +197,63 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
     apply(job, &ns, &name, &decision, ctx).await?;
 
-    Ok(match decision.requeue_after {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
+    Ok(Action::requeue(
+        decision
+            .requeue_after
+            .map_or(ctx.resync, |after| after.min(ctx.resync)),
+    ))
+}
+
+/// The objects a watch touched, each once the store holds it. During a (re)list the reflector
+/// keeps the old store until the list is complete; a trigger sent at `InitApply` (what
+/// `touched_objects` does) then reaches a reconcile that finds no such job in the store, and the
+/// controller drops the request: jobs created while the API server was away were never looked
+/// at. So the listed objects are sent on `InitDone`, after the store has been swapped.
+fn settled_objects<K: Clone + Send + 'static>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    stream
+        .scan(Vec::new(), |listed: &mut Vec<K>, event| {
+            let out: Vec<Result<K, watcher::Error>> = match event {
+                Ok(watcher::Event::Init) => {
+                    listed.clear();
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    listed.push(o);
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitDone) => {
+                    std::mem::take(listed).into_iter().map(Ok).collect()
+                }
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => vec![Ok(o)],
+                Err(e) => vec![Err(e)],
+            };
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+}
+
+/// Counts a watch's restarts (every list after the first) and errors, and says so in the log.
+fn observed<K: Send + 'static>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    metrics: Arc<Metrics>,
+    resource: &'static str,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
+    let mut lists = 0u64;
+    stream.inspect(move |event| match event {
+        Ok(watcher::Event::Init) => {
+            lists = lists.saturating_add(1);
+            if lists > 1 {
+                metrics.watch_restart(resource);
+                warn!(resource, "watch restarted; every object is looked at again");
+            }
+        }
+        Err(e) => {
+            metrics.watch_error(resource);
+            warn!(resource, error = %e, "watch failed; retrying with backoff");
+        }
+        Ok(_) => {}
     })
 }
 
@@ -233,23 +312,7 @@ async fn apply(
         }
     }
 
-    let reference = job.object_ref(&());
-    for note in &decision.events {
-        let event = Event {
-            type_: match note.kind {
-                EventKind::Normal => EventType::Normal,
-                EventKind::Warning => EventType::Warning,
-            },
-            reason: note.reason.to_string(),
-            note: Some(note.note.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(job = name, error = %e, "could not record event");
-        }
-    }
-
+    let mut created = 0usize;
     if !decision.create_tasks.is_empty() {
         let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
         let owner = job.controller_owner_ref(&()).ok_or(Error::Missing("uid"))?;
@@ -267,11 +330,38 @@ async fn apply(
             {
                 Ok(_) => {
                     ctx.metrics.task_creates.inc();
+                    created = created.saturating_add(1);
                 }
                 // The watch cache had not seen it yet.
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    let reference = job.object_ref(&());
+    for note in &decision.events {
+        // Only what this pass really created is news (a task the cache had not seen yet, 409).
+        let note = &match note.reason {
+            "TasksCreated" if created == 0 => continue,
+            "TasksCreated" => lifecycle::EventNote {
+                note: format!("Created {created} of {} tasks", job.spec.tasks.len()),
+                ..note.clone()
+            },
+            _ => note.clone(),
+        };
+        let event = Event {
+            type_: match note.kind {
+                EventKind::Normal => EventType::Normal,
+                EventKind::Warning => EventType::Warning,
+            },
+            reason: note.reason.to_string(),
+            note: Some(note.note.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(job = name, error = %e, "could not record event");
         }
     }
 
@@ -375,6 +465,28 @@ mod tests {
     use super::{Error, backoff_delay, contain};
     use crate::metrics::Metrics;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn listed_objects_are_triggered_only_once_the_list_is_complete() {
+        use futures::StreamExt;
+        use kube::runtime::watcher::Event;
+        let events = vec![
+            Ok(Event::Apply(1)),
+            Ok(Event::Init),
+            Ok(Event::InitApply(2)),
+            Ok(Event::InitApply(3)),
+            Ok(Event::InitDone),
+            Ok(Event::Delete(4)),
+            Ok(Event::Init),
+            Ok(Event::InitApply(5)),
+        ];
+        let out: Vec<i32> = super::settled_objects(futures::stream::iter(events))
+            .filter_map(|r| async move { r.ok() })
+            .collect()
+            .await;
+        // 5 is never sent: its list did not complete (the next list sends it again).
+        assert_eq!(out, vec![1, 2, 3, 4]);
+    }
 
     #[tokio::test]
     async fn a_panicking_reconcile_is_contained_counted_and_retried() {

@@ -153,6 +153,17 @@ pub fn decide(
         conditions: previous.conditions.clone(),
     };
 
+    // Counters never move backwards: a task that finished stays finished, so a larger count can
+    // only come from a task not seen (yet), and that is not news.
+    if job.status.is_some() && previous.total_tasks == next.total_tasks {
+        next.remained_tasks = next.remained_tasks.min(previous.remained_tasks.max(0));
+        next.progress = Some(format!(
+            "{}/{}",
+            next.total_tasks.saturating_sub(next.remained_tasks),
+            next.total_tasks
+        ));
+    }
+
     if prior_state.is_terminal() {
         // Terminal states never change; the counters still follow the tasks (a canceled job's
         // tasks finish after it), but state, error and finishedAt stay.

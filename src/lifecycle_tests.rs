@@ -602,3 +602,32 @@ fn hostile_counters_in_a_stored_status_do_not_panic_a_cancel() {
     let next = cancel(Some(&status), Some(1), t0(), t0()).map_err(|s| s.as_str());
     assert_eq!(next.map(|s| s.status), Ok(Some(JobState::Canceled)));
 }
+
+// Issue 10, item 1: a task the controller has not seen (yet) never makes a counter go back up.
+#[test]
+fn counters_never_move_backwards_when_tasks_are_unseen() {
+    let mut job = Job::new(spec(&["a", "b", "c"]));
+    let all = [
+        task("a", TaskState::Success, Some(t0())),
+        task("b", TaskState::Success, Some(t0())),
+        task("c", TaskState::InProgress, None),
+    ];
+    job.step(&all, t0());
+    assert_eq!(job.status.as_ref().map(|s| s.remained_tasks), Some(1));
+    // A cache that has lost sight of the finished tasks does not undo them.
+    let d = job.step(&all[2..], t0() + Duration::seconds(1));
+    assert_eq!(d.status.remained_tasks, 1);
+    assert_eq!(d.status.progress.as_deref(), Some("2/3"));
+    assert!(!d.status_changed);
+    // A settled job is not rewritten by a partial view either.
+    let done = [
+        task("a", TaskState::Success, Some(t0())),
+        task("b", TaskState::Success, Some(t0())),
+        task("c", TaskState::Success, Some(t0())),
+    ];
+    job.step(&done, t0() + Duration::seconds(2));
+    assert_eq!(job.state(), Some(JobState::Success));
+    let d = job.step(&[], t0() + Duration::seconds(3));
+    assert!(!d.status_changed, "{:?}", d.status);
+    assert!(d.events.is_empty() && d.create_tasks.is_empty());
+}

@@ -242,6 +242,10 @@ struct ControllerArgs {
     /// Identity in the lease (default: the pod name, else host name and a random suffix).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Seconds after which every job is looked at again even if no event said so: the safety net
+    /// under the watches (a settled job costs one cache read and no write).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    resync_interval: u64,
 }
 
 fn main() -> ExitCode {
@@ -428,8 +432,9 @@ async fn run_controller(
         )),
     };
     let namespace = args.namespace;
+    let resync = std::time::Duration::from_secs(args.resync_interval);
     leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
-        controller::run(client, config, metrics, namespace, until)
+        controller::run(client, config, metrics, namespace, resync, until)
     })
     .await?;
     Ok(())

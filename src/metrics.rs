@@ -54,6 +54,13 @@ pub struct Metrics {
     pub reconcile_panics: Counter,
     /// Requests turned away because every query slot stayed busy.
     pub api_overloaded: Counter,
+    pub watch_restarts: Family<ResourceLabels, Counter>,
+    pub watch_errors: Family<ResourceLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,6 +96,18 @@ impl Default for Metrics {
             })
             .clone();
         let api_overloaded = Counter::default();
+        let watch_restarts = Family::<ResourceLabels, Counter>::default();
+        let watch_errors = Family::<ResourceLabels, Counter>::default();
+        registry.register(
+            "watch_restarts",
+            "Watches that listed again (after an expiry or an outage), by resource",
+            watch_restarts.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Watch errors (retried with backoff), by resource",
+            watch_errors.clone(),
+        );
         registry.register(
             "panics",
             "Panics contained to one reconcile or one request (each is a bug: please report it)",
@@ -163,6 +182,8 @@ impl Default for Metrics {
             request_panics,
             reconcile_panics,
             api_overloaded,
+            watch_restarts,
+            watch_errors,
         }
     }
 }
@@ -176,6 +197,18 @@ impl Metrics {
                 .get_or_create(&ErrorLabels { error })
                 .inc();
         }
+    }
+
+    pub fn watch_restart(&self, resource: &'static str) {
+        self.watch_restarts
+            .get_or_create(&ResourceLabels { resource })
+            .inc();
+    }
+
+    pub fn watch_error(&self, resource: &'static str) {
+        self.watch_errors
+            .get_or_create(&ResourceLabels { resource })
+            .inc();
     }
 
     pub fn transition(&self, status: &'static str) {

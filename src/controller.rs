@@ -81,7 +81,8 @@ pub async fn run(
     let task_stream = settled_objects(reflector::reflector(
         task_writer,
         observed(
-            watcher(tasks, watcher::Config::default().any_semantic()).default_backoff(),
+            watcher(tasks, watcher::Config::default().any_semantic())
+                .backoff(crate::watch::WatchBackoff::default()),
             metrics.clone(),
             "tasks",
         ),
@@ -92,7 +93,8 @@ pub async fn run(
     let job_stream = settled_objects(reflector::reflector(
         job_writer,
         observed(
-            watcher(jobs, watcher::Config::default().any_semantic()).default_backoff(),
+            watcher(jobs, watcher::Config::default().any_semantic())
+                .backoff(crate::watch::WatchBackoff::default()),
             metrics.clone(),
             "jobs",
         ),

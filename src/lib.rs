@@ -21,3 +21,4 @@ pub mod percent;
 pub mod resources;
 pub mod shutdown;
 pub mod timestamp;
+pub mod watch;

@@ -128,6 +128,10 @@ struct LimitArgs {
     /// Seconds a request waits for a query slot before it is answered ERROR_UNAVAILAVBLE (503).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     query_queue_timeout: u64,
+    /// Seconds the index's watch may fail before /readyz turns unready (the index is then
+    /// stale: a Service sends clients to replicas that can see the API server).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    index_grace: u64,
     /// Seconds one request may take in all before it is answered ERROR_UNAVAILAVBLE (503).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout: u64,
@@ -372,7 +376,9 @@ impl Serve {
             let (c, i, m) = (client.clone(), index.clone(), metrics.clone());
             let until = shutdown::requested(stop.clone());
             tasks.spawn(async move { api::run(c, options, i, m, until).await });
-            // The shim is ready once its index holds the initial list.
+            // The shim is ready once its index holds the initial list, and unready while its
+            // watch has been failing for longer than --index-grace.
+            let untrusted_after = std::time::Duration::from_secs(args.limits.index_grace);
             let (index, ready, metrics) = (index.clone(), ready.clone(), metrics.clone());
             tokio::spawn(async move {
                 loop {
@@ -381,7 +387,7 @@ impl Serve {
                             .index_jobs
                             .set(i64::try_from(s.jobs.len()).unwrap_or(i64::MAX));
                     }
-                    ready.store(index.is_synced(), Ordering::Release);
+                    ready.store(index.is_trusted(untrusted_after), Ordering::Release);
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             });

@@ -96,11 +96,9 @@ impl From<AuthError> for ApiError {
                 StatusCode::UNAUTHORIZED,
             ),
             AuthError::Forbidden(_) => ApiError::permission_denied(),
-            AuthError::Unavailable(m) => ApiError::new(
-                "ERROR_UNKNOWN",
-                format!("authentication is unavailable: {m}"),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
+            AuthError::Unavailable(m) => {
+                ApiError::unavailable(&format!("authentication is unavailable: {m}"))
+            }
         }
     }
 }

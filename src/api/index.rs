@@ -139,11 +139,25 @@ impl Store {
     }
 }
 
-/// The shared, watch-fed store and whether its initial list has completed.
-#[derive(Clone, Default)]
+/// The shared, watch-fed store, whether its initial list has completed, and since when its watch
+/// has been failing (milliseconds since `epoch`; 0: it is not).
+#[derive(Clone)]
 pub struct JobIndex {
     pub store: Arc<RwLock<Store>>,
     pub synced: Arc<AtomicBool>,
+    epoch: Instant,
+    failing_since_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for JobIndex {
+    fn default() -> Self {
+        JobIndex {
+            store: Arc::default(),
+            synced: Arc::default(),
+            epoch: Instant::now(),
+            failing_since_ms: Arc::default(),
+        }
+    }
 }
 
 /// How long a writer keeps trying for a gap between readers before it queues for the lock. Queries
@@ -157,6 +171,32 @@ const BATCH: usize = 1024;
 impl JobIndex {
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    /// Whether answers from the index can be trusted: the initial list is in, and the watch has
+    /// not been failing for `grace` or longer (an outage shorter than that is ridden out).
+    pub fn is_trusted(&self, grace: Duration) -> bool {
+        let since = self.failing_since_ms.load(Ordering::Acquire);
+        self.is_synced()
+            && (since == 0
+                || self
+                    .epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since))
+                    < grace)
+    }
+
+    fn watch_failed(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = self
+            .failing_since_ms
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn watch_ok(&self) {
+        self.failing_since_ms.store(0, Ordering::Release);
     }
 
     /// The store for reading. A write that panicked half-way poisons the lock; what it left is still
@@ -234,7 +274,9 @@ impl JobIndex {
     ) -> Followed {
         use futures::FutureExt;
         let mut pending: Vec<CostAnalysisJob> = Vec::new();
-        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+        let mut stream = watcher::watcher(api, config)
+            .backoff(crate::watch::WatchBackoff::default())
+            .boxed();
         while let Some(first) = stream.next().await {
             let mut events = vec![first];
             while events.len() < BATCH {
@@ -245,6 +287,9 @@ impl JobIndex {
             }
             let mut ops = Vec::new();
             let mut refused = None;
+            if events.iter().any(Result::is_ok) {
+                self.watch_ok();
+            }
             for event in events {
                 match event {
                     Ok(Event::Init) => pending.clear(),
@@ -260,7 +305,10 @@ impl JobIndex {
                         refused = Some(e);
                         break;
                     }
-                    Err(e) => warn!(error = %e, "job watch failed; retrying"),
+                    Err(e) => {
+                        self.watch_failed();
+                        warn!(error = %e, "job watch failed; retrying");
+                    }
                 }
             }
             if !ops.is_empty() {

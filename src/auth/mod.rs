@@ -163,10 +163,8 @@ impl Authenticator {
             },
             ..Default::default()
         };
-        let answer = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let api = Api::<TokenReview>::all(self.client.clone());
+        let answer = bounded(api.create(&PostParams::default(), &review)).await?;
         let status = answer.status.unwrap_or_default();
         let user = (status.authenticated == Some(true)).then(|| {
             let u = status.user.unwrap_or_default();
@@ -217,10 +215,8 @@ impl Authenticator {
             },
             ..Default::default()
         };
-        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let api = Api::<SubjectAccessReview>::all(self.client.clone());
+        let answer = bounded(api.create(&PostParams::default(), &review)).await?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
         if let Ok(mut c) = self.decisions.lock() {
             c.put(
@@ -276,6 +272,22 @@ fn user_from_headers(fp: &FrontProxyConfig, headers: &HeaderMap) -> Option<UserI
         groups,
         extra,
     })
+}
+
+/// How long a TokenReview or SubjectAccessReview may take: while the API server is away a caller
+/// gets a prompt 503 instead of a request that hangs for the client's whole read timeout.
+const REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bounded<T>(
+    review: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, AuthError> {
+    match tokio::time::timeout(REVIEW_TIMEOUT, review).await {
+        Ok(answer) => answer.map_err(|e| AuthError::Unavailable(e.to_string())),
+        Err(_) => Err(AuthError::Unavailable(format!(
+            "the Kubernetes API did not answer within {}s",
+            REVIEW_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// Extra keys are lower-cased and percent-decoded, as kube-apiserver's requestheader authenticator

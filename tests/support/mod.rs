@@ -413,3 +413,60 @@ pub fn report(c: &Cluster, ns: &str, task: &str, state: &str) {
         &patch,
     ]);
 }
+
+impl Cluster {
+    /// Stops kube-apiserver (SIGKILL, then waits for it to exit), keeps it down for `down`, and
+    /// starts it again with the same arguments, as an operator restarting a control-plane node
+    /// would; returns once it is ready again.
+    pub fn restart_apiserver(&self, down: Duration) {
+        let pid_file = self.dir.join("apiserver.pid");
+        let pid = read(&pid_file).trim().to_string();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("apiserver cmdline");
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // SIGKILL, as a crashed node: a SIGTERM'd kube-apiserver keeps serving the connections
+        // it has (watches included) for a long graceful shutdown.
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        let alive = || {
+            read(Path::new(&format!("/proc/{pid}/stat")))
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z') && !rest.is_empty())
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(down);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join("apiserver.log"))
+            .expect("apiserver log");
+        let child = Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start kube-apiserver again");
+        std::fs::write(&pid_file, child.id().to_string()).expect("pid file");
+        // Not waited for: it outlives this test process, and `hack/cluster.sh down` stops it.
+        std::mem::forget(child);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kube-apiserver did not come back"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

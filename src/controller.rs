@@ -114,6 +114,7 @@ pub async fn run(
     });
     Controller::for_stream(job_stream, job_reader)
         .owns_stream(task_stream)
+        .trigger_backoff(crate::watch::WatchBackoff::default())
         .with_config(ControllerConfig::default().concurrency(16))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -206,7 +207,7 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     ))
 }
 
-/// The objects a watch touched, each once the store holds it. During a (re)list the reflector
+/// The objects a watch touched, each once the store holds it; errors are dropped here. During a (re)list the reflector
 /// keeps the old store until the list is complete; a trigger sent at `InitApply` (what
 /// `touched_objects` does) then reaches a reconcile that finds no such job in the store, and the
 /// controller drops the request: jobs created while the API server was away were never looked
@@ -229,7 +230,10 @@ fn settled_objects<K: Clone + Send + 'static>(
                     std::mem::take(listed).into_iter().map(Ok).collect()
                 }
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => vec![Ok(o)],
-                Err(e) => vec![Err(e)],
+                // Already retried (with our backoff), counted and logged by `observed`. Passed on,
+                // an error would make the controller pause every trigger stream for up to 30 s
+                // (its own trigger backoff), which is what kept it blind after an outage.
+                Err(_) => Vec::new(),
             };
             futures::future::ready(Some(futures::stream::iter(out)))
         })
@@ -479,13 +483,15 @@ mod tests {
             Ok(Event::InitApply(3)),
             Ok(Event::InitDone),
             Ok(Event::Delete(4)),
+            Err(kube::runtime::watcher::Error::NoResourceVersion),
             Ok(Event::Init),
             Ok(Event::InitApply(5)),
         ];
-        let out: Vec<i32> = super::settled_objects(futures::stream::iter(events))
-            .filter_map(|r| async move { r.ok() })
+        let out: Vec<Result<i32, _>> = super::settled_objects(futures::stream::iter(events))
             .collect()
             .await;
+        // Errors are not passed on (they would pause the controller's triggers).
+        let out: Vec<i32> = out.into_iter().map(|r| r.unwrap()).collect();
         // 5 is never sent: its list did not complete (the next list sends it again).
         assert_eq!(out, vec![1, 2, 3, 4]);
     }

@@ -101,7 +101,7 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
         ]);
     }
     // Seconds, not minutes (and not "after the next resync", which is 5 minutes away).
-    let settle = Duration::from_secs(60);
+    let settle = Duration::from_secs(30);
     for i in 0..30 {
         eventually(settle, &format!("new-{i} SUCCESS"), || async {
             (jobs.get(&format!("new-{i}")).await.ok()?.status?.status? == JobState::Success)

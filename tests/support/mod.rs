@@ -257,7 +257,11 @@ impl Operator {
             .args(["--lease-name", LEASE_NAME, "--lease-duration", "3"])
             .args(extra)
             .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("RUST_LOG", "info,cost_analysis_operator=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("OPERATOR_LOG")
+                    .unwrap_or_else(|_| "info,cost_analysis_operator=debug".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -701,9 +701,9 @@ fn group_field(p: &Pipeline<'_>, f: &Value, field_order: &[&str]) -> Result<Grou
                 return Err(requires_key());
             }
         }
-        // `push` takes `fields`, or (as later versions allow, spec S14) a single `key`.
+        // `push` takes `fields` in the seed's version: a `key` alone is refused (spec, Corrections).
         "push" => {
-            if push_fields.is_empty() && key.is_none() {
+            if push_fields.is_empty() {
                 return Err(Error::db_query(format!(
                     "'aggregate.group.fields' condition requires fields: {}",
                     repr()

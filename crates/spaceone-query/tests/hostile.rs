@@ -147,7 +147,7 @@ fn db_query(r: Result<Value, Error>) -> String {
 
 fn unwind_bomb(fields: usize) -> Value {
     let push: Vec<Value> = (0..fields)
-        .map(|i| json!({"name": format!("p{i}"), "operator": "push", "key": "job_id"}))
+        .map(|i| json!({"name": format!("p{i}"), "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}))
         .collect();
     let mut stages = vec![json!({"group": {"fields": push}})];
     stages.extend((0..fields).map(|i| json!({"unwind": {"path": format!("p{i}")}})));
@@ -302,7 +302,7 @@ fn max_stage_rows_triggers_at_its_boundary() {
     let index = jobs(10);
     // One group pushing all 10 job ids, unwound: 10 rows pass, 11 rows (11 jobs) fail.
     let q = json!({"aggregate": [
-        {"group": {"fields": [{"name": "ids", "operator": "push", "key": "job_id"}]}},
+        {"group": {"fields": [{"name": "ids", "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}]}},
         {"unwind": {"path": "ids"}}]});
     assert!(stat_within(&index, q.clone(), &small()).is_ok());
     let m = db_query(stat_within(&jobs(11), q, &small()));
@@ -333,7 +333,7 @@ fn max_stage_rows_triggers_at_its_boundary() {
 fn max_stage_bytes_triggers_at_its_boundary() {
     let index = jobs(10);
     let q = json!({"aggregate": [
-        {"group": {"fields": [{"name": "ids", "operator": "push", "key": "job_id"}]}},
+        {"group": {"fields": [{"name": "ids", "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}]}},
         {"unwind": {"path": "ids"}},
         {"project": {"fields": [{"name": "x", "key": "ids"}], "exclude_keys": true}}]});
     // Find the least budget that passes (each stage has its own), then check one byte less fails.

@@ -64,7 +64,7 @@ fn peak_rss_kb() -> u64 {
 fn cases() -> Vec<(&'static str, &'static str, Value)> {
     let words: Vec<String> = (0..10_000).map(|i| format!("{i:06x}")).collect();
     let push: Vec<Value> = (0..5)
-        .map(|i| json!({"name": format!("p{i}"), "operator": "push", "key": "job_id"}))
+        .map(|i| json!({"name": format!("p{i}"), "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}))
         .collect();
     let mut bomb = vec![json!({"group": {"fields": push}})];
     bomb.extend((0..5).map(|i| json!({"unwind": {"path": format!("p{i}")}})));
@@ -111,7 +111,7 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "stat",
             json!({"aggregate": [
             {"group": {"keys": [{"key": "job_id", "name": "id"}],
-                       "fields": [{"name": "all", "operator": "push", "key": "options"}]}},
+                       "fields": [{"name": "all", "operator": "push", "fields": [{"key": "options", "name": "o"}]}]}},
             {"unwind": {"path": "all"}},
             {"sort": {"key": "id", "desc": true}}]}),
         ),

@@ -15,7 +15,9 @@ use crate::value::Val;
 
 #[derive(Clone, Debug)]
 pub(crate) struct SortKey {
-    path: Option<FieldPath>,
+    /// The model field, or why the key names none: an unknown key sorts as a tie everywhere, but
+    /// fails when `only` is given (the sort keys are added to `only`).
+    path: Result<FieldPath, String>,
     desc: bool,
 }
 
@@ -165,7 +167,7 @@ fn sort_entry(e: &Value) -> Result<SortKey, Error> {
         Some(_) => return Err(Error::invalid_parameter_type("query.sort.key", "str")),
     };
     Ok(SortKey {
-        path: FieldPath::resolve(key).ok(),
+        path: FieldPath::resolve(key),
         desc: as_bool(m.get("desc"), "query.sort.desc")?,
     })
 }
@@ -179,7 +181,7 @@ pub(crate) fn parse_sort(v: Option<&Value>) -> Result<Vec<SortKey>, Error> {
             check_fields(m, "query.sort", &["key", "desc", "keys"])?;
             match m.get("key") {
                 Some(Value::String(k)) if !k.is_empty() => Ok(vec![SortKey {
-                    path: FieldPath::resolve(k).ok(),
+                    path: FieldPath::resolve(k),
                     desc: as_bool(m.get("desc"), "query.sort.desc")?,
                 }]),
                 Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -242,7 +244,9 @@ pub(crate) fn parse_query(
             if sort.is_empty() {
                 fields.push(Field::CreatedAt);
             }
-            for p in sort.iter().filter_map(|s| s.path.as_ref()) {
+            // The sort keys are added to `only`: one the model lacks fails as an `only` key does.
+            for s in &sort {
+                let p = s.path.as_ref().map_err(|e| Error::db_query(e.clone()))?;
                 if !fields.contains(&p.field) {
                     fields.push(p.field);
                 }
@@ -292,8 +296,8 @@ pub(crate) fn append_keyword(query: &mut Map<String, Value>) -> Result<(), Error
 
 fn sort_value(r: &Rec, key: &SortKey) -> Val {
     match &key.path {
-        Some(p) => r.get(p),
-        None => Val::Missing,
+        Ok(p) => r.get(p),
+        Err(_) => Val::Missing,
     }
 }
 
@@ -317,7 +321,7 @@ fn integer_key(keys: &[SortKey]) -> Option<(Field, bool)> {
     let [key] = keys else {
         return keys.is_empty().then_some((Field::CreatedAt, true));
     };
-    let path = key.path.as_ref()?;
+    let path = key.path.as_ref().ok()?;
     let integer = matches!(
         path.field,
         Field::CreatedAt

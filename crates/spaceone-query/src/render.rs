@@ -114,7 +114,9 @@ pub(crate) fn job_info(r: &Rec, projection: &Projection<'_>) -> Value {
     serde_json::to_value(Info { rec: r, projection }).unwrap_or(Value::Null)
 }
 
-/// JobsInfo: `results` (left out when empty) and `total_count` (left out when zero).
+/// JobsInfo as the REST surfaces answer it: `results` (possibly `[]`) and `total_count` (possibly
+/// `0`) are always there, so a JSON client can index them without a key check (spec, Corrections).
+/// The JobInfo objects inside keep leaving out default-valued fields.
 pub(crate) struct JobsInfo<'a> {
     pub rows: &'a [&'a Rec],
     pub total: usize,
@@ -123,21 +125,17 @@ pub(crate) struct JobsInfo<'a> {
 
 impl Serialize for JobsInfo<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut m = serializer.serialize_map(None)?;
-        if !self.rows.is_empty() {
-            let rows: Vec<Info<'_>> = self
-                .rows
-                .iter()
-                .map(|rec| Info {
-                    rec,
-                    projection: self.projection,
-                })
-                .collect();
-            m.serialize_entry("results", &rows)?;
-        }
-        if self.total > 0 {
-            m.serialize_entry("total_count", &self.total)?;
-        }
+        let mut m = serializer.serialize_map(Some(2))?;
+        let rows: Vec<Info<'_>> = self
+            .rows
+            .iter()
+            .map(|rec| Info {
+                rec,
+                projection: self.projection,
+            })
+            .collect();
+        m.serialize_entry("results", &rows)?;
+        m.serialize_entry("total_count", &self.total)?;
         m.end()
     }
 }

@@ -147,7 +147,7 @@ fn db_query(r: Result<Value, Error>) -> String {
 
 fn unwind_bomb(fields: usize) -> Value {
     let push: Vec<Value> = (0..fields)
-        .map(|i| json!({"name": format!("p{i}"), "operator": "push", "key": "job_id"}))
+        .map(|i| json!({"name": format!("p{i}"), "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}))
         .collect();
     let mut stages = vec![json!({"group": {"fields": push}})];
     stages.extend((0..fields).map(|i| json!({"unwind": {"path": format!("p{i}")}})));
@@ -302,7 +302,7 @@ fn max_stage_rows_triggers_at_its_boundary() {
     let index = jobs(10);
     // One group pushing all 10 job ids, unwound: 10 rows pass, 11 rows (11 jobs) fail.
     let q = json!({"aggregate": [
-        {"group": {"fields": [{"name": "ids", "operator": "push", "key": "job_id"}]}},
+        {"group": {"fields": [{"name": "ids", "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}]}},
         {"unwind": {"path": "ids"}}]});
     assert!(stat_within(&index, q.clone(), &small()).is_ok());
     let m = db_query(stat_within(&jobs(11), q, &small()));
@@ -333,7 +333,7 @@ fn max_stage_rows_triggers_at_its_boundary() {
 fn max_stage_bytes_triggers_at_its_boundary() {
     let index = jobs(10);
     let q = json!({"aggregate": [
-        {"group": {"fields": [{"name": "ids", "operator": "push", "key": "job_id"}]}},
+        {"group": {"fields": [{"name": "ids", "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}]}},
         {"unwind": {"path": "ids"}},
         {"project": {"fields": [{"name": "x", "key": "ids"}], "exclude_keys": true}}]});
     // Find the least budget that passes (each stage has its own), then check one byte less fails.
@@ -497,4 +497,61 @@ fn a_keyword_that_is_not_a_string_is_refused_by_list_as_by_stat() {
     }
     assert!(list(&index, json!({"keyword": null})).is_ok());
     assert!(list(&index, json!({"keyword": "job"})).is_ok());
+}
+
+/// Issue 11 item 4: the unwind bomb would exceed a stage limit when it runs, but a later stage
+/// cannot be built: the build error is the answer, and nothing ran.
+#[test]
+fn a_later_build_error_wins_over_a_stage_limit() {
+    let index = jobs(60);
+    let mut q = unwind_bomb(5);
+    if let Some(stages) = q["aggregate"].as_array_mut() {
+        stages.push(json!({"count": {}}));
+    }
+    let message = db_query(stat_within(&index, q, &Limits::default()));
+    assert_eq!(
+        message,
+        "Database query failed. (reason = Required parameter. (key = aggregate.count.name))"
+    );
+}
+
+/// Issue 11 item 5: distinct and add_to_set deduplicate by hash, so many distinct values stay
+/// linear; the answers keep their order (distinct sorted, add_to_set in arrival order).
+#[test]
+fn distinct_and_add_to_set_keep_their_order_over_many_values() {
+    let index = jobs(5_000);
+    let limits = Limits::default();
+    let d = stat_within(&index, json!({"distinct": "job_id"}), &limits).unwrap();
+    let values: Vec<&str> = d["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(values.len(), 5_000);
+    assert!(values.windows(2).all(|w| w[0] < w[1]));
+    let s = stat_within(
+        &index,
+        json!({"aggregate": [{"group": {"fields": [
+            {"name": "ids", "operator": "add_to_set", "key": "job_id"},
+            {"name": "n", "operator": "add_to_set", "key": "total_tasks"}]}}]}),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(s["results"][0]["ids"].as_array().map(Vec::len), Some(5_000));
+    let all = stat_within(
+        &index,
+        json!({"aggregate": [{"group": {"fields": [
+            {"name": "ids", "operator": "push", "fields": [{"key": "job_id", "name": "id"}]}]}}]}),
+        &limits,
+    )
+    .unwrap();
+    let pushed: Vec<&Value> = all["results"][0]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["id"])
+        .collect();
+    let set: Vec<&Value> = s["results"][0]["ids"].as_array().unwrap().iter().collect();
+    assert_eq!(set, pushed, "add_to_set keeps the arrival order");
 }

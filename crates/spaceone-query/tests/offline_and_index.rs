@@ -138,6 +138,32 @@ fn run_prints_the_answer_or_the_error_with_its_exit_status() {
     assert_eq!(body["results"][0]["job_id"], "job-fff666");
     assert_eq!(body["total_count"], 6);
 
+    // Lists always carry `results` and `total_count` (spec, Corrections): count_only and no match.
+    for (query, want) in [
+        (
+            json!({"count_only": true}),
+            json!({"results": [], "total_count": 6}),
+        ),
+        (
+            json!({"filter": [{"k": "job_id", "v": "nope", "o": "eq"}]}),
+            json!({"results": [], "total_count": 0}),
+        ),
+    ] {
+        let (out, code) = run(
+            Verb::List,
+            jobs.clone(),
+            &json!({"domain_id": "domain-1", "query": query}),
+            now(),
+            &Limits::default(),
+        );
+        assert_eq!(code, 0);
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).ok(),
+            Some(want),
+            "{out}"
+        );
+    }
+
     let (out, code) = run(
         Verb::Get,
         jobs.clone(),

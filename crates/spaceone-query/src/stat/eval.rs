@@ -1,0 +1,291 @@
+//! Running a built pipeline: documents flow through the typed stages in order, within the
+//! stage limits of the query's budget.
+
+use std::sync::Arc;
+
+use super::group::group;
+use super::parse::{ProjectRule, Stage};
+use super::{Output, Rendered, Row, bson_type, over, raw};
+use crate::error::Error;
+use crate::filter::Filter;
+use crate::index::{Index, Rec, Scope};
+use crate::limits::{Budget, StageUse};
+use crate::query::Page;
+use crate::value::Val;
+
+/// Where the pipeline's first documents come from.
+pub(super) enum Source<'a> {
+    /// Records already selected (scope and filter applied), in the order the pipeline needs.
+    Picked(Vec<&'a Rec>),
+    /// Not selected yet: a leading order-insensitive `group` applies scope and filter while it
+    /// scans, so no list of matches is built at all.
+    Scan {
+        index: &'a Index,
+        scope: &'a Scope,
+        filter: &'a Filter,
+    },
+}
+
+impl<'a> Source<'a> {
+    pub(super) fn into_recs(self, budget: &Budget<'_>) -> Result<Vec<&'a Rec>, Error> {
+        match self {
+            Source::Picked(recs) => Ok(recs),
+            Source::Scan {
+                index,
+                scope,
+                filter,
+            } => {
+                let recs = index.matching(scope, filter, budget).collect();
+                budget.check_time().map_err(over)?;
+                Ok(recs)
+            }
+        }
+    }
+}
+
+pub(super) struct Pipeline<'a> {
+    /// Stored records not yet turned into rows: a leading `group` reads them in place.
+    pub(super) recs: Option<Source<'a>>,
+    pub(super) rows: Vec<Row<'a>>,
+    /// Whether rows are in natural order (order-insensitive pipelines skip that sort).
+    pub(super) ordered: bool,
+    pub(super) budget: &'a Budget<'a>,
+}
+
+impl Pipeline<'_> {
+    fn materialize(&mut self) -> Result<(), Error> {
+        if let Some(recs) = self.recs.take() {
+            self.rows = recs
+                .into_recs(self.budget)?
+                .into_iter()
+                .map(Row::Rec)
+                .collect();
+        }
+        Ok(())
+    }
+}
+
+/// Runs the built stages over `recs`, then takes the page.
+pub(super) fn run<'a>(
+    recs: Source<'a>,
+    ordered: bool,
+    stages: &[Stage],
+    page: &Page,
+    budget: &'a Budget<'a>,
+) -> Result<Output, Error> {
+    let mut p = Pipeline {
+        recs: Some(recs),
+        rows: Vec::new(),
+        ordered,
+        budget,
+    };
+    for stage in stages {
+        if !matches!(stage, Stage::Group { .. }) {
+            p.materialize()?;
+        }
+        match stage {
+            Stage::Unwind { path, parts } => unwind(&mut p, path, parts)?,
+            Stage::Group { keys, fields } => group(&mut p, keys, fields)?,
+            Stage::Count { name } => count(&mut p, name),
+            Stage::Sort(keys) => sort(&mut p, keys)?,
+            Stage::Project { rules, exclude } => project(&mut p, rules, *exclude)?,
+            Stage::Limit(n) => p.rows.truncate(*n),
+            Stage::Skip(n) => {
+                let n = (*n).min(p.rows.len());
+                p.rows.drain(..n);
+            }
+        }
+    }
+    p.materialize()?;
+    let total = p.rows.len();
+    let (rows, total) = match page.window(total) {
+        Some((s, e)) => (p.rows.drain(s..e).collect::<Vec<_>>(), Some(total)),
+        None => (p.rows, None),
+    };
+    Ok((
+        rows.into_iter()
+            .map(|r| Rendered::Row(r.into_doc()))
+            .collect(),
+        total,
+    ))
+}
+
+fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Error> {
+    let mut out = Vec::new();
+    let mut stage = StageUse::new(p.budget, "unwind");
+    for row in std::mem::take(&mut p.rows) {
+        let value = row.get(path);
+        match value {
+            Val::Arr(items) => {
+                let doc = row.into_doc();
+                // Checked before a single copy is made: every output row is a copy of the doc.
+                stage
+                    .reserve(items.len(), doc.approx_bytes())
+                    .map_err(over)?;
+                for item in items {
+                    out.push(Row::Doc(set_path(doc.clone(), parts, item)));
+                }
+            }
+            Val::Missing | Val::Null => {}
+            _ => {
+                let doc = row.into_doc();
+                stage.reserve(1, doc.approx_bytes()).map_err(over)?;
+                out.push(Row::Doc(doc));
+            }
+        }
+    }
+    p.rows = out;
+    Ok(())
+}
+
+fn set_path(doc: Val, parts: &[String], value: Val) -> Val {
+    let Some((first, rest)) = parts.split_first() else {
+        return value;
+    };
+    match doc {
+        Val::Obj(mut fields) => {
+            if let Some(slot) = fields
+                .iter_mut()
+                .find(|(k, _)| k.as_ref() == first.as_str())
+            {
+                let inner = std::mem::replace(&mut slot.1, Val::Null);
+                slot.1 = set_path(inner, rest, value);
+            } else {
+                fields.push((
+                    Arc::from(first.as_str()),
+                    set_path(Val::Obj(Vec::new()), rest, value),
+                ));
+            }
+            Val::Obj(fields)
+        }
+        other => other,
+    }
+}
+
+fn count(p: &mut Pipeline<'_>, name: &str) {
+    let n = p.rows.len();
+    p.rows = if n == 0 {
+        Vec::new()
+    } else {
+        vec![Row::Doc(Val::Obj(vec![(
+            Arc::from(name),
+            Val::Int(n as i64),
+        )]))]
+    };
+}
+
+fn sort(p: &mut Pipeline<'_>, keys: &[(String, bool)]) -> Result<(), Error> {
+    let mut stage = StageUse::new(p.budget, "sort");
+    let mut decorated: Vec<(Vec<Val>, Row<'_>)> = Vec::with_capacity(p.rows.len());
+    for r in std::mem::take(&mut p.rows) {
+        let k: Vec<Val> = keys.iter().map(|(k, _)| r.get(k)).collect();
+        let bytes = k
+            .iter()
+            .fold(0, |n: usize, v| n.saturating_add(v.approx_bytes()));
+        stage.reserve(1, bytes).map_err(over)?;
+        decorated.push((k, r));
+    }
+    // The sort itself is not interruptible; its input is bounded by max_stage_rows.
+    decorated.sort_by(|(a, _), (b, _)| {
+        for ((x, y), (_, desc)) in a.iter().zip(b).zip(keys) {
+            let o = x.cmp_bson(y);
+            let o = if *desc { o.reverse() } else { o };
+            if !o.is_eq() {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    p.rows = decorated.into_iter().map(|(_, r)| r).collect();
+    Ok(())
+}
+
+fn project(p: &mut Pipeline<'_>, rules: &[ProjectRule], exclude: bool) -> Result<(), Error> {
+    let mut out = Vec::with_capacity(p.rows.len());
+    let mut stage = StageUse::new(p.budget, "project");
+    for row in std::mem::take(&mut p.rows) {
+        let mut fields: Vec<(Arc<str>, Val)> = Vec::new();
+        if !exclude {
+            fields.push((Arc::from("_id"), row.get("_id")));
+        }
+        for (name, key, op) in rules {
+            let v = row.get(key);
+            let v = match op.as_deref() {
+                None => v,
+                Some("size") => match v {
+                    Val::Arr(a) => Val::Int(a.len() as i64),
+                    other => {
+                        return Err(raw(format!(
+                            "The argument to $size must be an array. Type of argument: {}",
+                            bson_type(&other)
+                        )));
+                    }
+                },
+                Some("sum") => match v {
+                    Val::Arr(a) => Val::Float(a.iter().filter_map(Val::as_f64).sum()),
+                    other => Val::Float(other.as_f64().unwrap_or(0.0)),
+                },
+                Some("array_to_object") => array_to_object(v)?,
+                Some(_) => object_to_array(v)?,
+            };
+            fields.push((Arc::from(name.as_str()), v));
+        }
+        let doc = Val::Obj(fields);
+        stage.reserve(1, doc.approx_bytes()).map_err(over)?;
+        out.push(Row::Doc(doc));
+    }
+    p.rows = out;
+    Ok(())
+}
+
+fn array_to_object(v: Val) -> Result<Val, Error> {
+    match v {
+        Val::Null | Val::Missing => Ok(Val::Null),
+        Val::Arr(items) => {
+            let mut out: Vec<(Arc<str>, Val)> = Vec::new();
+            for item in items {
+                let (k, v) = match item {
+                    Val::Arr(mut pair) if pair.len() == 2 => {
+                        let v = pair.pop().unwrap_or(Val::Null);
+                        (pair.pop().unwrap_or(Val::Null), v)
+                    }
+                    Val::Obj(o) => (item_field(&o, "k"), item_field(&o, "v")),
+                    _ => return Err(raw("$arrayToObject requires an array of key-value pairs")),
+                };
+                let Val::Str(k) = k else {
+                    return Err(raw("$arrayToObject requires an object keys of type string"));
+                };
+                match out.iter_mut().find(|(ok, _)| *ok == k) {
+                    Some(slot) => slot.1 = v,
+                    None => out.push((k, v)),
+                }
+            }
+            Ok(Val::Obj(out))
+        }
+        other => Err(raw(format!(
+            "$arrayToObject requires an array input, found: {}",
+            bson_type(&other)
+        ))),
+    }
+}
+
+fn item_field(o: &[(Arc<str>, Val)], name: &str) -> Val {
+    o.iter()
+        .find(|(k, _)| k.as_ref() == name)
+        .map_or(Val::Missing, |(_, v)| v.clone())
+}
+
+fn object_to_array(v: Val) -> Result<Val, Error> {
+    match v {
+        Val::Null | Val::Missing => Ok(Val::Null),
+        Val::Obj(o) => Ok(Val::Arr(
+            o.into_iter()
+                .map(|(k, v)| Val::Obj(vec![(Arc::from("k"), Val::Str(k)), (Arc::from("v"), v)]))
+                .collect(),
+        )),
+        other => Err(raw(format!(
+            "$objectToArray requires a document input, found: {}",
+            bson_type(&other)
+        ))),
+    }
+}

@@ -1,0 +1,455 @@
+//! Evaluating a `group` stage: group keys, the ten accumulators, and the hash-based set that
+//! `add_to_set` and `distinct` deduplicate with.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::Arc;
+
+use super::eval::{Pipeline, Source};
+use super::parse::{GroupField, GroupKey};
+use super::{Row, bson_type, over, raw};
+use crate::error::Error;
+use crate::index::Rec;
+use crate::limits::StageUse;
+use crate::value::Val;
+
+/// For a single group key on a stored record's low-cardinality field: a number that identifies the
+/// value without building it (the status's ordinal, or the address of the interned string).
+fn fast_key(r: &Rec, field: crate::model::Field) -> Option<usize> {
+    use crate::model::Field;
+    match field {
+        Field::Status => Some(r.status as usize),
+        Field::DataSourceId => Some(Arc::as_ptr(&r.data_source) as *const u8 as usize),
+        Field::DomainId => Some(Arc::as_ptr(&r.domain) as *const u8 as usize),
+        _ => None,
+    }
+}
+
+/// Hashes a value consistently with MongoDB's equality (`cmp_bson`): 2 and 2.0 alike, null and
+/// missing alike, every NaN alike.
+fn hash_val<H: Hasher>(v: &Val, h: &mut H) {
+    match v {
+        Val::Missing | Val::Null => 0u8.hash(h),
+        Val::Int(_) | Val::Float(_) => {
+            1u8.hash(h);
+            let f = v.as_f64().unwrap_or(0.0);
+            let f = if f == 0.0 || f.is_nan() { 0.0f64 } else { f };
+            f.to_bits().hash(h);
+        }
+        Val::Str(s) => {
+            2u8.hash(h);
+            s.hash(h);
+        }
+        Val::Bool(b) => b.hash(h),
+        Val::Date(d) => d.hash(h),
+        Val::Arr(a) => a.iter().for_each(|x| hash_val(x, h)),
+        Val::Obj(o) => o.iter().for_each(|(k, x)| {
+            k.hash(h);
+            hash_val(x, h)
+        }),
+    }
+}
+
+/// A value hashed as [`hash_val`] does.
+struct Hashed<'v>(&'v Val);
+
+impl Hash for Hashed<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        hash_val(self.0, h)
+    }
+}
+
+/// Hashable wrapper with MongoDB's equality (2 == 2.0, null == missing).
+#[derive(Clone, Debug)]
+struct Key(Vec<Val>);
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| a.cmp_bson(b).is_eq())
+    }
+}
+impl Eq for Key {}
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.iter().for_each(|v| hash_val(v, h));
+    }
+}
+
+/// Values kept in arrival order without duplicates, found by hash: linear in the values, where a
+/// search through the kept values would be quadratic.
+#[derive(Default)]
+pub(super) struct Dedup {
+    pub(super) items: Vec<Val>,
+    /// The indexes in `items` of the values with each hash.
+    slots: HashMap<u64, Vec<usize>>,
+    hasher: RandomState,
+}
+
+impl Dedup {
+    /// Keeps `v` unless a kept value equals it by `eq` (which must imply equal [`hash_val`]s);
+    /// true when kept.
+    pub(super) fn insert(&mut self, v: Val, eq: impl Fn(&Val, &Val) -> bool) -> bool {
+        let bucket = self
+            .slots
+            .entry(self.hasher.hash_one(Hashed(&v)))
+            .or_default();
+        if bucket
+            .iter()
+            .any(|i| self.items.get(*i).is_some_and(|x| eq(x, &v)))
+        {
+            return false;
+        }
+        bucket.push(self.items.len());
+        self.items.push(v);
+        true
+    }
+}
+
+enum Acc {
+    Count(f64),
+    Sum(f64),
+    Avg(f64, u64),
+    Max(Option<Val>),
+    Min(Option<Val>),
+    First(Option<Val>),
+    Last(Val),
+    Push(Vec<Val>),
+    Set(Dedup),
+    Merge(Vec<(Arc<str>, Val)>),
+}
+
+/// The groups built so far, and how a row finds its own.
+struct Groups<'s> {
+    rules: &'s [GroupKey],
+    specs: &'s [GroupField],
+    /// A single plain key on a stored field identified by [`fast_key`].
+    fast_field: Option<crate::model::Field>,
+    /// (fast key, slot) pairs: few distinct values in practice, and a short list beats hashing.
+    fast: Vec<(usize, usize)>,
+    index: HashMap<Key, usize>,
+    groups: Vec<(Vec<Val>, Vec<Acc>)>,
+    stage: StageUse<'s, 's>,
+}
+
+impl Groups<'_> {
+    #[inline]
+    fn slot(&mut self, row: &Row<'_>) -> Result<usize, Error> {
+        let quick = match (row, self.fast_field) {
+            (Row::Rec(r), Some(f)) => fast_key(r, f),
+            _ => None,
+        };
+        if let Some(q) = quick
+            && let Some((_, slot)) = self.fast.iter().find(|(k, _)| *k == q)
+        {
+            return Ok(*slot);
+        }
+        let slot = self.slow_slot(row)?;
+        if let Some(q) = quick.filter(|_| self.fast.len() < 64) {
+            self.fast.push((q, slot));
+        }
+        Ok(slot)
+    }
+
+    fn slow_slot(&mut self, row: &Row<'_>) -> Result<usize, Error> {
+        let mut key = Vec::with_capacity(self.rules.len());
+        for (_, path, fmt) in self.rules {
+            let v = row.at(path);
+            key.push(match fmt {
+                None => v,
+                Some(fmt) => match v {
+                    Val::Date(ms) => Val::str(&crate::time::date_to_string(ms, fmt).map_err(raw)?),
+                    Val::Null | Val::Missing => Val::Null,
+                    other => {
+                        return Err(raw(format!(
+                            "can't convert from BSON type {} to Date",
+                            bson_type(&other)
+                        )));
+                    }
+                },
+            });
+        }
+        let key = Key(key);
+        if let Some(i) = self.index.get(&key) {
+            return Ok(*i);
+        }
+        // A new group: its key twice (the list and the map) and its accumulators.
+        let key_bytes = key
+            .0
+            .iter()
+            .fold(0, |n: usize, v| n.saturating_add(v.approx_bytes()));
+        self.stage
+            .reserve(
+                1,
+                key_bytes
+                    .saturating_mul(2)
+                    .saturating_add(self.specs.len().saturating_mul(std::mem::size_of::<Acc>())),
+            )
+            .map_err(over)?;
+        let slot = self.groups.len();
+        self.groups
+            .push((key.0.clone(), self.specs.iter().map(new_acc).collect()));
+        self.index.insert(key, slot);
+        Ok(slot)
+    }
+}
+
+/// Runs a built `group` stage over the pipeline's rows (or its stored records, read in place).
+pub(super) fn group(
+    p: &mut Pipeline<'_>,
+    rules: &[GroupKey],
+    specs: &[GroupField],
+) -> Result<(), Error> {
+    let fast_field = match rules {
+        [(_, path, None)] => path
+            .field
+            .as_ref()
+            .filter(|f| f.sub.is_empty())
+            .map(|f| f.field),
+        _ => None,
+    };
+    let mut g = Groups {
+        rules,
+        specs,
+        fast_field,
+        fast: Vec::new(),
+        index: HashMap::new(),
+        groups: Vec::new(),
+        stage: StageUse::new(p.budget, "group"),
+    };
+    let budget = p.budget;
+    // Plain counts need no per-row dispatch: the hot loop just bumps them.
+    let plain_counts = specs
+        .iter()
+        .all(|s| s.op == "count" && s.conditions.is_empty());
+    let add = |g: &mut Groups<'_>, row: &Row<'_>| -> Result<(), Error> {
+        if !budget.tick(1) {
+            return budget.check_time().map_err(over);
+        }
+        let slot = g.slot(row)?;
+        let Some((_, accs)) = g.groups.get_mut(slot) else {
+            return Err(raw("group lost"));
+        };
+        if plain_counts {
+            for acc in accs.iter_mut() {
+                if let Acc::Count(n) = acc {
+                    *n += 1.0;
+                }
+            }
+            return Ok(());
+        }
+        for (spec, acc) in g.specs.iter().zip(accs.iter_mut()) {
+            accumulate(spec, acc, row, &mut g.stage)?;
+        }
+        Ok(())
+    };
+    match p.recs.take() {
+        Some(Source::Picked(recs)) => {
+            for r in recs {
+                add(&mut g, &Row::Rec(r))?;
+            }
+        }
+        Some(Source::Scan {
+            index,
+            scope,
+            filter,
+        }) => {
+            for r in index.matching(scope, filter, budget) {
+                add(&mut g, &Row::Rec(r))?;
+            }
+            budget.check_time().map_err(over)?;
+        }
+        None => {
+            for row in &p.rows {
+                add(&mut g, row)?;
+            }
+        }
+    }
+    let mut groups = g.groups;
+    if !p.ordered {
+        // The input came in no meaningful order: give the groups a deterministic one.
+        groups.sort_by(|(a, _), (b, _)| Val::Arr(a.clone()).cmp_bson(&Val::Arr(b.clone())));
+    }
+    p.rows = groups
+        .into_iter()
+        .map(|(key, accs)| {
+            let id = if rules.is_empty() {
+                Val::Null
+            } else {
+                Val::Obj(
+                    rules
+                        .iter()
+                        .zip(key)
+                        .map(|((n, _, _), v)| (Arc::from(n.as_str()), v))
+                        .collect(),
+                )
+            };
+            let mut fields = vec![(Arc::from("_id"), id)];
+            for (spec, acc) in specs.iter().zip(accs) {
+                fields.push((Arc::from(spec.name.as_str()), finish(acc)));
+            }
+            Row::Doc(Val::Obj(fields))
+        })
+        .collect();
+    Ok(())
+}
+
+fn new_acc(spec: &GroupField) -> Acc {
+    match spec.op {
+        "count" => Acc::Count(0.0),
+        "sum" => Acc::Sum(0.0),
+        "average" => Acc::Avg(0.0, 0),
+        "max" => Acc::Max(None),
+        "min" => Acc::Min(None),
+        "first" => Acc::First(None),
+        "last" => Acc::Last(Val::Null),
+        "push" => Acc::Push(Vec::new()),
+        "add_to_set" => Acc::Set(Dedup::default()),
+        _ => Acc::Merge(Vec::new()),
+    }
+}
+
+fn conditions_hold(spec: &GroupField, row: &Row<'_>) -> bool {
+    spec.conditions.iter().all(|(key, op, q)| {
+        let o = row.at(key).cmp_bson(q);
+        match *op {
+            "eq" => o.is_eq(),
+            "gt" => o.is_gt(),
+            "gte" => o.is_ge(),
+            "lt" => o.is_lt(),
+            _ => o.is_le(),
+        }
+    })
+}
+
+fn accumulate(
+    spec: &GroupField,
+    acc: &mut Acc,
+    row: &Row<'_>,
+    stage: &mut StageUse<'_, '_>,
+) -> Result<(), Error> {
+    let value = || spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
+    let holds = spec.conditions.is_empty() || conditions_hold(spec, row);
+    match acc {
+        Acc::Count(n) => {
+            if holds {
+                *n += 1.0;
+            }
+        }
+        Acc::Sum(s) => {
+            if holds {
+                *s += value().as_f64().unwrap_or(0.0);
+            }
+        }
+        Acc::Avg(s, n) => {
+            let v = if holds { value() } else { Val::Int(0) };
+            if let Some(f) = v.as_f64() {
+                *s += f;
+                *n = n.saturating_add(1);
+            }
+        }
+        Acc::Max(m) | Acc::Min(m) => {
+            let v = value();
+            if !v.is_nullish() {
+                let is_max = matches!(spec.op, "max");
+                let better = m.as_ref().is_none_or(|cur| {
+                    let o = v.cmp_bson(cur);
+                    if is_max { o.is_gt() } else { o.is_lt() }
+                });
+                if better {
+                    *m = Some(v);
+                }
+            }
+        }
+        Acc::First(f) => {
+            if f.is_none() {
+                *f = Some(match value() {
+                    Val::Missing => Val::Null,
+                    v => v,
+                });
+            }
+        }
+        Acc::Last(l) => {
+            *l = match value() {
+                Val::Missing => Val::Null,
+                v => v,
+            }
+        }
+        Acc::Push(items) => {
+            // `push` always has `fields` here: a key alone is refused when the pipeline is built.
+            let mut obj = Vec::new();
+            for (name, key) in &spec.push_fields {
+                // The seed pushes datetimes as they are: the answer then fails to render.
+                let v = row.at(key);
+                if !matches!(v, Val::Missing) {
+                    obj.push((Arc::from(name.as_str()), v));
+                }
+            }
+            let v = Val::Obj(obj);
+            stage.add_bytes(v.approx_bytes()).map_err(over)?;
+            items.push(v);
+        }
+        Acc::Set(set) => {
+            if !stage.tick(1) {
+                return Err(over(stage.time_exceeded()));
+            }
+            let v = value();
+            if !matches!(v, Val::Missing) {
+                let bytes = v.approx_bytes();
+                if set.insert(v, |x, v| x.cmp_bson(v).is_eq()) {
+                    stage.add_bytes(bytes).map_err(over)?;
+                }
+            }
+        }
+        Acc::Merge(fields) => match value() {
+            Val::Obj(o) => {
+                if !stage.tick(fields.len().saturating_mul(o.len())) {
+                    return Err(over(stage.time_exceeded()));
+                }
+                for (k, v) in o {
+                    stage.add_bytes(v.approx_bytes()).map_err(over)?;
+                    match fields.iter_mut().find(|(fk, _)| *fk == k) {
+                        Some(slot) => slot.1 = v,
+                        None => fields.push((k, v)),
+                    }
+                }
+            }
+            Val::Null | Val::Missing => {}
+            other => {
+                return Err(raw(format!(
+                    "$mergeObjects requires object inputs, but input {} is of type {}",
+                    other
+                        .to_struct_json(false)
+                        .map(|j| j.to_string())
+                        .unwrap_or_default(),
+                    bson_type(&other)
+                )));
+            }
+        },
+    }
+    Ok(())
+}
+
+fn finish(acc: Acc) -> Val {
+    match acc {
+        Acc::Count(n) => Val::Float(n),
+        Acc::Sum(s) => Val::Float(s),
+        Acc::Avg(s, n) => {
+            if n == 0 {
+                Val::Null
+            } else {
+                Val::Float(s / n as f64)
+            }
+        }
+        Acc::Max(m) | Acc::Min(m) => m.unwrap_or(Val::Null),
+        Acc::First(f) => f.unwrap_or(Val::Null),
+        Acc::Last(l) => l,
+        Acc::Push(items) => Val::Arr(items),
+        Acc::Set(set) => Val::Arr(set.items),
+        Acc::Merge(fields) => Val::Obj(fields),
+    }
+}

@@ -1,0 +1,286 @@
+//! The `StatisticsQuery` message: `distinct`, and the `aggregate` pipeline (unwind, group, count,
+//! sort, project, limit, skip) evaluated over stored records the way MongoDB evaluates the pipeline
+//! SpaceONE would build, with the reference's validation and its error wrapping.
+//!
+//! The request is handled in steps: [`parse`] builds the whole `aggregate` list into typed stages
+//! (every build error is raised before any stage runs), [`eval`] runs them ([`group`] holds the
+//! accumulators), and this module selects the documents, answers `distinct` and renders the rows.
+
+mod eval;
+mod group;
+mod parse;
+
+use serde_json::{Map, Value, json};
+
+use self::eval::Source;
+use self::group::Dedup;
+use self::parse::{P, Stage};
+use crate::error::Error;
+use crate::filter::Filter;
+use crate::index::{Index, Rec, Scope};
+use crate::limits::{Budget, StageUse};
+use crate::model::FieldPath;
+use crate::query::{Page, as_list, as_object, check_fields, parse_page};
+use crate::value::Val;
+
+/// A raw failure (MongoDB's or Python's own): wrapped once as ERROR_DB_QUERY.
+fn raw(message: impl Into<String>) -> Error {
+    Error::unknown(message)
+}
+
+/// A limit's reason as a raw failure (wrapped once as ERROR_DB_QUERY).
+fn over(reason: String) -> Error {
+    raw(reason)
+}
+
+fn bson_type(v: &Val) -> &'static str {
+    match v {
+        Val::Missing => "missing",
+        Val::Null => "null",
+        Val::Bool(_) => "bool",
+        Val::Int(_) => "long",
+        Val::Float(_) => "double",
+        Val::Str(_) => "string",
+        Val::Date(_) => "date",
+        Val::Arr(_) => "array",
+        Val::Obj(_) => "object",
+    }
+}
+
+/// A document in the pipeline: a stored record read in place, or a document a stage made.
+#[derive(Clone)]
+enum Row<'a> {
+    Rec(&'a Rec),
+    Doc(Val),
+}
+
+impl Row<'_> {
+    fn get(&self, path: &str) -> Val {
+        match self {
+            Row::Rec(r) => match FieldPath::resolve(path) {
+                Ok(p) => r.get(&p),
+                Err(_) => Val::Missing,
+            },
+            Row::Doc(d) => {
+                let parts: Vec<&str> = path.split('.').collect();
+                d.path(&parts)
+            }
+        }
+    }
+
+    fn at(&self, p: &P) -> Val {
+        match self {
+            Row::Rec(r) => p.field.as_ref().map_or(Val::Missing, |f| r.get(f)),
+            Row::Doc(d) => {
+                let parts: Vec<&str> = p.parts.iter().map(String::as_str).collect();
+                d.path(&parts)
+            }
+        }
+    }
+
+    fn into_doc(self) -> Val {
+        match self {
+            Row::Rec(r) => r.document(),
+            Row::Doc(d) => d,
+        }
+    }
+}
+
+/// Runs a StatisticsQuery (its filter already compiled) and renders the Struct answer.
+pub(crate) fn stat(
+    index: &Index,
+    scope: &Scope,
+    filter: &Filter,
+    q: &Map<String, Value>,
+    budget: &Budget<'_>,
+) -> Result<Value, Error> {
+    let aggregate = as_list(q.get("aggregate"), "query.aggregate")?;
+    let distinct = match q.get("distinct") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(Error::invalid_parameter_type("query.distinct", "str")),
+    };
+    let page = parse_page(q.get("page"), "query.page")?;
+    for stage in aggregate {
+        let m = as_object(stage, "query.aggregate")?;
+        check_fields(
+            m,
+            "query.aggregate",
+            &[
+                "unwind", "group", "count", "sort", "project", "limit", "skip",
+            ],
+        )?;
+    }
+    if aggregate.is_empty() && distinct.is_none() {
+        return Err(Error::required_parameter("aggregate"));
+    }
+    // The whole pipeline is built before a single document is read (spec, Corrections).
+    let stages = parse::pipeline(aggregate).map_err(Error::rewrap_db_query)?;
+    // Documents flow in natural (insertion) order, as a collection scan returns them; a pipeline
+    // that starts with an order-insensitive group does not need that order.
+    let ordered = !stages.first().is_some_and(Stage::is_unordered_group);
+    let filter = &filter.bound(index);
+    let source = if ordered {
+        let mut recs: Vec<&Rec> = index.matching(scope, filter, budget).collect();
+        budget.check_time().map_err(Error::db_query)?;
+        recs.sort_unstable_by(|a, b| a.natural_cmp(b));
+        Source::Picked(recs)
+    } else {
+        Source::Scan {
+            index,
+            scope,
+            filter,
+        }
+    };
+    let (rows, total) = if stages.is_empty() {
+        source.into_recs(budget).and_then(|recs| {
+            distinct_values(
+                &recs,
+                distinct.as_deref().unwrap_or_default(),
+                &page,
+                budget,
+            )
+        })
+    } else {
+        eval::run(source, ordered, &stages, &page, budget)
+    }
+    .map_err(Error::rewrap_db_query)?;
+    // Building the Struct answer happens after the query, outside its error wrapping.
+    let results: Vec<Value> = rows
+        .into_iter()
+        .map(|r| match r {
+            Rendered::Value(v) => v
+                .to_struct_json(true)
+                .map_err(|_| Error::unknown("Unexpected type")),
+            Rendered::Row(doc) => render_row(doc),
+        })
+        .collect::<Result<_, _>>()?;
+    let mut m = Map::new();
+    m.insert("results".into(), Value::Array(results));
+    if let Some(t) = total {
+        m.insert("total_count".into(), json!(t as f64));
+    }
+    Ok(Value::Object(m))
+}
+
+enum Rendered {
+    /// A distinct value.
+    Value(Val),
+    /// A pipeline row (group keys still under `_id`).
+    Row(Val),
+}
+
+type Output = (Vec<Rendered>, Option<usize>);
+
+/// `distinct`: the values (array elements flattened, nulls included, missing skipped), each once,
+/// sorted as Python's `sort()` sorts them, or in stored order when it cannot.
+fn distinct_values(
+    recs: &[&Rec],
+    key: &str,
+    page: &Page,
+    budget: &Budget<'_>,
+) -> Result<Output, Error> {
+    let Ok(path) = FieldPath::resolve(key) else {
+        return Ok((Vec::new(), None));
+    };
+    let mut set = Dedup::default();
+    let mut stage = StageUse::new(budget, "distinct");
+    let mut push = |v: Val| -> Result<(), Error> {
+        if !budget.tick(1) {
+            return budget.check_time().map_err(over);
+        }
+        if matches!(v, Val::Missing) {
+            return Ok(());
+        }
+        let bytes = v.approx_bytes();
+        if set.insert(v, |x, v| {
+            x.eq_query(v) && !(x.is_nullish() ^ v.is_nullish())
+        }) {
+            stage.reserve(1, bytes).map_err(over)?;
+        }
+        Ok(())
+    };
+    for r in recs {
+        match r.get(&path) {
+            Val::Arr(items) => {
+                for v in items {
+                    push(v)?;
+                }
+            }
+            v => push(v)?,
+        }
+    }
+    let mut values = set.items;
+    // Python's sort() fails on mixed types and leaves the list as returned.
+    let bracket = |v: &Val| match v {
+        Val::Int(_) | Val::Float(_) | Val::Bool(_) => 1,
+        Val::Str(_) => 2,
+        Val::Date(_) => 3,
+        _ => 0,
+    };
+    if values
+        .iter()
+        .all(|v| bracket(v) != 0 && values.first().is_some_and(|f| bracket(v) == bracket(f)))
+    {
+        values.sort_by(|a, b| match (a, b) {
+            (Val::Bool(x), y) | (y, Val::Bool(x)) if !matches!(y, Val::Bool(_)) => {
+                let xf = f64::from(u8::from(*x));
+                let o = xf
+                    .partial_cmp(&y.as_f64().unwrap_or(0.0))
+                    .unwrap_or(std::cmp::Ordering::Equal);
+                if matches!(a, Val::Bool(_)) {
+                    o
+                } else {
+                    o.reverse()
+                }
+            }
+            _ => a.cmp_bson(b),
+        });
+    }
+    let total = values.len();
+    Ok(match page.window(total) {
+        Some((s, e)) => (
+            values.drain(s..e).map(Rendered::Value).collect(),
+            Some(total),
+        ),
+        None => (values.into_iter().map(Rendered::Value).collect(), None),
+    })
+}
+
+/// Group keys lifted to the top level; a null `_id` (a group without keys) dropped.
+fn render_row(doc: Val) -> Result<Value, Error> {
+    let Val::Obj(fields) = doc else {
+        return Err(Error::unknown("Unexpected type"));
+    };
+    let mut m = Map::new();
+    let unexpected = |_| Error::locator("StatisticsInfo", "Unexpected type");
+    for (k, v) in fields {
+        if k.as_ref() == "_id" {
+            match v {
+                Val::Obj(keys) => {
+                    for (kk, vv) in keys {
+                        m.insert(kk.to_string(), vv.to_struct_json(true).map_err(unexpected)?);
+                    }
+                }
+                Val::Null | Val::Missing => {}
+                other => {
+                    m.insert(
+                        "_id".into(),
+                        other.to_struct_json(true).map_err(unexpected)?,
+                    );
+                }
+            }
+            continue;
+        }
+        if matches!(v, Val::Missing) {
+            continue;
+        }
+        m.insert(
+            k.to_string(),
+            v.to_struct_json(true)
+                .map_err(|_| Error::unknown("Unexpected type"))?,
+        );
+    }
+    Ok(Value::Object(m))
+}

@@ -204,14 +204,12 @@ async fn an_etcd_stall_is_survived_without_a_restart() {
         yaml += &format!("---\n{}\n", job_yaml(&format!("before-{i}"), &["a"], ""));
     }
     create(c, &ns, &yaml);
-    let search = format!(
-        r#"{{"domain_id": "domain-1", "query": {{"filter": [{{"k": "job_id", "v": "before-", "o": "contain"}}]}}}}"#
-    );
+    let search = r#"{"domain_id": "domain-1", "query": {"filter": [{"k": "job_id", "v": "before-", "o": "contain"}]}}"#;
     eventually(
         Duration::from_secs(30),
         "the shim to list the jobs",
         || async {
-            rest("/cost-analysis/v1/jobs/search", &search)
+            rest("/cost-analysis/v1/jobs/search", search)
                 .contains("\"total_count\":10")
                 .then_some(())
         },
@@ -228,7 +226,7 @@ async fn an_etcd_stall_is_survived_without_a_restart() {
     signal("-STOP");
     let frozen = Instant::now();
     // Reads come from the index; a cancel needs the API server and gets an answer in bounded time.
-    let listed = rest("/cost-analysis/v1/jobs/search", &search);
+    let listed = rest("/cost-analysis/v1/jobs/search", search);
     let cancel = rest(
         "/cost-analysis/v1/job/before-0/cancel",
         r#"{"domain_id": "domain-1"}"#,

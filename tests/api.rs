@@ -608,13 +608,22 @@ async fn cancel_is_synchronous_authorized_and_reads_its_own_write() {
     .await;
 }
 
+/// How many jobs each race test races: 12 in the suite; `RACE_JOBS=1000` for the full run
+/// (docs/reliability.md).
+fn race_jobs() -> usize {
+    std::env::var("RACE_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
     let w = world("race").await;
     let c = cluster();
     let d1 = d(&w, 1);
-    const N: usize = 12;
-    let yaml: String = (0..N)
+    let n = race_jobs();
+    let yaml: String = (0..n)
         .map(|i| job(&format!("race-{i}"), &d1, &["t"]))
         .collect();
     let out = c.apply_yaml(&w.ns, &yaml);
@@ -623,18 +632,18 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_listed(&w, &d1, 2 + N as u64).await;
+    wait_listed(&w, &d1, 2 + n as u64).await;
     eventually(WAIT, "all race tasks created", || async {
         let out = c.kubectl(&["get", "cajt", "-n", &w.ns, "-o", "name"]);
         (String::from_utf8_lossy(&out.stdout)
             .matches("race-")
             .count()
-            == N)
+            == n)
             .then_some(())
     })
     .await;
     let mut outcomes = Vec::new();
-    for i in 0..N {
+    for i in 0..n {
         let name = format!("race-{i}");
         let (ns, token, d1c) = (w.ns.clone(), w.canceler.clone(), d1.clone());
         let kubeconfig = c.kubeconfig.clone();
@@ -1519,4 +1528,94 @@ async fn field_selectors_select_like_on_the_custom_resource() {
             "{err}"
         );
     }
+}
+
+/// Issue 10: a cancel racing the timeout. Jobs with a 1 s timeout are canceled around their
+/// deadline (plus the 1 s clock-skew allowance): each ends CANCELED or TIMEOUT, never changes
+/// again, and the API's answer tells the truth about which.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_racing_timeout_ends_in_exactly_one_terminal_state() {
+    let w = world("tmrace").await;
+    let c = cluster();
+    let d1 = d(&w, 1);
+    let n = race_jobs();
+    let yaml: String = (0..n)
+        .map(|i| job(&format!("tm-{i}"), &d1, &["t"]) + "  timeoutSeconds: 1\n")
+        .collect();
+    let out = c.apply_yaml(&w.ns, &yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_listed(&w, &d1, 2 + n as u64).await;
+    // Cancels spread over the moment the timeout fires (created + 1 s + 1 s allowance).
+    let created = w
+        .jobs
+        .get("tm-0")
+        .await
+        .expect("tm-0")
+        .metadata
+        .creation_timestamp
+        .expect("created")
+        .0
+        .as_millisecond();
+    let fire = created + 2_000;
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let (token, d1c) = (w.canceler.clone(), d1.clone());
+        let at = fire - 600 + i64::try_from(i % 12).unwrap_or(0) * 100;
+        handles.push(std::thread::spawn(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            if at > now {
+                std::thread::sleep(Duration::from_millis((at - now) as u64));
+            }
+            let answer = rest(
+                "POST",
+                &format!("/cost-analysis/v1/job/tm-{i}/cancel"),
+                Some(&token),
+                Some(&json!({"domain_id": d1c})),
+                &[],
+            );
+            (format!("tm-{i}"), answer)
+        }));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    let mut finals = Vec::new();
+    for h in handles {
+        let (name, answer) = h.join().expect("cancel thread");
+        let final_state = eventually(WAIT, &format!("{name} terminal"), || async {
+            let s = w.jobs.get(&name).await.ok()?.status?.status?;
+            s.is_terminal().then_some(s)
+        })
+        .await;
+        match answer.status {
+            200 => assert_eq!(
+                final_state,
+                JobState::Canceled,
+                "{name}: the API said CANCELED"
+            ),
+            500 => assert_eq!(
+                answer.body["detail"]["message"],
+                format!(
+                    " Only running jobs can be canceled. (job_state = {})",
+                    final_state.as_str()
+                ),
+                "{name}"
+            ),
+            other => panic!("{name}: unexpected answer {other}: {}", answer.body),
+        }
+        assert!(
+            matches!(final_state, JobState::Canceled | JobState::Timeout),
+            "{name}: {final_state:?}"
+        );
+        *seen.entry(final_state.as_str()).or_insert(0) += 1;
+        finals.push((name, final_state));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, state) in finals {
+        let later = w.jobs.get(&name).await.ok().and_then(|j| j.status?.status);
+        assert_eq!(later, Some(state), "{name} changed after settling");
+    }
+    println!("cancel against timeout, {n} jobs: {seen:?}");
 }

@@ -115,6 +115,13 @@ pub async fn run(
     Controller::for_stream(job_stream, job_reader)
         .owns_stream(task_stream)
         .trigger_backoff(crate::watch::WatchBackoff::default())
+        // The safety net under the watches: every job in the cache is looked at again every
+        // `resync`, whether or not anything triggered it (a per-object requeue only covers jobs
+        // that were reconciled at least once).
+        .reconcile_all_on(futures::stream::unfold((), move |()| async move {
+            tokio::time::sleep(resync).await;
+            Some(((), ()))
+        }))
         .with_config(ControllerConfig::default().concurrency(16))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

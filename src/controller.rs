@@ -70,6 +70,8 @@ pub async fn run(
     resync: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    use futures::FutureExt;
+    let shutdown = shutdown.boxed().shared();
     let (jobs, tasks): (Api<CostAnalysisJob>, Api<CostAnalysisJobTask>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -112,7 +114,7 @@ pub async fn run(
         backoff: Mutex::new(HashMap::new()),
         resync,
     });
-    Controller::for_stream(job_stream, job_reader)
+    let controller = Controller::for_stream(job_stream, job_reader)
         .owns_stream(task_stream)
         .trigger_backoff(crate::watch::WatchBackoff::default())
         // The safety net under the watches: every job in the cache is looked at again every
@@ -123,17 +125,29 @@ pub async fn run(
             Some(((), ()))
         }))
         .with_config(ControllerConfig::default().concurrency(16))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => debug!(job = %obj, "reconciled"),
                 Err(e) => warn!(error = %e, "reconcile failed"),
             }
-        })
-        .await;
+        });
+    // A graceful shutdown lets reconciles in flight finish, but kube's controller would also wait
+    // for every scheduled requeue (a deadline, the resync) to come due, which can be hours. Those
+    // are recomputed by whoever runs next, so after a short grace the rest is dropped (a dropped
+    // reconcile is safe: every write is conditional and idempotent).
+    tokio::select! {
+        () = controller => {}
+        () = async { shutdown.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            info!("stopping with requeues still scheduled (they are recomputed by the next leader)");
+        }
+    }
     info!("controller stopped");
 }
+
+/// How long a stopping controller lets reconciles in flight finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();

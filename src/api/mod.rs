@@ -144,7 +144,9 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tokio::spawn(index.clone().run(
+    // Supervised, not detached: should the index's watch loop ever end, the shim ends with it
+    // (and is restarted) instead of serving a frozen index.
+    let mut index_task = tokio::spawn(index.clone().run(
         client.clone(),
         options.namespace.clone(),
         options.initial_list,
@@ -171,6 +173,13 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE and aggregated APIs over HTTPS");
     let app = router(state, options.request_timeout);
-    crate::auth::serve(listener, tls, app, options.server.clone(), shutdown).await?;
+    let server = crate::auth::serve(listener, tls, app, options.server.clone(), shutdown);
+    tokio::select! {
+        served = server => served?,
+        ended = &mut index_task => {
+            return Err(format!("the job index stopped following the API server: {ended:?}").into());
+        }
+    }
+    index_task.abort();
     Ok(())
 }

@@ -56,9 +56,6 @@ pub struct Context {
     config: lifecycle::Config,
     metrics: Arc<Metrics>,
     backoff: Mutex<HashMap<ObjectRef<CostAnalysisJob>, u32>>,
-    /// The longest a job waits for its next look, whatever happens: the safety net under the
-    /// watches (a missed event costs at most this long).
-    resync: Duration,
 }
 
 /// Runs the controller until `shutdown` resolves. The caller holds the leader lease.
@@ -112,7 +109,6 @@ pub async fn run(
         config,
         metrics,
         backoff: Mutex::new(HashMap::new()),
-        resync,
     });
     let controller = Controller::for_stream(job_stream, job_reader)
         .owns_stream(task_stream)
@@ -221,11 +217,12 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
     apply(job, &ns, &name, &decision, ctx).await?;
 
-    Ok(Action::requeue(
-        decision
-            .requeue_after
-            .map_or(ctx.resync, |after| after.min(ctx.resync)),
-    ))
+    // Only a real deadline or TTL is scheduled per job; the periodic look at every job is the
+    // controller's `reconcile_all_on`, not a requeue per job.
+    Ok(match decision.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
 }
 
 /// The objects a watch touched, each once the store holds it; errors are dropped here. During a (re)list the reflector
@@ -366,17 +363,15 @@ async fn apply(
         }
     }
 
+    // Which tasks were really created is known only here (one the cache had not seen yet
+    // answers 409), so this event is the shell's, not the decision's.
+    let created_note = (created > 0).then(|| lifecycle::EventNote {
+        kind: EventKind::Normal,
+        reason: "TasksCreated",
+        note: format!("Created {created} of {} tasks", job.spec.tasks.len()),
+    });
     let reference = job.object_ref(&());
-    for note in &decision.events {
-        // Only what this pass really created is news (a task the cache had not seen yet, 409).
-        let note = &match note.reason {
-            "TasksCreated" if created == 0 => continue,
-            "TasksCreated" => lifecycle::EventNote {
-                note: format!("Created {created} of {} tasks", job.spec.tasks.len()),
-                ..note.clone()
-            },
-            _ => note.clone(),
-        };
+    for note in decision.events.iter().chain(created_note.as_ref()) {
         let event = Event {
             type_: match note.kind {
                 EventKind::Normal => EventType::Normal,

@@ -119,6 +119,20 @@ pub fn decide(
             ),
         });
     }
+    // Said when the spec is new, not only when the job finishes (by then it may not be new).
+    if let Some(ttl) = spec
+        .ttl_seconds_after_finished
+        .filter(|t| spec_is_new && !(0..=MAX_TTL_SECONDS).contains(t))
+    {
+        events.push(EventNote {
+            kind: EventKind::Warning,
+            reason: "TTLClamped",
+            note: format!(
+                "ttlSecondsAfterFinished {ttl} is out of range; using {}",
+                ttl.clamp(0, MAX_TTL_SECONDS)
+            ),
+        });
+    }
 
     // Task outcomes, for the tasks the spec declares (objects for other ids are ignored).
     let mut unfinished = 0usize;
@@ -213,13 +227,6 @@ pub fn decide(
     } else {
         Vec::new()
     };
-    if !create_tasks.is_empty() {
-        events.push(EventNote {
-            kind: EventKind::Normal,
-            reason: "TasksCreated",
-            note: format!("Creating {} of {} tasks", create_tasks.len(), total),
-        });
-    }
     let cancel_tasks = if matches!(
         state,
         JobState::Canceled | JobState::Timeout | JobState::Failure
@@ -241,16 +248,6 @@ pub fn decide(
         match (spec.ttl_seconds_after_finished, next.finished_at) {
             (Some(ttl), Some(finished)) => {
                 let ttl = ttl.clamp(0, MAX_TTL_SECONDS);
-                if spec_is_new && spec.ttl_seconds_after_finished != Some(ttl) {
-                    events.push(EventNote {
-                        kind: EventKind::Warning,
-                        reason: "TTLClamped",
-                        note: format!(
-                            "ttlSecondsAfterFinished {} is out of range; using {ttl}",
-                            spec.ttl_seconds_after_finished.unwrap_or_default()
-                        ),
-                    });
-                }
                 // Within the clamp, only a finish time near the end of time can overflow; such a
                 // job is then kept, as if it had no TTL.
                 match finished.checked_add_signed(Duration::seconds(ttl)) {

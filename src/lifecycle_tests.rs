@@ -547,6 +547,19 @@ fn huge_or_extreme_numbers_never_panic_and_are_clamped_with_a_warning() {
 }
 
 #[test]
+fn an_out_of_range_ttl_is_warned_about_before_the_job_finishes() {
+    let mut s = spec(&["a"]);
+    s.ttl_seconds_after_finished = Some(MAX_TTL_SECONDS + 1);
+    let mut job = Job::new(s);
+    let first = job.step(&[], t0());
+    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert!(first.events.iter().any(|e| e.reason == "TTLClamped"));
+    let done = job.step(&[task("a", TaskState::Success, Some(t0()))], t0());
+    assert_eq!(job.state(), Some(JobState::Success));
+    assert!(!done.events.iter().any(|e| e.reason == "TTLClamped"));
+}
+
+#[test]
 fn a_huge_timeout_is_used_as_the_maximum() {
     let mut s = spec(&["a"]);
     s.timeout_seconds = Some(10_000_000_000_000);

@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
             let (id, query) = text.split_once('?').unwrap_or((&text, ""));
             let (query, body) = query.split_once('\n').unwrap_or((query, ""));
             let body = spaceone::parse_body(body.as_bytes()).unwrap_or_default();
-            if let Ok(request) = spaceone::path_request(id.to_string(), Some(query), body) {
+            let Ok(query) = spaceone::query_params(query) else { return };
+            if let Ok(request) = spaceone::path_request(id.to_string(), query, body) {
                 assert_eq!(request["job_id"], serde_json::Value::String(id.to_string()));
             }
         }

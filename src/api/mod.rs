@@ -73,11 +73,14 @@ pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
     spaceone::router()
         .merge(aggregated::router())
         .with_state(state)
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                guard(request_timeout, request, next)
-            },
-        ))
+        .layer({
+            let metrics = metrics.clone();
+            axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    guard(metrics.clone(), request_timeout, request, next)
+                },
+            )
+        })
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 observe(metrics.clone(), request, next)
@@ -89,21 +92,19 @@ pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
 /// surface's shape (SpaceONE JSON, or a Kubernetes `Status` under `/apis`) and the process lives
 /// on. The panic itself is counted where it is caught (the query pool, or here).
 async fn guard(
+    metrics: Arc<Metrics>,
     timeout: std::time::Duration,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use futures::FutureExt;
     let kubernetes = request.uri().path().starts_with("/apis");
-    let metrics = request.extensions().get::<Arc<Metrics>>().cloned();
     let answer = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
     match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(response)) => response,
         Ok(Err(_)) => {
             tracing::error!("a request handler panicked; answered as an internal error");
-            if let Some(m) = metrics {
-                m.request_panics.inc();
-            }
+            metrics.request_panics.inc();
             error::surface_error(kubernetes, error::Failure::Internal)
         }
         Err(_) => error::surface_error(kubernetes, error::Failure::TimedOut(timeout)),
@@ -113,10 +114,9 @@ async fn guard(
 /// Records how long each answer took, by route template and status.
 async fn observe(
     metrics: Arc<Metrics>,
-    mut request: axum::extract::Request,
+    request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    request.extensions_mut().insert(metrics.clone());
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()

@@ -85,7 +85,11 @@ async fn get_path(
     c: Caller,
 ) -> Answer {
     let user = authenticate(&s, &c).await?;
-    let request = path_request(job_id, query.as_deref(), Value::Null)?;
+    let request = path_request(
+        job_id,
+        query_params(query.as_deref().unwrap_or(""))?,
+        Value::Null,
+    )?;
     Ok(ok(get_job(&s, &user, request).await?))
 }
 
@@ -96,9 +100,9 @@ async fn cancel_path(
     c: Caller,
     body: Body,
 ) -> Answer {
-    query_params(query.as_deref().unwrap_or(""))?;
+    let query = query_params(query.as_deref().unwrap_or(""))?;
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    let request = path_request(job_id, query.as_deref(), body)?;
+    let request = path_request(job_id, query, body)?;
     Ok(ok(cancel(&s, &user, request).await?))
 }
 
@@ -178,13 +182,12 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// The request of a path-addressed call (`/job/{job_id}`, `/job/{job_id}/cancel`): the body's
-/// fields, then the query string's, then the path's job id.
+/// fields, then the query string's (already decoded by [`query_params`]), then the path's job id.
 pub fn path_request(
     job_id: String,
-    raw_query: Option<&str>,
+    query: Map<String, Value>,
     body: Value,
 ) -> Result<Value, ApiError> {
-    let query = query_params(raw_query.unwrap_or(""))?;
     let mut body = match body {
         Value::Object(m) => m,
         Value::Null => Map::new(),

@@ -95,7 +95,8 @@ impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
                 self.entries.clear();
             }
         }
-        // An expiry past what the clock can hold is never reached: keep the entry until evicted.
+        // The TTLs are small constants; should one ever overflow the clock, the entry is simply
+        // stale at once (not cached) rather than a panic.
         let until = now.checked_add(ttl).unwrap_or(now);
         self.entries.insert(k, (until, v));
     }

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -14,9 +13,12 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
+/// Whether the process is ready, asked when `/readyz` is.
+pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Health {
-    pub ready: Arc<AtomicBool>,
+    pub ready: Readiness,
     pub metrics: Arc<Metrics>,
 }
 
@@ -29,7 +31,7 @@ pub fn router(health: Health) -> Router {
 }
 
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
-    if h.ready.load(Ordering::Acquire) {
+    if (h.ready)() {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")

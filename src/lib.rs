@@ -11,14 +11,17 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod health;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
+pub mod offline;
 pub mod percent;
 pub mod resources;
+pub mod serve;
 pub mod shutdown;
 pub mod timestamp;
 pub mod watch;

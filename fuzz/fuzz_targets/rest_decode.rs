@@ -3,7 +3,7 @@
 //! options and label selectors. Never a panic; decoded requests then go through the engine.
 #![no_main]
 
-use cost_analysis_operator::api::{aggregated, labels, spaceone};
+use cost_analysis_operator::api::{aggregated, body, labels, spaceone};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,16 +11,16 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     match selector % 5 {
         0 => {
-            let _ = spaceone::parse_body(rest);
+            let _ = body::parse_body(rest);
         }
         1 => {
-            let _ = spaceone::query_params(&text);
+            let _ = body::query_params(&text);
         }
         2 => {
             let (id, query) = text.split_once('?').unwrap_or((&text, ""));
             let (query, body) = query.split_once('\n').unwrap_or((query, ""));
-            let body = spaceone::parse_body(body.as_bytes()).unwrap_or_default();
-            let Ok(query) = spaceone::query_params(query) else { return };
+            let body = body::parse_body(body.as_bytes()).unwrap_or_default();
+            let Ok(query) = body::query_params(query) else { return };
             if let Ok(request) = spaceone::path_request(id.to_string(), query, body) {
                 assert_eq!(request["job_id"], serde_json::Value::String(id.to_string()));
             }

@@ -12,17 +12,17 @@ use axum::routing::{get, post};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use spaceone_query::{Job, Scope};
 
-use super::ApiState;
+use super::body::{query_pairs, read_json};
+use super::caller::Caller;
+use super::error::{ServiceError, kubernetes_status};
 use super::labels::Selector;
-use crate::auth::{AuthError, PeerIdentity, ResourceAttrs, UserInfo};
-
-pub const GROUP: &str = "query.cost-analysis.spaceone.dev";
+use super::service::{JobObject, JobService, Selection};
+use crate::auth::{QUERY_GROUP as GROUP, UserInfo};
 pub const VERSION: &str = "v1";
 const GV: &str = "query.cost-analysis.spaceone.dev/v1";
 
-pub fn router() -> Router<ApiState> {
+pub fn router() -> Router<JobService> {
     let base = "/apis/query.cost-analysis.spaceone.dev/v1";
     Router::new()
         .route("/apis", get(group_list))
@@ -41,32 +41,6 @@ pub fn router() -> Router<ApiState> {
             &format!("{base}/namespaces/{{ns}}/jobstats"),
             post(create_stat),
         )
-}
-
-/// Runs `f` over the index on the query pool.
-async fn on_pool<T: Send + 'static>(
-    s: &ApiState,
-    f: impl FnOnce(&super::index::Store) -> Result<T, StatusError> + Send + 'static,
-) -> Result<T, StatusError> {
-    let index = s.index.clone();
-    s.pool.run(move || f(&index.read())).await?
-}
-
-impl From<super::pool::PoolError> for StatusError {
-    fn from(e: super::pool::PoolError) -> Self {
-        match e {
-            super::pool::PoolError::Busy => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "too many queries at once; try again",
-            ),
-            super::pool::PoolError::Panicked => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "internal error",
-            ),
-        }
-    }
 }
 
 /// A `metav1.Status` failure, the error shape kubectl understands.
@@ -91,128 +65,82 @@ impl StatusError {
     }
 }
 
-impl From<AuthError> for StatusError {
-    fn from(e: AuthError) -> Self {
+impl From<ServiceError> for StatusError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            AuthError::Unauthenticated(m) => Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", m),
-            AuthError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "Forbidden", m),
-            AuthError::Unavailable(m) => {
+            ServiceError::Unauthenticated(m) => {
+                Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", m)
+            }
+            ServiceError::Forbidden(d) => {
+                let (resource, verb) = (d.resource, d.verb);
+                let scope = d.namespace.map_or_else(
+                    || "at the cluster scope".to_string(),
+                    |n| format!("in the namespace \"{n}\""),
+                );
+                Self::new(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    format!(
+                        "{resource}.{GROUP} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{GROUP}\" {scope}",
+                        d.user
+                    ),
+                )
+            }
+            ServiceError::NotFound { resource, name } => Self::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{resource}.{GROUP} \"{name}\" not found"),
+            ),
+            ServiceError::TooLarge { .. } => {
+                let s = e.spaceone();
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", s.message)
+            }
+            ServiceError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", m)
+            }
+            ServiceError::Internal(m) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", m)
+            }
+            ServiceError::SpaceOne(e) => {
+                let code = StatusCode::from_u16(e.grpc.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let reason = match code.as_u16() {
+                    400 => "BadRequest",
+                    404 => "NotFound",
+                    503 => "ServiceUnavailable",
+                    _ => "InternalError",
+                };
+                Self::new(code, reason, format!("{}: {}", e.code, e.message))
             }
         }
     }
 }
 
-impl From<spaceone_query::Error> for StatusError {
-    fn from(e: spaceone_query::Error) -> Self {
-        let code =
-            StatusCode::from_u16(e.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let reason = match code.as_u16() {
-            400 => "BadRequest",
-            404 => "NotFound",
-            _ => "InternalError",
-        };
-        Self::new(code, reason, format!("{}: {}", e.code, e.message))
-    }
-}
-
 impl IntoResponse for StatusError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": self.message, "reason": self.reason,
-            "code": self.code.as_u16(),
-        });
+        let body = kubernetes_status(self.code.as_u16(), self.reason, &self.message);
         (self.code, axum::Json(body)).into_response()
     }
 }
 
-type Answer = Result<Response, StatusError>;
+type Reply = Result<Response, StatusError>;
 
 fn json_ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
-/// The request's authentication inputs, taken out of the request so no borrow of its (non-`Sync`)
-/// body is held across an await.
-pub struct Caller {
-    peer: PeerIdentity,
-    headers: HeaderMap,
+async fn caller(s: &JobService, c: &Caller) -> Result<UserInfo, StatusError> {
+    Ok(s.authenticate(c.peer(), c.headers()).await?)
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Caller {
-            peer: parts
-                .extensions
-                .get::<PeerIdentity>()
-                .cloned()
-                .unwrap_or_default(),
-            headers: parts.headers.clone(),
-        })
-    }
-}
-
-impl Caller {
-    pub fn peer(&self) -> &PeerIdentity {
-        &self.peer
-    }
-
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-}
-
-async fn caller(s: &ApiState, c: &Caller) -> Result<UserInfo, StatusError> {
-    Ok(s.auth.authenticate(&c.peer, &c.headers).await?)
-}
-
-async fn allow(
-    s: &ApiState,
-    user: &UserInfo,
-    verb: &str,
-    resource: &str,
-    ns: Option<&str>,
-    name: Option<&str>,
-) -> Result<(), StatusError> {
-    let attrs = ResourceAttrs {
-        group: GROUP.into(),
-        resource: resource.into(),
-        verb: verb.into(),
-        namespace: ns.map(str::to_string),
-        name: name.map(str::to_string),
-        subresource: None,
-    };
-    if s.auth.authorize(user, attrs).await? {
-        return Ok(());
-    }
-    let scope = ns.map_or_else(
-        || "at the cluster scope".to_string(),
-        |n| format!("in the namespace \"{n}\""),
-    );
-    Err(StatusError::new(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        format!(
-            "{resource}.{GROUP} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{GROUP}\" {scope}",
-            user.name
-        ),
-    ))
-}
-
-async fn group_list(State(s): State<ApiState>, c: Caller) -> Answer {
+async fn group_list(State(s): State<JobService>, c: Caller) -> Reply {
     caller(&s, &c).await?;
     Ok(json_ok(
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json()]}),
     ))
 }
 
-async fn group(State(s): State<ApiState>, c: Caller) -> Answer {
+async fn group(State(s): State<JobService>, c: Caller) -> Reply {
     caller(&s, &c).await?;
     Ok(json_ok(group_json()))
 }
@@ -225,7 +153,7 @@ fn group_json() -> Value {
     })
 }
 
-async fn resources(State(s): State<ApiState>, c: Caller) -> Answer {
+async fn resources(State(s): State<JobService>, c: Caller) -> Reply {
     caller(&s, &c).await?;
     Ok(json_ok(resource_list()))
 }
@@ -253,7 +181,7 @@ pub struct ListOptions {
 
 pub fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
     let mut o = ListOptions::default();
-    let params = super::spaceone::query_pairs(raw.unwrap_or(""));
+    let params = query_pairs(raw.unwrap_or(""));
     for (k, v) in params {
         match k.as_str() {
             "labelSelector" => {
@@ -320,73 +248,44 @@ fn decode_continue(token: &str) -> Result<usize, StatusError> {
         .ok_or_else(bad)
 }
 
-async fn list_all(State(s): State<ApiState>, RawQuery(q): RawQuery, c: Caller) -> Answer {
-    let user = caller(&s, &c).await?;
-    allow(&s, &user, "list", "jobs", None, None).await?;
-    list(&s, None, q, c.headers).await
+async fn list_all(State(s): State<JobService>, RawQuery(q): RawQuery, c: Caller) -> Reply {
+    list(&s, None, q, c).await
 }
 
 async fn list_namespaced(
-    State(s): State<ApiState>,
+    State(s): State<JobService>,
     Path(ns): Path<String>,
     RawQuery(q): RawQuery,
     c: Caller,
-) -> Answer {
-    let user = caller(&s, &c).await?;
-    allow(&s, &user, "list", "jobs", Some(&ns), None).await?;
-    list(&s, Some(ns), q, c.headers).await
+) -> Reply {
+    list(&s, Some(ns), q, c).await
 }
 
-async fn list(s: &ApiState, ns: Option<String>, raw: Option<String>, headers: HeaderMap) -> Answer {
+async fn list(s: &JobService, ns: Option<String>, raw: Option<String>, c: Caller) -> Reply {
+    let user = caller(s, &c).await?;
+    s.allow(&user, "list", "jobs", ns.as_deref(), None).await?;
     let opts = list_options(raw.as_deref())?;
-    let limits = s.limits.clone();
-    on_pool(s, move |store| {
-        list_page(store, ns, &opts, &headers, &limits)
-    })
-    .await
-}
-
-fn list_page(
-    store: &super::index::Store,
-    ns: Option<String>,
-    opts: &ListOptions,
-    headers: &HeaderMap,
-    limits: &spaceone_query::Limits,
-) -> Answer {
-    let scope = Scope {
-        namespace: ns,
-        domains: None,
+    let selection = Selection {
+        query: opts.query,
+        labels: opts.label_selector,
+        fields: opts.field_selector,
+        offset: opts.offset,
+        limit: opts.limit,
     };
-    let query = opts.query.clone().unwrap_or_else(|| json!({}));
-    let (jobs, _) = spaceone_query::api::select(&store.jobs, &scope, &query, Utc::now(), limits)?;
-    let selected: Vec<&Job> = jobs
-        .iter()
-        .filter(|j| {
-            opts.field_selector.matches(j)
-                && opts
-                    .label_selector
-                    .matches(store.labels(&j.namespace, &j.job_id))
-        })
-        .collect();
-    let total = selected.len();
-    let end = opts
-        .limit
-        .map_or(total, |l| opts.offset.saturating_add(l).min(total));
-    let page = selected.get(opts.offset.min(total)..end).unwrap_or(&[]);
-    let cont = (end < total).then(|| encode_continue(end));
-    let remaining = cont.as_ref().map(|_| total.saturating_sub(end));
-    let items: Vec<Value> = page
-        .iter()
-        .map(|j| job_object(j, store.labels(&j.namespace, &j.job_id)))
-        .collect();
+    let page = s.list_objects(&user, ns, selection).await?;
+    let cont = (page.end < page.total).then(|| encode_continue(page.end));
     let mut meta = serde_json::Map::new();
     meta.insert("resourceVersion".into(), json!(""));
     if let Some(c) = cont {
         meta.insert("continue".into(), json!(c));
-        meta.insert("remainingItemCount".into(), json!(remaining));
+        meta.insert(
+            "remainingItemCount".into(),
+            json!(page.total.saturating_sub(page.end)),
+        );
     }
+    let items: Vec<Value> = page.items.iter().map(job_object).collect();
     let meta = Value::Object(meta);
-    if wants_table(headers) {
+    if wants_table(c.headers()) {
         return Ok(table(items, meta));
     }
     Ok(json_ok(
@@ -395,24 +294,13 @@ fn list_page(
 }
 
 async fn get_one(
-    State(s): State<ApiState>,
+    State(s): State<JobService>,
     Path((ns, name)): Path<(String, String)>,
     c: Caller,
-) -> Answer {
+) -> Reply {
     let user = caller(&s, &c).await?;
-    allow(&s, &user, "get", "jobs", Some(&ns), Some(&name)).await?;
-    let obj = on_pool(&s, move |store| {
-        let Some(job) = store.jobs.get(&ns, &name) else {
-            return Err(StatusError::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("jobs.{GROUP} \"{name}\" not found"),
-            ));
-        };
-        Ok(job_object(&job, store.labels(&ns, &name)))
-    })
-    .await?;
-    if wants_table(&c.headers) {
+    let obj = job_object(&s.get_object(&user, ns, name).await?);
+    if wants_table(c.headers()) {
         return Ok(table(vec![obj], json!({"resourceVersion": ""})));
     }
     Ok(json_ok(obj))
@@ -420,7 +308,8 @@ async fn get_one(
 
 /// One job as a Kubernetes object; `job` holds the SpaceONE JobInfo exactly as the REST API
 /// renders it.
-fn job_object(job: &Job, labels: Option<&std::collections::BTreeMap<String, String>>) -> Value {
+fn job_object(object: &JobObject) -> Value {
+    let (job, labels) = (&object.job, &object.labels);
     let mut meta = serde_json::Map::new();
     meta.insert("name".into(), json!(job.job_id));
     meta.insert("namespace".into(), json!(job.namespace));
@@ -499,16 +388,18 @@ pub fn human_duration(d: chrono::Duration) -> String {
 /// POST a JobStat: `spec.query` is a SpaceONE StatisticsQuery, `spec.domainId` optionally limits it
 /// to one domain; the answer is the same object with `status` holding the results.
 async fn create_stat(
-    State(s): State<ApiState>,
+    State(s): State<JobService>,
     Path(ns): Path<String>,
     c: Caller,
     body: axum::body::Body,
-) -> Answer {
+) -> Reply {
     let user = caller(&s, &c).await?;
-    allow(&s, &user, "create", "jobstats", Some(&ns), None).await?;
-    let body = super::spaceone::read_json(&c, body)
-        .await
-        .map_err(|e| StatusError::new(e.status, "BadRequest", e.message))?;
+    s.allow(&user, "create", "jobstats", Some(&ns), None)
+        .await?;
+    let body = read_json(&c, body).await.map_err(|e| match e {
+        ServiceError::SpaceOne(e) => StatusError::bad_request(e.message),
+        e => StatusError::from(e),
+    })?;
     if body
         .get("kind")
         .and_then(Value::as_str)
@@ -535,21 +426,7 @@ async fn create_stat(
             ));
         }
     };
-    let scope = Scope {
-        namespace: Some(ns.clone()),
-        domains,
-    };
-    let limits = s.limits.clone();
-    let result = on_pool(&s, move |store| {
-        Ok(spaceone_query::api::stat_query(
-            &store.jobs,
-            &scope,
-            &query,
-            Utc::now(),
-            &limits,
-        )?)
-    })
-    .await?;
+    let result = s.stat_objects(&user, ns.clone(), domains, query).await?;
     let mut meta = match body.get("metadata") {
         Some(Value::Object(m)) => m.clone(),
         _ => serde_json::Map::new(),

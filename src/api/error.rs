@@ -1,149 +1,180 @@
-//! Errors of the SpaceONE REST surface: SpaceONE's code and message, rendered the way SpaceONE's
-//! REST gateway renders them (`{"detail": {"code", "message"}}`, the message after a space, the
-//! HTTP status mapped from the gRPC status).
+//! The one error type of the Job service ([`ServiceError`]) and the SpaceONE form every SpaceONE
+//! protocol derives its wire error from. Each adapter maps it once: the REST adapter to SpaceONE's
+//! JSON body, the aggregated API to a Kubernetes `Status`, gRPC to a `tonic::Status`.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use spaceone_query::{Error as SpaceOneError, GrpcCode};
 
 use crate::auth::AuthError;
 
+/// Why a call of the Job service failed, whatever the protocol that carried it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
-    pub code: String,
-    pub message: String,
-    pub status: StatusCode,
+pub enum ServiceError {
+    /// SpaceONE's own error: from the query engine or from a rule of the service
+    /// (`ERROR_JOB_STATE`, `ERROR_INVALID_PARAMETER`, ...), with its code, message and gRPC class.
+    SpaceOne(SpaceOneError),
+    /// No identity, or one the cluster does not vouch for.
+    Unauthenticated(String),
+    /// The caller may not do what it asked.
+    Forbidden(Denied),
+    /// A Kubernetes object that does not exist (the aggregated API addresses objects by name).
+    NotFound { resource: &'static str, name: String },
+    /// A request body larger than `limit` bytes.
+    TooLarge { limit: usize },
+    /// The server cannot take the call now: overload, a deadline, an authenticator that does not
+    /// answer. Retrying later is right.
+    Unavailable(String),
+    /// A failure of the server itself (a contained panic, an unexpected Kubernetes error).
+    Internal(String),
 }
 
-impl ApiError {
-    pub fn new(code: &str, message: impl Into<String>, status: StatusCode) -> Self {
-        ApiError {
-            code: code.into(),
-            message: message.into(),
-            status,
+/// What a caller was refused, in the terms of the surface it used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denied {
+    pub user: String,
+    pub verb: String,
+    /// `domains` on the SpaceONE surfaces; `jobs` or `jobstats` on the Kubernetes one.
+    pub resource: String,
+    pub namespace: Option<String>,
+}
+
+impl ServiceError {
+    pub fn invalid_parameter(key: &str, reason: &str) -> Self {
+        Self::SpaceOne(SpaceOneError::invalid_parameter(key, reason))
+    }
+
+    /// SpaceONE's answer to a cancel of a job that is no longer in progress.
+    pub fn job_state(state: &str) -> Self {
+        Self::SpaceOne(SpaceOneError {
+            code: "ERROR_JOB_STATE",
+            message: format!("Only running jobs can be canceled. (job_state = {state})"),
+            grpc: GrpcCode::Internal,
+        })
+    }
+
+    /// The error as a SpaceONE server sends it: code, message, gRPC class.
+    pub fn spaceone(&self) -> SpaceOneError {
+        let (code, grpc, message) = match self {
+            Self::SpaceOne(e) => return e.clone(),
+            Self::Unauthenticated(m) => (
+                "ERROR_AUTHENTICATE_FAILURE",
+                GrpcCode::Unauthenticated,
+                format!("Authenticate failure. (message = {m})"),
+            ),
+            Self::Forbidden(_) => (
+                "ERROR_PERMISSION_DENIED",
+                GrpcCode::PermissionDenied,
+                "Permission denied.".to_string(),
+            ),
+            Self::NotFound { resource, name } => (
+                "ERROR_NOT_FOUND",
+                GrpcCode::NotFound,
+                format!("Value not found. ({resource} = {name})"),
+            ),
+            Self::TooLarge { limit } => (
+                "ERROR_INVALID_PARAMETER",
+                GrpcCode::InvalidArgument,
+                format!("Parameter is invalid. (key = body, reason = larger than {limit} bytes)"),
+            ),
+            // SpaceONE core spells this code so.
+            Self::Unavailable(reason) => (
+                "ERROR_UNAVAILAVBLE",
+                GrpcCode::Unavailable,
+                format!("Server is unavailable. (reason = {reason})"),
+            ),
+            Self::Internal(m) => ("ERROR_UNKNOWN", GrpcCode::Internal, m.clone()),
+        };
+        SpaceOneError {
+            code,
+            message,
+            grpc,
         }
     }
+}
 
-    pub fn invalid_parameter(key: &str, reason: &str) -> Self {
-        Self::new(
-            "ERROR_INVALID_PARAMETER",
-            format!("Parameter is invalid. (key = {key}, reason = {reason})"),
-            StatusCode::BAD_REQUEST,
-        )
-    }
-
-    pub fn job_state(state: &str) -> Self {
-        Self::new(
-            "ERROR_JOB_STATE",
-            format!("Only running jobs can be canceled. (job_state = {state})"),
-            StatusCode::INTERNAL_SERVER_ERROR,
-        )
-    }
-
-    pub fn permission_denied() -> Self {
-        Self::new(
-            "ERROR_PERMISSION_DENIED",
-            "Permission denied.",
-            StatusCode::FORBIDDEN,
-        )
-    }
-
-    pub fn unknown(message: impl Into<String>) -> Self {
-        Self::new("ERROR_UNKNOWN", message, StatusCode::INTERNAL_SERVER_ERROR)
-    }
-
-    /// SpaceONE core's error for a server that cannot take the call now (gRPC UNAVAILABLE); the
-    /// code is spelled as SpaceONE spells it.
-    pub fn unavailable(reason: &str) -> Self {
-        Self::new(
-            "ERROR_UNAVAILAVBLE",
-            format!("Server is unavailable. (reason = {reason})"),
-            StatusCode::SERVICE_UNAVAILABLE,
-        )
+impl From<SpaceOneError> for ServiceError {
+    fn from(e: SpaceOneError) -> Self {
+        Self::SpaceOne(e)
     }
 }
 
-impl From<super::pool::PoolError> for ApiError {
+impl From<AuthError> for ServiceError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) => Self::Unauthenticated(m),
+            AuthError::Forbidden(m) => Self::Forbidden(Denied {
+                user: String::new(),
+                verb: String::new(),
+                resource: m,
+                namespace: None,
+            }),
+            AuthError::Unavailable(m) => {
+                Self::Unavailable(format!("authentication is unavailable: {m}"))
+            }
+        }
+    }
+}
+
+impl From<super::pool::PoolError> for ServiceError {
     fn from(e: super::pool::PoolError) -> Self {
         match e {
             super::pool::PoolError::Busy => {
-                ApiError::unavailable("too many queries at once; try again")
+                Self::Unavailable("too many queries at once; try again".into())
             }
-            super::pool::PoolError::Panicked => ApiError::unknown("internal error"),
+            super::pool::PoolError::Panicked => Self::Internal("internal error".into()),
         }
     }
 }
 
-impl From<spaceone_query::Error> for ApiError {
-    fn from(e: spaceone_query::Error) -> Self {
-        let status =
-            StatusCode::from_u16(e.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError {
-            code: e.code.to_string(),
-            message: e.message.clone(),
-            status,
-        }
-    }
+/// A Kubernetes `metav1.Status` failure body, the error shape kubectl understands.
+pub fn kubernetes_status(code: u16, reason: &str, message: &str) -> serde_json::Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    })
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Unauthenticated(m) => ApiError::new(
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_spaceone_form() {
+        let cases = [
+            (
+                ServiceError::Unauthenticated("no token".into()),
                 "ERROR_AUTHENTICATE_FAILURE",
-                format!("Authenticate failure. (message = {m})"),
-                StatusCode::UNAUTHORIZED,
+                GrpcCode::Unauthenticated,
             ),
-            AuthError::Forbidden(_) => ApiError::permission_denied(),
-            AuthError::Unavailable(m) => {
-                ApiError::unavailable(&format!("authentication is unavailable: {m}"))
-            }
+            (
+                ServiceError::Unavailable("busy".into()),
+                "ERROR_UNAVAILAVBLE",
+                GrpcCode::Unavailable,
+            ),
+            (
+                ServiceError::Internal("x".into()),
+                "ERROR_UNKNOWN",
+                GrpcCode::Internal,
+            ),
+            (
+                ServiceError::job_state("SUCCESS"),
+                "ERROR_JOB_STATE",
+                GrpcCode::Internal,
+            ),
+            (
+                ServiceError::TooLarge { limit: 1 },
+                "ERROR_INVALID_PARAMETER",
+                GrpcCode::InvalidArgument,
+            ),
+        ];
+        for (e, code, grpc) in cases {
+            let s = e.spaceone();
+            assert_eq!((s.code, s.grpc), (code, grpc), "{e:?}");
         }
+        assert_eq!(
+            ServiceError::Unavailable("busy".into()).spaceone().message,
+            "Server is unavailable. (reason = busy)"
+        );
     }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        // SpaceONE's gateway splits "CODE: message" at the first colon and keeps the space.
-        let body = json!({"detail": {"code": self.code, "message": format!(" {}", self.message)}});
-        (self.status, Json(body)).into_response()
-    }
-}
-
-/// A failure caught outside any handler, before it knew its surface.
-#[derive(Debug, Clone, Copy)]
-pub enum Failure {
-    Internal,
-    TimedOut(std::time::Duration),
-}
-
-/// `failure` as the surface answers it: a Kubernetes `Status` for the aggregated API, SpaceONE's
-/// error body for the REST API.
-pub fn surface_error(kubernetes: bool, failure: Failure) -> Response {
-    let (status, reason, message) = match failure {
-        Failure::Internal => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "internal error".to_string(),
-        ),
-        Failure::TimedOut(d) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            format!("the request took longer than {}s", d.as_secs()),
-        ),
-    };
-    if kubernetes {
-        let body = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": message, "reason": reason,
-            "code": status.as_u16(),
-        });
-        return (status, Json(body)).into_response();
-    }
-    match failure {
-        Failure::Internal => ApiError::unknown(message),
-        Failure::TimedOut(_) => ApiError::unavailable(&message),
-    }
-    .into_response()
 }

@@ -3,7 +3,9 @@
 //! annotations and conditions are dropped on arrival.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,12 +23,13 @@ use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus, JobState};
 
 type Key = (String, String);
 
-/// What the handlers need beyond the query index: labels (for label selectors on the Kubernetes
-/// surface) and the resourceVersion each record came from (so a write the shim made itself is never
+/// Every job the shim knows: the query engine's index, and what the service needs beyond it:
+/// labels (for label selectors on the Kubernetes surface) and the resourceVersion each record came
+/// from (so a write the shim made itself is never
 /// rolled back by an older watch event arriving after it).
 #[derive(Default)]
-pub struct Store {
-    pub jobs: Index,
+pub struct JobCatalog {
+    pub index: Index,
     labels: HashMap<Key, BTreeMap<String, String>>,
     versions: HashMap<Key, u64>,
     /// SpaceONE addresses a job by job_id alone; this finds the namespaces that hold one.
@@ -47,7 +50,7 @@ pub struct Live {
     pub status: Option<CostAnalysisJobStatus>,
 }
 
-impl Store {
+impl JobCatalog {
     /// Namespaces holding a job named `job_id`.
     pub fn namespaces_of(&self, job_id: &str) -> &[String] {
         self.namespaces
@@ -77,7 +80,7 @@ impl Store {
         if self.versions.get(&key).is_some_and(|v| *v > version) {
             return;
         }
-        self.jobs.upsert(record(job));
+        self.index.upsert(record(job));
         let labels = job.labels();
         if labels.is_empty() {
             self.labels.remove(&key);
@@ -119,7 +122,7 @@ impl Store {
 
     pub fn remove(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
-        self.jobs.remove(namespace, name);
+        self.index.remove(namespace, name);
         self.labels.remove(&key);
         self.live.remove(&key);
         self.versions.remove(&key);
@@ -132,31 +135,28 @@ impl Store {
     }
 
     fn replace_all(&mut self, jobs: Vec<CostAnalysisJob>) {
-        *self = Store::default();
+        *self = JobCatalog::default();
         for job in &jobs {
             self.upsert(job);
         }
     }
 }
 
-/// The shared, watch-fed store, whether its initial list has completed, and since when its watch
-/// has been failing (milliseconds since `epoch`; 0: it is not).
+/// The shared [`JobCatalog`], kept current by a watch: whether its initial list has completed, and
+/// since when its watch has been failing (milliseconds since `epoch`; 0: it is not).
 #[derive(Clone)]
-pub struct JobIndex {
-    pub store: Arc<RwLock<Store>>,
+pub struct WatchedJobs {
+    pub catalog: Arc<RwLock<JobCatalog>>,
     pub synced: Arc<AtomicBool>,
     epoch: Instant,
     failing_since_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// How many jobs the catalog holds, set after every write.
+    size: Gauge<i64, AtomicI64>,
 }
 
-impl Default for JobIndex {
+impl Default for WatchedJobs {
     fn default() -> Self {
-        JobIndex {
-            store: Arc::default(),
-            synced: Arc::default(),
-            epoch: Instant::now(),
-            failing_since_ms: Arc::default(),
-        }
+        WatchedJobs::new(Gauge::default())
     }
 }
 
@@ -168,7 +168,18 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(2);
 /// Watch events applied under one write lock at most.
 const BATCH: usize = 1024;
 
-impl JobIndex {
+impl WatchedJobs {
+    /// An empty catalog that reports its size in `size`.
+    pub fn new(size: Gauge<i64, AtomicI64>) -> Self {
+        WatchedJobs {
+            catalog: Arc::default(),
+            synced: Arc::default(),
+            epoch: Instant::now(),
+            failing_since_ms: Arc::default(),
+            size,
+        }
+    }
+
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
@@ -201,8 +212,8 @@ impl JobIndex {
 
     /// The store for reading. A write that panicked half-way poisons the lock; what it left is still
     /// served (the next re-list replaces it) rather than failing every request from then on.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
-        self.store.read().unwrap_or_else(|p| {
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, JobCatalog> {
+        self.catalog.read().unwrap_or_else(|p| {
             warn!("the job index was poisoned by a panic while writing; serving it as it is");
             p.into_inner()
         })
@@ -213,20 +224,28 @@ impl JobIndex {
     /// query in flight). After [`WRITE_PATIENCE`] it queues on a blocking thread instead.
     pub async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> R + Send + 'static,
+        f: impl FnOnce(&mut JobCatalog) -> R + Send + 'static,
     ) -> Option<R> {
         let started = Instant::now();
+        let size = self.size.clone();
+        let apply = move |catalog: &mut JobCatalog| {
+            let out = f(catalog);
+            size.set(i64::try_from(catalog.index.len()).unwrap_or(i64::MAX));
+            out
+        };
         loop {
-            match self.store.try_write() {
-                Ok(mut store) => return Some(f(&mut store)),
-                Err(std::sync::TryLockError::Poisoned(p)) => return Some(f(&mut p.into_inner())),
+            match self.catalog.try_write() {
+                Ok(mut catalog) => return Some(apply(&mut catalog)),
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    return Some(apply(&mut p.into_inner()));
+                }
                 Err(std::sync::TryLockError::WouldBlock) => {}
             }
             if started.elapsed() >= WRITE_PATIENCE {
-                let store = self.store.clone();
+                let catalog = self.catalog.clone();
                 return tokio::task::spawn_blocking(move || {
-                    let mut guard = store.write().unwrap_or_else(|p| p.into_inner());
-                    f(&mut guard)
+                    let mut guard = catalog.write().unwrap_or_else(|p| p.into_inner());
+                    apply(&mut guard)
                 })
                 .await
                 .ok();
@@ -447,8 +466,8 @@ mod tests {
 
     #[test]
     fn only_jobs_in_progress_keep_what_a_cancel_writes_from() {
-        let mut store = Store::default();
-        let live_rv = |s: &Store| s.live("ns", "job-1").map(|l| l.resource_version.clone());
+        let mut store = JobCatalog::default();
+        let live_rv = |s: &JobCatalog| s.live("ns", "job-1").map(|l| l.resource_version.clone());
         store.upsert(&job("5", None));
         assert_eq!(live_rv(&store).as_deref(), Some("5"));
         store.upsert(&job("6", Some(JobState::InProgress)));
@@ -459,7 +478,7 @@ mod tests {
         store.upsert(&job("7", Some(JobState::Success)));
         assert!(store.live("ns", "job-1").is_none());
         assert_eq!(
-            store.jobs.get("ns", "job-1").map(|j| j.status),
+            store.index.get("ns", "job-1").map(|j| j.status),
             Some(JobStatus::Success)
         );
         store.upsert(&job("8", Some(JobState::InProgress)));

@@ -1,13 +1,18 @@
-//! The API shim: a watch-fed index of jobs served over HTTPS as the SpaceONE REST API
-//! ([`spaceone`]) and as the Kubernetes aggregated API `query.cost-analysis.spaceone.dev/v1`
-//! ([`aggregated`]). Handlers are thin: authenticate, authorize, call the query engine, encode.
+//! The API shim: a watch-fed catalog of jobs ([`index`]) behind one Job service ([`service`]),
+//! served over HTTPS by thin protocol adapters: the SpaceONE REST API ([`spaceone`]) and the
+//! Kubernetes aggregated API `query.cost-analysis.spaceone.dev/v1` ([`aggregated`]). Adapters
+//! decode, call the service and encode; they never import each other.
 
 pub mod aggregated;
+pub mod body;
+pub mod caller;
+pub mod cancel;
 pub mod error;
 pub mod fields;
 pub mod index;
 pub mod labels;
 pub mod pool;
+pub mod service;
 pub mod spaceone;
 
 use std::net::SocketAddr;
@@ -19,24 +24,9 @@ use kube::Client;
 
 use crate::auth::{Authenticator, ServerLimits, ServingCert, TlsState};
 use crate::metrics::Metrics;
-pub use index::JobIndex;
+pub use index::WatchedJobs;
 pub use pool::{PoolLimits, QueryPool};
-
-#[derive(Clone)]
-pub struct ApiState {
-    pub index: JobIndex,
-    pub auth: Arc<Authenticator>,
-    pub client: Client,
-    pub metrics: Arc<Metrics>,
-    pub pool: QueryPool,
-    pub limits: Arc<spaceone_query::Limits>,
-}
-
-impl ApiState {
-    fn metrics_cancels(&self) {
-        self.metrics.api_cancels.inc();
-    }
-}
+pub use service::JobService;
 
 #[derive(Clone, Debug)]
 pub struct ApiOptions {
@@ -68,8 +58,8 @@ pub enum InitialList {
     Paged,
 }
 
-pub fn router(state: ApiState, request_timeout: std::time::Duration) -> Router {
-    let metrics = state.metrics.clone();
+pub fn router(state: JobService, request_timeout: std::time::Duration) -> Router {
+    let metrics = state.metrics().clone();
     spaceone::router()
         .merge(aggregated::router())
         .with_state(state)
@@ -105,10 +95,26 @@ async fn guard(
         Ok(Err(_)) => {
             tracing::error!("a request handler panicked; answered as an internal error");
             metrics.request_panics.inc();
-            error::surface_error(kubernetes, error::Failure::Internal)
+            surface_error(kubernetes, error::ServiceError::Internal("internal error".into()))
         }
-        Err(_) => error::surface_error(kubernetes, error::Failure::TimedOut(timeout)),
+        Err(_) => surface_error(
+            kubernetes,
+            error::ServiceError::Unavailable(format!(
+                "the request took longer than {}s",
+                timeout.as_secs()
+            )),
+        ),
     }
+}
+
+/// `e` in the shape of the surface a request was for: a Kubernetes `Status` under `/apis`,
+/// SpaceONE's error body elsewhere.
+fn surface_error(kubernetes: bool, e: error::ServiceError) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if kubernetes {
+        return aggregated::StatusError::from(e).into_response();
+    }
+    spaceone::error_response(&e)
 }
 
 /// Records how long each answer took, by route template and status.
@@ -135,18 +141,18 @@ async fn observe(
     response
 }
 
-/// Serves the API until `shutdown` resolves. The index starts filling at once; `index.synced`
+/// Serves the API until `shutdown` resolves. The catalog starts filling at once; `jobs.synced`
 /// turns true after the initial list, which is what `/readyz` reports.
 pub async fn run(
     client: Client,
     options: ApiOptions,
-    index: JobIndex,
+    jobs: WatchedJobs,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Supervised, not detached: should the index's watch loop ever end, the shim ends with it
     // (and is restarted) instead of serving a frozen index.
-    let mut index_task = tokio::spawn(index.clone().run(
+    let mut index_task = tokio::spawn(jobs.clone().run(
         client.clone(),
         options.namespace.clone(),
         options.initial_list,
@@ -162,14 +168,14 @@ pub async fn run(
         tls.clone(),
         auth.clone(),
     ));
-    let state = ApiState {
-        index,
+    let state = JobService::new(
+        jobs,
         auth,
-        pool: QueryPool::new(&options.pool, &metrics),
         client,
+        QueryPool::new(&options.pool, &metrics),
+        Arc::new(options.query.clone()),
         metrics,
-        limits: Arc::new(options.query.clone()),
-    };
+    );
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE and aggregated APIs over HTTPS");
     let app = router(state, options.request_timeout);

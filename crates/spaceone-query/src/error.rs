@@ -10,6 +10,8 @@ pub enum GrpcCode {
     AlreadyExists,
     PermissionDenied,
     Unauthenticated,
+    /// The server cannot take the call now (overload, an authenticator that does not answer).
+    Unavailable,
     Internal,
 }
 
@@ -21,6 +23,7 @@ impl GrpcCode {
             GrpcCode::AlreadyExists => "ALREADY_EXISTS",
             GrpcCode::PermissionDenied => "PERMISSION_DENIED",
             GrpcCode::Unauthenticated => "UNAUTHENTICATED",
+            GrpcCode::Unavailable => "UNAVAILABLE",
             GrpcCode::Internal => "INTERNAL",
         }
     }
@@ -33,6 +36,7 @@ impl GrpcCode {
             GrpcCode::AlreadyExists => 409,
             GrpcCode::PermissionDenied => 403,
             GrpcCode::Unauthenticated => 401,
+            GrpcCode::Unavailable => 503,
             GrpcCode::Internal => 500,
         }
     }

@@ -1,0 +1,166 @@
+//! The one write of the Job service: a cancel, applied synchronously. The status write is
+//! conditional on a resourceVersion, so a cancel racing the controller's completion ends in
+//! exactly one terminal state: whichever write lands first wins, the loser re-reads, and the answer
+//! is the truth (the CANCELED job, or ERROR_JOB_STATE naming the state that won).
+//!
+//! The first attempt writes from the index's copy of the job (one round trip); only when that copy
+//! is stale (409) is the job read fresh and the write retried. A terminal state in the index is
+//! final, so it is answered without a round trip. The controller, seeing CANCELED, cancels the
+//! job's unfinished tasks: the job's status is written before any task is touched.
+
+use chrono::Utc;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use super::error::ServiceError;
+use super::index::{JobCatalog, Live};
+use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus};
+
+/// Who wrote a cancel, in the job's managedFields.
+pub const API_FIELD_MANAGER: &str = "cost-analysis-operator-api";
+
+/// Fresh reads and writes tried after a stale copy before giving up.
+const ATTEMPTS: usize = 10;
+
+/// What the index knows of a job in one namespace, for a cancel.
+#[derive(Debug)]
+pub enum Known {
+    Live(Box<Live>),
+    Final(spaceone_query::JobStatus),
+    OtherDomain,
+}
+
+/// The index's copies of the request's job in every namespace that holds one. Existence and
+/// required parameters are judged exactly as `get` judges them.
+pub fn known_copies(
+    catalog: &JobCatalog,
+    scope: &spaceone_query::Scope,
+    request: &Value,
+) -> Result<Vec<(String, Known)>, ServiceError> {
+    spaceone_query::api::get(&catalog.index, scope, request)?;
+    let field = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (job_id, domain) = (field("job_id"), field("domain_id"));
+    Ok(catalog
+        .namespaces_of(job_id)
+        .iter()
+        .map(|ns| {
+            let known = match (catalog.live(ns, job_id), catalog.index.get(ns, job_id)) {
+                (Some(live), _) if live.domain_id == domain => Known::Live(Box::new(live.clone())),
+                (None, Some(job)) if job.domain_id == domain => Known::Final(job.status),
+                _ => Known::OtherDomain,
+            };
+            (ns.clone(), known)
+        })
+        .collect())
+}
+
+/// Writes cancels through the Kubernetes API.
+pub struct Writer {
+    client: Client,
+}
+
+impl Writer {
+    pub fn new(client: Client) -> Self {
+        Writer { client }
+    }
+
+    /// Cancels `job_id` of `domain` in the first namespace that holds it, starting from the index's
+    /// `copies`. `Ok(None)`: the job vanished.
+    pub async fn cancel(
+        &self,
+        job_id: &str,
+        domain: &str,
+        copies: Vec<(String, Known)>,
+    ) -> Result<Option<CostAnalysisJob>, ServiceError> {
+        for (ns, known) in copies {
+            let api: Api<CostAnalysisJob> = Api::namespaced(self.client.clone(), &ns);
+            match known {
+                Known::OtherDomain => continue,
+                Known::Final(state) => return Err(ServiceError::job_state(state.as_str())),
+                Known::Live(live) => {
+                    let created = live.created.unwrap_or_else(Utc::now);
+                    let written = apply(
+                        &api,
+                        job_id,
+                        &live.resource_version,
+                        live.status.as_ref(),
+                        live.generation,
+                        created,
+                    )
+                    .await?;
+                    if written.is_some() {
+                        return Ok(written);
+                    }
+                }
+            }
+            for _attempt in 0..ATTEMPTS {
+                let Some(job) = api.get_opt(job_id).await.map_err(kube_error)? else {
+                    break;
+                };
+                if job.spec.domain_id != domain {
+                    break;
+                }
+                let created = job
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(crate::timestamp::from_k8s)
+                    .unwrap_or_else(Utc::now);
+                let rv = job.metadata.resource_version.clone().unwrap_or_default();
+                let written = apply(
+                    &api,
+                    job_id,
+                    &rv,
+                    job.status.as_ref(),
+                    job.metadata.generation,
+                    created,
+                )
+                .await?;
+                if written.is_some() {
+                    return Ok(written);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Writes the CANCELED status computed from `status` if the job is still at `resource_version`.
+/// `Ok(None)`: it is not (409) or is gone (404): read it again. A job no longer in progress is
+/// ERROR_JOB_STATE.
+async fn apply(
+    api: &Api<CostAnalysisJob>,
+    job_id: &str,
+    resource_version: &str,
+    status: Option<&CostAnalysisJobStatus>,
+    generation: Option<i64>,
+    created: chrono::DateTime<Utc>,
+) -> Result<Option<CostAnalysisJob>, ServiceError> {
+    let status = crate::lifecycle::cancel(status, generation, created, Utc::now())
+        .map_err(|state| ServiceError::job_state(state.as_str()))?;
+    // A merge patch that names a resourceVersion is conditional on it (409 otherwise). It is
+    // one plain PATCH: cheaper for the API server than a server-side apply, and the status it
+    // carries is whole (lifecycle::cancel keeps every field), so nothing else is touched. The
+    // controller's next apply (forced) takes the fields' ownership back.
+    let patch = json!({
+        "metadata": {"resourceVersion": resource_version},
+        "status": status,
+    });
+    let params = PatchParams {
+        field_manager: Some(API_FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match api
+        .patch_status(job_id, &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(updated) => Ok(Some(updated)),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(None),
+        Err(e) => Err(kube_error(e)),
+    }
+}
+
+fn kube_error(e: kube::Error) -> ServiceError {
+    ServiceError::Internal(format!("kubernetes API: {e}"))
+}

@@ -1,0 +1,352 @@
+//! The Job service: SpaceONE's `get`, `list`, `stat` and `cancel`, and the Kubernetes views of the
+//! same jobs, behind one layer that owns authorization, the index, the query engine, the query
+//! pool and the cancel write. The protocol adapters (REST, the aggregated API, gRPC) only decode a
+//! request, call this, and encode the answer or the [`ServiceError`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use chrono::Utc;
+use kube::Client;
+use serde_json::Value;
+use spaceone_query::{Job, Limits, Scope};
+
+use super::error::{Denied, ServiceError};
+use super::fields::FieldSelector;
+use super::index::{JobCatalog, WatchedJobs};
+use super::labels::Selector;
+use super::pool::QueryPool;
+use crate::auth::{Authenticator, PeerIdentity, QUERY_GROUP, ResourceAttrs, UserInfo};
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct JobService {
+    jobs: WatchedJobs,
+    auth: Arc<Authenticator>,
+    client: Client,
+    pool: QueryPool,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a Kubernetes list selects: a SpaceONE query, selectors, and a page by offset.
+#[derive(Debug, Default, PartialEq)]
+pub struct Selection {
+    pub query: Option<Value>,
+    pub labels: Selector,
+    pub fields: FieldSelector,
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+/// A job as the Kubernetes surface shows it: the SpaceONE record and the object's labels.
+pub struct JobObject {
+    pub job: Job,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// One page of a Kubernetes list, and how many matched in all.
+pub struct JobPage {
+    pub items: Vec<JobObject>,
+    pub total: usize,
+    /// Offset just past this page.
+    pub end: usize,
+}
+
+impl JobService {
+    pub fn new(
+        jobs: WatchedJobs,
+        auth: Arc<Authenticator>,
+        client: Client,
+        pool: QueryPool,
+        limits: Arc<Limits>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        JobService {
+            jobs,
+            auth,
+            client,
+            pool,
+            limits,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Who the caller is: the user the aggregator vouches for (front-proxy certificate), or the
+    /// owner of the bearer token in `headers` (TokenReview).
+    pub async fn authenticate(
+        &self,
+        peer: &PeerIdentity,
+        headers: &HeaderMap,
+    ) -> Result<UserInfo, ServiceError> {
+        Ok(self.auth.authenticate(peer, headers).await?)
+    }
+
+    /// `Job.get`: GetJobRequest (as JSON) -> JobInfo.
+    pub async fn get(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
+        self.read(user, request, |index, scope, request, _| {
+            spaceone_query::api::get(index, scope, request)
+        })
+        .await
+    }
+
+    /// `Job.list`: JobQuery -> JobsInfo, in the answer form `A` (a JSON value, or JSON text).
+    pub async fn list<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
+    where
+        A: spaceone_query::api::Answer + Send + 'static,
+    {
+        self.read(user, request, |index, scope, request, limits| {
+            spaceone_query::api::list_as(index, scope, request, Utc::now(), limits)
+        })
+        .await
+    }
+
+    /// `Job.stat`: JobStatQuery -> Struct.
+    pub async fn stat(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
+        self.read(user, request, |index, scope, request, limits| {
+            spaceone_query::api::stat(index, scope, request, Utc::now(), limits)
+        })
+        .await
+    }
+
+    /// `Job.cancel`: JobRequest -> JobInfo of the CANCELED job (see [`super::cancel`]).
+    pub async fn cancel(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
+        let fields = request.as_object().into_iter().flat_map(|m| m.keys());
+        if let Some(unknown) = fields
+            .into_iter()
+            .find(|k| !matches!(k.as_str(), "job_id" | "domain_id"))
+        {
+            return Err(ServiceError::invalid_parameter(unknown, "unknown field"));
+        }
+        let scope = self.domain_scope(user, "cancel", &request).await?;
+        let (jobs, lookup) = (self.jobs.clone(), request.clone());
+        let copies = self
+            .pool
+            .run(move || super::cancel::known_copies(&jobs.read(), &scope, &lookup))
+            .await??;
+        let job_id = text(&request, "job_id");
+        let domain = text(&request, "domain_id");
+        let writer = super::cancel::Writer::new(self.client.clone());
+        if let Some(updated) = writer.cancel(&job_id, &domain, copies).await? {
+            let info = spaceone_query::api::job_info(&super::index::record(&updated));
+            self.jobs.observe_write(updated).await;
+            self.metrics.api_cancels.inc();
+            return Ok(info);
+        }
+        // The job vanished between the index lookup and the write: answer as `get` would.
+        self.get(user, request).await?;
+        Err(ServiceError::Internal(
+            "the job changed too often to be canceled; try again".into(),
+        ))
+    }
+
+    /// Kubernetes `list jobs` (in `namespace`, or every namespace): the page `selection` asks for.
+    pub async fn list_objects(
+        &self,
+        user: &UserInfo,
+        namespace: Option<String>,
+        selection: Selection,
+    ) -> Result<JobPage, ServiceError> {
+        self.allow(user, "list", "jobs", namespace.as_deref(), None)
+            .await?;
+        let limits = self.limits.clone();
+        self.on_pool(move |catalog| select_page(catalog, namespace, &selection, &limits))
+            .await
+    }
+
+    /// Kubernetes `get jobs/<name>` in `namespace`.
+    pub async fn get_object(
+        &self,
+        user: &UserInfo,
+        namespace: String,
+        name: String,
+    ) -> Result<JobObject, ServiceError> {
+        self.allow(user, "get", "jobs", Some(&namespace), Some(&name))
+            .await?;
+        self.on_pool(move |catalog| {
+            let job = catalog
+                .index
+                .get(&namespace, &name)
+                .ok_or(ServiceError::NotFound {
+                    resource: "jobs",
+                    name: name.clone(),
+                })?;
+            let labels = catalog.labels(&namespace, &name).cloned();
+            Ok(JobObject { job, labels })
+        })
+        .await
+    }
+
+    /// Kubernetes `create jobstats` in `namespace`: a StatisticsQuery over its jobs, in `domains`
+    /// if given.
+    pub async fn stat_objects(
+        &self,
+        user: &UserInfo,
+        namespace: String,
+        domains: Option<Vec<String>>,
+        query: Value,
+    ) -> Result<Value, ServiceError> {
+        self.allow(user, "create", "jobstats", Some(&namespace), None)
+            .await?;
+        let scope = Scope {
+            namespace: Some(namespace),
+            domains,
+        };
+        let limits = self.limits.clone();
+        self.on_pool(move |catalog| {
+            Ok(spaceone_query::api::stat_query(
+                &catalog.index,
+                &scope,
+                &query,
+                Utc::now(),
+                &limits,
+            )?)
+        })
+        .await
+    }
+
+    /// Runs `f` over the catalog on the query pool.
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&JobCatalog) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let jobs = self.jobs.clone();
+        self.pool.run(move || f(&jobs.read())).await?
+    }
+
+    /// Authorizes reading the request's domain, then answers from the index on the query pool.
+    async fn read<F, A>(&self, user: &UserInfo, request: Value, call: F) -> Result<A, ServiceError>
+    where
+        F: FnOnce(
+                &spaceone_query::Index,
+                &Scope,
+                &Value,
+                &Limits,
+            ) -> Result<A, spaceone_query::Error>
+            + Send
+            + 'static,
+        A: Send + 'static,
+    {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        let limits = self.limits.clone();
+        self.on_pool(move |catalog| Ok(call(&catalog.index, &scope, &request, &limits)?))
+            .await
+    }
+
+    /// Authorizes `verb` (`get` or `cancel`) in the request's domain and returns the scope the
+    /// engine may look at: that one domain, or nothing when the request names none (the engine
+    /// then reports the missing parameter).
+    async fn domain_scope(
+        &self,
+        user: &UserInfo,
+        verb: &str,
+        request: &Value,
+    ) -> Result<Scope, ServiceError> {
+        let Some(domain) = request.get("domain_id").and_then(Value::as_str) else {
+            return Ok(Scope {
+                namespace: None,
+                domains: Some(vec![]),
+            });
+        };
+        if !self
+            .auth
+            .authorize(user, ResourceAttrs::domain(verb, domain))
+            .await?
+        {
+            return Err(ServiceError::Forbidden(Denied {
+                user: user.name.clone(),
+                verb: verb.into(),
+                resource: "domains".into(),
+                namespace: None,
+            }));
+        }
+        Ok(Scope {
+            namespace: None,
+            domains: Some(vec![domain.to_string()]),
+        })
+    }
+
+    /// Authorizes `verb` on a resource of the aggregated API group. The Kubernetes surface calls it
+    /// before decoding a request, as kube-apiserver authorizes before it parses; every method that
+    /// needs it checks again (a cache hit).
+    pub async fn allow(
+        &self,
+        user: &UserInfo,
+        verb: &str,
+        resource: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let attrs = ResourceAttrs {
+            group: QUERY_GROUP.into(),
+            resource: resource.into(),
+            verb: verb.into(),
+            namespace: namespace.map(str::to_string),
+            name: name.map(str::to_string),
+            subresource: None,
+        };
+        if self.auth.authorize(user, attrs).await? {
+            return Ok(());
+        }
+        Err(ServiceError::Forbidden(Denied {
+            user: user.name.clone(),
+            verb: verb.into(),
+            resource: resource.into(),
+            namespace: namespace.map(str::to_string),
+        }))
+    }
+}
+
+fn text(request: &Value, key: &str) -> String {
+    request
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The page of a Kubernetes list: the SpaceONE query first, then the selectors, then the page.
+fn select_page(
+    catalog: &JobCatalog,
+    namespace: Option<String>,
+    selection: &Selection,
+    limits: &Limits,
+) -> Result<JobPage, ServiceError> {
+    let scope = Scope {
+        namespace,
+        domains: None,
+    };
+    let query = selection
+        .query
+        .clone()
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+    let (jobs, _) = spaceone_query::api::select(&catalog.index, &scope, &query, Utc::now(), limits)?;
+    let selected: Vec<Job> = jobs
+        .into_iter()
+        .filter(|j| {
+            selection.fields.matches(j)
+                && selection
+                    .labels
+                    .matches(catalog.labels(&j.namespace, &j.job_id))
+        })
+        .collect();
+    let total = selected.len();
+    let end = selection
+        .limit
+        .map_or(total, |l| selection.offset.saturating_add(l).min(total));
+    let items = selected
+        .into_iter()
+        .skip(selection.offset)
+        .take(end.saturating_sub(selection.offset))
+        .map(|job| {
+            let labels = catalog.labels(&job.namespace, &job.job_id).cloned();
+            JobObject { job, labels }
+        })
+        .collect();
+    Ok(JobPage { items, total, end })
+}

@@ -1,0 +1,108 @@
+//! The process wiring of `controller`, `api` and `run`: the health endpoints, the components as
+//! supervised tasks (the first to end ends the process), and readiness.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cli::{ApiArgs, CommonArgs, ControllerArgs};
+use crate::{api, controller, health, leader, lifecycle, metrics, shutdown};
+
+pub struct Serve {
+    pub controller: Option<ControllerArgs>,
+    pub api: Option<ApiArgs>,
+    pub common: CommonArgs,
+}
+
+impl Serve {
+    pub async fn run(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let client = kube::Client::try_default().await?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let stop = shutdown::on_signal();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let jobs = api::WatchedJobs::new(metrics.index_jobs.clone());
+        // Ready while not stopping and, with the API shim in the process, once its catalog holds
+        // the initial list and unless its watch has been failing for longer than --index-grace.
+        // Judged when /readyz is asked; nothing polls.
+        let trust = self.api.as_ref().map(|args| {
+            (
+                jobs.clone(),
+                std::time::Duration::from_secs(args.limits.index_grace),
+            )
+        });
+        let ready: health::Readiness = {
+            let stopping = stopping.clone();
+            Arc::new(move || {
+                !stopping.load(Ordering::Acquire)
+                    && trust
+                        .as_ref()
+                        .is_none_or(|(jobs, grace)| jobs.is_trusted(*grace))
+            })
+        };
+        let (addr, server) = health::serve(
+            self.common.metrics_addr,
+            health::Health {
+                ready,
+                metrics: metrics.clone(),
+            },
+            shutdown::requested(stop.clone()),
+        )
+        .await?;
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(args) = self.api {
+            let options = args.options();
+            let (c, m) = (client.clone(), metrics.clone());
+            let until = shutdown::requested(stop.clone());
+            tasks.spawn(async move { api::run(c, options, jobs, m, until).await });
+        }
+        if let Some(args) = self.controller {
+            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop.clone());
+            tasks.spawn(async move { run_controller(client, args, metrics, stop).await });
+        }
+        let mut result = Ok(());
+        // Whichever component ends first (shutdown, lost lease, fatal error) ends the process.
+        if let Some(first) = tasks.join_next().await {
+            result = first
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .and_then(|r| r);
+        }
+        stopping.store(true, Ordering::Release);
+        tasks.shutdown().await;
+        server.abort();
+        result
+    }
+}
+
+async fn run_controller(
+    client: kube::Client,
+    args: ControllerArgs,
+    metrics: Arc<metrics::Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into());
+        format!("{host}-{:08x}", rand::random::<u32>())
+    });
+    let lease = leader::LeaseConfig {
+        name: args.lease_name,
+        namespace: args.lease_namespace,
+        identity,
+        duration_seconds: args.lease_duration,
+        grace_seconds: (args.lease_duration / 3).max(1),
+    };
+    let config = lifecycle::Config {
+        default_timeout: chrono::Duration::seconds(i64::from(args.job_timeout)),
+        clock_skew_allowance: chrono::Duration::milliseconds(i64::from(
+            args.clock_skew_allowance_ms,
+        )),
+    };
+    let namespace = args.namespace;
+    let resync = std::time::Duration::from_secs(args.resync_interval);
+    leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
+        controller::run(client, config, metrics, namespace, resync, until)
+    })
+    .await?;
+    Ok(())
+}
+

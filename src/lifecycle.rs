@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::resources::{
-    CostAnalysisJobSpec, CostAnalysisJobStatus, JobState, TaskState, TaskTemplate,
+    CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
 };
 
 pub const ERROR_JOB_TASK: &str = "ERROR_JOB_TASK";
@@ -152,7 +152,7 @@ pub fn decide(
     }
     let total = spec.tasks.len();
 
-    let prior_state = previous.status.unwrap_or(JobState::InProgress);
+    let prior_state = previous.status.unwrap_or(JobStatus::InProgress);
     let mut next = CostAnalysisJobStatus {
         status: Some(prior_state),
         error_code: previous.error_code.clone(),
@@ -193,16 +193,16 @@ pub fn decide(
         }
     } else {
         let outcome = match (first_failure, unfinished, last_finish) {
-            (Some(at), _, _) if at <= timeout_at => Some(JobState::Failure),
-            (None, 0, last) if last.is_none_or(|l| l <= timeout_at) => Some(JobState::Success),
-            _ if spec.cancel => Some(JobState::Canceled),
-            _ if now >= timeout_at => Some(JobState::Timeout),
+            (Some(at), _, _) if at <= timeout_at => Some(JobStatus::Failure),
+            (None, 0, last) if last.is_none_or(|l| l <= timeout_at) => Some(JobStatus::Success),
+            _ if spec.cancel => Some(JobStatus::Canceled),
+            _ if now >= timeout_at => Some(JobStatus::Timeout),
             _ => None,
         };
         if let Some(state) = outcome {
             next.status = Some(state);
             next.finished_at = Some(now);
-            if state == JobState::Failure {
+            if state == JobStatus::Failure {
                 next.error_code = Some(ERROR_JOB_TASK.to_string());
                 next.error_message = Some(ERROR_JOB_TASK_MESSAGE.to_string());
             }
@@ -210,7 +210,7 @@ pub fn decide(
         }
     }
 
-    let state = next.status.unwrap_or(JobState::InProgress);
+    let state = next.status.unwrap_or(JobStatus::InProgress);
     next.conditions = conditions(state, &next, &previous.conditions, job.generation, now);
     // updatedAt moves whenever anything a SpaceONE client can see changed.
     if next.updated_at.is_none() || visible_change(&previous, &next) {
@@ -218,7 +218,7 @@ pub fn decide(
     }
     let status_changed = job.status != Some(&next);
 
-    let create_tasks = if state == JobState::InProgress {
+    let create_tasks = if state == JobStatus::InProgress {
         spec.tasks
             .iter()
             .filter(|t| !tasks.iter().any(|o| o.task_id == t.id))
@@ -229,7 +229,7 @@ pub fn decide(
     };
     let cancel_tasks = if matches!(
         state,
-        JobState::Canceled | JobState::Timeout | JobState::Failure
+        JobStatus::Canceled | JobStatus::Timeout | JobStatus::Failure
     ) {
         spec.tasks
             .iter()
@@ -242,7 +242,7 @@ pub fn decide(
     };
 
     let mut delete_job = false;
-    let requeue_at = if state == JobState::InProgress {
+    let requeue_at = if state == JobStatus::InProgress {
         Some(timeout_at)
     } else {
         match (spec.ttl_seconds_after_finished, next.finished_at) {
@@ -291,15 +291,15 @@ pub fn cancel(
     generation: Option<i64>,
     created: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<CostAnalysisJobStatus, JobState> {
+) -> Result<CostAnalysisJobStatus, JobStatus> {
     let now = now.duration_trunc(Duration::milliseconds(1)).unwrap_or(now);
     let previous = status.cloned().unwrap_or_default();
-    let state = previous.status.unwrap_or(JobState::InProgress);
-    if state != JobState::InProgress {
+    let state = previous.status.unwrap_or(JobStatus::InProgress);
+    if state != JobStatus::InProgress {
         return Err(state);
     }
     let mut next = CostAnalysisJobStatus {
-        status: Some(JobState::Canceled),
+        status: Some(JobStatus::Canceled),
         finished_at: Some(now),
         updated_at: Some(now),
         created_at: previous.created_at.or(Some(created)),
@@ -316,7 +316,7 @@ pub fn cancel(
         ..previous.clone()
     };
     next.conditions = conditions(
-        JobState::Canceled,
+        JobStatus::Canceled,
         &next,
         &previous.conditions,
         previous.observed_generation.or(generation),
@@ -371,28 +371,28 @@ fn visible_change(a: &CostAnalysisJobStatus, b: &CostAnalysisJobStatus) -> bool 
 }
 
 fn transition_event(
-    state: JobState,
+    state: JobStatus,
     total: usize,
     unfinished: usize,
     timeout: Duration,
 ) -> EventNote {
     let (kind, reason, note) = match state {
-        JobState::Success => (
+        JobStatus::Success => (
             EventKind::Normal,
             "Succeeded",
             format!("All {total} tasks finished"),
         ),
-        JobState::Failure => (
+        JobStatus::Failure => (
             EventKind::Warning,
             "Failed",
             format!("{ERROR_JOB_TASK}: {ERROR_JOB_TASK_MESSAGE}"),
         ),
-        JobState::Canceled => (
+        JobStatus::Canceled => (
             EventKind::Normal,
             "Canceled",
             format!("Canceled with {unfinished} of {total} tasks unfinished"),
         ),
-        JobState::Timeout => (
+        JobStatus::Timeout => (
             EventKind::Warning,
             "TimedOut",
             format!(
@@ -400,7 +400,7 @@ fn transition_event(
                 timeout.num_seconds()
             ),
         ),
-        JobState::InProgress => (EventKind::Normal, "InProgress", String::new()),
+        JobStatus::InProgress => (EventKind::Normal, "InProgress", String::new()),
     };
     EventNote { kind, reason, note }
 }
@@ -409,34 +409,34 @@ fn transition_event(
 /// reason says which) and `Finished` (any terminal state). `lastTransitionTime` only moves when a
 /// condition's status flips, as the metav1.Condition contract requires.
 fn conditions(
-    state: JobState,
+    state: JobStatus,
     status: &CostAnalysisJobStatus,
     previous: &[Condition],
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) -> Vec<Condition> {
     let reason = match state {
-        JobState::InProgress => "InProgress",
-        JobState::Success => "Succeeded",
-        JobState::Failure => "Failed",
-        JobState::Timeout => "TimedOut",
-        JobState::Canceled => "Canceled",
+        JobStatus::InProgress => "InProgress",
+        JobStatus::Success => "Succeeded",
+        JobStatus::Failure => "Failed",
+        JobStatus::Timeout => "TimedOut",
+        JobStatus::Canceled => "Canceled",
     };
     let message = match state {
-        JobState::InProgress => format!(
+        JobStatus::InProgress => format!(
             "{} of {} tasks remain",
             status.remained_tasks, status.total_tasks
         ),
-        JobState::Failure => status.error_message.clone().unwrap_or_default(),
+        JobStatus::Failure => status.error_message.clone().unwrap_or_default(),
         other => format!("Job {}", other.as_str()),
     };
     let wanted = [
-        (CONDITION_COMPLETE, state == JobState::Success),
+        (CONDITION_COMPLETE, state == JobStatus::Success),
         (
             CONDITION_FAILED,
             matches!(
                 state,
-                JobState::Failure | JobState::Timeout | JobState::Canceled
+                JobStatus::Failure | JobStatus::Timeout | JobStatus::Canceled
             ),
         ),
         (CONDITION_FINISHED, state.is_terminal()),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
 use crate::resources::{
-    CostAnalysisJobSpec, CostAnalysisJobStatus, JobState, TaskState, TaskTemplate,
+    CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -75,7 +75,7 @@ impl Job {
         d
     }
 
-    fn state(&self) -> Option<JobState> {
+    fn state(&self) -> Option<JobStatus> {
         self.status.as_ref().and_then(|s| s.status)
     }
 }
@@ -93,7 +93,7 @@ fn condition<'a>(d: &'a Decision, t: &str) -> &'a str {
 fn job_without_tasks_succeeds_at_once() {
     let mut job = Job::new(spec(&[]));
     let d = job.step(&[], t0() + Duration::seconds(1));
-    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(job.state(), Some(JobStatus::Success));
     assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(1)));
     assert_eq!(d.status.total_tasks, 0);
     assert_eq!(d.status.remained_tasks, 0);
@@ -112,7 +112,7 @@ fn new_job_creates_its_tasks_and_waits_for_the_deadline() {
     let mut job = Job::new(spec(&["a", "b", "c"]));
     let now = t0() + Duration::seconds(10);
     let d = job.step(&[], now);
-    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(job.state(), Some(JobStatus::InProgress));
     assert_eq!(
         d.create_tasks
             .iter()
@@ -153,7 +153,7 @@ fn remained_tasks_count_down_then_success() {
         assert_eq!(d.status.updated_at, Some(t0() + Duration::seconds(at)));
     }
     assert_eq!(remained, [2, 1, 0]);
-    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(job.state(), Some(JobStatus::Success));
     assert_eq!(
         job.status
             .as_ref()
@@ -174,7 +174,7 @@ fn in_progress_and_canceled_tasks_count_as_unfinished_or_finished() {
         t0() + Duration::seconds(2),
     );
     assert_eq!(d.status.remained_tasks, 1);
-    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(job.state(), Some(JobStatus::InProgress));
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn a_failed_task_fails_the_job_and_cancels_the_rest() {
         task("c", TaskState::InProgress, None),
     ];
     let d = job.step(&tasks, t0() + Duration::seconds(5));
-    assert_eq!(job.state(), Some(JobState::Failure));
+    assert_eq!(job.state(), Some(JobStatus::Failure));
     assert_eq!(d.status.error_code.as_deref(), Some("ERROR_JOB_TASK"));
     assert_eq!(
         d.status.error_message.as_deref(),
@@ -216,7 +216,7 @@ fn cancel_request_cancels_a_running_job_and_its_unfinished_tasks() {
         task("b", TaskState::Pending, None),
     ];
     let d = job.step(&tasks, t0() + Duration::seconds(3));
-    assert_eq!(job.state(), Some(JobState::Canceled));
+    assert_eq!(job.state(), Some(JobStatus::Canceled));
     assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(3)));
     assert_eq!(d.cancel_tasks, ["b"]);
     // SpaceONE: canceling touches neither total nor remained.
@@ -236,7 +236,7 @@ fn cancel_after_success_changes_nothing_but_warns_once() {
     job.spec.cancel = true;
     job.generation = 2;
     let d = job.step(&[], t0() + Duration::seconds(30));
-    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(job.state(), Some(JobStatus::Success));
     assert_eq!(d.events.len(), 1);
     assert_eq!(d.events[0].kind, EventKind::Warning);
     assert_eq!(
@@ -266,7 +266,7 @@ fn deadline_times_the_job_out_and_cancels_unfinished_tasks() {
     let d = job.step(&tasks, t0() + Duration::seconds(30));
     assert_eq!(
         job.state(),
-        Some(JobState::InProgress),
+        Some(JobStatus::InProgress),
         "the skew allowance is not over yet"
     );
     assert_eq!(
@@ -274,7 +274,7 @@ fn deadline_times_the_job_out_and_cancels_unfinished_tasks() {
         Some(std::time::Duration::from_millis(1050))
     );
     let d = job.step(&tasks, t0() + Duration::seconds(31));
-    assert_eq!(job.state(), Some(JobState::Timeout));
+    assert_eq!(job.state(), Some(JobStatus::Timeout));
     assert_eq!(d.cancel_tasks, ["a"]);
     assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(31)));
     assert_eq!(condition(&d, CONDITION_FAILED), "True");
@@ -295,7 +295,7 @@ fn default_timeout_comes_from_the_config() {
         clock_skew_allowance: Duration::zero(),
     };
     let d = decide(&view, &[], t0() + Duration::seconds(5), &config);
-    assert_eq!(d.status.status, Some(JobState::Timeout));
+    assert_eq!(d.status.status, Some(JobStatus::Timeout));
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn work_finished_before_the_deadline_is_a_success_even_if_seen_late() {
         )],
         t0() + Duration::seconds(100),
     );
-    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(job.state(), Some(JobStatus::Success));
     assert_eq!(d.status.finished_at, Some(t0() + Duration::seconds(100)));
     let mut job2 = Job::new(job.spec.clone());
     job2.step(
@@ -324,7 +324,7 @@ fn work_finished_before_the_deadline_is_a_success_even_if_seen_late() {
     );
     assert_eq!(
         job2.state(),
-        Some(JobState::Timeout),
+        Some(JobStatus::Timeout),
         "finished after the deadline"
     );
 }
@@ -338,13 +338,13 @@ fn reported_outcomes_win_over_a_cancel_in_the_same_pass() {
         &[task("a", TaskState::Success, Some(t0()))],
         t0() + Duration::seconds(1),
     );
-    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(job.state(), Some(JobStatus::Success));
     let mut job = Job::new(s);
     job.step(
         &[task("a", TaskState::Failure, Some(t0()))],
         t0() + Duration::seconds(1),
     );
-    assert_eq!(job.state(), Some(JobState::Failure));
+    assert_eq!(job.state(), Some(JobStatus::Failure));
 }
 
 #[test]
@@ -357,16 +357,16 @@ fn cancel_wins_over_an_expired_deadline() {
         &[task("a", TaskState::Pending, None)],
         t0() + Duration::seconds(100),
     );
-    assert_eq!(job.state(), Some(JobState::Canceled));
+    assert_eq!(job.state(), Some(JobStatus::Canceled));
 }
 
 #[test]
 fn terminal_states_never_change_but_counters_follow_tasks() {
     for terminal in [
-        JobState::Success,
-        JobState::Failure,
-        JobState::Timeout,
-        JobState::Canceled,
+        JobStatus::Success,
+        JobStatus::Failure,
+        JobStatus::Timeout,
+        JobStatus::Canceled,
     ] {
         let mut job = Job::new(spec(&["a", "b"]));
         job.status = Some(CostAnalysisJobStatus {
@@ -439,7 +439,7 @@ fn a_controller_clock_behind_the_server_never_goes_negative() {
     let mut job = Job::new(s);
     // creationTimestamp is 5 s ahead of the controller's clock.
     let d = job.step(&[], t0() - Duration::seconds(5));
-    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(job.state(), Some(JobStatus::InProgress));
     assert_eq!(
         d.requeue_after,
         Some(std::time::Duration::from_millis(16_050))
@@ -471,7 +471,7 @@ fn tasks_the_spec_does_not_declare_are_ignored() {
         ],
         t0(),
     );
-    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(job.state(), Some(JobStatus::InProgress));
     assert_eq!(d.status.remained_tasks, 1);
 }
 
@@ -493,7 +493,7 @@ fn api_cancel_only_cancels_running_jobs_and_matches_the_controller() {
     );
     let now = t0() + Duration::seconds(2);
     let canceled = cancel(job.status.as_ref(), Some(1), t0(), now).expect("running job cancels");
-    assert_eq!(canceled.status, Some(JobState::Canceled));
+    assert_eq!(canceled.status, Some(JobStatus::Canceled));
     assert_eq!(canceled.finished_at, Some(now));
     assert_eq!((canceled.total_tasks, canceled.remained_tasks), (1, 1));
     job.status = Some(canceled.clone());
@@ -506,7 +506,7 @@ fn api_cancel_only_cancels_running_jobs_and_matches_the_controller() {
     assert_eq!(d.cancel_tasks, ["a"]);
     assert_eq!(
         cancel(job.status.as_ref(), Some(1), t0(), now),
-        Err(JobState::Canceled)
+        Err(JobStatus::Canceled)
     );
 }
 
@@ -534,7 +534,7 @@ fn huge_or_extreme_numbers_never_panic_and_are_clamped_with_a_warning() {
             s.cancel = true;
             let mut job = Job::new(s);
             let first = job.step(&[], t0());
-            assert_eq!(job.state(), Some(JobState::Canceled));
+            assert_eq!(job.state(), Some(JobStatus::Canceled));
             assert!(first.requeue_after.is_none_or(|d| d <= MAX_REQUEUE));
             let clamped = first.events.iter().any(|e| e.reason == "TimeoutClamped");
             assert_eq!(clamped, timeout.is_some_and(|t| t > MAX_TIMEOUT_SECONDS));
@@ -552,10 +552,10 @@ fn an_out_of_range_ttl_is_warned_about_before_the_job_finishes() {
     s.ttl_seconds_after_finished = Some(MAX_TTL_SECONDS + 1);
     let mut job = Job::new(s);
     let first = job.step(&[], t0());
-    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(job.state(), Some(JobStatus::InProgress));
     assert!(first.events.iter().any(|e| e.reason == "TTLClamped"));
     let done = job.step(&[task("a", TaskState::Success, Some(t0()))], t0());
-    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(job.state(), Some(JobStatus::Success));
     assert!(!done.events.iter().any(|e| e.reason == "TTLClamped"));
 }
 
@@ -565,13 +565,13 @@ fn a_huge_timeout_is_used_as_the_maximum() {
     s.timeout_seconds = Some(10_000_000_000_000);
     let mut job = Job::new(s);
     let d = job.step(&[], t0());
-    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(job.state(), Some(JobStatus::InProgress));
     // Requeued no further than a day ahead, whatever the deadline.
     assert_eq!(d.requeue_after, Some(MAX_REQUEUE));
     job.step(&[], t0() + Duration::seconds(MAX_TIMEOUT_SECONDS - 1));
-    assert_eq!(job.state(), Some(JobState::InProgress));
+    assert_eq!(job.state(), Some(JobStatus::InProgress));
     job.step(&[], t0() + Duration::seconds(MAX_TIMEOUT_SECONDS + 2));
-    assert_eq!(job.state(), Some(JobState::Timeout));
+    assert_eq!(job.state(), Some(JobStatus::Timeout));
 }
 
 #[test]
@@ -592,7 +592,7 @@ fn dates_at_the_end_of_time_never_panic() {
         end,
         &Config::default(),
     );
-    assert_eq!(d.status.status, Some(JobState::Success));
+    assert_eq!(d.status.status, Some(JobStatus::Success));
     assert!(!d.delete_job);
     let start = DateTime::<Utc>::MIN_UTC;
     let view = JobView {
@@ -602,7 +602,7 @@ fn dates_at_the_end_of_time_never_panic() {
         status: None,
     };
     let d = decide(&view, &[], start, &Config::default());
-    assert_eq!(d.status.status, Some(JobState::InProgress));
+    assert_eq!(d.status.status, Some(JobStatus::InProgress));
 }
 
 #[test]
@@ -613,7 +613,7 @@ fn hostile_counters_in_a_stored_status_do_not_panic_a_cancel() {
         ..CostAnalysisJobStatus::default()
     };
     let next = cancel(Some(&status), Some(1), t0(), t0()).map_err(|s| s.as_str());
-    assert_eq!(next.map(|s| s.status), Ok(Some(JobState::Canceled)));
+    assert_eq!(next.map(|s| s.status), Ok(Some(JobStatus::Canceled)));
 }
 
 // Issue 10, item 1: a task the controller has not seen (yet) never makes a counter go back up.
@@ -639,7 +639,7 @@ fn counters_never_move_backwards_when_tasks_are_unseen() {
         task("c", TaskState::Success, Some(t0())),
     ];
     job.step(&done, t0() + Duration::seconds(2));
-    assert_eq!(job.state(), Some(JobState::Success));
+    assert_eq!(job.state(), Some(JobStatus::Success));
     let d = job.step(&[], t0() + Duration::seconds(3));
     assert!(!d.status_changed, "{:?}", d.status);
     assert!(d.events.is_empty() && d.create_tasks.is_empty());

@@ -89,4 +89,3 @@ fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
-

@@ -4,7 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use serde::Deserialize;
+
 use crate::cli::{QueryArgs, QueryVerb};
+use crate::resources::CostAnalysisJob;
 
 /// `cost-analysis-operator query`: one Job API call over a file of jobs.
 pub fn run(args: QueryArgs) -> ExitCode {
@@ -15,7 +18,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let jobs = match spaceone_query::offline::load_jobs(&jobs_text) {
+    let jobs = match load_jobs(&jobs_text) {
         Ok(j) => j,
         Err(e) => {
             eprintln!("error: --jobs {}: {e}", args.jobs.display());
@@ -79,4 +82,91 @@ pub fn run(args: QueryArgs) -> ExitCode {
         }
     }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A JSON array of SpaceONE JobInfo objects, or a Kubernetes `List` of CostAnalysisJob objects
+/// (`kubectl get caj -A -o json`), read as the operator reads them from a watch.
+pub fn load_jobs(text: &str) -> Result<Vec<spaceone_query::Job>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Some(items) = value.get("items").and_then(serde_json::Value::as_array) else {
+        return spaceone_query::offline::jobs_from_info(&value)
+            .map_err(|e| format!("{e}, or a Kubernetes List (with items)"));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let object =
+                CostAnalysisJob::deserialize(item).map_err(|e| format!("item #{i}: {e}"))?;
+            if object.metadata.name.as_deref().is_none_or(str::is_empty) {
+                return Err(format!("item #{i} has no metadata.name"));
+            }
+            Ok(object.spaceone_job())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+    use serde_json::json;
+    use spaceone_query::JobStatus;
+
+    #[test]
+    fn a_kubernetes_list_is_read_through_the_one_mapping() {
+        let jobs = load_jobs(include_str!("../tests/fixtures/caj-list.json")).expect("loads");
+        assert_eq!(jobs.len(), 2);
+        let a = &jobs[0];
+        assert_eq!(
+            (a.namespace.as_str(), a.job_id.as_str()),
+            ("team-a", "job-aaa111")
+        );
+        assert_eq!(a.status, JobStatus::Failure);
+        assert_eq!(a.error_code.as_deref(), Some("ERROR_JOB_TASK"));
+        assert_eq!((a.total_tasks, a.remained_tasks), (2, 1));
+        assert_eq!(
+            (a.domain_id.as_str(), a.data_source_id.as_str()),
+            ("domain-1", "ds-1")
+        );
+        assert_eq!(a.options.get("sync_mode"), Some(&json!("MANUAL")));
+        // status.createdAt wins over metadata.creationTimestamp.
+        assert_eq!(
+            spaceone_query::api::job_info(a)["created_at"],
+            json!("2024-01-01T00:00:01.250Z")
+        );
+        assert_eq!(
+            spaceone_query::api::job_info(a)["last_changed_at"],
+            json!("2023-12-31T00:00:00.000Z")
+        );
+        // No status yet: IN_PROGRESS, created at the object's creation, the counters from the spec.
+        let b = &jobs[1];
+        assert_eq!(b.status, JobStatus::InProgress);
+        assert_eq!((b.total_tasks, b.remained_tasks), (1, 1));
+        assert_eq!(
+            spaceone_query::api::job_info(b)["created_at"],
+            json!("2024-01-02T00:00:00.000Z")
+        );
+        assert_eq!(b.finished_at, None);
+    }
+
+    #[test]
+    fn broken_lists_are_refused_clearly() {
+        for (text, want) in [
+            (
+                "{\"items\": [{\"metadata\": {}, \"spec\": {\"domainId\": \"d\", \"dataSourceId\": \"s\"}}]}",
+                "no metadata.name",
+            ),
+            (
+                "{\"items\": [{\"metadata\": {\"name\": \"j\"}, \"spec\": 1}]}",
+                "item #0",
+            ),
+            ("{\"items\": 1}", "expected a JSON array of jobs"),
+            ("3", "or a Kubernetes List"),
+        ] {
+            let err = load_jobs(text).err().unwrap_or_default();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, KubeSchema};
+use kube::{CustomResource, KubeSchema, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -105,32 +105,8 @@ pub struct TaskTemplate {
     pub options: Option<Map<String, Value>>,
 }
 
-/// SpaceONE job status values.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobState {
-    InProgress,
-    Success,
-    Failure,
-    Timeout,
-    Canceled,
-}
-
-impl JobState {
-    pub fn is_terminal(self) -> bool {
-        self != JobState::InProgress
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::InProgress => "IN_PROGRESS",
-            JobState::Success => "SUCCESS",
-            JobState::Failure => "FAILURE",
-            JobState::Timeout => "TIMEOUT",
-            JobState::Canceled => "CANCELED",
-        }
-    }
-}
+/// SpaceONE job status values: the query engine's type, so that a state has one name everywhere.
+pub use spaceone_query::JobStatus;
 
 /// Observed state of a job, written only by the controller (server-side apply).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
@@ -138,7 +114,7 @@ impl JobState {
 pub struct CostAnalysisJobStatus {
     /// SpaceONE status: IN_PROGRESS, SUCCESS, FAILURE, TIMEOUT or CANCELED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<JobState>,
+    pub status: Option<JobStatus>,
     /// SpaceONE error code of a failed job, e.g. ERROR_JOB_TASK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
@@ -314,4 +290,44 @@ pub fn task_object_name(job_name: &str, task_id: &str) -> String {
 /// checked) so that jobs created before the upgrade keep their tasks.
 pub fn legacy_task_object_name(job_name: &str, task_id: &str) -> String {
     format!("{job_name}-{task_id}")
+}
+impl CostAnalysisJob {
+    /// The SpaceONE Job this object holds: what every surface answers, the watch-fed index and
+    /// the offline `query` command alike.
+    pub fn spaceone_job(&self) -> spaceone_query::Job {
+        let job = self;
+        let status = job.status.clone().unwrap_or_default();
+        let created = job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(crate::timestamp::from_k8s);
+        let declared = i64::try_from(job.spec.tasks.len()).unwrap_or(i64::MAX);
+        spaceone_query::Job {
+            namespace: job.namespace().unwrap_or_default(),
+            job_id: job.name_any(),
+            status: status.status.unwrap_or(JobStatus::InProgress),
+            error_code: status.error_code,
+            error_message: status.error_message,
+            // Before the controller's first pass the counters come from the spec, as SpaceONE sets
+            // them at creation.
+            total_tasks: if job.status.is_none() {
+                declared
+            } else {
+                i64::from(status.total_tasks)
+            },
+            remained_tasks: if job.status.is_none() {
+                declared
+            } else {
+                i64::from(status.remained_tasks)
+            },
+            data_source_id: job.spec.data_source_id.clone(),
+            domain_id: job.spec.domain_id.clone(),
+            options: job.spec.options.clone().unwrap_or_default(),
+            created_at: status.created_at.or(created),
+            updated_at: status.updated_at.or(created),
+            finished_at: status.finished_at,
+            last_changed_at: job.spec.last_changed_at,
+        }
+    }
 }

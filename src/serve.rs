@@ -105,4 +105,3 @@ async fn run_controller(
     .await?;
     Ok(())
 }
-

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cost_analysis_operator::resources::{CostAnalysisJob, JobState};
+use cost_analysis_operator::resources::{CostAnalysisJob, JobStatus};
 use kube::Api;
 use serde_json::{Value, json};
 use support::{Operator, cluster, eventually, free_port};
@@ -570,7 +570,7 @@ async fn cancel_is_synchronous_authorized_and_reads_its_own_write() {
     let stored = w.jobs.get("job-a1").await.expect("job");
     assert_eq!(
         stored.status.and_then(|s| s.status),
-        Some(JobState::Canceled)
+        Some(JobStatus::Canceled)
     );
 
     let again = rest(
@@ -697,7 +697,7 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
                 assert_eq!(answer.body["status"], "CANCELED");
                 assert_eq!(
                     final_state,
-                    JobState::Canceled,
+                    JobStatus::Canceled,
                     "{name}: the API said CANCELED"
                 );
             }
@@ -718,7 +718,7 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
             other => panic!("{name}: unexpected answer {other}: {}", answer.body),
         }
         assert!(
-            matches!(final_state, JobState::Canceled | JobState::Success),
+            matches!(final_state, JobStatus::Canceled | JobStatus::Success),
             "{name}: {final_state:?}"
         );
     }
@@ -1592,7 +1592,7 @@ async fn cancel_racing_timeout_ends_in_exactly_one_terminal_state() {
         match answer.status {
             200 => assert_eq!(
                 final_state,
-                JobState::Canceled,
+                JobStatus::Canceled,
                 "{name}: the API said CANCELED"
             ),
             500 => assert_eq!(
@@ -1606,7 +1606,7 @@ async fn cancel_racing_timeout_ends_in_exactly_one_terminal_state() {
             other => panic!("{name}: unexpected answer {other}: {}", answer.body),
         }
         assert!(
-            matches!(final_state, JobState::Canceled | JobState::Timeout),
+            matches!(final_state, JobStatus::Canceled | JobStatus::Timeout),
             "{name}: {final_state:?}"
         );
         *seen.entry(final_state.as_str()).or_insert(0) += 1;

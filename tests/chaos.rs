@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cost_analysis_operator::resources::{CostAnalysisJob, CostAnalysisJobTask, JobState};
+use cost_analysis_operator::resources::{CostAnalysisJob, CostAnalysisJobTask, JobStatus};
 use futures::StreamExt;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -177,15 +177,15 @@ async fn jobs_end_right_through_random_controller_kills() {
             let name = j.metadata.name.clone().unwrap_or_default();
             let i: usize = name.trim_start_matches("chaos-").parse().unwrap();
             let want = match plan(i) {
-                Plan::Succeed => JobState::Success,
-                Plan::Fail => JobState::Failure,
-                Plan::Cancel => JobState::Canceled,
+                Plan::Succeed => JobStatus::Success,
+                Plan::Fail => JobStatus::Failure,
+                Plan::Cancel => JobStatus::Canceled,
             };
             let s = j.status.clone().unwrap_or_default();
             if s.status != Some(want)
                 // A job canceled before its tasks were created keeps them as remaining (there
                 // is nothing to cancel); every other job ends with none.
-                || !(s.remained_tasks == 0 || (want == JobState::Canceled && s.remained_tasks <= 3))
+                || !(s.remained_tasks == 0 || (want == JobStatus::Canceled && s.remained_tasks <= 3))
                 || s.total_tasks != 3
                 || s.finished_at.is_none()
             {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cost_analysis_operator::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, JobState, TaskState,
+    CostAnalysisJob, CostAnalysisJobTask, JobStatus, TaskState,
 };
 use kube::Api;
 use kube::api::ListParams;
@@ -28,7 +28,7 @@ async fn job(api: &Api<CostAnalysisJob>, name: &str) -> CostAnalysisJob {
     api.get(name).await.expect("get job")
 }
 
-async fn wait_state(api: &Api<CostAnalysisJob>, name: &str, state: JobState) -> CostAnalysisJob {
+async fn wait_state(api: &Api<CostAnalysisJob>, name: &str, state: JobStatus) -> CostAnalysisJob {
     eventually(
         WAIT,
         &format!("{name} to become {}", state.as_str()),
@@ -93,7 +93,7 @@ async fn job_without_tasks_succeeds_and_kubectl_wait_returns() {
     ]);
     let j = job(&e.jobs, "job-zero").await;
     let s = status_of(&j);
-    assert_eq!(s.status, Some(JobState::Success));
+    assert_eq!(s.status, Some(JobStatus::Success));
     assert_eq!((s.total_tasks, s.remained_tasks), (0, 0));
     assert!(s.finished_at.is_some());
     assert_eq!(s.observed_generation, j.metadata.generation);
@@ -127,7 +127,7 @@ async fn three_tasks_count_down_to_success() {
         );
         assert_eq!(t.state(), TaskState::Pending);
     }
-    let first = wait_state(&e.jobs, "job-three", JobState::InProgress).await;
+    let first = wait_state(&e.jobs, "job-three", JobStatus::InProgress).await;
     assert_eq!(
         (
             status_of(&first).total_tasks,
@@ -140,12 +140,12 @@ async fn three_tasks_count_down_to_success() {
         eventually(WAIT, &format!("remainedTasks {remained}"), || async {
             let j = e.jobs.get("job-three").await.ok()?;
             let s = j.status?;
-            (s.remained_tasks == remained && s.status == Some(JobState::InProgress)).then_some(())
+            (s.remained_tasks == remained && s.status == Some(JobStatus::InProgress)).then_some(())
         })
         .await;
     }
     report(e.c, &e.ns, "job-three.c", "SUCCESS");
-    let done = wait_state(&e.jobs, "job-three", JobState::Success).await;
+    let done = wait_state(&e.jobs, "job-three", JobStatus::Success).await;
     let s = status_of(&done);
     assert_eq!((s.remained_tasks, s.progress.as_deref()), (0, Some("3/3")));
     assert!(s.finished_at >= s.created_at);
@@ -166,7 +166,7 @@ async fn a_failed_task_fails_the_job() {
         "--for=condition=Finished",
         "--timeout=30s",
     ]);
-    let j = wait_state(&e.jobs, "job-fail", JobState::Failure).await;
+    let j = wait_state(&e.jobs, "job-fail", JobStatus::Failure).await;
     let s = status_of(&j);
     assert_eq!(s.error_code.as_deref(), Some("ERROR_JOB_TASK"));
     assert_eq!(
@@ -198,7 +198,7 @@ async fn a_short_timeout_times_out_at_the_deadline() {
     );
     wait_tasks(&e.tasks, "job-slow", 2).await;
     report(e.c, &e.ns, "job-slow.a", "SUCCESS");
-    let j = wait_state(&e.jobs, "job-slow", JobState::Timeout).await;
+    let j = wait_state(&e.jobs, "job-slow", JobStatus::Timeout).await;
     let s = status_of(&j);
     let created: DateTime<Utc> = s.created_at.expect("createdAt");
     let finished = s.finished_at.expect("finishedAt");
@@ -250,7 +250,7 @@ async fn kubectl_patch_cancel_cancels_a_running_job() {
         "--for=condition=Finished",
         "--timeout=30s",
     ]);
-    let j = wait_state(&e.jobs, "job-cancel", JobState::Canceled).await;
+    let j = wait_state(&e.jobs, "job-cancel", JobStatus::Canceled).await;
     let s = status_of(&j);
     assert!(s.finished_at.is_some());
     assert_eq!(s.total_tasks, 2);
@@ -263,7 +263,7 @@ async fn kubectl_patch_cancel_cancels_a_running_job() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         status_of(&job(&e.jobs, "job-cancel").await).status,
-        Some(JobState::Canceled)
+        Some(JobStatus::Canceled)
     );
 }
 
@@ -271,7 +271,7 @@ async fn kubectl_patch_cancel_cancels_a_running_job() {
 async fn cancel_after_success_changes_nothing_and_warns() {
     let e = env("late-cancel").await;
     create(e.c, &e.ns, &job_yaml("job-done", &[], ""));
-    let before = wait_state(&e.jobs, "job-done", JobState::Success).await;
+    let before = wait_state(&e.jobs, "job-done", JobStatus::Success).await;
     e.c.kubectl_ok(&[
         "patch",
         "caj",
@@ -301,7 +301,7 @@ async fn cancel_after_success_changes_nothing_and_warns() {
     assert!(events.contains("Warning"));
     let after = job(&e.jobs, "job-done").await;
     let (b, a) = (status_of(&before), status_of(&after));
-    assert_eq!(a.status, Some(JobState::Success));
+    assert_eq!(a.status, Some(JobStatus::Success));
     assert_eq!(
         (a.finished_at, a.updated_at, &a.error_code),
         (b.finished_at, b.updated_at, &b.error_code)
@@ -314,7 +314,7 @@ async fn a_settled_job_is_not_written_again() {
     create(e.c, &e.ns, &job_yaml("job-settled", &["a"], ""));
     wait_tasks(&e.tasks, "job-settled", 1).await;
     report(e.c, &e.ns, "job-settled.a", "SUCCESS");
-    wait_state(&e.jobs, "job-settled", JobState::Success).await;
+    wait_state(&e.jobs, "job-settled", JobStatus::Success).await;
     // A metadata change makes the controller reconcile the settled job once more.
     e.c.kubectl_ok(&["label", "caj", "job-settled", "-n", &e.ns, "touched=yes"]);
     let rv = job(&e.jobs, "job-settled").await.metadata.resource_version;
@@ -425,7 +425,7 @@ async fn finished_jobs_are_deleted_after_their_ttl() {
         &e.ns,
         &job_yaml("job-ttl", &[], "  ttlSecondsAfterFinished: 2\n"),
     );
-    wait_state(&e.jobs, "job-ttl", JobState::Success).await;
+    wait_state(&e.jobs, "job-ttl", JobStatus::Success).await;
     eventually(WAIT, "the job to be deleted after its TTL", || async {
         match e.jobs.get_opt("job-ttl").await {
             Ok(None) => Some(()),
@@ -439,7 +439,7 @@ async fn finished_jobs_are_deleted_after_their_ttl() {
 async fn metrics_and_health_are_served() {
     let e = env("metrics").await;
     create(e.c, &e.ns, &job_yaml("job-m", &[], ""));
-    wait_state(&e.jobs, "job-m", JobState::Success).await;
+    wait_state(&e.jobs, "job-m", JobStatus::Success).await;
     let op = shared_operator();
     let body = op.metrics();
     assert!(
@@ -473,8 +473,8 @@ async fn task_names_never_collide_across_jobs() {
         assert_eq!(t.spec.job_name, job_name);
         report(e.c, &e.ns, task, "SUCCESS");
     }
-    wait_state(&e.jobs, "a", JobState::Success).await;
-    wait_state(&e.jobs, "a-b", JobState::Success).await;
+    wait_state(&e.jobs, "a", JobStatus::Success).await;
+    wait_state(&e.jobs, "a-b", JobStatus::Success).await;
 }
 
 /// Issue 9, item 1: the schema refuses numbers the controller cannot use, with a clear message;
@@ -537,11 +537,11 @@ async fn numbers_the_controller_cannot_use_are_refused_or_clamped() {
 
     let j = eventually(WAIT, "huge-timeout reconciled", || async {
         let j = e.jobs.get("huge-timeout").await.ok()?;
-        (j.status.as_ref()?.status? == JobState::InProgress).then_some(j)
+        (j.status.as_ref()?.status? == JobStatus::InProgress).then_some(j)
     })
     .await;
     assert_eq!(status_of(&j).total_tasks, 1);
-    wait_state(&e.jobs, "huge-canceled", JobState::Canceled).await;
+    wait_state(&e.jobs, "huge-canceled", JobStatus::Canceled).await;
     let events = eventually(WAIT, "TimeoutClamped and TTLClamped warnings", || async {
         let out = e.c.kubectl_ok(&[
             "get",
@@ -567,5 +567,5 @@ async fn numbers_the_controller_cannot_use_are_refused_or_clamped() {
         "{metrics}"
     );
     create(e.c, &e.ns, &job_yaml("after", &[], ""));
-    wait_state(&e.jobs, "after", JobState::Success).await;
+    wait_state(&e.jobs, "after", JobStatus::Success).await;
 }

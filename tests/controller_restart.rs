@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Duration;
 
-use cost_analysis_operator::resources::{CostAnalysisJob, JobState};
+use cost_analysis_operator::resources::{CostAnalysisJob, JobStatus};
 use kube::Api;
 use support::{
     Cluster, Operator, cluster, create, eventually, job_yaml, lease_holder, report, wait_for_leader,
@@ -24,11 +24,11 @@ use tokio::sync::Mutex;
 static SERIAL: Mutex<()> = Mutex::const_new(());
 const WAIT: Duration = Duration::from_secs(40);
 
-async fn state(api: &Api<CostAnalysisJob>, name: &str) -> Option<JobState> {
+async fn state(api: &Api<CostAnalysisJob>, name: &str) -> Option<JobStatus> {
     api.get(name).await.ok()?.status?.status
 }
 
-async fn wait_state(api: &Api<CostAnalysisJob>, name: &str, want: JobState) {
+async fn wait_state(api: &Api<CostAnalysisJob>, name: &str, want: JobStatus) {
     eventually(WAIT, &format!("{name} {}", want.as_str()), || async {
         (state(api, name).await? == want).then_some(())
     })
@@ -64,13 +64,13 @@ async fn a_controller_killed_mid_job_is_replaced_and_finishes_correctly() {
     // While no controller runs: the last task finishes, and job-r2's deadline passes.
     report(c, &ns, "job-r1.b", "SUCCESS");
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(state(&jobs, "job-r1").await, Some(JobState::InProgress));
-    assert_eq!(state(&jobs, "job-r2").await, Some(JobState::InProgress));
+    assert_eq!(state(&jobs, "job-r1").await, Some(JobStatus::InProgress));
+    assert_eq!(state(&jobs, "job-r2").await, Some(JobStatus::InProgress));
 
     let mut second = Operator::start(c, "restart-b", &[]);
     wait_for_leader(c, "restart-b", Duration::from_secs(60));
-    wait_state(&jobs, "job-r1", JobState::Success).await;
-    wait_state(&jobs, "job-r2", JobState::Timeout).await;
+    wait_state(&jobs, "job-r1", JobStatus::Success).await;
+    wait_state(&jobs, "job-r2", JobStatus::Timeout).await;
     let r1 = jobs.get("job-r1").await.expect("job-r1");
     assert_eq!(r1.status.map(|s| s.remained_tasks), Some(0));
     second.terminate();
@@ -112,7 +112,7 @@ async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over() {
     );
 
     create(c, &ns, &job_yaml("job-l1", &[], ""));
-    wait_state(&jobs, "job-l1", JobState::Success).await;
+    wait_state(&jobs, "job-l1", JobStatus::Success).await;
 
     // Under heavy load the lease can change hands on its own (a replica that misses its renewal
     // exits, as it must, and its Deployment would start it again): kill whoever holds it now,
@@ -140,7 +140,7 @@ async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over() {
     wait_for_leader(c, &standby.identity, Duration::from_secs(60));
     let took_over = killed.elapsed();
     create(c, &ns, &job_yaml("job-l2", &[], ""));
-    wait_state(&jobs, "job-l2", JobState::Success).await;
+    wait_state(&jobs, "job-l2", JobStatus::Success).await;
     // Measured, not asserted tightly (shared CI cores): the lease is 3 s in these tests, so
     // the takeover is expected within about 4 s. docs/reliability.md records the figure.
     println!(
@@ -205,7 +205,7 @@ async fn a_restart_decides_from_a_full_view_and_leaves_settled_jobs_alone() {
         report(c, &ns, &format!("done-{i}.a"), "SUCCESS");
     }
     for i in 0..N {
-        wait_state(&jobs, &format!("done-{i}"), JobState::Success).await;
+        wait_state(&jobs, &format!("done-{i}"), JobStatus::Success).await;
     }
     first.kill();
     // While no controller runs, every task of the late-* jobs finishes before their deadline,
@@ -243,7 +243,7 @@ async fn a_restart_decides_from_a_full_view_and_leaves_settled_jobs_alone() {
     let second = Operator::start(c, "fullview-b", &[]);
     wait_for_leader(c, "fullview-b", Duration::from_secs(60));
     for i in 0..N {
-        wait_state(&jobs, &format!("late-{i}"), JobState::Success).await;
+        wait_state(&jobs, &format!("late-{i}"), JobStatus::Success).await;
         let s = jobs
             .get(&format!("late-{i}"))
             .await
@@ -272,7 +272,7 @@ async fn a_restart_decides_from_a_full_view_and_leaves_settled_jobs_alone() {
             .unwrap()
             .status
             .unwrap();
-        assert_eq!((s.status, s.remained_tasks), (Some(JobState::Success), 0));
+        assert_eq!((s.status, s.remained_tasks), (Some(JobStatus::Success), 0));
     }
     // N Succeeded events for the late jobs, nothing for the settled ones (no TasksCreated).
     eventually(WAIT, "the transition events", || async {

@@ -16,7 +16,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cost_analysis_operator::resources::{CostAnalysisJob, JobState};
+use cost_analysis_operator::resources::{CostAnalysisJob, JobStatus};
 use kube::Api;
 use support::{Operator, cluster, create, eventually, job_yaml, wait_for_leader};
 use tokio::sync::Mutex;
@@ -62,7 +62,7 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
                 .ok()?
                 .status?
                 .status?
-                == JobState::InProgress)
+                == JobStatus::InProgress)
                 .then_some(())
         })
         .await;
@@ -109,7 +109,7 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
     let settle = Duration::from_secs(30);
     for i in 0..30 {
         eventually(settle, &format!("new-{i} SUCCESS"), || async {
-            (jobs.get(&format!("new-{i}")).await.ok()?.status?.status? == JobState::Success)
+            (jobs.get(&format!("new-{i}")).await.ok()?.status?.status? == JobStatus::Success)
                 .then_some(())
         })
         .await;
@@ -122,7 +122,7 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
                 .ok()?
                 .status?
                 .status?
-                == JobState::Canceled)
+                == JobStatus::Canceled)
                 .then_some(())
         })
         .await;
@@ -260,7 +260,7 @@ async fn an_etcd_stall_is_survived_without_a_restart() {
             Duration::from_secs(60),
             &format!("after-{i} SUCCESS"),
             || async {
-                (jobs.get(&format!("after-{i}")).await.ok()?.status?.status? == JobState::Success)
+                (jobs.get(&format!("after-{i}")).await.ok()?.status?.status? == JobStatus::Success)
                     .then_some(())
             },
         )

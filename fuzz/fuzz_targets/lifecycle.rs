@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use cost_analysis_operator::lifecycle::{Config, JobView, MAX_REQUEUE, TaskView, cancel, decide};
 use cost_analysis_operator::resources::{
-    CostAnalysisJobSpec, CostAnalysisJobStatus, JobState, TaskState, TaskTemplate,
+    CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -25,13 +25,13 @@ fn opt_time(u: &mut Unstructured<'_>) -> Result<Option<DateTime<Utc>>> {
     Ok(if u.arbitrary()? { Some(time(u)?) } else { None })
 }
 
-fn job_state(u: &mut Unstructured<'_>) -> Result<JobState> {
+fn job_state(u: &mut Unstructured<'_>) -> Result<JobStatus> {
     Ok(*u.choose(&[
-        JobState::InProgress,
-        JobState::Success,
-        JobState::Failure,
-        JobState::Timeout,
-        JobState::Canceled,
+        JobStatus::InProgress,
+        JobStatus::Success,
+        JobStatus::Failure,
+        JobStatus::Timeout,
+        JobStatus::Canceled,
     ])?)
 }
 
@@ -123,14 +123,14 @@ fuzz_target!(|data: &[u8]| {
         status: c.status.as_ref(),
     };
     let d = decide(&view, &c.tasks, c.now, &config);
-    let before = c.status.as_ref().and_then(|s| s.status).unwrap_or(JobState::InProgress);
-    let after = d.status.status.unwrap_or(JobState::InProgress);
+    let before = c.status.as_ref().and_then(|s| s.status).unwrap_or(JobStatus::InProgress);
+    let after = d.status.status.unwrap_or(JobStatus::InProgress);
     if before.is_terminal() {
         assert_eq!(before, after, "a terminal state changed");
     }
     assert!(d.status.remained_tasks >= 0 && d.status.remained_tasks <= d.status.total_tasks);
     assert!(d.requeue_after.is_none_or(|r| r <= MAX_REQUEUE));
-    if after == JobState::InProgress {
+    if after == JobStatus::InProgress {
         assert!(d.cancel_tasks.is_empty());
     } else {
         assert!(d.create_tasks.is_empty());

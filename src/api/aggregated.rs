@@ -93,7 +93,11 @@ impl From<ServiceError> for StatusError {
             ),
             ServiceError::TooLarge { .. } => {
                 let s = e.spaceone();
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", s.message)
+                Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    s.message,
+                )
             }
             ServiceError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", m)

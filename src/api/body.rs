@@ -39,8 +39,8 @@ pub async fn read_json(c: &Caller, body: Body) -> Result<Value, ServiceError> {
             Err(_) => return Err(ServiceError::invalid_parameter("body", "not sent in time")),
         };
         let Some(chunk) = next else { break };
-        let chunk =
-            chunk.map_err(|e| ServiceError::invalid_parameter("body", &format!("unreadable: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ServiceError::invalid_parameter("body", &format!("unreadable: {e}")))?;
         seen = seen.saturating_add(chunk.len());
         if seen > DRAIN_LIMIT {
             break;
@@ -64,7 +64,10 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, ServiceError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ServiceError::invalid_parameter("body", &format!("invalid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(ServiceError::invalid_parameter("body", "must be a JSON object"));
+        return Err(ServiceError::invalid_parameter(
+            "body",
+            "must be a JSON object",
+        ));
     }
     Ok(value)
 }
@@ -79,7 +82,12 @@ pub fn path_request(
     let mut body = match body {
         Value::Object(m) => m,
         Value::Null => Map::new(),
-        _ => return Err(ServiceError::invalid_parameter("body", "must be a JSON object")),
+        _ => {
+            return Err(ServiceError::invalid_parameter(
+                "body",
+                "must be a JSON object",
+            ));
+        }
     };
     body.extend(query);
     body.insert("job_id".into(), Value::String(job_id));
@@ -92,16 +100,23 @@ pub fn query_params(raw: &str) -> Result<Map<String, Value>, ServiceError> {
     let mut out = Map::new();
     for (key, value) in query_pairs(raw) {
         let parsed = match key.as_str() {
-            "query" => serde_json::from_str(&value)
-                .map_err(|e| ServiceError::invalid_parameter("query", &format!("invalid JSON: {e}")))?,
-            "query.page.start" | "query.page.limit" => value
-                .parse::<u64>()
-                .map(Value::from)
-                .map_err(|_| ServiceError::invalid_parameter(&key, "must be a non-negative integer"))?,
+            "query" => serde_json::from_str(&value).map_err(|e| {
+                ServiceError::invalid_parameter("query", &format!("invalid JSON: {e}"))
+            })?,
+            "query.page.start" | "query.page.limit" => {
+                value.parse::<u64>().map(Value::from).map_err(|_| {
+                    ServiceError::invalid_parameter(&key, "must be a non-negative integer")
+                })?
+            }
             "query.minimal" | "query.count_only" | "query.sort.desc" => match value.as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
-                _ => return Err(ServiceError::invalid_parameter(&key, "must be true or false")),
+                _ => {
+                    return Err(ServiceError::invalid_parameter(
+                        &key,
+                        "must be true or false",
+                    ));
+                }
             },
             _ => Value::String(value),
         };

@@ -18,7 +18,10 @@ pub enum ServiceError {
     /// The caller may not do what it asked.
     Forbidden(Denied),
     /// A Kubernetes object that does not exist (the aggregated API addresses objects by name).
-    NotFound { resource: &'static str, name: String },
+    NotFound {
+        resource: &'static str,
+        name: String,
+    },
     /// A request body larger than `limit` bytes.
     TooLarge { limit: usize },
     /// The server cannot take the call now: overload, a deadline, an authenticator that does not

@@ -13,13 +13,13 @@ use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
-use spaceone_query::{Index, Job, JobStatus};
+use spaceone_query::{Index, JobStatus};
 use tracing::{info, warn};
 
 use chrono::{DateTime, Utc};
 
 use super::InitialList;
-use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus, JobState};
+use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus};
 
 type Key = (String, String);
 
@@ -80,7 +80,7 @@ impl JobCatalog {
         if self.versions.get(&key).is_some_and(|v| *v > version) {
             return;
         }
-        self.index.upsert(record(job));
+        self.index.upsert(job.spaceone_job());
         let labels = job.labels();
         if labels.is_empty() {
             self.labels.remove(&key);
@@ -95,7 +95,7 @@ impl JobCatalog {
             .status
             .as_ref()
             .and_then(|s| s.status)
-            .is_none_or(|s| s == JobState::InProgress);
+            .is_none_or(|s| s == JobStatus::InProgress);
         match (in_progress, job.resource_version()) {
             (true, Some(rv)) => {
                 self.live.insert(
@@ -385,49 +385,6 @@ fn refuses_streaming(e: &watcher::Error) -> bool {
     matches!(code, 400 | 422 | 501)
 }
 
-/// The SpaceONE view of a job object.
-pub fn record(job: &CostAnalysisJob) -> Job {
-    let status = job.status.clone().unwrap_or_default();
-    let created = job
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .and_then(crate::timestamp::from_k8s);
-    let declared = i64::try_from(job.spec.tasks.len()).unwrap_or(i64::MAX);
-    Job {
-        namespace: job.namespace().unwrap_or_default(),
-        job_id: job.name_any(),
-        status: match status.status.unwrap_or(JobState::InProgress) {
-            JobState::InProgress => JobStatus::InProgress,
-            JobState::Success => JobStatus::Success,
-            JobState::Failure => JobStatus::Failure,
-            JobState::Timeout => JobStatus::Timeout,
-            JobState::Canceled => JobStatus::Canceled,
-        },
-        error_code: status.error_code,
-        error_message: status.error_message,
-        // Before the controller's first pass the counters come from the spec, as SpaceONE sets
-        // them at creation.
-        total_tasks: if job.status.is_none() {
-            declared
-        } else {
-            i64::from(status.total_tasks)
-        },
-        remained_tasks: if job.status.is_none() {
-            declared
-        } else {
-            i64::from(status.remained_tasks)
-        },
-        data_source_id: job.spec.data_source_id.clone(),
-        domain_id: job.spec.domain_id.clone(),
-        options: job.spec.options.clone().unwrap_or_default(),
-        created_at: status.created_at.or(created),
-        updated_at: status.updated_at.or(created),
-        finished_at: status.finished_at,
-        last_changed_at: job.spec.last_changed_at,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -441,7 +398,7 @@ mod tests {
     use super::*;
     use crate::resources::CostAnalysisJobSpec;
 
-    fn job(rv: &str, state: Option<JobState>) -> CostAnalysisJob {
+    fn job(rv: &str, state: Option<JobStatus>) -> CostAnalysisJob {
         let mut job = CostAnalysisJob::new(
             "job-1",
             CostAnalysisJobSpec {
@@ -470,18 +427,18 @@ mod tests {
         let live_rv = |s: &JobCatalog| s.live("ns", "job-1").map(|l| l.resource_version.clone());
         store.upsert(&job("5", None));
         assert_eq!(live_rv(&store).as_deref(), Some("5"));
-        store.upsert(&job("6", Some(JobState::InProgress)));
+        store.upsert(&job("6", Some(JobStatus::InProgress)));
         assert_eq!(live_rv(&store).as_deref(), Some("6"));
         // An older event arriving late changes nothing.
         store.upsert(&job("4", None));
         assert_eq!(live_rv(&store).as_deref(), Some("6"));
-        store.upsert(&job("7", Some(JobState::Success)));
+        store.upsert(&job("7", Some(JobStatus::Success)));
         assert!(store.live("ns", "job-1").is_none());
         assert_eq!(
             store.index.get("ns", "job-1").map(|j| j.status),
             Some(JobStatus::Success)
         );
-        store.upsert(&job("8", Some(JobState::InProgress)));
+        store.upsert(&job("8", Some(JobStatus::InProgress)));
         store.remove("ns", "job-1");
         assert!(store.live("ns", "job-1").is_none());
         assert!(store.namespaces_of("job-1").is_empty());

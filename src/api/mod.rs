@@ -95,7 +95,10 @@ async fn guard(
         Ok(Err(_)) => {
             tracing::error!("a request handler panicked; answered as an internal error");
             metrics.request_panics.inc();
-            surface_error(kubernetes, error::ServiceError::Internal("internal error".into()))
+            surface_error(
+                kubernetes,
+                error::ServiceError::Internal("internal error".into()),
+            )
         }
         Err(_) => surface_error(
             kubernetes,

@@ -133,7 +133,7 @@ impl JobService {
         let domain = text(&request, "domain_id");
         let writer = super::cancel::Writer::new(self.client.clone());
         if let Some(updated) = writer.cancel(&job_id, &domain, copies).await? {
-            let info = spaceone_query::api::job_info(&super::index::record(&updated));
+            let info = spaceone_query::api::job_info(&updated.spaceone_job());
             self.jobs.observe_write(updated).await;
             self.metrics.api_cancels.inc();
             return Ok(info);
@@ -325,7 +325,8 @@ fn select_page(
         .query
         .clone()
         .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
-    let (jobs, _) = spaceone_query::api::select(&catalog.index, &scope, &query, Utc::now(), limits)?;
+    let (jobs, _) =
+        spaceone_query::api::select(&catalog.index, &scope, &query, Utc::now(), limits)?;
     let selected: Vec<Job> = jobs
         .into_iter()
         .filter(|j| {

@@ -64,8 +64,9 @@ pub fn error_response(e: &ServiceError) -> Response {
     let s = e.spaceone();
     let status = match e {
         ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::from_u16(s.grpc.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        _ => {
+            StatusCode::from_u16(s.grpc.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
     };
     // SpaceONE's gateway splits "CODE: message" at the first colon and keeps the space.
     let body = json!({"detail": {"code": s.code, "message": format!(" {}", s.message)}});
@@ -150,7 +151,12 @@ pub fn path_request(
     let mut body = match body {
         Value::Object(m) => m,
         Value::Null => Map::new(),
-        _ => return Err(ServiceError::invalid_parameter("body", "must be a JSON object")),
+        _ => {
+            return Err(ServiceError::invalid_parameter(
+                "body",
+                "must be a JSON object",
+            ));
+        }
     };
     body.extend(query);
     body.insert("job_id".into(), Value::String(job_id));
@@ -165,8 +171,8 @@ mod tests {
     #[test]
     fn path_requests_take_the_job_id_from_the_path_last() {
         let query = query_params("job_id=other&domain_id=d").expect("parses");
-        let request = path_request("job-1".into(), query, json!({"domain_id": "body"}))
-            .expect("an object");
+        let request =
+            path_request("job-1".into(), query, json!({"domain_id": "body"})).expect("an object");
         assert_eq!(request, json!({"job_id": "job-1", "domain_id": "d"}));
         assert!(path_request("job-1".into(), Map::new(), json!([1])).is_err());
     }

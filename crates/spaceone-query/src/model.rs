@@ -4,7 +4,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// SpaceONE's job states, as the Job API and the `CostAnalysisJob` status spell them.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     InProgress,
     Success,
@@ -21,6 +26,11 @@ impl JobStatus {
         JobStatus::Timeout,
         JobStatus::Canceled,
     ];
+
+    /// Every state but IN_PROGRESS is final.
+    pub fn is_terminal(self) -> bool {
+        self != JobStatus::InProgress
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

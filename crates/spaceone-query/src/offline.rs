@@ -1,7 +1,7 @@
 //! The offline `query` command: the same calls over jobs read from a file.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::index::{Index, Scope};
 use crate::limits::Limits;
@@ -68,73 +68,22 @@ fn from_info(i: usize, v: &Value) -> Result<Job, String> {
     })
 }
 
-fn from_object(i: usize, v: &Value) -> Result<Job, String> {
-    let empty = Map::new();
-    let meta = v
-        .get("metadata")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let spec = v.get("spec").and_then(Value::as_object).unwrap_or(&empty);
-    let st = v.get("status").and_then(Value::as_object).unwrap_or(&empty);
-    let declared = spec
-        .get("tasks")
-        .and_then(Value::as_array)
-        .map_or(0, |t| t.len() as i64);
-    let created = time(
-        st.get("createdAt")
-            .or_else(|| meta.get("creationTimestamp")),
-    )
-    .map_err(|e| format!("item #{i}: {e}"))?;
-    Ok(Job {
-        namespace: text(meta.get("namespace")).unwrap_or_default(),
-        job_id: text(meta.get("name")).ok_or_else(|| format!("item #{i} has no metadata.name"))?,
-        status: status(st.get("status")).map_err(|e| format!("item #{i}: {e}"))?,
-        error_code: text(st.get("errorCode")),
-        error_message: text(st.get("errorMessage")),
-        total_tasks: if st.is_empty() {
-            declared
-        } else {
-            int(st.get("totalTasks"))
-        },
-        remained_tasks: if st.is_empty() {
-            declared
-        } else {
-            int(st.get("remainedTasks"))
-        },
-        data_source_id: text(spec.get("dataSourceId")).unwrap_or_default(),
-        domain_id: text(spec.get("domainId")).unwrap_or_default(),
-        options: spec
-            .get("options")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
-        created_at: created,
-        updated_at: time(st.get("updatedAt"))
-            .map_err(|e| format!("item #{i}: {e}"))?
-            .or(created),
-        finished_at: time(st.get("finishedAt")).map_err(|e| format!("item #{i}: {e}"))?,
-        last_changed_at: time(spec.get("lastChangedAt")).map_err(|e| format!("item #{i}: {e}"))?,
-    })
-}
-
-/// A JSON array of JobInfo objects, or a Kubernetes `List` of CostAnalysisJob objects.
+/// A JSON array of JobInfo objects. (A Kubernetes `List` of CostAnalysisJob objects is read by
+/// the operator, which owns the one mapping from the custom resource to a Job.)
 pub fn load_jobs(text: &str) -> Result<Vec<Job>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    match &v {
+    jobs_from_info(&v)
+}
+
+/// [`load_jobs`] over parsed JSON.
+pub fn jobs_from_info(v: &Value) -> Result<Vec<Job>, String> {
+    match v {
         Value::Array(items) => items
             .iter()
             .enumerate()
             .map(|(i, j)| from_info(i, j))
             .collect(),
-        Value::Object(m) if m.get("items").is_some_and(Value::is_array) => m
-            .get("items")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, j)| from_object(i, j))
-            .collect(),
-        _ => Err("expected a JSON array of jobs or a Kubernetes List (with items)".into()),
+        _ => Err("expected a JSON array of jobs".into()),
     }
 }
 

@@ -534,3 +534,7 @@ mod tests {
         assert!(backoff_delay(1, 0.999) < Duration::from_millis(750));
     }
 }
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod shell_tests;

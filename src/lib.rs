@@ -14,6 +14,8 @@ pub mod auth;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+#[cfg(test)]
+mod fake_apiserver;
 pub mod health;
 pub mod leader;
 pub mod lifecycle;

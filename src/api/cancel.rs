@@ -164,3 +164,155 @@ async fn apply(
 fn kube_error(e: kube::Error) -> ServiceError {
     ServiceError::Internal(format!("kubernetes API: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+    use super::*;
+    use crate::fake_apiserver::{self, status};
+    use spaceone_query::JobStatus;
+
+    const STATUS: &str =
+        "/apis/cost-analysis.spaceone.dev/v1/namespaces/ns/costanalysisjobs/job-1/status";
+    const OBJECT: &str = "/apis/cost-analysis.spaceone.dev/v1/namespaces/ns/costanalysisjobs/job-1";
+
+    fn job(rv: &str, domain: &str, state: &str) -> Value {
+        json!({
+            "apiVersion": "cost-analysis.spaceone.dev/v1", "kind": "CostAnalysisJob",
+            "metadata": {"name": "job-1", "namespace": "ns", "uid": "u-1", "resourceVersion": rv,
+                         "generation": 1, "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"domainId": domain, "dataSourceId": "ds", "tasks": [{"id": "t1"}]},
+            "status": {"status": state, "totalTasks": 1, "remainedTasks": 1},
+        })
+    }
+
+    fn live(rv: &str) -> Known {
+        Known::Live(Box::new(Live {
+            domain_id: "d1".into(),
+            resource_version: rv.into(),
+            generation: Some(1),
+            created: None,
+            status: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_stale_copy_conflicts_then_the_job_is_read_again_and_canceled() {
+        let (client, mut server) = fake_apiserver::client();
+        let cancel = tokio::spawn(async move {
+            Writer::new(client)
+                .cancel("job-1", "d1", vec![("ns".into(), live("5"))])
+                .await
+        });
+        // First from the index's copy: conditional on its resourceVersion.
+        let first = server
+            .expect("PATCH", STATUS, 409, status(409, "Conflict"))
+            .await;
+        assert_eq!(first.body["metadata"]["resourceVersion"], "5");
+        assert_eq!(first.body["status"]["status"], "CANCELED");
+        assert!(
+            first
+                .path
+                .contains("fieldManager=cost-analysis-operator-api")
+        );
+        // Then read fresh, and written conditional on what was read.
+        server
+            .expect("GET", OBJECT, 200, job("7", "d1", "IN_PROGRESS"))
+            .await;
+        let second = server
+            .expect("PATCH", STATUS, 200, job("8", "d1", "CANCELED"))
+            .await;
+        assert_eq!(second.body["metadata"]["resourceVersion"], "7");
+        assert_eq!(second.body["status"]["status"], "CANCELED");
+        assert_eq!(second.body["status"]["totalTasks"], 1);
+        let written = cancel.await.unwrap().unwrap().expect("canceled");
+        assert_eq!(
+            written.status.and_then(|s| s.status),
+            Some(JobStatus::Canceled)
+        );
+        server.expect_nothing_more(100).await;
+    }
+
+    #[tokio::test]
+    async fn a_terminal_state_is_refused_without_a_write() {
+        // Known final in the index: no request at all.
+        let (client, mut server) = fake_apiserver::client();
+        let e = Writer::new(client)
+            .cancel(
+                "job-1",
+                "d1",
+                vec![("ns".into(), Known::Final(JobStatus::Success))],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e, ServiceError::job_state("SUCCESS"));
+        server.expect_nothing_more(100).await;
+
+        // Found final on the fresh read after a conflict: refused, nothing written.
+        let (client, mut server) = fake_apiserver::client();
+        let cancel = tokio::spawn(async move {
+            Writer::new(client)
+                .cancel("job-1", "d1", vec![("ns".into(), live("5"))])
+                .await
+        });
+        server
+            .expect("PATCH", STATUS, 409, status(409, "Conflict"))
+            .await;
+        server
+            .expect("GET", OBJECT, 200, job("9", "d1", "TIMEOUT"))
+            .await;
+        let e = cancel.await.unwrap().unwrap_err();
+        assert_eq!(e, ServiceError::job_state("TIMEOUT"));
+        assert_eq!(
+            e.spaceone().message,
+            "Only running jobs can be canceled. (job_state = TIMEOUT)"
+        );
+        server.expect_nothing_more(100).await;
+    }
+
+    #[tokio::test]
+    async fn a_job_gone_or_moved_to_another_domain_is_not_written() {
+        let (client, mut server) = fake_apiserver::client();
+        let cancel = tokio::spawn(async move {
+            Writer::new(client)
+                .cancel(
+                    "job-1",
+                    "d1",
+                    vec![
+                        ("other".into(), Known::OtherDomain),
+                        ("ns".into(), live("5")),
+                    ],
+                )
+                .await
+        });
+        server
+            .expect("PATCH", STATUS, 404, status(404, "NotFound"))
+            .await;
+        server
+            .expect("GET", OBJECT, 200, job("6", "d2", "IN_PROGRESS"))
+            .await;
+        assert!(cancel.await.unwrap().unwrap().is_none());
+        server.expect_nothing_more(100).await;
+    }
+
+    #[tokio::test]
+    async fn an_api_server_error_is_an_internal_error_not_a_retry_storm() {
+        let (client, mut server) = fake_apiserver::client();
+        let cancel = tokio::spawn(async move {
+            Writer::new(client)
+                .cancel("job-1", "d1", vec![("ns".into(), live("5"))])
+                .await
+        });
+        server
+            .expect("PATCH", STATUS, 500, status(500, "InternalError"))
+            .await;
+        let e = cancel.await.unwrap().unwrap_err();
+        assert!(matches!(e, ServiceError::Internal(_)), "{e:?}");
+        server.expect_nothing_more(100).await;
+    }
+}

@@ -682,6 +682,7 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
         let answer = canceler.join().expect("cancel thread");
         outcomes.push((name, answer));
     }
+    let mut seen = std::collections::BTreeMap::new();
     for (name, answer) in outcomes {
         let final_state = eventually(WAIT, &format!("{name} terminal"), || async {
             let s = w.jobs.get(&name).await.ok()?.status?.status?;
@@ -721,7 +722,11 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
             matches!(final_state, JobState::Canceled | JobState::Success),
             "{name}: {final_state:?}"
         );
+        *seen
+            .entry((final_state.as_str(), answer.status))
+            .or_insert(0) += 1;
     }
+    println!("cancel against completion, {n} jobs (final state, cancel answer): {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -834,6 +834,32 @@ async fn probes(
         .await
 }
 
+/// Waits until the controller has given every probe its first status, and says how long before
+/// the first deadline that was: a deadline that comes while the controller still works through
+/// the probes' creation measures that backlog, not the timeout path (then raise LOAD_P6_LEAD or
+/// lower LOAD_P6_TIMEOUTS).
+async fn probes_settled(seen: &Mutex<Seen>, probes: &[(String, DateTime<Utc>)]) {
+    until(
+        "every probe has a status",
+        Duration::from_secs(1800),
+        || {
+            let s = seen.lock().unwrap();
+            probes
+                .iter()
+                .all(|(n, _)| s.jobs.get(n).is_some_and(|o| o.status.is_some()))
+        },
+    )
+    .await;
+    let first = probes.iter().map(|(_, d)| *d).min().expect("probes");
+    let margin = (first - Utc::now()).as_seconds_f64();
+    println!("  every probe had its first status {margin:.1} s before the first deadline");
+    if margin < 0.0 {
+        println!(
+            "  WARNING: the deadlines came during the probes' creation backlog; raise LOAD_P6_LEAD"
+        );
+    }
+}
+
 /// Waits for every probe to be TIMEOUT; prints the delays from deadline to `finishedAt` and to
 /// the bench's watch seeing it (seconds).
 async fn timeout_delays(seen: &Mutex<Seen>, probes: &[(String, DateTime<Utc>)], what: &str) {
@@ -876,9 +902,9 @@ async fn timeout_delays(seen: &Mutex<Seen>, probes: &[(String, DateTime<Utc>)], 
 async fn p6(c: &'static support::Cluster, client: &Client, measure: bool) -> (String, Proc, usize) {
     let n = env("LOAD_P6_JOBS", 10_000);
     let k = env("LOAD_P6_TIMEOUTS", 1_000).min(n / 2);
-    let rate = env("LOAD_P6_RATE", 50);
+    let rate = env("LOAD_P6_RATE", 20);
     let tasks = env("LOAD_P6_TASKS", 1);
-    let lead = env("LOAD_P6_LEAD", 30) as i64;
+    let lead = env("LOAD_P6_LEAD", 60) as i64;
     let failover_lead = env("LOAD_P6_FAILOVER_LEAD", 5) as u64;
     let ns = c.namespace("load-p6");
     let lease = format!("load-p6-{}", std::process::id());
@@ -923,11 +949,13 @@ async fn p6(c: &'static support::Cluster, client: &Client, measure: bool) -> (St
     }
     settle(&c.dir).await;
     let normal = probes(client, &ns, "tm", k, rate, lead, tasks).await;
+    probes_settled(&seen, &normal).await;
     timeout_delays(&seen, &normal, "normal").await;
 
     // Failover: the leader is killed shortly before the first deadline of a new batch.
     settle(&c.dir).await;
     let batch = probes(client, &ns, "fo", k, rate, lead, tasks).await;
+    probes_settled(&seen, &batch).await;
     let first = batch.iter().map(|(_, d)| *d).min().expect("probes");
     let kill_at = first - chrono::Duration::seconds(failover_lead as i64);
     let wait = (kill_at - Utc::now()).to_std().unwrap_or_default();

@@ -348,8 +348,9 @@ async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Waits (up to 5 minutes) until etcd, kube-apiserver and kube-controller-manager together use
-/// less than a fifth of a core, so that each measured part starts on a quiet control plane.
+/// Waits (up to `LOAD_SETTLE_MAX` seconds, default 300) until etcd, kube-apiserver and
+/// kube-controller-manager together use less than a fifth of a core, so that each measured part
+/// starts on a quiet control plane (after a load, namespace deletion and compaction go on).
 async fn settle(dir: &std::path::Path) {
     fn cpu_ticks(dir: &std::path::Path) -> u64 {
         ["etcd", "apiserver", "controller-manager"]
@@ -374,7 +375,7 @@ async fn settle(dir: &std::path::Path) {
         let before = cpu_ticks(dir);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let used = cpu_ticks(dir).saturating_sub(before);
-        if used < 40 || start.elapsed() > Duration::from_secs(300) {
+        if used < 40 || start.elapsed() > Duration::from_secs(env("LOAD_SETTLE_MAX", 300) as u64) {
             return;
         }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: builds the control-plane binaries on first use (cached
 # afterwards), starts etcd + kube-apiserver + kube-controller-manager on loopback, runs formatting
-# and lint checks, then every unit, property and integration test, a short run of every fuzz
+# and lint checks, then every unit, property and integration test, the reliability load runs at a
+# reduced size (hack/reliability.sh), a short run of every fuzz
 # target (FUZZ_SECONDS each, default 15), and stops the control plane. The summary counts each
 # fuzz target as one test.
 #   usage: hack/test.sh [extra cargo test args]
@@ -37,6 +38,17 @@ set +e
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$dir/cargo-test.log"
 status=${PIPESTATUS[0]}
 set -e
+# The reliability load runs at a reduced size (P5, P6, the shim under load, the cancel races;
+# full size: RELIABILITY_FULL=1 hack/reliability.sh). Timings are printed; a wrong state fails.
+echo "==> reliability load runs (reduced size)"
+set +e
+bash hack/reliability.sh 2>&1 | tee "$dir/reliability.log" | grep -Ev '^ +[0-9]+: |^ +at '
+reliability_status=${PIPESTATUS[0]}
+set -e
+if [ "$reliability_status" != 0 ]; then
+  echo "the reliability runs failed (log: $dir/reliability.log)" >&2
+  status=1
+fi
 # Coverage-guided fuzzing, a short run of every target (a long run: hack/fuzz.sh TARGET SECONDS).
 echo "==> fuzzing: every target in fuzz/fuzz_targets for ${FUZZ_SECONDS:-15}s"
 set +e

@@ -174,6 +174,40 @@ fn rest_at(
     }
 }
 
+/// An in-process HTTPS client of the shared shim, for many requests at once.
+fn shim_client(token: &str) -> kube::Client {
+    let s = shim();
+    let url = format!("https://127.0.0.1:{}", s.port);
+    let mut config = kube::Config::new(url.parse().expect("url"));
+    config.root_cert = Some(vec![s.tls.der.clone()]);
+    config.auth_info.token = Some(token.to_string().into());
+    kube::Client::try_from(config).expect("shim client")
+}
+
+/// [`rest`] through `client`: status 0 when no answer came.
+async fn rest_via(client: &kube::Client, method: &str, path: &str, body: &Value) -> Reply {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", "application/json")
+        .body(kube::client::Body::from(body.to_string().into_bytes()))
+        .expect("request");
+    match client.send(req).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect_bytes().await.unwrap_or_default();
+            Reply {
+                status,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            }
+        }
+        Err(_) => Reply {
+            status: 0,
+            body: Value::Null,
+        },
+    }
+}
+
 /// Namespace with jobs in two domains and ServiceAccounts with per-domain RBAC.
 struct World {
     ns: String,
@@ -682,6 +716,7 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
         let answer = canceler.join().expect("cancel thread");
         outcomes.push((name, answer));
     }
+    let mut seen = std::collections::BTreeMap::new();
     for (name, answer) in outcomes {
         let final_state = eventually(WAIT, &format!("{name} terminal"), || async {
             let s = w.jobs.get(&name).await.ok()?.status?.status?;
@@ -721,7 +756,11 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
             matches!(final_state, JobStatus::Canceled | JobStatus::Success),
             "{name}: {final_state:?}"
         );
+        *seen
+            .entry((final_state.as_str(), answer.status))
+            .or_insert(0) += 1;
     }
+    println!("cancel against completion, {n} jobs (final state, cancel answer): {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1539,8 +1578,11 @@ async fn cancel_racing_timeout_ends_in_exactly_one_terminal_state() {
     let c = cluster();
     let d1 = d(&w, 1);
     let n = race_jobs();
+    // 1 s in the suite; longer for many jobs, so that every job is created and indexed before its
+    // own deadline (otherwise most of them time out before any cancel is sent, and race nothing).
+    let timeout = 1 + n / 50;
     let yaml: String = (0..n)
-        .map(|i| job(&format!("tm-{i}"), &d1, &["t"]) + "  timeoutSeconds: 1\n")
+        .map(|i| job(&format!("tm-{i}"), &d1, &["t"]) + &format!("  timeoutSeconds: {timeout}\n"))
         .collect();
     let out = c.apply_yaml(&w.ns, &yaml);
     assert!(
@@ -1549,41 +1591,47 @@ async fn cancel_racing_timeout_ends_in_exactly_one_terminal_state() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_listed(&w, &d1, 2 + n as u64).await;
-    // Cancels spread over the moment the timeout fires (created + 1 s + 1 s allowance).
-    let created = w
+    // Cancels spread over the moment each job's timeout fires (created + timeout + 1 s
+    // allowance).
+    let created: std::collections::HashMap<String, i64> = w
         .jobs
-        .get("tm-0")
+        .list(&Default::default())
         .await
-        .expect("tm-0")
-        .metadata
-        .creation_timestamp
-        .expect("created")
-        .0
-        .as_millisecond();
-    let fire = created + 2_000;
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| {
+            let at = j.metadata.creation_timestamp.as_ref()?.0.as_millisecond();
+            Some((j.metadata.name?, at))
+        })
+        .collect();
+    // One in-process client (a connection pool, as a SpaceONE client has): a curl process per
+    // cancel, a thousand of them within a few seconds, starved a 2-core machine (no answer in 20 s).
+    let client = shim_client(&w.canceler);
     let mut handles = Vec::new();
     for i in 0..n {
-        let (token, d1c) = (w.canceler.clone(), d1.clone());
+        let (client, d1c) = (client.clone(), d1.clone());
+        let fire = created[&format!("tm-{i}")] + (timeout as i64 + 1) * 1_000;
         let at = fire - 600 + i64::try_from(i % 12).unwrap_or(0) * 100;
-        handles.push(std::thread::spawn(move || {
+        handles.push(tokio::spawn(async move {
             let now = chrono::Utc::now().timestamp_millis();
             if at > now {
-                std::thread::sleep(Duration::from_millis((at - now) as u64));
+                tokio::time::sleep(Duration::from_millis((at - now) as u64)).await;
             }
-            let answer = rest(
+            let answer = rest_via(
+                &client,
                 "POST",
                 &format!("/cost-analysis/v1/job/tm-{i}/cancel"),
-                Some(&token),
-                Some(&json!({"domain_id": d1c})),
-                &[],
-            );
+                &json!({"domain_id": d1c}),
+            )
+            .await;
             (format!("tm-{i}"), answer)
         }));
     }
     let mut seen = std::collections::BTreeMap::new();
     let mut finals = Vec::new();
     for h in handles {
-        let (name, answer) = h.join().expect("cancel thread");
+        let (name, answer) = h.await.expect("cancel task");
         let final_state = eventually(WAIT, &format!("{name} terminal"), || async {
             let s = w.jobs.get(&name).await.ok()?.status?.status?;
             s.is_terminal().then_some(s)

@@ -52,7 +52,7 @@ use chrono::{DateTime, Utc};
 use cost_analysis_operator::lifecycle::{self, JobView, TaskView};
 use cost_analysis_operator::resources::{
     CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, CostAnalysisJobTask,
-    CostAnalysisJobTaskSpec, JOB_LABEL, JobState, TaskTemplate, task_object_name,
+    CostAnalysisJobTaskSpec, JOB_LABEL, JobStatus, TaskTemplate, task_object_name,
 };
 use futures::StreamExt;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -279,7 +279,7 @@ struct Seen {
 
 #[derive(Clone)]
 struct Obs {
-    terminal: Option<(JobState, SystemTime)>,
+    terminal: Option<(JobStatus, SystemTime)>,
     status: Option<CostAnalysisJobStatus>,
 }
 
@@ -497,7 +497,7 @@ impl Plain {
                         job.resource_version = written.resource_version();
                     }
                     let after = decision.status.status;
-                    if after != before && after.is_some_and(JobState::is_terminal) {
+                    if after != before && after.is_some_and(JobStatus::is_terminal) {
                         for note in &decision.events {
                             let event = Event {
                                 type_: EventType::Normal,
@@ -630,7 +630,7 @@ async fn settled(seen: &Mutex<Seen>, names: &[String], start: SystemTime) -> f64
     let mut last = start;
     for n in names {
         let (state, at) = s.jobs[n].terminal.expect("terminal");
-        assert_eq!(state, JobState::Success, "{n}");
+        assert_eq!(state, JobStatus::Success, "{n}");
         last = last.max(at);
     }
     last.duration_since(start).unwrap_or_default().as_secs_f64()
@@ -643,7 +643,7 @@ async fn check_all_success(client: &Client, ns: &str, n: usize, tasks: usize, ma
     assert_eq!(list.items.len(), n, "{ns}: jobs");
     for job in &list.items {
         let s = job.status.as_ref().expect("status");
-        assert_eq!(s.status, Some(JobState::Success), "{}", job.name_any());
+        assert_eq!(s.status, Some(JobStatus::Success), "{}", job.name_any());
         assert_eq!(s.total_tasks, tasks as i32, "{}", job.name_any());
         assert_eq!(s.remained_tasks, 0, "{}", job.name_any());
         assert_eq!(s.progress, Some(format!("{tasks}/{tasks}")));
@@ -877,7 +877,7 @@ async fn timeout_delays(seen: &Mutex<Seen>, probes: &[(String, DateTime<Utc>)], 
     for (n, deadline) in probes {
         let o = &s.jobs[n];
         let (state, at) = o.terminal.expect("terminal");
-        assert_eq!(state, JobState::Timeout, "{n}");
+        assert_eq!(state, JobStatus::Timeout, "{n}");
         let finished = o
             .status
             .as_ref()
@@ -1160,7 +1160,7 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
                     .status
                     .as_ref()
                     .and_then(|s| s.status)
-                    .map_or("", JobState::as_str);
+                    .map_or("", JobStatus::as_str);
                 *m.entry(s.to_string()).or_insert(0) += 1;
                 m
             });

@@ -218,14 +218,9 @@ struct World {
 }
 
 fn job(name: &str, domain: &str, tasks: &[&str]) -> String {
-    let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
-    let tasks = if tasks.is_empty() {
-        String::new()
-    } else {
-        format!("  tasks:{items}\n")
-    };
     format!(
-        "---\napiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\n  labels: {{team: {domain}}}\nspec:\n  domainId: {domain}\n  dataSourceId: ds-1\n{tasks}"
+        "---\n{}",
+        support::job_manifest(name, domain, &[("team", domain)], tasks, "")
     )
 }
 

@@ -349,15 +349,18 @@ async fn a_settled_job_is_not_written_again() {
     );
 }
 
+/// Applies `yaml` and asserts that the API server refuses it with a message holding `expected`.
+fn assert_refused(e: &Env, yaml: &str, expected: &str) {
+    let out = e.c.apply_yaml(&e.ns, yaml);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "accepted: {yaml}");
+    assert!(err.contains(expected), "expected {expected:?} in: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_objects_are_refused_with_a_clear_message() {
     let e = env("invalid").await;
-    let refused = |yaml: &str, expected: &str| {
-        let out = e.c.apply_yaml(&e.ns, yaml);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "accepted: {yaml}");
-        assert!(err.contains(expected), "expected {expected:?} in: {err}");
-    };
+    let refused = |yaml: &str, expected: &str| assert_refused(&e, yaml, expected);
     refused(
         "apiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata: {name: j1}\nspec: {dataSourceId: ds-1}\n",
         "spec.domainId: Required value",
@@ -483,12 +486,7 @@ async fn task_names_never_collide_across_jobs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn numbers_the_controller_cannot_use_are_refused_or_clamped() {
     let e = env("huge").await;
-    let refused = |yaml: &str, expected: &str| {
-        let out = e.c.apply_yaml(&e.ns, yaml);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "accepted: {yaml}");
-        assert!(err.contains(expected), "expected {expected:?} in: {err}");
-    };
+    let refused = |yaml: &str, expected: &str| assert_refused(&e, yaml, expected);
     refused(
         &job_yaml("h1", &["a"], "  timeoutSeconds: 10000000000000\n"),
         "spec.timeoutSeconds: Invalid value",

@@ -379,14 +379,31 @@ pub fn read(path: &Path) -> String {
 
 /// A CostAnalysisJob manifest in domain-1 / ds-1 with the given task ids and extra spec lines.
 pub fn job_yaml(name: &str, tasks: &[&str], extra_spec: &str) -> String {
+    job_manifest(name, "domain-1", &[], tasks, extra_spec)
+}
+
+/// A CostAnalysisJob manifest (data source ds-1): the one builder every test uses.
+pub fn job_manifest(
+    name: &str,
+    domain: &str,
+    labels: &[(&str, &str)],
+    tasks: &[&str],
+    extra_spec: &str,
+) -> String {
     let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
     let tasks = if tasks.is_empty() {
         String::new()
     } else {
         format!("  tasks:{items}\n")
     };
+    let labels = if labels.is_empty() {
+        String::new()
+    } else {
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        format!("\n  labels: {{{}}}", pairs.join(", "))
+    };
     format!(
-        "apiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\nspec:\n  domainId: domain-1\n  dataSourceId: ds-1\n{tasks}{extra_spec}"
+        "apiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}{labels}\nspec:\n  domainId: {domain}\n  dataSourceId: ds-1\n{tasks}{extra_spec}"
     )
 }
 

@@ -3,14 +3,14 @@
 //! errors (spaceone-cost-analysis 1.8.7 / spaceone-core 1.8.8). No Kubernetes dependency: the
 //! operator feeds the [`Index`] from a watch, the offline command from a file.
 //!
-//! - [`api`]: the calls (`list`, `stat`, `get`) on REST request bodies, plus typed entry points;
+//! - [`calls`]: the calls (`list`, `stat`, `get`) on REST request bodies, plus typed entry points;
 //! - [`Index`] / [`Job`]: the records; [`Scope`]: what a caller may see at all;
 //! - [`Error`]: SpaceONE's error codes, messages and gRPC statuses;
 //! - [`offline`]: the `query` command's loading and rendering.
 
-pub mod api;
 #[doc(hidden)]
 pub mod baseline;
+pub mod calls;
 mod error;
 mod filter;
 mod index;

@@ -101,9 +101,9 @@ pub fn run(
     }
     let scope = Scope::all();
     let result = match verb {
-        Verb::List => crate::api::list(&index, &scope, request, now, limits),
-        Verb::Stat => crate::api::stat(&index, &scope, request, now, limits),
-        Verb::Get => crate::api::get(&index, &scope, request),
+        Verb::List => crate::calls::list(&index, &scope, request, now, limits),
+        Verb::Stat => crate::calls::stat(&index, &scope, request, now, limits),
+        Verb::Get => crate::calls::get(&index, &scope, request),
     };
     match result {
         Ok(v) => (serde_json::to_string_pretty(&v).unwrap_or_default(), 0),

@@ -28,7 +28,7 @@ pub(crate) struct Page {
 }
 
 /// A parsed core `Query` (filter, sort, page, projection flags), validated like the reference and
-/// with `timediff` values already resolved against the clock given to [`crate::api::parse_query`].
+/// with `timediff` values already resolved against the clock given to [`crate::calls::parse_query`].
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     pub(crate) filter: Filter,

@@ -90,11 +90,11 @@ fn append_query_filter(p: &mut Map<String, Value>, keys: &[&str]) -> Map<String,
 }
 
 /// How an answer comes out: a JSON value, or its encoding straight from the records.
-pub trait Answer: Sized {
+pub trait AnswerForm: Sized {
     fn from_serialize(s: &impl serde::Serialize) -> Self;
 }
 
-impl Answer for Value {
+impl AnswerForm for Value {
     fn from_serialize(s: &impl serde::Serialize) -> Self {
         serde_json::to_value(s).unwrap_or(Value::Null)
     }
@@ -103,13 +103,13 @@ impl Answer for Value {
 /// The answer encoded as JSON text, written without building a `Value` first (what a server sends).
 pub struct Encoded(pub Vec<u8>);
 
-impl Answer for Encoded {
+impl AnswerForm for Encoded {
     fn from_serialize(s: &impl serde::Serialize) -> Self {
         Encoded(serde_json::to_vec(s).unwrap_or_default())
     }
 }
 
-fn answer<A: Answer>(s: &impl serde::Serialize) -> A {
+fn answer<A: AnswerForm>(s: &impl serde::Serialize) -> A {
     A::from_serialize(s)
 }
 
@@ -125,7 +125,7 @@ pub fn list(
 }
 
 /// [`list`], answered as a [`Value`] or as [`Encoded`] JSON text.
-pub fn list_as<A: Answer>(
+pub fn list_as<A: AnswerForm>(
     index: &Index,
     scope: &Scope,
     request: &Value,

@@ -11,20 +11,28 @@
 #[doc(hidden)]
 pub mod baseline;
 pub mod calls;
+mod condition;
 mod error;
 mod filter;
 mod index;
 mod limits;
+mod message;
 mod model;
 pub mod offline;
+mod plan;
 mod query;
+mod record;
 mod render;
+mod scan;
+mod slots;
 mod stat;
 mod time;
 mod value;
 
+pub use condition::FILTER_OPERATORS;
 pub use error::{Error, GrpcCode};
-pub use index::{Index, Scope};
+pub use index::Index;
 pub use limits::Limits;
 pub use model::{Job, JobStatus};
 pub use query::Query;
+pub use record::Scope;

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::index::{Index, Scope};
+use crate::index::Index;
 use crate::limits::Limits;
 use crate::model::{Job, JobStatus};
+use crate::record::Scope;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {

@@ -7,10 +7,9 @@
 
 use serde_json::{Map, Value};
 
-use super::raw;
+use super::rows::{P, raw};
 use crate::error::{Error, py_repr_ordered};
-use crate::model::FieldPath;
-use crate::query::{as_bool, as_list, as_object, check_fields};
+use crate::message::{as_bool, as_list, as_object, check_fields};
 use crate::value::Val;
 
 pub(super) const GROUP_OPERATORS: [&str; 10] = [
@@ -44,22 +43,6 @@ fn named(v: &Map<String, Value>, a: &str, b: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-}
-
-/// A field path resolved once per stage rather than once per row.
-pub(super) struct P {
-    pub(super) parts: Vec<String>,
-    /// The model field, for rows that are still stored records.
-    pub(super) field: Option<FieldPath>,
-}
-
-impl P {
-    pub(super) fn new(raw: &str) -> P {
-        P {
-            parts: raw.split('.').map(str::to_string).collect(),
-            field: FieldPath::resolve(raw).ok(),
-        }
-    }
 }
 
 /// One `aggregate.group.fields` entry.
@@ -279,10 +262,11 @@ fn project(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
                 )));
             }
             if !PROJECT_OPERATORS.contains(&op.as_str()) {
-                return Err(Error::db_query(format!(
-                    "'aggregate.project.fields' condition's {op} operator is not supported. (supported_operator = [{}])",
-                    quoted(&PROJECT_OPERATORS)
-                )));
+                return Err(Error::stage_operator_not_supported(
+                    "aggregate.project.fields",
+                    op,
+                    &PROJECT_OPERATORS,
+                ));
             }
         }
         let name = named(fm, "name", "n").ok_or_else(|| {
@@ -308,14 +292,6 @@ fn project(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
         b.group_keys.clear();
     }
     Ok(Stage::Project { rules, exclude })
-}
-
-fn quoted(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|o| format!("'{o}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn group(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
@@ -383,10 +359,11 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
     let repr = || py_repr_ordered(f, &field_order);
     let op_name = named(fm, "operator", "o").unwrap_or_default();
     let Some(op) = GROUP_OPERATORS.iter().copied().find(|o| *o == op_name) else {
-        return Err(Error::db_query(format!(
-            "'aggregate.group.fields' condition's {op_name} operator is not supported. (supported_operator = [{}])",
-            quoted(&GROUP_OPERATORS)
-        )));
+        return Err(Error::stage_operator_not_supported(
+            "aggregate.group.fields",
+            &op_name,
+            &GROUP_OPERATORS,
+        ));
     };
     let name = named(fm, "name", "n").ok_or_else(|| {
         Error::db_query(format!(

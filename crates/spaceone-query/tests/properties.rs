@@ -133,27 +133,8 @@ fn condition() -> impl Strategy<Value = Value> {
         "options.mode",
         "options.n",
     ];
-    let ops = vec![
-        "lt",
-        "lte",
-        "gt",
-        "gte",
-        "eq",
-        "not",
-        "exists",
-        "contain",
-        "not_contain",
-        "in",
-        "not_in",
-        "contain_in",
-        "not_contain_in",
-        "regex",
-        "regex_in",
-        "datetime_gt",
-        "datetime_lte",
-        "timediff_gt",
-        "timediff_lt",
-    ];
+    // Every operator the engine knows (as the reference lists them).
+    let ops = spaceone_query::FILTER_OPERATORS.to_vec();
     let values = prop_oneof![
         Just(json!("SUCCESS")),
         Just(json!("job-0")),

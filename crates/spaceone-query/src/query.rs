@@ -120,11 +120,6 @@ pub(crate) fn parse_query(
             "keyword",
         ],
     )?;
-    if q.get("keyword")
-        .is_some_and(|k| !k.is_null() && !k.is_string())
-    {
-        return Err(Error::invalid_parameter_type("query.keyword", "str"));
-    }
     let filter = parse_filters(q, "query.", now, budget)?;
     let sort = parse_sort(q.get("sort"))?;
     let page = parse_page(q.get("page"), "query.page")?;
@@ -167,9 +162,9 @@ pub(crate) fn parse_query(
     })
 }
 
-/// `keyword` (stripped, split on spaces) OR-ed into `filter_or` as `job_id contain_in [...]`.
 /// `append_keyword_filter`: the keyword's words, OR-ed as `contain_in` on `job_id`. A keyword that
-/// is not a string cannot pass protobuf (`string keyword`): refused as stat refuses it.
+/// is not a string cannot pass protobuf (`string keyword`): refused as an invalid parameter type,
+/// by list and stat alike.
 pub(crate) fn append_keyword(query: &mut Map<String, Value>) -> Result<(), Error> {
     let Some(keyword) = query.remove("keyword") else {
         return Ok(());

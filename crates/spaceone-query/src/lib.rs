@@ -7,6 +7,15 @@
 //! - [`Index`] / [`Job`]: the records; [`Scope`]: what a caller may see at all;
 //! - [`Error`]: SpaceONE's error codes, messages and gRPC statuses;
 //! - [`offline`]: the `query` command's loading and rendering.
+//!
+//! Inside, a call goes request -> parse -> plan -> index -> render, and the modules import one
+//! way only (`tests/module_graph.rs` fails on a cycle):
+//! - `calls` (request messages, the service's decorators) over `message` (field checks, page);
+//! - parse: `query` (a list `Query`), `condition` (one filter condition), `stat::parse`;
+//! - `filter` (the compiled filter), `plan` (which slots to visit), `scan` (list: plan, order,
+//!   page), `stat` (the aggregation pipeline);
+//! - `index` (the public [`Index`]) over `slots` (its storage) over `record` ([`Scope`], records);
+//! - `render` (JobInfo in proto3 JSON); leaves: `model`, `value`, `time`, `limits`, `error`.
 
 #[doc(hidden)]
 pub mod baseline;

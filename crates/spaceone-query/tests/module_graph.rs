@@ -139,7 +139,9 @@ fn paths(code: &str, children: &BTreeSet<String>) -> Vec<String> {
 }
 
 fn parent(m: &str) -> String {
-    m.rsplit_once("::").map(|(p, _)| p.to_string()).unwrap_or_default()
+    m.rsplit_once("::")
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_default()
 }
 
 fn join(base: &str, seg: &str) -> String {
@@ -292,6 +294,9 @@ fn the_checker_sees_a_cycle() {
 fn no_module_over_600_lines() {
     for (m, text) in sources() {
         let n = text.lines().count();
-        assert!(n <= MAX_LINES, "module `{m}` has {n} lines (at most {MAX_LINES})");
+        assert!(
+            n <= MAX_LINES,
+            "module `{m}` has {n} lines (at most {MAX_LINES})"
+        );
     }
 }

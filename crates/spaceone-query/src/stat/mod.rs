@@ -4,7 +4,8 @@
 //!
 //! The request is handled in steps: [`parse`] builds the whole `aggregate` list into typed stages
 //! (every build error is raised before any stage runs), [`eval`] runs them ([`group`] holds the
-//! accumulators), and this module selects the documents, answers `distinct` and renders the rows.
+//! accumulators) over the documents of [`rows`], and this module selects the documents, answers
+//! `distinct` and renders the rows.
 
 mod eval;
 mod group;

@@ -133,11 +133,11 @@ mod tests {
         assert_eq!(a.options.get("sync_mode"), Some(&json!("MANUAL")));
         // status.createdAt wins over metadata.creationTimestamp.
         assert_eq!(
-            spaceone_query::api::job_info(a)["created_at"],
+            spaceone_query::calls::job_info(a)["created_at"],
             json!("2024-01-01T00:00:01.250Z")
         );
         assert_eq!(
-            spaceone_query::api::job_info(a)["last_changed_at"],
+            spaceone_query::calls::job_info(a)["last_changed_at"],
             json!("2023-12-31T00:00:00.000Z")
         );
         // No status yet: IN_PROGRESS, created at the object's creation, the counters from the spec.
@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(b.status, JobStatus::InProgress);
         assert_eq!((b.total_tasks, b.remained_tasks), (1, 1));
         assert_eq!(
-            spaceone_query::api::job_info(b)["created_at"],
+            spaceone_query::calls::job_info(b)["created_at"],
             json!("2024-01-02T00:00:00.000Z")
         );
         assert_eq!(b.finished_at, None);

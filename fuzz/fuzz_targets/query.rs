@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::DateTime;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use spaceone_query::{Index, Limits, Scope, api, offline};
+use spaceone_query::{Index, Limits, Scope, calls, offline};
 
 fn index() -> &'static Index {
     static INDEX: OnceLock<Index> = OnceLock::new();
@@ -41,12 +41,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let now = DateTime::from_timestamp(1_704_067_200, 0).unwrap_or_default();
     let (index, scope) = (index(), Scope::all());
-    check(api::list(index, &scope, &request, now, &limits));
-    check(api::stat(index, &scope, &request, now, &limits));
-    check(api::get(index, &scope, &request));
+    check(calls::list(index, &scope, &request, now, &limits));
+    check(calls::stat(index, &scope, &request, now, &limits));
+    check(calls::get(index, &scope, &request));
     // The bare query as well (the Kubernetes aggregated API's entry points).
     if let Some(query) = request.get("query") {
-        check(api::select(index, &scope, query, now, &limits));
-        check(api::stat_query(index, &scope, query, now, &limits));
+        check(calls::select(index, &scope, query, now, &limits));
+        check(calls::stat_query(index, &scope, query, now, &limits));
     }
 });

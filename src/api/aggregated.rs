@@ -326,7 +326,7 @@ fn job_object(object: &JobObject) -> Value {
     if let Some(l) = labels {
         meta.insert("labels".into(), json!(l));
     }
-    json!({"apiVersion": GV, "kind": "Job", "metadata": meta, "job": spaceone_query::api::job_info(job)})
+    json!({"apiVersion": GV, "kind": "Job", "metadata": meta, "job": spaceone_query::calls::job_info(job)})
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {

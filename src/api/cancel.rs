@@ -38,7 +38,7 @@ pub fn known_copies(
     scope: &spaceone_query::Scope,
     request: &Value,
 ) -> Result<Vec<(String, Known)>, ServiceError> {
-    spaceone_query::api::get(&catalog.index, scope, request)?;
+    spaceone_query::calls::get(&catalog.index, scope, request)?;
     let field = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or_default();
     let (job_id, domain) = (field("job_id"), field("domain_id"));
     Ok(catalog

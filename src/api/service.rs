@@ -90,7 +90,7 @@ impl JobService {
     /// `Job.get`: GetJobRequest (as JSON) -> JobInfo.
     pub async fn get(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
         self.read(user, request, |index, scope, request, _| {
-            spaceone_query::api::get(index, scope, request)
+            spaceone_query::calls::get(index, scope, request)
         })
         .await
     }
@@ -98,10 +98,10 @@ impl JobService {
     /// `Job.list`: JobQuery -> JobsInfo, in the answer form `A` (a JSON value, or JSON text).
     pub async fn list<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
     where
-        A: spaceone_query::api::Answer + Send + 'static,
+        A: spaceone_query::calls::AnswerForm + Send + 'static,
     {
         self.read(user, request, |index, scope, request, limits| {
-            spaceone_query::api::list_as(index, scope, request, Utc::now(), limits)
+            spaceone_query::calls::list_as(index, scope, request, Utc::now(), limits)
         })
         .await
     }
@@ -109,7 +109,7 @@ impl JobService {
     /// `Job.stat`: JobStatQuery -> Struct.
     pub async fn stat(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
         self.read(user, request, |index, scope, request, limits| {
-            spaceone_query::api::stat(index, scope, request, Utc::now(), limits)
+            spaceone_query::calls::stat(index, scope, request, Utc::now(), limits)
         })
         .await
     }
@@ -133,7 +133,7 @@ impl JobService {
         let domain = text(&request, "domain_id");
         let writer = super::cancel::Writer::new(self.client.clone());
         if let Some(updated) = writer.cancel(&job_id, &domain, copies).await? {
-            let info = spaceone_query::api::job_info(&updated.spaceone_job());
+            let info = spaceone_query::calls::job_info(&updated.spaceone_job());
             self.jobs.observe_write(updated).await;
             self.metrics.api_cancels.inc();
             return Ok(info);
@@ -199,7 +199,7 @@ impl JobService {
         };
         let limits = self.limits.clone();
         self.on_pool(move |catalog| {
-            Ok(spaceone_query::api::stat_query(
+            Ok(spaceone_query::calls::stat_query(
                 &catalog.index,
                 &scope,
                 &query,
@@ -326,7 +326,7 @@ fn select_page(
         .clone()
         .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
     let (jobs, _) =
-        spaceone_query::api::select(&catalog.index, &scope, &query, Utc::now(), limits)?;
+        spaceone_query::calls::select(&catalog.index, &scope, &query, Utc::now(), limits)?;
     let selected: Vec<Job> = jobs
         .into_iter()
         .filter(|j| {

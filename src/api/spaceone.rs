@@ -35,7 +35,7 @@ fn ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
-fn encoded(answer: spaceone_query::api::Encoded) -> Response {
+fn encoded(answer: spaceone_query::calls::Encoded) -> Response {
     (
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "application/json")],

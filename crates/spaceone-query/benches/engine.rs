@@ -15,7 +15,7 @@
 use chrono::{TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use spaceone_query::{Index, Job, JobStatus, Limits, Scope, api, baseline};
+use spaceone_query::{Index, Job, JobStatus, Limits, Scope, baseline, calls};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -90,11 +90,11 @@ fn bench(c: &mut Criterion) {
             );
         }
         // The two sides must agree before they are timed.
-        let engine = api::list(&index, &Scope::all(), &list_req, now, &Limits::default())
+        let engine = calls::list(&index, &Scope::all(), &list_req, now, &Limits::default())
             .unwrap_or_default();
         let tight = baseline::list_status_newest(&index, "domain-0", JobStatus::Failure, 100);
         assert_eq!(engine, tight, "list answers differ");
-        let engine = api::stat(&index, &Scope::all(), &stat_req, now, &Limits::default())
+        let engine = calls::stat(&index, &Scope::all(), &stat_req, now, &Limits::default())
             .unwrap_or_default();
         assert_eq!(
             engine,
@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
 
         group.bench_with_input(BenchmarkId::new("list/engine", n), &n, |b, _| {
             b.iter(|| {
-                black_box(api::list(
+                black_box(calls::list(
                     &index,
                     &Scope::all(),
                     &list_req,
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("list-by-source/engine", n), &n, |b, _| {
             b.iter(|| {
-                black_box(api::list(
+                black_box(calls::list(
                     &index,
                     &domain_scope,
                     &by_source_req,
@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("stat/engine", n), &n, |b, _| {
             b.iter(|| {
-                black_box(api::stat(
+                black_box(calls::stat(
                     &index,
                     &Scope::all(),
                     &stat_req,

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
-use spaceone_query::{Index, Job, JobStatus, Limits, Scope, api};
+use spaceone_query::{Index, Job, JobStatus, Limits, Scope, calls};
 
 fn index(n: usize) -> Index {
     let mut index = Index::new();
@@ -142,8 +142,8 @@ fn main() {
     let limits = Limits::default();
     let started = Instant::now();
     let answer = match verb {
-        "list" => api::list(&index, &Scope::all(), &request, Utc::now(), &limits),
-        _ => api::stat(&index, &Scope::all(), &request, Utc::now(), &limits),
+        "list" => calls::list(&index, &Scope::all(), &request, Utc::now(), &limits),
+        _ => calls::stat(&index, &Scope::all(), &request, Utc::now(), &limits),
     };
     let took = started.elapsed();
     let outcome = match &answer {

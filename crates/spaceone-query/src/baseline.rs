@@ -1,14 +1,16 @@
 //! Hand-written loops that compute the benchmark answers straight from the index's records: the
 //! physical limit of this layout, measured beside the engine in `benches/engine.rs`. Not an API.
 
-use crate::index::{Index, Rec};
+use crate::index::Index;
 use crate::model::JobStatus;
+use crate::record::Rec;
 use crate::render::{Projection, job_info};
 use serde_json::{Value, json};
 
 /// `list` of one domain's jobs in one status, newest first, first `limit` rows, as JobsInfo.
 pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit: usize) -> Value {
     let mut rows: Vec<&Rec> = index
+        .slots()
         .iter()
         .filter(|r| r.status == status && r.domain.as_ref() == domain)
         .collect();
@@ -29,7 +31,7 @@ pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit:
 /// `stat` of one domain's jobs grouped by status with a count, as the Struct answer.
 pub fn count_by_status(index: &Index, domain: &str) -> Value {
     let mut counts = [0u64; 5];
-    for r in index.iter() {
+    for r in index.slots().iter() {
         if r.domain.as_ref() == domain
             && let Some(n) = counts.get_mut(r.status as usize)
         {

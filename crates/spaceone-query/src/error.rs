@@ -130,6 +130,26 @@ impl Error {
             format!("Value not found. ({k} = {v})"),
         )
     }
+    /// A filter condition's operator outside `supported`, which the reference lists as a
+    /// Python `dict_keys` of str.
+    pub(crate) fn filter_operator_not_supported(supported: &[&str]) -> Error {
+        Error::db_query(format!(
+            "Filter operator is not supported. (operator = dict_keys([{}]))",
+            py_str_list(supported)
+        ))
+    }
+    /// A stat stage's condition (`location`, e.g. `aggregate.group.fields`) with an operator
+    /// outside `supported`, which the reference lists as a Python list of str.
+    pub(crate) fn stage_operator_not_supported(
+        location: &str,
+        operator: &str,
+        supported: &[&str],
+    ) -> Error {
+        Error::db_query(format!(
+            "'{location}' condition's {operator} operator is not supported. (supported_operator = [{}])",
+            py_str_list(supported)
+        ))
+    }
     pub fn unknown(message: impl Into<String>) -> Error {
         err("ERROR_UNKNOWN", GrpcCode::Internal, message.into())
     }
@@ -153,6 +173,15 @@ impl Error {
     pub fn rewrap_db_query(self) -> Error {
         Error::db_query(self.message)
     }
+}
+
+/// The items of a Python list of str as `repr` prints them, without the brackets: `'a', 'b'`.
+fn py_str_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| py_str(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Python's `repr` of a str.

@@ -3,28 +3,45 @@
 //! errors (spaceone-cost-analysis 1.8.7 / spaceone-core 1.8.8). No Kubernetes dependency: the
 //! operator feeds the [`Index`] from a watch, the offline command from a file.
 //!
-//! - [`api`]: the calls (`list`, `stat`, `get`) on REST request bodies, plus typed entry points;
+//! - [`calls`]: the calls (`list`, `stat`, `get`) on REST request bodies, plus typed entry points;
 //! - [`Index`] / [`Job`]: the records; [`Scope`]: what a caller may see at all;
 //! - [`Error`]: SpaceONE's error codes, messages and gRPC statuses;
 //! - [`offline`]: the `query` command's loading and rendering.
+//!
+//! Inside, a call goes request -> parse -> plan -> index -> render, and the modules import one
+//! way only (`tests/module_graph.rs` fails on a cycle):
+//! - `calls` (request messages, the service's decorators) over `message` (field checks, page);
+//! - parse: `query` (a list `Query`), `condition` (one filter condition), `stat::parse`;
+//! - `filter` (the compiled filter), `plan` (which slots to visit), `scan` (list: plan, order,
+//!   page), `stat` (the aggregation pipeline);
+//! - `index` (the public [`Index`]) over `slots` (its storage) over `record` ([`Scope`], records);
+//! - `render` (JobInfo in proto3 JSON); leaves: `model`, `value`, `time`, `limits`, `error`.
 
-pub mod api;
 #[doc(hidden)]
 pub mod baseline;
+pub mod calls;
+mod condition;
 mod error;
 mod filter;
 mod index;
 mod limits;
+mod message;
 mod model;
 pub mod offline;
+mod plan;
 mod query;
+mod record;
 mod render;
+mod scan;
+mod slots;
 mod stat;
 mod time;
 mod value;
 
+pub use condition::FILTER_OPERATORS;
 pub use error::{Error, GrpcCode};
-pub use index::{Index, Scope};
+pub use index::Index;
 pub use limits::Limits;
 pub use model::{Job, JobStatus};
 pub use query::Query;
+pub use record::Scope;

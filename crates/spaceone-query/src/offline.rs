@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::index::{Index, Scope};
+use crate::index::Index;
 use crate::limits::Limits;
 use crate::model::{Job, JobStatus};
+use crate::record::Scope;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
@@ -101,9 +102,9 @@ pub fn run(
     }
     let scope = Scope::all();
     let result = match verb {
-        Verb::List => crate::api::list(&index, &scope, request, now, limits),
-        Verb::Stat => crate::api::stat(&index, &scope, request, now, limits),
-        Verb::Get => crate::api::get(&index, &scope, request),
+        Verb::List => crate::calls::list(&index, &scope, request, now, limits),
+        Verb::Stat => crate::calls::stat(&index, &scope, request, now, limits),
+        Verb::Get => crate::calls::get(&index, &scope, request),
     };
     match result {
         Ok(v) => (serde_json::to_string_pretty(&v).unwrap_or_default(), 0),

@@ -4,8 +4,9 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use crate::index::{NO_TIME, Rec};
 use crate::model::{Field, Job};
+use crate::record::{NO_TIME, Rec};
+use crate::slots::Slots;
 use crate::time::render_info;
 
 /// Fields of the seed's JobInfo (spaceone-api 1.8.7) in field-number order.
@@ -142,7 +143,7 @@ impl Serialize for JobsInfo<'_> {
 
 /// JobInfo of a plain job record.
 pub fn job_info_of(job: &Job) -> Value {
-    let mut index = crate::index::Index::new();
+    let mut index = Slots::default();
     let (ns, id) = (job.namespace.clone(), job.job_id.clone());
     index.upsert(job.clone());
     index

@@ -12,7 +12,7 @@
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use spaceone_query::{Error, Index, Limits, Scope, api, offline};
+use spaceone_query::{Error, Index, Limits, Scope, calls, offline};
 
 fn fixture() -> Index {
     let mut index = Index::new();
@@ -23,7 +23,7 @@ fn fixture() -> Index {
 }
 
 fn list(index: &Index, query: Value) -> Result<Value, Error> {
-    api::list(
+    calls::list(
         index,
         &Scope::all(),
         &json!({"domain_id": "domain-1", "query": query}),
@@ -33,7 +33,7 @@ fn list(index: &Index, query: Value) -> Result<Value, Error> {
 }
 
 fn stat(index: &Index, query: Value) -> Result<Value, Error> {
-    api::stat(
+    calls::stat(
         index,
         &Scope::all(),
         &json!({"domain_id": "domain-1", "query": query}),
@@ -115,7 +115,7 @@ fn jobs(n: usize) -> Index {
 }
 
 fn stat_within(index: &Index, query: Value, limits: &Limits) -> Result<Value, Error> {
-    api::stat(
+    calls::stat(
         index,
         &Scope::all(),
         &json!({"domain_id": "domain-1", "query": query}),
@@ -125,7 +125,7 @@ fn stat_within(index: &Index, query: Value, limits: &Limits) -> Result<Value, Er
 }
 
 fn list_within(index: &Index, query: Value, limits: &Limits) -> Result<Value, Error> {
-    api::list(
+    calls::list(
         index,
         &Scope::all(),
         &json!({"domain_id": "domain-1", "query": query}),
@@ -439,16 +439,16 @@ fn fuzz_findings_are_answered_quickly() {
         let limits = Limits::default();
         let started = std::time::Instant::now();
         for r in [
-            api::list(&index, &Scope::all(), &request, Utc::now(), &limits),
-            api::stat(&index, &Scope::all(), &request, Utc::now(), &limits),
-            api::stat_query(
+            calls::list(&index, &Scope::all(), &request, Utc::now(), &limits),
+            calls::stat(&index, &Scope::all(), &request, Utc::now(), &limits),
+            calls::stat_query(
                 &index,
                 &Scope::all(),
                 &request["query"],
                 Utc::now(),
                 &limits,
             ),
-            api::select(
+            calls::select(
                 &index,
                 &Scope::all(),
                 &request["query"],
@@ -461,7 +461,7 @@ fn fuzz_findings_are_answered_quickly() {
                 assert!(e.code.starts_with("ERROR_"), "{e:?}");
             }
         }
-        let m = db_query(api::stat_query(
+        let m = db_query(calls::stat_query(
             &index,
             &Scope::all(),
             &request["query"],

@@ -13,7 +13,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use spaceone_query::offline::{Verb, load_jobs, run};
-use spaceone_query::{Error, GrpcCode, Index, Job, JobStatus, Limits, Scope, api};
+use spaceone_query::{Error, GrpcCode, Index, Job, JobStatus, Limits, Scope, calls};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 6, 12, 0, 0)
@@ -47,7 +47,7 @@ fn jobinfo_array_round_trips_through_job_info() {
     let text = include_str!("fixtures/jobs.json");
     let raw: Vec<Value> = serde_json::from_str(text).unwrap_or_default();
     for (job, raw) in jobs.iter().zip(&raw) {
-        let info = api::job_info(job);
+        let info = calls::job_info(job);
         for key in [
             "job_id",
             "status",
@@ -180,7 +180,7 @@ fn index_is_keyed_by_namespace_and_job_id() {
     // A freed slot is reused and the answers stay right.
     index.upsert(job("c", "job-2", "d1"));
     assert_eq!(index.len(), 2);
-    let body = api::list(
+    let body = calls::list(
         &index,
         &Scope::all(),
         &json!({"domain_id": "d1", "query": {}}),
@@ -204,14 +204,14 @@ fn namespace_scope_separates_equal_job_ids() {
         namespace: Some("b".into()),
         domains: None,
     };
-    let got = api::get(
+    let got = calls::get(
         &index,
         &scope,
         &json!({"domain_id": "d1", "job_id": "job-1"}),
     )
     .unwrap_or_default();
     assert_eq!(got["status"], "SUCCESS");
-    let stat = api::stat(
+    let stat = calls::stat(
         &index,
         &scope,
         &json!({"domain_id": "d1", "query": {"aggregate": [{"count": {"name": "n"}}]}}),
@@ -224,7 +224,7 @@ fn namespace_scope_separates_equal_job_ids() {
 
 #[test]
 fn errors_carry_grpc_and_http_status() {
-    let e: Error = api::get(&Index::new(), &Scope::all(), &json!({"domain_id": "d"}))
+    let e: Error = calls::get(&Index::new(), &Scope::all(), &json!({"domain_id": "d"}))
         .err()
         .unwrap_or_else(|| Error::unknown("none"));
     assert_eq!(e.code, "ERROR_REQUIRED_PARAMETER");
@@ -247,7 +247,7 @@ fn a_parsed_query_is_reusable_and_yields_keys_in_order() {
     for job in load_jobs(include_str!("fixtures/jobs.json")).unwrap_or_default() {
         index.upsert(job);
     }
-    let q = api::parse_query(
+    let q = calls::parse_query(
         &json!({"filter": [{"k": "domain_id", "v": "domain-1", "o": "eq"}],
                 "keyword": "aaa fff", "page": {"limit": 1}}),
         now(),
@@ -265,7 +265,7 @@ fn a_parsed_query_is_reusable_and_yields_keys_in_order() {
     let (keys, total) = index.query(&q, &Scope::all(), &Limits::default()).unwrap();
     assert_eq!((keys[0].1.as_str(), total), ("job-aaa111", 1));
     // Parse errors are SpaceONE errors.
-    let err = api::parse_query(
+    let err = calls::parse_query(
         &json!({"filter": [{"k": "status", "v": "x", "o": "in"}]}),
         now(),
         &Limits::default(),

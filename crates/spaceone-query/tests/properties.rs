@@ -13,7 +13,7 @@
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use spaceone_query::{Index, Job, JobStatus, Limits, Scope, api};
+use spaceone_query::{Index, Job, JobStatus, Limits, Scope, calls};
 
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -133,27 +133,8 @@ fn condition() -> impl Strategy<Value = Value> {
         "options.mode",
         "options.n",
     ];
-    let ops = vec![
-        "lt",
-        "lte",
-        "gt",
-        "gte",
-        "eq",
-        "not",
-        "exists",
-        "contain",
-        "not_contain",
-        "in",
-        "not_in",
-        "contain_in",
-        "not_contain_in",
-        "regex",
-        "regex_in",
-        "datetime_gt",
-        "datetime_lte",
-        "timediff_gt",
-        "timediff_lt",
-    ];
+    // Every operator the engine knows (as the reference lists them).
+    let ops = spaceone_query::FILTER_OPERATORS.to_vec();
     let values = prop_oneof![
         Just(json!("SUCCESS")),
         Just(json!("job-0")),
@@ -236,13 +217,13 @@ proptest! {
         let now = Utc::now();
         let scope = Scope::all();
         let limits = Limits::default();
-        spaceone(api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
-        spaceone(api::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
-        spaceone(api::list(&idx, &scope, &top, now, &limits))?;
-        spaceone(api::stat(&idx, &scope, &top, now, &limits))?;
-        spaceone(api::get(&idx, &scope, &top))?;
-        spaceone(api::select(&idx, &scope, &query, now, &limits))?;
-        spaceone(api::stat_query(&idx, &scope, &query, now, &limits))?;
+        spaceone(calls::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
+        spaceone(calls::stat(&idx, &scope, &json!({"domain_id": "domain-1", "query": query}), now, &limits))?;
+        spaceone(calls::list(&idx, &scope, &top, now, &limits))?;
+        spaceone(calls::stat(&idx, &scope, &top, now, &limits))?;
+        spaceone(calls::get(&idx, &scope, &top))?;
+        spaceone(calls::select(&idx, &scope, &query, now, &limits))?;
+        spaceone(calls::stat_query(&idx, &scope, &query, now, &limits))?;
     }
 
     #[test]
@@ -256,11 +237,11 @@ proptest! {
         let idx = index(20);
         let query = json!({"filter": conds, "filter_or": or, "sort": [{"key": sort_key}],
                            "keyword": keyword, "page": {"limit": 3}});
-        spaceone(api::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
+        spaceone(calls::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
         let mut with_only = query.clone();
         with_only["only"] = json!(only);
-        spaceone(api::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": with_only}), Utc::now(), &Limits::default()))?;
-        spaceone(api::select(&idx, &Scope::all(), &query, Utc::now(), &Limits::default()))?;
+        spaceone(calls::list(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": with_only}), Utc::now(), &Limits::default()))?;
+        spaceone(calls::select(&idx, &Scope::all(), &query, Utc::now(), &Limits::default()))?;
     }
 
     #[test]
@@ -282,15 +263,15 @@ proptest! {
             {"project": {"fields": [{"key": name, "name": sort_key, "operator": "size"}]}},
         ]);
         let query = json!({"filter": conds, "aggregate": aggregate});
-        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
+        spaceone(calls::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query}), Utc::now(), &Limits::default()))?;
         let d = json!({"filter": conds, "distinct": distinct});
-        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": d}), Utc::now(), &Limits::default()))?;
+        spaceone(calls::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": d}), Utc::now(), &Limits::default()))?;
     }
 
     #[test]
     fn structured_stat_requests_never_panic(conds in prop::collection::vec(condition(), 0..3), stages in prop::collection::vec(any_json(), 0..4)) {
         let idx = index(20);
-        spaceone(api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now(), &Limits::default()))?;
+        spaceone(calls::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": {"filter": conds, "aggregate": stages}}), Utc::now(), &Limits::default()))?;
     }
 
     #[test]
@@ -304,7 +285,7 @@ proptest! {
         let now = Utc::now();
         let scope = Scope::all();
         let base = json!({"filter": conds, "sort": [{"key": sort_key, "desc": desc}]});
-        let Ok(all) = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": base}), now, &Limits::default()) else {
+        let Ok(all) = calls::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": base}), now, &Limits::default()) else {
             return Ok(());
         };
         let total = all["total_count"].as_u64().unwrap_or(0);
@@ -313,7 +294,7 @@ proptest! {
         while start <= total {
             let mut q = base.clone();
             q["page"] = json!({"start": start, "limit": limit});
-            let page = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default());
+            let page = calls::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default());
             let page = page.map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(page["total_count"].as_u64().unwrap_or(0), total);
             paged.extend(ids(&page));
@@ -323,7 +304,7 @@ proptest! {
 
         let mut q = base.clone();
         q["count_only"] = json!(true);
-        let counted = api::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default())
+        let counted = calls::list(&idx, &scope, &json!({"domain_id": "domain-1", "query": q}), now, &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(counted["total_count"].as_u64().unwrap_or(0), ids(&all).len() as u64);
         prop_assert_eq!(counted.get("results"), Some(&json!([])));
@@ -342,7 +323,7 @@ proptest! {
         // The request names another domain than the scope allows: nothing may come back.
         for asked in ["domain-0", "domain-1"] {
             let query = json!({"filter": conds, "keyword": keyword});
-            let Ok(list) = api::list(&idx, &scope, &json!({"domain_id": asked, "query": query}), now, &Limits::default()) else {
+            let Ok(list) = calls::list(&idx, &scope, &json!({"domain_id": asked, "query": query}), now, &Limits::default()) else {
                 return Ok(());
             };
             let total = list["total_count"].as_u64().unwrap_or(0);
@@ -352,7 +333,7 @@ proptest! {
             for j in list["results"].as_array().into_iter().flatten() {
                 prop_assert_eq!(j["domain_id"].as_str(), Some(domain));
             }
-            let counted = api::stat(&idx, &scope, &json!({"domain_id": asked, "query": {
+            let counted = calls::stat(&idx, &scope, &json!({"domain_id": asked, "query": {
                 "filter": conds, "keyword": keyword, "aggregate": [{"count": {"name": "n"}}]}}), now, &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let n = counted["results"][0]["n"].as_f64().unwrap_or(0.0) as u64;
@@ -371,7 +352,7 @@ proptest! {
         idx.remove(&format!("ns-{}", remove % 2), &format!("job-{remove}"));
         let now = Utc::now();
         let run = |o: &str, v: Value| {
-            api::select(&idx, &Scope::all(), &json!({"filter": [{"k": field, "v": v, "o": o}]}), now, &Limits::default())
+            calls::select(&idx, &Scope::all(), &json!({"filter": [{"k": field, "v": v, "o": o}]}), now, &Limits::default())
                 .map(|(jobs, total)| (jobs.into_iter().map(|j| j.job_id).collect::<Vec<_>>(), total))
                 .map_err(|e| TestCaseError::fail(e.to_string()))
         };
@@ -393,14 +374,14 @@ proptest! {
                 {"group": {"keys": [{"key": key, "name": "k"}], "fields": [{"name": "c", "operator": "count"}]}},
                 {"sort": [{"key": "k"}]}], "page": page})
         };
-        let all = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query(json!({}))}), now, &Limits::default())
+        let all = calls::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1", "query": query(json!({}))}), now, &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(all.get("total_count").is_none());
         let whole = all["results"].as_array().cloned().unwrap_or_default();
         let mut paged = Vec::new();
         let mut start = 1;
         loop {
-            let page = api::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1",
+            let page = calls::stat(&idx, &Scope::all(), &json!({"domain_id": "domain-1",
                 "query": query(json!({"start": start, "limit": limit}))}), now, &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(page["total_count"].as_f64(), Some(whole.len() as f64));
@@ -525,7 +506,7 @@ proptest! {
         if let Some(ds) = data_source {
             request["data_source_id"] = json!(format!("ds-{ds}"));
         }
-        let answer = api::list(&idx, &scope, &request, Utc::now(), &Limits::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let answer = calls::list(&idx, &scope, &request, Utc::now(), &Limits::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         // JobInfo carries no namespace: compare the job ids in order.
         let listed: Vec<&str> = answer["results"].as_array().into_iter().flatten()
             .filter_map(|j| j["job_id"].as_str())
@@ -537,13 +518,13 @@ proptest! {
         for start in (1..=newest.len().max(1)).step_by(2) {
             let mut r = request.clone();
             r["query"] = json!({"sort": [{"key": "created_at", "desc": true}], "page": {"start": start, "limit": 2}});
-            let (rows, total) = api::select(&idx, &scope, &answer_query(&r), Utc::now(), &Limits::default())
+            let (rows, total) = calls::select(&idx, &scope, &answer_query(&r), Utc::now(), &Limits::default())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(total, newest.len());
             paged.extend(rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)));
         }
         prop_assert_eq!(&paged, &newest);
-        let (rows, total) = api::select(&idx, &scope, &answer_query(&request), Utc::now(), &Limits::default())
+        let (rows, total) = calls::select(&idx, &scope, &answer_query(&request), Utc::now(), &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut got: Vec<String> = rows.iter().map(|j| format!("{}/{}", j.namespace, j.job_id)).collect();
         got.sort();
@@ -552,10 +533,10 @@ proptest! {
         prop_assert_eq!(answer["total_count"].as_u64().unwrap_or(0), expected.len() as u64);
         // `get` finds a job by id alone, in whichever namespace holds it.
         for ((n, i), (d, _)) in &mirror {
-            let got = api::get(&idx, &Scope::all(), &json!({"job_id": format!("job-{i}"), "domain_id": format!("domain-{d}")}));
+            let got = calls::get(&idx, &Scope::all(), &json!({"job_id": format!("job-{i}"), "domain_id": format!("domain-{d}")}));
             prop_assert!(got.is_ok(), "ns-{n}/job-{i} not found");
         }
-        let scanned = api::stat(&idx, &scope, &json!({"domain_id": format!("domain-{domain}"), "query": {
+        let scanned = calls::stat(&idx, &scope, &json!({"domain_id": format!("domain-{domain}"), "query": {
             "filter": request.get("data_source_id").map(|ds| vec![json!({"k": "data_source_id", "v": ds, "o": "eq"})]).unwrap_or_default(),
             "aggregate": [{"count": {"name": "n"}}]}}), Utc::now(), &Limits::default())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use spaceone_query::{Index, Limits, Scope, api, offline};
+use spaceone_query::{Index, Limits, Scope, calls, offline};
 
 fn fixture() -> Index {
     let text = include_str!("fixtures/jobs.json");
@@ -62,9 +62,9 @@ fn every_vector_holds() {
         let request = &v["request"];
         let scope = Scope::all();
         let got = match v["verb"].as_str() {
-            Some("list") => api::list(&index, &scope, request, now, &Limits::default()),
-            Some("stat") => api::stat(&index, &scope, request, now, &Limits::default()),
-            Some("get") => api::get(&index, &scope, request),
+            Some("list") => calls::list(&index, &scope, request, now, &Limits::default()),
+            Some("stat") => calls::stat(&index, &scope, request, now, &Limits::default()),
+            Some("get") => calls::get(&index, &scope, request),
             other => panic!("{id}: unknown verb {other:?}"),
         };
         let problem = match (&got, v.get("error")) {
@@ -126,7 +126,7 @@ fn every_vector_holds() {
     );
 }
 
-/// The REST surface encodes lists straight from the records ([`api::Encoded`]): every list vector
+/// The REST surface encodes lists straight from the records ([`calls::Encoded`]): every list vector
 /// gives the same answer that way, `results` and `total_count` included when empty or zero.
 #[test]
 fn encoded_lists_equal_the_value_answers() {
@@ -137,9 +137,14 @@ fn encoded_lists_equal_the_value_answers() {
     for v in vectors.iter().filter(|v| v["verb"] == "list") {
         let now = Utc::now();
         let request = &v["request"];
-        let value = api::list(&index, &Scope::all(), request, now, &Limits::default());
-        let encoded =
-            api::list_as::<api::Encoded>(&index, &Scope::all(), request, now, &Limits::default());
+        let value = calls::list(&index, &Scope::all(), request, now, &Limits::default());
+        let encoded = calls::list_as::<calls::Encoded>(
+            &index,
+            &Scope::all(),
+            request,
+            now,
+            &Limits::default(),
+        );
         match (value, encoded) {
             (Ok(value), Ok(encoded)) => {
                 let decoded: Value = serde_json::from_slice(&encoded.0).unwrap();
@@ -161,7 +166,7 @@ fn raw_documents_render_top_level_datetimes_as_isoformat() {
     let index = fixture();
     let req = serde_json::json!({"domain_id": "domain-1", "query": {"aggregate": [
         {"sort": [{"key": "created_at", "desc": true}]}, {"limit": 1}]}});
-    let body = api::stat(&index, &Scope::all(), &req, Utc::now(), &Limits::default())
+    let body = calls::stat(&index, &Scope::all(), &req, Utc::now(), &Limits::default())
         .map_err(|e| e.to_string());
     let row = body
         .as_ref()
@@ -181,7 +186,7 @@ fn scope_hides_other_domains_and_namespaces_everywhere() {
         domains: Some(vec!["domain-2".into()]),
     };
     // The request asks for domain-1, the caller may only see domain-2: nothing leaks.
-    let list = api::list(
+    let list = calls::list(
         &index,
         &scope,
         &serde_json::json!({"domain_id": "domain-1", "query": {"keyword": "aaa"}}),
@@ -192,7 +197,7 @@ fn scope_hides_other_domains_and_namespaces_everywhere() {
         list.ok(),
         Some(serde_json::json!({"results": [], "total_count": 0}))
     );
-    let stat = api::stat(
+    let stat = calls::stat(
         &index,
         &scope,
         &serde_json::json!({"domain_id": "domain-1", "query": {"distinct": "job_id"}}),
@@ -200,7 +205,7 @@ fn scope_hides_other_domains_and_namespaces_everywhere() {
         &Limits::default(),
     );
     assert_eq!(stat.ok(), Some(serde_json::json!({"results": []})));
-    let get = api::get(
+    let get = calls::get(
         &index,
         &scope,
         &serde_json::json!({"domain_id": "domain-1", "job_id": "job-aaa111"}),
@@ -210,7 +215,7 @@ fn scope_hides_other_domains_and_namespaces_everywhere() {
         namespace: Some("other".into()),
         domains: None,
     };
-    let (jobs, total) = api::select(
+    let (jobs, total) = calls::select(
         &index,
         &ns,
         &serde_json::json!({}),

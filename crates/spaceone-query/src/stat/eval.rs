@@ -5,65 +5,11 @@ use std::sync::Arc;
 
 use super::group::group;
 use super::parse::{ProjectRule, Stage};
-use super::{Output, Rendered, Row, bson_type, over, raw};
+use super::rows::{Output, Pipeline, Rendered, Row, Source, bson_type, over, raw};
 use crate::error::Error;
-use crate::filter::Filter;
-use crate::index::{Index, Rec, Scope};
 use crate::limits::{Budget, StageUse};
-use crate::query::Page;
+use crate::message::Page;
 use crate::value::Val;
-
-/// Where the pipeline's first documents come from.
-pub(super) enum Source<'a> {
-    /// Records already selected (scope and filter applied), in the order the pipeline needs.
-    Picked(Vec<&'a Rec>),
-    /// Not selected yet: a leading order-insensitive `group` applies scope and filter while it
-    /// scans, so no list of matches is built at all.
-    Scan {
-        index: &'a Index,
-        scope: &'a Scope,
-        filter: &'a Filter,
-    },
-}
-
-impl<'a> Source<'a> {
-    pub(super) fn into_recs(self, budget: &Budget<'_>) -> Result<Vec<&'a Rec>, Error> {
-        match self {
-            Source::Picked(recs) => Ok(recs),
-            Source::Scan {
-                index,
-                scope,
-                filter,
-            } => {
-                let recs = index.matching(scope, filter, budget).collect();
-                budget.check_time().map_err(over)?;
-                Ok(recs)
-            }
-        }
-    }
-}
-
-pub(super) struct Pipeline<'a> {
-    /// Stored records not yet turned into rows: a leading `group` reads them in place.
-    pub(super) recs: Option<Source<'a>>,
-    pub(super) rows: Vec<Row<'a>>,
-    /// Whether rows are in natural order (order-insensitive pipelines skip that sort).
-    pub(super) ordered: bool,
-    pub(super) budget: &'a Budget<'a>,
-}
-
-impl Pipeline<'_> {
-    fn materialize(&mut self) -> Result<(), Error> {
-        if let Some(recs) = self.recs.take() {
-            self.rows = recs
-                .into_recs(self.budget)?
-                .into_iter()
-                .map(Row::Rec)
-                .collect();
-        }
-        Ok(())
-    }
-}
 
 /// Runs the built stages over `recs`, then takes the page.
 pub(super) fn run<'a>(

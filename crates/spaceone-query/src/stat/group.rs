@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
-use super::eval::{Pipeline, Source};
 use super::parse::{GroupField, GroupKey};
-use super::{Row, bson_type, over, raw};
+use super::rows::{Pipeline, Row, Source, bson_type, over, raw};
 use crate::error::Error;
-use crate::index::Rec;
 use crate::limits::StageUse;
+use crate::plan::matching;
+use crate::record::Rec;
 use crate::value::Val;
 
 /// For a single group key on a stored record's low-cardinality field: a number that identifies the
@@ -258,7 +258,7 @@ pub(super) fn group(
             scope,
             filter,
         }) => {
-            for r in index.matching(scope, filter, budget) {
+            for r in matching(index, scope, filter, budget) {
                 add(&mut g, &Row::Rec(r))?;
             }
             budget.check_time().map_err(over)?;

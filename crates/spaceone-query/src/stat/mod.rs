@@ -4,91 +4,32 @@
 //!
 //! The request is handled in steps: [`parse`] builds the whole `aggregate` list into typed stages
 //! (every build error is raised before any stage runs), [`eval`] runs them ([`group`] holds the
-//! accumulators), and this module selects the documents, answers `distinct` and renders the rows.
+//! accumulators) over the documents of [`rows`], and this module selects the documents, answers
+//! `distinct` and renders the rows.
 
 mod eval;
 mod group;
 mod parse;
+mod rows;
 
 use serde_json::{Map, Value, json};
 
-use self::eval::Source;
 use self::group::Dedup;
-use self::parse::{P, Stage};
+use self::parse::Stage;
+use self::rows::{Output, Rendered, Source, over};
 use crate::error::Error;
 use crate::filter::Filter;
-use crate::index::{Index, Rec, Scope};
 use crate::limits::{Budget, StageUse};
+use crate::message::{Page, as_list, as_object, check_fields, parse_page};
 use crate::model::FieldPath;
-use crate::query::{Page, as_list, as_object, check_fields, parse_page};
+use crate::plan::matching;
+use crate::record::{Rec, Scope};
+use crate::slots::Slots;
 use crate::value::Val;
-
-/// A raw failure (MongoDB's or Python's own): wrapped once as ERROR_DB_QUERY.
-fn raw(message: impl Into<String>) -> Error {
-    Error::unknown(message)
-}
-
-/// A limit's reason as a raw failure (wrapped once as ERROR_DB_QUERY).
-fn over(reason: String) -> Error {
-    raw(reason)
-}
-
-fn bson_type(v: &Val) -> &'static str {
-    match v {
-        Val::Missing => "missing",
-        Val::Null => "null",
-        Val::Bool(_) => "bool",
-        Val::Int(_) => "long",
-        Val::Float(_) => "double",
-        Val::Str(_) => "string",
-        Val::Date(_) => "date",
-        Val::Arr(_) => "array",
-        Val::Obj(_) => "object",
-    }
-}
-
-/// A document in the pipeline: a stored record read in place, or a document a stage made.
-#[derive(Clone)]
-enum Row<'a> {
-    Rec(&'a Rec),
-    Doc(Val),
-}
-
-impl Row<'_> {
-    fn get(&self, path: &str) -> Val {
-        match self {
-            Row::Rec(r) => match FieldPath::resolve(path) {
-                Ok(p) => r.get(&p),
-                Err(_) => Val::Missing,
-            },
-            Row::Doc(d) => {
-                let parts: Vec<&str> = path.split('.').collect();
-                d.path(&parts)
-            }
-        }
-    }
-
-    fn at(&self, p: &P) -> Val {
-        match self {
-            Row::Rec(r) => p.field.as_ref().map_or(Val::Missing, |f| r.get(f)),
-            Row::Doc(d) => {
-                let parts: Vec<&str> = p.parts.iter().map(String::as_str).collect();
-                d.path(&parts)
-            }
-        }
-    }
-
-    fn into_doc(self) -> Val {
-        match self {
-            Row::Rec(r) => r.document(),
-            Row::Doc(d) => d,
-        }
-    }
-}
 
 /// Runs a StatisticsQuery (its filter already compiled) and renders the Struct answer.
 pub(crate) fn stat(
-    index: &Index,
+    index: &Slots,
     scope: &Scope,
     filter: &Filter,
     q: &Map<String, Value>,
@@ -120,9 +61,9 @@ pub(crate) fn stat(
     // Documents flow in natural (insertion) order, as a collection scan returns them; a pipeline
     // that starts with an order-insensitive group does not need that order.
     let ordered = !stages.first().is_some_and(Stage::is_unordered_group);
-    let filter = &filter.bound(index);
+    let filter = &filter.bound(&|s| index.interned(s));
     let source = if ordered {
-        let mut recs: Vec<&Rec> = index.matching(scope, filter, budget).collect();
+        let mut recs: Vec<&Rec> = matching(index, scope, filter, budget).collect();
         budget.check_time().map_err(Error::db_query)?;
         recs.sort_unstable_by(|a, b| a.natural_cmp(b));
         Source::Picked(recs)
@@ -163,15 +104,6 @@ pub(crate) fn stat(
     }
     Ok(Value::Object(m))
 }
-
-enum Rendered {
-    /// A distinct value.
-    Value(Val),
-    /// A pipeline row (group keys still under `_id`).
-    Row(Val),
-}
-
-type Output = (Vec<Rendered>, Option<usize>);
 
 /// `distinct`: the values (array elements flattened, nulls included, missing skipped), each once,
 /// sorted as Python's `sort()` sorts them, or in stored order when it cannot.

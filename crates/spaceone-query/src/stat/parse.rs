@@ -7,10 +7,9 @@
 
 use serde_json::{Map, Value};
 
-use super::raw;
+use super::rows::{P, raw};
 use crate::error::{Error, py_repr_ordered};
-use crate::model::FieldPath;
-use crate::query::{as_bool, as_list, as_object, check_fields};
+use crate::message::{as_bool, as_list, as_object, check_fields};
 use crate::value::Val;
 
 pub(super) const GROUP_OPERATORS: [&str; 10] = [
@@ -38,28 +37,19 @@ const PROJECT_OPERATORS: [&str; 8] = [
 const CONDITION_OPERATORS: [&str; 6] = ["eq", "not", "gt", "gte", "lt", "lte"];
 const STAGES: &str = "aggregate.unwind or aggregate.group or aggregate.count or aggregate.sort or aggregate.project or aggregate.limit or aggregate.skip";
 
+/// The seed's `'<location>' condition requires <what>: <condition>` (ERROR_DB_QUERY).
+fn requires(location: &str, what: &str, condition: String) -> Error {
+    Error::db_query(format!(
+        "'{location}' condition requires {what}: {condition}"
+    ))
+}
+
 fn named(v: &Map<String, Value>, a: &str, b: &str) -> Option<String> {
     v.get(a)
         .or_else(|| v.get(b))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-}
-
-/// A field path resolved once per stage rather than once per row.
-pub(super) struct P {
-    pub(super) parts: Vec<String>,
-    /// The model field, for rows that are still stored records.
-    pub(super) field: Option<FieldPath>,
-}
-
-impl P {
-    pub(super) fn new(raw: &str) -> P {
-        P {
-            parts: raw.split('.').map(str::to_string).collect(),
-            field: FieldPath::resolve(raw).ok(),
-        }
-    }
 }
 
 /// One `aggregate.group.fields` entry.
@@ -273,33 +263,24 @@ fn project(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
         let op = named(fm, "operator", "o");
         if let Some(op) = &op {
             if matches!(op.as_str(), "add" | "subtract" | "multiply" | "divide") {
-                return Err(Error::db_query(format!(
-                    "'aggregate.project.fields' condition requires a fields: {}",
-                    repr()
-                )));
+                return Err(requires("aggregate.project.fields", "a fields", repr()));
             }
             if !PROJECT_OPERATORS.contains(&op.as_str()) {
-                return Err(Error::db_query(format!(
-                    "'aggregate.project.fields' condition's {op} operator is not supported. (supported_operator = [{}])",
-                    quoted(&PROJECT_OPERATORS)
-                )));
+                return Err(Error::stage_operator_not_supported(
+                    "aggregate.project.fields",
+                    op,
+                    &PROJECT_OPERATORS,
+                ));
             }
         }
-        let name = named(fm, "name", "n").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.project.fields' condition requires a name: {}",
-                repr()
-            ))
-        })?;
+        let name = named(fm, "name", "n")
+            .ok_or_else(|| requires("aggregate.project.fields", "a name", repr()))?;
         // Without an operator a missing key is `"$None"`: a field no row has.
         let key = match (named(fm, "key", "k"), &op) {
             (Some(k), _) => k,
             (None, None) => "None".to_string(),
             (None, Some(_)) => {
-                return Err(Error::db_query(format!(
-                    "'aggregate.project.fields' condition requires a key: {}",
-                    repr()
-                )));
+                return Err(requires("aggregate.project.fields", "a key", repr()));
             }
         };
         rules.push((name, b.key_path(&key), op));
@@ -308,14 +289,6 @@ fn project(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
         b.group_keys.clear();
     }
     Ok(Stage::Project { rules, exclude })
-}
-
-fn quoted(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|o| format!("'{o}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn group(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
@@ -335,18 +308,10 @@ fn group(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
         check_fields(km, "aggregate.group.keys", &key_order)?;
         let repr = || py_repr_ordered(k, &key_order);
         // The seed checks the key before the name.
-        let key = named(km, "key", "k").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.group.keys' condition requires a key: {}",
-                repr()
-            ))
-        })?;
-        let name = named(km, "name", "n").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.group.keys' condition requires a name: {}",
-                repr()
-            ))
-        })?;
+        let key = named(km, "key", "k")
+            .ok_or_else(|| requires("aggregate.group.keys", "a key", repr()))?;
+        let name = named(km, "name", "n")
+            .ok_or_else(|| requires("aggregate.group.keys", "a name", repr()))?;
         let fmt = km
             .get("date_format")
             .and_then(Value::as_str)
@@ -383,17 +348,14 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
     let repr = || py_repr_ordered(f, &field_order);
     let op_name = named(fm, "operator", "o").unwrap_or_default();
     let Some(op) = GROUP_OPERATORS.iter().copied().find(|o| *o == op_name) else {
-        return Err(Error::db_query(format!(
-            "'aggregate.group.fields' condition's {op_name} operator is not supported. (supported_operator = [{}])",
-            quoted(&GROUP_OPERATORS)
-        )));
+        return Err(Error::stage_operator_not_supported(
+            "aggregate.group.fields",
+            &op_name,
+            &GROUP_OPERATORS,
+        ));
     };
-    let name = named(fm, "name", "n").ok_or_else(|| {
-        Error::db_query(format!(
-            "'aggregate.group.fields' condition requires a name: {}",
-            repr()
-        ))
-    })?;
+    let name = named(fm, "name", "n")
+        .ok_or_else(|| requires("aggregate.group.fields", "a name", repr()))?;
     let key = named(fm, "key", "k").map(|k| P::new(&b.key_path(&k)));
     let mut push_fields = Vec::new();
     for pf in as_list(fm.get("fields"), "aggregate.group.fields.fields")? {
@@ -404,27 +366,14 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
             &["key", "k", "name", "n"],
         )?;
         // The seed's message shows the whole group field, not the sub-field.
-        let k = named(pm, "key", "k").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.group.fields.fields' condition requires a key: {}",
-                repr()
-            ))
-        })?;
-        let n = named(pm, "name", "n").ok_or_else(|| {
-            Error::db_query(format!(
-                "'aggregate.group.fields.fields' condition requires a name: {}",
-                repr()
-            ))
-        })?;
+        let k = named(pm, "key", "k")
+            .ok_or_else(|| requires("aggregate.group.fields.fields", "a key", repr()))?;
+        let n = named(pm, "name", "n")
+            .ok_or_else(|| requires("aggregate.group.fields.fields", "a name", repr()))?;
         push_fields.push((n, P::new(&b.key_path(&k))));
     }
     let conditions = conditions(b, fm)?;
-    let requires_key = || {
-        Error::db_query(format!(
-            "'aggregate.group.fields' condition requires a key: {}",
-            repr()
-        ))
-    };
+    let requires_key = || requires("aggregate.group.fields", "a key", repr());
     let not_supported = || {
         Error::db_query(format!(
             "'aggregate.group.fields' condition's conditions not supported: {}",
@@ -441,10 +390,7 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
         // `push` takes `fields` in the seed's version: a `key` alone is refused (spec, Corrections).
         "push" => {
             if push_fields.is_empty() {
-                return Err(Error::db_query(format!(
-                    "'aggregate.group.fields' condition requires fields: {}",
-                    repr()
-                )));
+                return Err(requires("aggregate.group.fields", "fields", repr()));
             }
             if !conditions.is_empty() {
                 return Err(not_supported());
@@ -482,10 +428,11 @@ fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static s
         check_fields(cm, "aggregate.group.fields.conditions", &order)?;
         let crepr = || py_repr_ordered(c, &order);
         let Some(ck) = named(cm, "key", "k") else {
-            return Err(Error::db_query(format!(
-                "'aggregate.group.fields.conditions.key' condition requires a key: {}",
-                crepr()
-            )));
+            return Err(requires(
+                "aggregate.group.fields.conditions.key",
+                "a key",
+                crepr(),
+            ));
         };
         // `if value is None`: a null value counts as missing.
         let Some(cv) = cm
@@ -493,16 +440,18 @@ fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static s
             .or_else(|| cm.get("v"))
             .filter(|v| !v.is_null())
         else {
-            return Err(Error::db_query(format!(
-                "'aggregate.group.fields.conditions.value' condition requires a value: {}",
-                crepr()
-            )));
+            return Err(requires(
+                "aggregate.group.fields.conditions.value",
+                "a value",
+                crepr(),
+            ));
         };
         let Some(co) = named(cm, "operator", "o") else {
-            return Err(Error::db_query(format!(
-                "'aggregate.group.fields.conditions.operator' condition requires a operator: {}",
-                crepr()
-            )));
+            return Err(requires(
+                "aggregate.group.fields.conditions.operator",
+                "a operator",
+                crepr(),
+            ));
         };
         let Some(co) = CONDITION_OPERATORS.iter().copied().find(|o| *o == co) else {
             return Err(Error::db_query(

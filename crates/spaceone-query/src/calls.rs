@@ -6,11 +6,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::index::{Index, Scope};
+use crate::index::Index;
 use crate::limits::{Budget, Limits};
+use crate::message::{as_object, check_fields};
 use crate::model::{FieldPath, Job, JobStatus};
-use crate::query::{Query, append_keyword, as_object, check_fields, parse_filters, run};
+use crate::query::{Query, append_keyword, parse_filters};
+use crate::record::{Rec, Scope};
 use crate::render::{JobsInfo, Projection, job_info as render_info};
+use crate::scan::run;
 
 /// Request fields after protobuf's MessageToDict: default values (empty strings, SCOPE_NONE) are
 /// absent, other types are refused as invalid parameters.
@@ -90,11 +93,11 @@ fn append_query_filter(p: &mut Map<String, Value>, keys: &[&str]) -> Map<String,
 }
 
 /// How an answer comes out: a JSON value, or its encoding straight from the records.
-pub trait Answer: Sized {
+pub trait AnswerForm: Sized {
     fn from_serialize(s: &impl serde::Serialize) -> Self;
 }
 
-impl Answer for Value {
+impl AnswerForm for Value {
     fn from_serialize(s: &impl serde::Serialize) -> Self {
         serde_json::to_value(s).unwrap_or(Value::Null)
     }
@@ -103,13 +106,13 @@ impl Answer for Value {
 /// The answer encoded as JSON text, written without building a `Value` first (what a server sends).
 pub struct Encoded(pub Vec<u8>);
 
-impl Answer for Encoded {
+impl AnswerForm for Encoded {
     fn from_serialize(s: &impl serde::Serialize) -> Self {
         Encoded(serde_json::to_vec(s).unwrap_or_default())
     }
 }
 
-fn answer<A: Answer>(s: &impl serde::Serialize) -> A {
+fn answer<A: AnswerForm>(s: &impl serde::Serialize) -> A {
     A::from_serialize(s)
 }
 
@@ -125,7 +128,7 @@ pub fn list(
 }
 
 /// [`list`], answered as a [`Value`] or as [`Encoded`] JSON text.
-pub fn list_as<A: Answer>(
+pub fn list_as<A: AnswerForm>(
     index: &Index,
     scope: &Scope,
     request: &Value,
@@ -142,7 +145,7 @@ pub fn list_as<A: Answer>(
         append_query_filter(&mut p, &["job_id", "status", "data_source_id", "domain_id"]);
     append_keyword(&mut query)?;
     let q = crate::query::parse_query(&Value::Object(query), now, &budget)?;
-    let (rows, total) = run(index, scope, &q, &budget)?;
+    let (rows, total) = run(index.slots(), scope, &q, &budget)?;
     let projection = match (&q.minimal, &q.only) {
         (true, _) => Projection::Minimal,
         (false, Some(fields)) => Projection::Only(fields),
@@ -194,14 +197,10 @@ pub fn stat_query(
             "keyword",
         ],
     )?;
-    if q.get("keyword")
-        .is_some_and(|k| !k.is_null() && !k.is_string())
-    {
-        return Err(Error::invalid_parameter_type("query.keyword", "str"));
-    }
+    // A keyword that is not a string is refused here.
     append_keyword(&mut q)?;
     let filter = parse_filters(&q, "query.", now, &budget)?;
-    crate::stat::stat(index, scope, &filter, &q, &budget)
+    crate::stat::stat(index.slots(), scope, &filter, &q, &budget)
 }
 
 /// `Job.get`: GetJobRequest -> JobInfo.
@@ -227,6 +226,7 @@ pub fn get(index: &Index, scope: &Scope, request: &Value) -> Result<Value, Error
         }
     };
     let found = index
+        .slots()
         .named(job_id)
         .filter(|r| r.domain.as_ref() == domain && scope.admits(r))
         .min_by(|a, b| a.natural_cmp(b));
@@ -259,11 +259,8 @@ pub fn select(
 ) -> Result<(Vec<Job>, usize), Error> {
     let budget = Budget::new(limits);
     let q = parse(query, now, &budget)?;
-    let (rows, total) = run(index, scope, &q, &budget)?;
-    Ok((
-        rows.into_iter().map(crate::index::Rec::to_job).collect(),
-        total,
-    ))
+    let (rows, total) = run(index.slots(), scope, &q, &budget)?;
+    Ok((rows.into_iter().map(Rec::to_job).collect(), total))
 }
 
 /// Parses a core `Query` once (its `keyword` OR-ed into `filter_or` on `job_id`), so it can be
@@ -277,24 +274,4 @@ fn parse(query: &Value, now: DateTime<Utc>, budget: &Budget<'_>) -> Result<Query
     let mut q = as_object(query, "query")?.clone();
     append_keyword(&mut q)?;
     crate::query::parse_query(&Value::Object(q), now, budget)
-}
-
-impl Index {
-    /// The (namespace, job_id) keys of the page a parsed query selects, in its order, and the
-    /// total before paging. Scope is applied before anything else; `limits.max_time` bounds
-    /// the evaluation.
-    pub fn query(
-        &self,
-        query: &Query,
-        scope: &Scope,
-        limits: &Limits,
-    ) -> Result<(Vec<(String, String)>, usize), Error> {
-        let (rows, total) = run(self, scope, query, &Budget::new(limits))?;
-        Ok((
-            rows.into_iter()
-                .map(|r| (r.ns.to_string(), r.job_id.to_string()))
-                .collect(),
-            total,
-        ))
-    }
 }

@@ -1,0 +1,169 @@
+//! The stored form of a job: one compact record per job, and the scope a caller may see. Low-
+//! cardinality strings (namespace, domain, data source, error code) are shared copies from the
+//! index; timestamps are milliseconds with a sentinel for "none"; `options` is kept as a parsed
+//! value only when a job has any.
+
+use std::sync::Arc;
+
+use serde_json::Map;
+
+use crate::model::{Field, FieldPath, Job, JobStatus};
+use crate::time::{Millis, from_millis};
+use crate::value::Val;
+
+pub(crate) const NO_TIME: Millis = i64::MIN;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Rec {
+    pub ns: Arc<str>,
+    pub job_id: Arc<str>,
+    pub status: JobStatus,
+    pub error_code: Option<Arc<str>>,
+    pub error_message: Option<Box<str>>,
+    pub total: i64,
+    pub remained: i64,
+    pub data_source: Arc<str>,
+    pub domain: Arc<str>,
+    pub options: Option<Box<Val>>,
+    pub created: Millis,
+    pub updated: Millis,
+    pub finished: Millis,
+    pub last_changed: Millis,
+}
+
+/// Shared status strings, so reading a record's status allocates nothing.
+fn status_str(s: JobStatus) -> Arc<str> {
+    static STRS: std::sync::OnceLock<[Arc<str>; 5]> = std::sync::OnceLock::new();
+    let strs = STRS.get_or_init(|| JobStatus::ALL.map(|s| Arc::from(s.as_str())));
+    strs.get(s as usize)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(s.as_str()))
+}
+
+fn time(ms: Millis) -> Val {
+    if ms == NO_TIME {
+        Val::Null
+    } else {
+        Val::Date(ms)
+    }
+}
+
+impl Rec {
+    /// The stored value of a model field. Nullable fields are stored as explicit nulls.
+    pub fn field(&self, f: Field) -> Val {
+        match f {
+            Field::JobId => Val::Str(self.job_id.clone()),
+            Field::Status => Val::Str(status_str(self.status)),
+            Field::ErrorCode => self.error_code.clone().map_or(Val::Null, Val::Str),
+            Field::ErrorMessage => self.error_message.as_deref().map_or(Val::Null, Val::str),
+            Field::TotalTasks => Val::Int(self.total),
+            Field::RemainedTasks => Val::Int(self.remained),
+            Field::DataSourceId => Val::Str(self.data_source.clone()),
+            Field::DomainId => Val::Str(self.domain.clone()),
+            Field::Options => self
+                .options
+                .as_deref()
+                .cloned()
+                .unwrap_or(Val::Obj(Vec::new())),
+            Field::CreatedAt => time(self.created),
+            Field::UpdatedAt => time(self.updated),
+            Field::FinishedAt => time(self.finished),
+            Field::LastChangedAt => time(self.last_changed),
+        }
+    }
+
+    pub fn get(&self, path: &FieldPath) -> Val {
+        if path.sub.is_empty() {
+            return self.field(path.field);
+        }
+        let parts: Vec<&str> = path.sub.iter().map(String::as_str).collect();
+        match self.options.as_deref() {
+            Some(o) => o.path(&parts),
+            None => Val::Missing,
+        }
+    }
+
+    /// The whole stored document, in the model's field order.
+    pub fn document(&self) -> Val {
+        Val::Obj(
+            Field::ALL
+                .iter()
+                .map(|f| (Arc::from(f.name()), self.field(*f)))
+                .collect(),
+        )
+    }
+
+    /// Stand-in for MongoDB's `_id` order (insertion order): creation time, then identity.
+    pub fn natural_cmp(&self, other: &Rec) -> std::cmp::Ordering {
+        self.created
+            .cmp(&other.created)
+            .then_with(|| self.ns.cmp(&other.ns))
+            .then_with(|| self.job_id.cmp(&other.job_id))
+    }
+
+    pub fn to_job(&self) -> Job {
+        let opt = |ms: Millis| if ms == NO_TIME { None } else { from_millis(ms) };
+        Job {
+            namespace: self.ns.to_string(),
+            job_id: self.job_id.to_string(),
+            status: self.status,
+            error_code: self.error_code.as_deref().map(str::to_string),
+            error_message: self.error_message.as_deref().map(str::to_string),
+            total_tasks: self.total,
+            remained_tasks: self.remained,
+            data_source_id: self.data_source.to_string(),
+            domain_id: self.domain.to_string(),
+            options: self.raw_options(),
+            created_at: opt(self.created),
+            updated_at: opt(self.updated),
+            finished_at: opt(self.finished),
+            last_changed_at: opt(self.last_changed),
+        }
+    }
+
+    fn raw_options(&self) -> Map<String, serde_json::Value> {
+        fn back(v: &Val) -> serde_json::Value {
+            match v {
+                Val::Missing | Val::Null => serde_json::Value::Null,
+                Val::Bool(b) => serde_json::Value::Bool(*b),
+                Val::Int(i) => serde_json::Value::from(*i),
+                Val::Float(f) => serde_json::Number::from_f64(*f)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                Val::Str(s) => serde_json::Value::String(s.to_string()),
+                Val::Date(ms) => serde_json::Value::String(crate::time::render_info(*ms)),
+                Val::Arr(a) => serde_json::Value::Array(a.iter().map(back).collect()),
+                Val::Obj(o) => serde_json::Value::Object(
+                    o.iter().map(|(k, v)| (k.to_string(), back(v))).collect(),
+                ),
+            }
+        }
+        match self.options.as_deref().map(back) {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// Who may be seen at all: evaluated before anything else, so nothing outside it can leak through
+/// list, stat, keyword, distinct or counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    /// `None`: every domain.
+    pub domains: Option<Vec<String>>,
+}
+
+impl Scope {
+    pub fn all() -> Scope {
+        Scope::default()
+    }
+
+    #[inline]
+    pub(crate) fn admits(&self, r: &Rec) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == r.ns.as_ref())
+            && self
+                .domains
+                .as_ref()
+                .is_none_or(|ds| ds.iter().any(|d| d.as_str() == r.domain.as_ref()))
+    }
+}

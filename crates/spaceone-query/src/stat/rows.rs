@@ -1,0 +1,152 @@
+//! The documents that flow through a stat pipeline and where the first ones come from: stored
+//! records read in place until a stage makes documents of its own; field paths resolved once per
+//! stage; the raw failures a stage raises (wrapped once as ERROR_DB_QUERY).
+
+use crate::error::Error;
+use crate::filter::Filter;
+use crate::limits::Budget;
+use crate::model::FieldPath;
+use crate::plan::matching;
+use crate::record::{Rec, Scope};
+use crate::slots::Slots;
+use crate::value::Val;
+
+/// A raw failure (MongoDB's or Python's own): wrapped once as ERROR_DB_QUERY.
+pub(super) fn raw(message: impl Into<String>) -> Error {
+    Error::unknown(message)
+}
+
+/// A limit's reason as a raw failure (wrapped once as ERROR_DB_QUERY).
+pub(super) fn over(reason: String) -> Error {
+    raw(reason)
+}
+
+pub(super) fn bson_type(v: &Val) -> &'static str {
+    match v {
+        Val::Missing => "missing",
+        Val::Null => "null",
+        Val::Bool(_) => "bool",
+        Val::Int(_) => "long",
+        Val::Float(_) => "double",
+        Val::Str(_) => "string",
+        Val::Date(_) => "date",
+        Val::Arr(_) => "array",
+        Val::Obj(_) => "object",
+    }
+}
+
+/// A document in the pipeline: a stored record read in place, or a document a stage made.
+#[derive(Clone)]
+pub(super) enum Row<'a> {
+    Rec(&'a Rec),
+    Doc(Val),
+}
+
+impl Row<'_> {
+    pub(super) fn get(&self, path: &str) -> Val {
+        match self {
+            Row::Rec(r) => match FieldPath::resolve(path) {
+                Ok(p) => r.get(&p),
+                Err(_) => Val::Missing,
+            },
+            Row::Doc(d) => {
+                let parts: Vec<&str> = path.split('.').collect();
+                d.path(&parts)
+            }
+        }
+    }
+
+    pub(super) fn at(&self, p: &P) -> Val {
+        match self {
+            Row::Rec(r) => p.field.as_ref().map_or(Val::Missing, |f| r.get(f)),
+            Row::Doc(d) => {
+                let parts: Vec<&str> = p.parts.iter().map(String::as_str).collect();
+                d.path(&parts)
+            }
+        }
+    }
+
+    pub(super) fn into_doc(self) -> Val {
+        match self {
+            Row::Rec(r) => r.document(),
+            Row::Doc(d) => d,
+        }
+    }
+}
+
+pub(super) enum Rendered {
+    /// A distinct value.
+    Value(Val),
+    /// A pipeline row (group keys still under `_id`).
+    Row(Val),
+}
+
+pub(super) type Output = (Vec<Rendered>, Option<usize>);
+
+/// A field path resolved once per stage rather than once per row.
+pub(super) struct P {
+    pub(super) parts: Vec<String>,
+    /// The model field, for rows that are still stored records.
+    pub(super) field: Option<FieldPath>,
+}
+
+impl P {
+    pub(super) fn new(raw: &str) -> P {
+        P {
+            parts: raw.split('.').map(str::to_string).collect(),
+            field: FieldPath::resolve(raw).ok(),
+        }
+    }
+}
+
+/// Where the pipeline's first documents come from.
+pub(super) enum Source<'a> {
+    /// Records already selected (scope and filter applied), in the order the pipeline needs.
+    Picked(Vec<&'a Rec>),
+    /// Not selected yet: a leading order-insensitive `group` applies scope and filter while it
+    /// scans, so no list of matches is built at all.
+    Scan {
+        index: &'a Slots,
+        scope: &'a Scope,
+        filter: &'a Filter,
+    },
+}
+
+impl<'a> Source<'a> {
+    pub(super) fn into_recs(self, budget: &Budget<'_>) -> Result<Vec<&'a Rec>, Error> {
+        match self {
+            Source::Picked(recs) => Ok(recs),
+            Source::Scan {
+                index,
+                scope,
+                filter,
+            } => {
+                let recs = matching(index, scope, filter, budget).collect();
+                budget.check_time().map_err(over)?;
+                Ok(recs)
+            }
+        }
+    }
+}
+
+pub(super) struct Pipeline<'a> {
+    /// Stored records not yet turned into rows: a leading `group` reads them in place.
+    pub(super) recs: Option<Source<'a>>,
+    pub(super) rows: Vec<Row<'a>>,
+    /// Whether rows are in natural order (order-insensitive pipelines skip that sort).
+    pub(super) ordered: bool,
+    pub(super) budget: &'a Budget<'a>,
+}
+
+impl Pipeline<'_> {
+    pub(super) fn materialize(&mut self) -> Result<(), Error> {
+        if let Some(recs) = self.recs.take() {
+            self.rows = recs
+                .into_recs(self.budget)?
+                .into_iter()
+                .map(Row::Rec)
+                .collect();
+        }
+        Ok(())
+    }
+}

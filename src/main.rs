@@ -97,6 +97,12 @@ struct ApiArgs {
     /// of 500, then watch).
     #[arg(long, value_enum, default_value_t = api::InitialList::Streaming, env = "API_INITIAL_LIST")]
     initial_list: api::InitialList,
+    /// Also serve the gRPC Job service (SpaceONE's `spaceone.api.cost_analysis.v1.Job`, with
+    /// reflection and health) over plaintext HTTP/2 (h2c) on this address, for in-cluster SpaceONE
+    /// services and spacectl dialing `grpc://`. Off by default; gRPC is always served on
+    /// --api-addr over TLS (content-type routing).
+    #[arg(long, env = "GRPC_PLAINTEXT_ADDR")]
+    grpc_plaintext_addr: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -363,6 +369,7 @@ impl Serve {
         if let Some(args) = self.api {
             let options = api::ApiOptions {
                 addr: args.api_addr,
+                grpc_plaintext_addr: args.grpc_plaintext_addr,
                 tls_cert_file: args.tls_cert_file,
                 tls_key_file: args.tls_key_file,
                 self_signed_names: args.self_signed_names,

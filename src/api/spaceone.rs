@@ -341,14 +341,18 @@ where
     Ok(answer?)
 }
 
-async fn get_job(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+pub(crate) async fn get_job(
+    s: &ApiState,
+    user: &UserInfo,
+    request: Value,
+) -> Result<Value, ApiError> {
     read(s, user, request, |i, sc, r, _| {
         spaceone_query::api::get(i, sc, r)
     })
     .await
 }
 
-async fn list(
+pub(crate) async fn list(
     s: &ApiState,
     user: &UserInfo,
     request: Value,
@@ -359,7 +363,7 @@ async fn list(
     .await
 }
 
-async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+pub(crate) async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
     read(s, user, request, |i, sc, r, limits| {
         spaceone_query::api::stat(i, sc, r, Utc::now(), limits)
     })
@@ -374,7 +378,11 @@ async fn stat(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, Ap
 /// The first attempt writes from the index's copy of the job (one round trip); only when that copy
 /// is stale (409) is the job read fresh and the write retried. A terminal state in the index is
 /// final, so it is answered without a round trip.
-async fn cancel(s: &ApiState, user: &UserInfo, request: Value) -> Result<Value, ApiError> {
+pub(crate) async fn cancel(
+    s: &ApiState,
+    user: &UserInfo,
+    request: Value,
+) -> Result<Value, ApiError> {
     let fields = request.as_object().into_iter().flat_map(|m| m.keys());
     if let Some(unknown) = fields
         .into_iter()

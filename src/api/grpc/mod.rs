@@ -251,7 +251,7 @@ impl job::job_server::Job for JobGrpc {
 }
 
 /// The gRPC services of the API: Job, health (SERVING) and reflection v1alpha and v1, listing
-/// Job and `grpc.health.v1.Health` (every listed name resolves).
+/// the Job service (which resolves, with its imports).
 pub fn routes(
     state: ApiState,
     request_timeout: Duration,
@@ -266,9 +266,13 @@ pub fn routes(
             .set_serving::<job::job_server::JobServer<JobGrpc>>()
             .await;
     });
+    // Only the Job service is listed: spaceone-core 1.x clients (spacectl 1.8) import a Python
+    // stub module for every listed service and fail on any other; the health service's
+    // descriptors are still served by symbol and file name.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .include_reflection_service(false)
+            .with_service_name(SERVICE)
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };

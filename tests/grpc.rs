@@ -873,10 +873,12 @@ fn spacectl_line(w: &World, line: &str, to_cancel: &str) {
         "-p",
         &format!("domain_id={d1}"),
     ]);
-    // (2.x: "The api_key is not set or incorrect."; 1.x prints the SpaceONE error.)
+    // What each line prints for the server's ERROR_AUTHENTICATE_FAILURE (UNAUTHENTICATED):
+    // 2.x "The api_key is not set or incorrect.", 1.x (execute.py) "The api_key of spaceconfig
+    // is not set.".
     assert!(
         (text.contains("The api_key is not set or incorrect.")
-            || text.contains("ERROR_AUTHENTICATE_FAILURE"))
+            || text.contains("The api_key of spaceconfig is not set."))
             && !text.contains("job-aaa111"),
         "spacectl {line}, wrong token: {text}"
     );

@@ -103,6 +103,13 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
             "--set",
             "domainRoles={domain-a,domain-b},controller.jobTimeout=120,api.replicas=3",
         ],
+        // The plaintext gRPC port: flag, container and Service port, gRPC probe, NetworkPolicy.
+        vec![
+            "--set",
+            "api.grpc.plaintext.enabled=true,networkPolicy.enabled=true",
+            "--set-json",
+            r#"api.grpc.plaintext.allowFrom=[{"podSelector":{"matchLabels":{"app":"spaceone"}}}]"#,
+        ],
     ] {
         let mut args = vec![
             "template",

@@ -9,6 +9,7 @@ pub mod caller;
 pub mod cancel;
 pub mod error;
 pub mod fields;
+pub mod grpc;
 pub mod index;
 pub mod labels;
 pub mod pool;
@@ -32,6 +33,8 @@ pub use service::JobService;
 pub struct ApiOptions {
     /// HTTPS address of the SpaceONE and aggregated APIs.
     pub addr: SocketAddr,
+    /// Plaintext (h2c) address of the gRPC Job service, when it is served there too.
+    pub grpc_plaintext_addr: Option<SocketAddr>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     /// Host names for a generated serving certificate (when no files are given).
@@ -180,11 +183,40 @@ pub async fn run(
         metrics,
     );
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE and aggregated APIs over HTTPS");
-    let app = router(state, options.request_timeout);
-    let server = crate::auth::serve(listener, tls, app, options.server.clone(), shutdown);
+    tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE REST, gRPC and aggregated APIs over HTTPS");
+    let grpc_routes = grpc::routes(state.clone(), options.request_timeout)?;
+    let app = grpc::by_content_type(router(state, options.request_timeout), grpc_routes.clone());
+    // One shutdown signal for both servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let plaintext = match options.grpc_plaintext_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "serving the gRPC Job service over plaintext HTTP/2 (h2c)");
+            let serving = grpc::serve_plaintext(
+                listener,
+                grpc_routes,
+                options.server.clone(),
+                stopped(stop_rx.clone()),
+            );
+            futures::future::Either::Left(serving)
+        }
+        None => futures::future::Either::Right(std::future::ready(Ok(()))),
+    };
+    let server = crate::auth::serve(listener, tls, app, options.server.clone(), stopped(stop_rx));
+    // Both servers end together, on shutdown.
+    let servers = async {
+        let (tls, plain) = tokio::join!(server, plaintext);
+        tls.and(plain)
+    };
     tokio::select! {
-        served = server => served?,
+        served = servers => served?,
         ended = &mut index_task => {
             return Err(format!("the job index stopped following the API server: {ended:?}").into());
         }

@@ -1,0 +1,541 @@
+//! SpaceONE's own protocol: `spaceone.api.cost_analysis.v1.Job` over gRPC (tonic), with server
+//! reflection (v1alpha, which spacectl needs, and v1) and the standard health service.
+//!
+//! The adapter only decodes, calls [`backend::call`] and encodes: a request message becomes the
+//! JSON request the REST adapter passes ([`convert`]), the answer becomes JobInfo / JobsInfo /
+//! `google.protobuf.Struct`, and an error becomes the gRPC status of SpaceONE's table with the
+//! details `"ERROR_CODE: message"`. The caller is the Kubernetes ServiceAccount token in the
+//! `token` metadata (TokenReview, then the same per-domain SubjectAccessReview as REST).
+//!
+//! Served on the HTTPS port (requests with `content-type: application/grpc*` are routed here,
+//! see [`routes`] and `api::run`) and, when asked for, on a plaintext HTTP/2 (h2c) port for
+//! in-cluster SpaceONE services that dial `grpc://` ([`serve_plaintext`]).
+
+pub mod backend;
+pub mod convert;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use super::JobService;
+use super::error::ServiceError;
+use crate::auth::{PeerIdentity, UserInfo};
+use backend::{Answer, Method};
+
+/// The generated messages, server and client. Generated code is not held to the workspace's
+/// panic lints; it decodes with prost, which returns errors for malformed input.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects,
+    missing_docs
+)]
+pub mod pb {
+    pub mod spaceone {
+        pub mod api {
+            pub mod core {
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/spaceone.api.core.v1.rs"));
+                }
+            }
+            pub mod cost_analysis {
+                pub mod v1 {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/spaceone.api.cost_analysis.v1.rs"
+                    ));
+                }
+            }
+        }
+    }
+    pub mod google {
+        pub mod api {
+            include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
+        }
+    }
+    pub use spaceone::api::core::v1 as core;
+    pub use spaceone::api::cost_analysis::v1 as job;
+
+    /// The compiled `proto/` files (job.proto and its imports), for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/spaceone_descriptor.bin"));
+}
+
+use pb::job;
+
+/// The fully qualified name of the Job service.
+pub const SERVICE: &str = "spaceone.api.cost_analysis.v1.Job";
+
+/// Largest request message accepted, the same as a REST body.
+pub const MAX_MESSAGE: usize = super::body::MAX_BODY;
+
+/// The Job service: the adapter around [`backend::call`].
+#[derive(Clone)]
+pub struct JobGrpc {
+    state: JobService,
+    request_timeout: Duration,
+}
+
+/// SpaceONE's error as a gRPC status: the code of SpaceONE's table and the details
+/// `"ERROR_CODE: message"` (clients split at the first colon).
+pub fn status_of(e: &ServiceError) -> Status {
+    use spaceone_query::GrpcCode as G;
+    let s = e.spaceone();
+    let code = match s.grpc {
+        G::InvalidArgument => tonic::Code::InvalidArgument,
+        G::NotFound => tonic::Code::NotFound,
+        G::AlreadyExists => tonic::Code::AlreadyExists,
+        G::PermissionDenied => tonic::Code::PermissionDenied,
+        G::Unauthenticated => tonic::Code::Unauthenticated,
+        G::Unavailable => tonic::Code::Unavailable,
+        G::Internal => tonic::Code::Internal,
+    };
+    Status::new(code, format!("{}: {}", s.code, s.message))
+}
+
+/// The caller's `token` metadata, checked with a TokenReview (cached like REST's bearer tokens).
+/// Identity headers never count on gRPC.
+async fn caller(
+    state: &JobService,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<UserInfo, ServiceError> {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = metadata
+        .get("token")
+        .and_then(|t| t.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let value = axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ServiceError::Unauthenticated("malformed token".into()))?;
+        headers.insert(axum::http::header::AUTHORIZATION, value);
+    } else {
+        return Err(ServiceError::Unauthenticated("no token metadata".into()));
+    }
+    state.authenticate(&PeerIdentity::default(), &headers).await
+}
+
+fn meta_domain(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get("x_domain_id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+impl JobGrpc {
+    pub fn new(state: JobService, request_timeout: Duration) -> Self {
+        JobGrpc {
+            state,
+            request_timeout,
+        }
+    }
+
+    /// Authenticates, builds the JSON request, calls the service within the time budget.
+    async fn run<M>(
+        &self,
+        method: Method,
+        request: Request<M>,
+        decode: impl FnOnce(&M, Option<&str>) -> Value,
+    ) -> Result<Answer, Status> {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.request_timeout, async {
+            let user = caller(&self.state, request.metadata()).await?;
+            let domain = meta_domain(request.metadata());
+            let body = decode(request.get_ref(), domain.as_deref());
+            backend::call(&self.state, &user, method, body).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(ServiceError::Unavailable(format!(
+                "the request took longer than {}s",
+                self.request_timeout.as_secs()
+            )))
+        });
+        let code = match &answer {
+            Ok(_) => 200,
+            Err(e) => e.spaceone().grpc.http_status(),
+        };
+        let labels = crate::metrics::RequestLabels {
+            route: format!("/{SERVICE}/{}", method.name()),
+            code,
+        };
+        self.state
+            .metrics()
+            .api_requests
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        answer.map_err(|e| status_of(&e))
+    }
+}
+
+fn internal(what: &str) -> Status {
+    status_of(&ServiceError::Internal(format!(
+        "could not encode the {what}"
+    )))
+}
+
+fn job_info(answer: Answer) -> Result<Response<job::JobInfo>, Status> {
+    match answer {
+        Answer::Json(v) => convert::job_info(v),
+        Answer::Text(t) => serde_json::from_slice(&t).ok().and_then(convert::job_info),
+    }
+    .map(Response::new)
+    .ok_or_else(|| internal("JobInfo"))
+}
+
+#[tonic::async_trait]
+impl job::job_server::Job for JobGrpc {
+    async fn cancel(
+        &self,
+        request: Request<job::JobRequest>,
+    ) -> Result<Response<job::JobInfo>, Status> {
+        job_info(
+            self.run(Method::Cancel, request, convert::job_request)
+                .await?,
+        )
+    }
+
+    async fn get(
+        &self,
+        request: Request<job::GetJobRequest>,
+    ) -> Result<Response<job::JobInfo>, Status> {
+        job_info(
+            self.run(Method::Get, request, convert::get_job_request)
+                .await?,
+        )
+    }
+
+    async fn list(
+        &self,
+        request: Request<job::JobQuery>,
+    ) -> Result<Response<job::JobsInfo>, Status> {
+        let jobs = match self.run(Method::List, request, convert::job_query).await? {
+            Answer::Text(t) => convert::jobs_info(&t),
+            Answer::Json(v) => serde_json::to_vec(&v)
+                .ok()
+                .and_then(|t| convert::jobs_info(&t)),
+        };
+        jobs.map(Response::new).ok_or_else(|| internal("JobsInfo"))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<job::JobStatQuery>,
+    ) -> Result<Response<prost_types::Struct>, Status> {
+        let value = match self
+            .run(Method::Stat, request, convert::job_stat_query)
+            .await?
+        {
+            Answer::Json(v) => Some(v),
+            Answer::Text(t) => serde_json::from_slice(&t).ok(),
+        };
+        match value {
+            Some(Value::Object(m)) => Ok(Response::new(convert::to_struct(m))),
+            _ => Err(internal("Struct")),
+        }
+    }
+}
+
+/// The gRPC services of the API: Job, health (SERVING) and reflection v1alpha and v1, listing
+/// the Job service (which resolves, with its imports).
+pub fn routes(
+    state: JobService,
+    request_timeout: Duration,
+) -> Result<axum::Router, Box<dyn std::error::Error + Send + Sync>> {
+    let job = job::job_server::JobServer::new(JobGrpc::new(state, request_timeout))
+        .max_decoding_message_size(MAX_MESSAGE);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    // The overall status ("") is SERVING from the start; the Job service by name too.
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        reporter
+            .set_serving::<job::job_server::JobServer<JobGrpc>>()
+            .await;
+    });
+    // Only the Job service is listed: spaceone-core 1.x clients (spacectl 1.8) import a Python
+    // stub module for every listed service and fail on any other; the health service's
+    // descriptors are still served by symbol and file name.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .with_service_name(SERVICE)
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1alpha = reflection().build_v1alpha()?;
+    let v1 = reflection().build_v1()?;
+    Ok(tonic::service::Routes::new(job)
+        .add_service(health)
+        .add_service(v1alpha)
+        .add_service(v1)
+        .prepare()
+        .into_axum_router())
+}
+
+/// Whether a request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, ...).
+pub fn is_grpc<B>(request: &axum::http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// One router for the HTTPS port: gRPC requests go to `grpc`, everything else to `rest`.
+pub fn by_content_type(rest: axum::Router, grpc: axum::Router) -> axum::Router {
+    use tower::ServiceExt;
+    let dispatch = tower::service_fn(move |request: axum::extract::Request| {
+        let target = if is_grpc(&request) {
+            grpc.clone()
+        } else {
+            rest.clone()
+        };
+        target.oneshot(request)
+    });
+    axum::Router::new().fallback_service(dispatch)
+}
+
+/// Serves `grpc` over plaintext HTTP/2 (h2c, prior knowledge) until `shutdown` resolves, bounded
+/// like the HTTPS port (connections, streams per connection, header size, idle time).
+pub async fn serve_plaintext(
+    listener: tokio::net::TcpListener,
+    grpc: axum::Router,
+    limits: crate::auth::ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%remote, "connection limit reached; closing the new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (grpc, mut stop, limits) = (grpc.clone(), stop_rx.clone(), limits.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    grpc.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+                .keep_alive_interval(Some(limits.idle_timeout))
+                .keep_alive_timeout(Duration::from_secs(20));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r { tracing::debug!(%remote, error = %e, "connection ended"); }
+                    return;
+                }
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        });
+    }
+    tracing::info!("plaintext gRPC server stopping; finishing open connections");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+    use super::*;
+    use prost::Message;
+    use serde_json::json;
+
+    fn label(l: i32) -> &'static str {
+        match l {
+            1 => "optional",
+            2 => "required",
+            _ => "repeated",
+        }
+    }
+
+    fn message(
+        m: &prost_types::DescriptorProto,
+        prefix: &str,
+        messages: &mut serde_json::Map<String, Value>,
+        enums: &mut serde_json::Map<String, Value>,
+    ) {
+        let full = format!("{prefix}.{}", m.name());
+        let fields: Vec<Value> = m
+            .field
+            .iter()
+            .map(|f| {
+                json!({
+                    "name": f.name(),
+                    "number": f.number(),
+                    "label": label(f.label.unwrap_or(1)),
+                    "type": f.r#type().as_str_name(),
+                    "type_name": f.type_name(),
+                    "oneof": f.oneof_index.map(|i| m.oneof_decl[i as usize].name()),
+                })
+            })
+            .collect();
+        messages.insert(full.clone(), Value::Array(fields));
+        for e in &m.enum_type {
+            let values: serde_json::Map<String, Value> = e
+                .value
+                .iter()
+                .map(|v| (v.name().to_string(), json!(v.number())))
+                .collect();
+            enums.insert(format!("{full}.{}", e.name()), Value::Object(values));
+        }
+        for n in &m.nested_type {
+            message(n, &full, messages, enums);
+        }
+    }
+
+    /// The same canonical form as hack/proto_published.py prints.
+    fn canonical(fd: &prost_types::FileDescriptorProto) -> Value {
+        let prefix = format!(".{}", fd.package());
+        let (mut messages, mut enums) = (serde_json::Map::new(), serde_json::Map::new());
+        for m in &fd.message_type {
+            message(m, &prefix, &mut messages, &mut enums);
+        }
+        let services: serde_json::Map<String, Value> = fd
+            .service
+            .iter()
+            .map(|s| {
+                let methods: serde_json::Map<String, Value> = s
+                    .method
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.name().to_string(),
+                            json!([m.input_type(), m.output_type()]),
+                        )
+                    })
+                    .collect();
+                (format!("{prefix}.{}", s.name()), Value::Object(methods))
+            })
+            .collect();
+        json!({"name": fd.name(), "package": fd.package(), "dependency": fd.dependency,
+               "messages": messages, "enums": enums, "services": services})
+    }
+
+    /// Our protos against the descriptors the published spaceone-api 1.8.7 embeds
+    /// (proto/published.json, made by hack/proto_published.py): every published message, field
+    /// (name, number, label, type, oneof), enum and method is ours unchanged. The only additions
+    /// are the StatisticsAggregate stages of cloudforet-io/api 45ba07a1 the spec asks for.
+    #[test]
+    fn protos_match_the_published_descriptors() {
+        let published: Value =
+            serde_json::from_str(include_str!("../../../proto/published.json")).unwrap();
+        let ours = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+        for want in published["files"].as_array().unwrap() {
+            let name = want["name"].as_str().unwrap();
+            let fd = ours.file.iter().find(|f| f.name() == name).unwrap();
+            let mut got = canonical(fd);
+            // The additions of 45ba07a1, and nothing else.
+            let messages = got["messages"].as_object_mut().unwrap();
+            if name == "spaceone/api/core/v1/query.proto" {
+                assert!(
+                    messages
+                        .remove(".spaceone.api.core.v1.AggregateProject")
+                        .is_some()
+                );
+                assert!(
+                    messages
+                        .remove(".spaceone.api.core.v1.AggregateProjectField")
+                        .is_some()
+                );
+                let stages = messages[".spaceone.api.core.v1.StatisticsAggregate"]
+                    .as_array_mut()
+                    .unwrap();
+                let added: Vec<Value> = stages.drain(4..).collect();
+                assert_eq!(
+                    added
+                        .iter()
+                        .map(|f| (f["name"].clone(), f["number"].clone()))
+                        .collect::<Vec<_>>(),
+                    vec![
+                        (json!("project"), json!(5)),
+                        (json!("limit"), json!(6)),
+                        (json!("skip"), json!(7))
+                    ]
+                );
+            }
+            for key in ["name", "package", "dependency", "enums", "services"] {
+                assert_eq!(got[key], want[key], "{name}: {key}");
+            }
+            let (g, w) = (
+                got["messages"].as_object().unwrap(),
+                want["messages"].as_object().unwrap(),
+            );
+            let names = |m: &serde_json::Map<String, Value>| {
+                m.keys().cloned().collect::<std::collections::BTreeSet<_>>()
+            };
+            assert_eq!(names(g), names(w), "{name}");
+            for (m, fields) in w {
+                assert_eq!(&g[m], fields, "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_carry_spaceone_codes_in_the_details() {
+        let s = status_of(&ServiceError::job_state("SUCCESS"));
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert_eq!(
+            s.message(),
+            "ERROR_JOB_STATE: Only running jobs can be canceled. (job_state = SUCCESS)"
+        );
+        let s = status_of(&ServiceError::Unauthenticated("x".into()));
+        assert_eq!(s.code(), tonic::Code::Unauthenticated);
+        assert!(s.message().starts_with("ERROR_AUTHENTICATE_FAILURE: "));
+        assert_eq!(
+            status_of(&ServiceError::from(crate::auth::AuthError::Forbidden(
+                "x".into()
+            )))
+            .code(),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            status_of(&ServiceError::Unavailable("busy".into())).code(),
+            tonic::Code::Unavailable
+        );
+    }
+}

@@ -1,0 +1,886 @@
+//! The gRPC Job service against the real control plane: generated-client round trips for every
+//! method and error class (on the plaintext port and on the HTTPS port by content type), gRPC
+//! answers equal to REST answers over the spec's vectors, reflection (v1alpha and v1) and health,
+//! and spacectl itself (PyPI, pinned) listing, getting, stating and canceling jobs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
+
+mod support;
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cost_analysis_operator::api::grpc::pb;
+use pb::job::job_client::JobClient;
+use prost::Message;
+use serde_json::{Value, json};
+use support::{Operator, cluster, eventually, free_port};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Shim {
+    _op: Operator,
+    port: u16,
+    grpc_port: u16,
+    tls: support::ServingCert,
+}
+
+/// One `run` process (controller + API shim with the plaintext gRPC port) for this binary.
+fn shim() -> &'static Shim {
+    static SHIM: OnceLock<Shim> = OnceLock::new();
+    SHIM.get_or_init(|| {
+        let c = cluster();
+        let (port, grpc_port) = (free_port(), free_port());
+        let tls = support::serving_cert(&c.dir, "grpc-shim", "cost-analysis-system");
+        let identity = format!("grpc-{}", std::process::id());
+        let op = Operator::start_command(
+            c,
+            "run",
+            &identity,
+            &[
+                "--api-addr",
+                &format!("127.0.0.1:{port}"),
+                "--grpc-plaintext-addr",
+                &format!("127.0.0.1:{grpc_port}"),
+                "--tls-cert-file",
+                &tls.cert.to_string_lossy(),
+                "--tls-key-file",
+                &tls.key.to_string_lossy(),
+            ],
+        );
+        support::wait_for_leader(c, &identity, Duration::from_secs(60));
+        Shim {
+            _op: op,
+            port,
+            grpc_port,
+            tls,
+        }
+    })
+}
+
+async fn plaintext() -> Channel {
+    let url = format!("http://127.0.0.1:{}", shim().grpc_port);
+    eventually(WAIT, "the plaintext gRPC port", || {
+        let url = url.clone();
+        async move {
+            Endpoint::from_shared(url)
+                .unwrap()
+                .connect_timeout(Duration::from_secs(3))
+                .connect()
+                .await
+                .ok()
+        }
+    })
+    .await
+}
+
+async fn over_tls() -> Channel {
+    let s = shim();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&s.tls.pem))
+        .domain_name("localhost");
+    Endpoint::from_shared(format!("https://127.0.0.1:{}", s.port))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS gRPC channel")
+}
+
+fn with_token<M>(message: M, token: Option<&str>) -> tonic::Request<M> {
+    let mut r = tonic::Request::new(message);
+    if let Some(t) = token {
+        r.metadata_mut().insert("token", t.parse().unwrap());
+    }
+    r
+}
+
+struct World {
+    ns: String,
+    reader: String,
+    canceler: String,
+    nobody: String,
+    both: String,
+}
+
+fn job(name: &str, domain: &str, tasks: &[&str]) -> String {
+    let items: String = tasks.iter().map(|t| format!("\n  - id: {t}")).collect();
+    format!(
+        "---\napiVersion: cost-analysis.spaceone.dev/v1\nkind: CostAnalysisJob\nmetadata:\n  name: {name}\nspec:\n  domainId: {domain}\n  dataSourceId: ds-1\n  tasks:{items}\n"
+    )
+}
+
+/// A namespace with jobs in two domains (names of the spec's fixture) and ServiceAccounts:
+/// reader (get d1), canceler (get + cancel d1), both (get d1 and d2), nobody.
+async fn world(prefix: &str) -> World {
+    let c = cluster();
+    shim();
+    let ns = c.namespace(prefix);
+    let (d1, d2) = (format!("{ns}-d1"), format!("{ns}-d2"));
+    let mut yaml = String::new();
+    for (name, domain, tasks) in [
+        ("job-aaa111", &d1, &["t1", "t2"][..]),
+        ("job-bbb222", &d1, &["t1"][..]),
+        ("job-ccc333", &d1, &["t1"][..]),
+        ("job-ddd444", &d1, &["t1", "t2", "t3"][..]),
+        ("job-eee555", &d1, &["t1"][..]),
+        ("job-fff666", &d1, &["t1", "t2"][..]),
+        ("job-ggg777", &d2, &["t1"][..]),
+    ] {
+        yaml += &job(name, domain, tasks);
+    }
+    let out = c.apply_yaml(&ns, &yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let role = |name: &str, domains: &[&str], verbs: &str| {
+        format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {ns}-{name}}}\nrules:\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [domains]\n  resourceNames: [{}]\n  verbs: [{verbs}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {ns}-{name}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-{name}}}\nsubjects: [{{kind: ServiceAccount, name: {name}, namespace: {ns}}}]\n",
+            domains.join(", ")
+        )
+    };
+    let rbac = role("reader", &[&d1], "get")
+        + &role("canceler", &[&d1], "get, cancel")
+        + &role("both", &[&d1, &d2], "get");
+    for sa in ["reader", "canceler", "both", "nobody"] {
+        c.kubectl_ok(&["create", "serviceaccount", sa, "-n", &ns]);
+    }
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = |sa: &str| {
+        c.kubectl_ok(&["create", "token", sa, "-n", &ns, "--duration", "2h"])
+            .trim()
+            .to_string()
+    };
+    let w = World {
+        reader: token("reader"),
+        canceler: token("canceler"),
+        nobody: token("nobody"),
+        both: token("both"),
+        ns,
+    };
+    // The index holds the jobs, and every job has been given its first status by the controller
+    // (IN_PROGRESS), once the list says so.
+    let client = JobClient::new(plaintext().await);
+    let (token, domain) = (w.reader.clone(), d(&w, 1));
+    eventually(WAIT, "the index to hold six IN_PROGRESS jobs", || {
+        let (mut client, token, domain) = (client.clone(), token.clone(), domain.clone());
+        async move {
+            let r = client
+                .list(with_token(
+                    pb::job::JobQuery {
+                        domain_id: domain,
+                        status: pb::job::job_query::Status::InProgress as i32,
+                        ..Default::default()
+                    },
+                    Some(&token),
+                ))
+                .await
+                .ok()?;
+            (r.get_ref().total_count == 6).then_some(())
+        }
+    })
+    .await;
+    w
+}
+
+fn d(w: &World, n: u8) -> String {
+    format!("{}-d{n}", w.ns)
+}
+
+fn details(s: &tonic::Status) -> (tonic::Code, String) {
+    (s.code(), s.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_method_round_trips_and_every_error_class_is_spaceones() {
+    let w = world("grpc-rt").await;
+    let (d1, d2) = (d(&w, 1), d(&w, 2));
+    for channel in [plaintext().await, over_tls().await] {
+        let mut c = JobClient::new(channel);
+
+        // list, with a query: filter, sort, page, only.
+        let q = pb::core::Query {
+            filter: vec![pb::core::Filter {
+                key_alias: Some(pb::core::filter::KeyAlias::K("job_id".into())),
+                value_alias: Some(pb::core::filter::ValueAlias::V(prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue("job-".into())),
+                })),
+                operator_alias: Some(pb::core::filter::OperatorAlias::O("contain".into())),
+            }],
+            sort: Some(pb::core::Sort {
+                key: "job_id".into(),
+                ..Default::default()
+            }),
+            page: Some(pb::core::Page { start: 1, limit: 2 }),
+            ..Default::default()
+        };
+        let r = c
+            .list(with_token(
+                pb::job::JobQuery {
+                    query: Some(q),
+                    domain_id: d1.clone(),
+                    ..Default::default()
+                },
+                Some(&w.reader),
+            ))
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(r.total_count, 6);
+        let ids: Vec<_> = r.results.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(ids, ["job-aaa111", "job-bbb222"]);
+        assert_eq!(r.results[0].domain_id, d1);
+        assert_eq!(r.results[0].total_tasks, 2);
+        assert_eq!(
+            r.results[0].status,
+            pb::job::job_info::Status::InProgress as i32
+        );
+        assert!(!r.results[0].created_at.is_empty());
+
+        // get, with `only`, the domain from x_domain_id metadata.
+        let mut req = with_token(
+            pb::job::GetJobRequest {
+                job_id: "job-ddd444".into(),
+                only: vec!["job_id".into(), "total_tasks".into()],
+                ..Default::default()
+            },
+            Some(&w.reader),
+        );
+        req.metadata_mut()
+            .insert("x_domain_id", d1.parse().unwrap());
+        let j = c.get(req).await.expect("get").into_inner();
+        assert_eq!(j.job_id, "job-ddd444");
+        assert_eq!(j.total_tasks, 3);
+        assert_eq!(j.domain_id, "", "only job_id and total_tasks");
+
+        // stat: a group with a count, as a Struct.
+        let agg = |a| pb::core::StatisticsAggregate {
+            aggregate_alias: Some(a),
+        };
+        use pb::core::statistics_aggregate::AggregateAlias as A;
+        let sq = pb::core::StatisticsQuery {
+            aggregate: vec![
+                agg(A::Group(pb::core::AggregateGroup {
+                    keys: vec![pb::core::AggregateGroupKey {
+                        key_alias: Some(pb::core::aggregate_group_key::KeyAlias::Key(
+                            "status".into(),
+                        )),
+                        name_alias: Some(pb::core::aggregate_group_key::NameAlias::Name(
+                            "status".into(),
+                        )),
+                        ..Default::default()
+                    }],
+                    fields: vec![pb::core::AggregateGroupField {
+                        name_alias: Some(pb::core::aggregate_group_field::NameAlias::Name(
+                            "n".into(),
+                        )),
+                        operator_alias: Some(
+                            pb::core::aggregate_group_field::OperatorAlias::Operator(
+                                "count".into(),
+                            ),
+                        ),
+                        ..Default::default()
+                    }],
+                })),
+                agg(A::Limit(5)),
+            ],
+            ..Default::default()
+        };
+        let s = c
+            .stat(with_token(
+                pb::job::JobStatQuery {
+                    query: Some(sq),
+                    domain_id: d1.clone(),
+                },
+                Some(&w.reader),
+            ))
+            .await
+            .expect("stat")
+            .into_inner();
+        let s = cost_analysis_operator::api::grpc::convert::from_struct(&s);
+        assert_eq!(
+            s,
+            json!({"results": [{"status": "IN_PROGRESS", "n": 6}]}),
+            "{s}"
+        );
+
+        // Error classes. Unauthenticated: no token, a bad token.
+        let list_d1 = || pb::job::JobQuery {
+            domain_id: d1.clone(),
+            ..Default::default()
+        };
+        for token in [None, Some("not-a-token")] {
+            let e = c.list(with_token(list_d1(), token)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+            assert!(
+                e.message().starts_with("ERROR_AUTHENTICATE_FAILURE: "),
+                "{e:?}"
+            );
+        }
+        // Permission denied: a foreign domain, or no RBAC at all.
+        for (token, domain) in [(&w.reader, &d2), (&w.nobody, &d1)] {
+            let e = c
+                .list(with_token(
+                    pb::job::JobQuery {
+                        domain_id: domain.clone(),
+                        ..Default::default()
+                    },
+                    Some(token),
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                details(&e),
+                (
+                    tonic::Code::PermissionDenied,
+                    "ERROR_PERMISSION_DENIED: Permission denied.".into()
+                )
+            );
+        }
+        // Invalid argument: a required parameter, a bad operator, the seed's NOT_FOUND.
+        let e = c
+            .list(with_token(pb::job::JobQuery::default(), Some(&w.reader)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            details(&e),
+            (
+                tonic::Code::InvalidArgument,
+                "ERROR_REQUIRED_PARAMETER: Required parameter. (key = domain_id)".into()
+            )
+        );
+        let e = c
+            .get(with_token(
+                pb::job::GetJobRequest {
+                    job_id: "job-zzz".into(),
+                    domain_id: d1.clone(),
+                    ..Default::default()
+                },
+                Some(&w.reader),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().starts_with("ERROR_NOT_FOUND: "), "{e:?}");
+        // Internal: canceling a job that is no longer running (ERROR_JOB_STATE).
+        // Permission: a reader may not cancel.
+        let e = c
+            .cancel(with_token(
+                pb::job::JobRequest {
+                    job_id: "job-aaa111".into(),
+                    domain_id: d1.clone(),
+                },
+                Some(&w.reader),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        // Too large a message.
+        let e = c
+            .list(with_token(
+                pb::job::JobQuery {
+                    domain_id: d1.clone(),
+                    job_id: "x".repeat(2 << 20),
+                    ..Default::default()
+                },
+                Some(&w.reader),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::OutOfRange, "{e:?}");
+    }
+
+    // cancel (the one write), then ERROR_JOB_STATE on the second one.
+    let mut c = JobClient::new(plaintext().await);
+    let cancel = || {
+        with_token(
+            pb::job::JobRequest {
+                job_id: "job-bbb222".into(),
+                domain_id: d1.clone(),
+            },
+            Some(&w.canceler),
+        )
+    };
+    let j = c.cancel(cancel()).await.expect("cancel").into_inner();
+    assert_eq!(j.status, pb::job::job_info::Status::Canceled as i32);
+    assert_eq!(j.job_id, "job-bbb222");
+    let e = c.cancel(cancel()).await.unwrap_err();
+    assert_eq!(
+        details(&e),
+        (
+            tonic::Code::Internal,
+            "ERROR_JOB_STATE: Only running jobs can be canceled. (job_state = CANCELED)".into()
+        )
+    );
+}
+
+/// The protobuf form of a JSON request, as SpaceONE's REST proxy makes it (`ParseDict`):
+/// `None` when the JSON cannot be one (unknown field, wrong type), which only REST can send.
+fn parse_dict(message: &str, request: &Value) -> Option<Vec<u8>> {
+    let pool = prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let desc = pool.get_message_by_name(message).unwrap();
+    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(true);
+    let m =
+        prost_reflect::DynamicMessage::deserialize_with_options(desc, request, &options).ok()?;
+    Some(m.encode_to_vec())
+}
+
+/// A protobuf answer as proto3 JSON with the proto field names (`MessageToDict`).
+fn message_to_dict(message: &str, bytes: &[u8]) -> Value {
+    let pool = prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let desc = pool.get_message_by_name(message).unwrap();
+    let m = prost_reflect::DynamicMessage::decode(desc, bytes).unwrap();
+    let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
+    m.serialize_with_options(serde_json::value::Serializer, &options)
+        .unwrap()
+}
+
+/// Numbers compared by value: Struct numbers are doubles, REST JSON writes integers.
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64().map(|f| (f * 1e9).round() / 1e9)),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// A JobInfo / JobsInfo in proto3 JSON terms: a field at its default value ("", 0, [], false) is
+/// the same as an absent one (REST writes `results: []` and `total_count: 0`, gRPC cannot tell).
+fn without_defaults(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| {
+                    !matches!(v, Value::Null | Value::Bool(false))
+                        && v.as_str() != Some("")
+                        && v.as_f64() != Some(0.0)
+                        && v.as_array().is_none_or(|a| !a.is_empty())
+                })
+                .map(|(k, v)| (k.clone(), without_defaults(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_defaults).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A REST call with curl, as tests/api.rs makes them.
+fn rest(path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let s = shim();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&s.tls.cert)
+        .args(["-X", "POST", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(body.to_string())
+        .arg(format!("https://127.0.0.1:{}{path}", s.port))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// gRPC answers equal REST answers for the same requests: every list, get and stat request of
+/// the spec's vectors (crates/spaceone-query/tests/fixtures/vectors.json), over the spec's job
+/// names in two domains of this cluster. Errors compare as (gRPC code of the REST status, code,
+/// message).
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_answers_equal_rest_answers_over_the_spec_vectors() {
+    let w = world("grpc-vec").await;
+    let (d1, d2) = (d(&w, 1), d(&w, 2));
+    let vectors: Vec<Value> = serde_json::from_str(include_str!(
+        "../crates/spaceone-query/tests/fixtures/vectors.json"
+    ))
+    .unwrap();
+    let mut client = JobClient::new(plaintext().await);
+    let (mut compared, mut rest_only, mut failures) = (0, 0, Vec::new());
+    for v in &vectors {
+        let (Some(verb), Some(request)) = (v["verb"].as_str(), v.get("request")) else {
+            continue;
+        };
+        let id = v["id"].as_str().unwrap_or("?");
+        let text = request
+            .to_string()
+            .replace("\"domain-1\"", &format!("\"{d1}\""))
+            .replace("\"domain-2\"", &format!("\"{d2}\""));
+        let request: Value = serde_json::from_str(&text).unwrap();
+        let (input, output) = match verb {
+            "list" => ("JobQuery", "spaceone.api.cost_analysis.v1.JobsInfo"),
+            "get" => ("GetJobRequest", "spaceone.api.cost_analysis.v1.JobInfo"),
+            _ => ("JobStatQuery", "google.protobuf.Struct"),
+        };
+        let Some(bytes) = parse_dict(&format!("spaceone.api.cost_analysis.v1.{input}"), &request)
+        else {
+            rest_only += 1;
+            continue;
+        };
+        let (status, rest_answer) =
+            rest(&format!("/cost-analysis/v1/job/{verb}"), &w.both, &request);
+        let token = Some(w.both.as_str());
+        let grpc: Result<Vec<u8>, tonic::Status> = match verb {
+            "list" => client
+                .list(with_token(
+                    pb::job::JobQuery::decode(&bytes[..]).unwrap(),
+                    token,
+                ))
+                .await
+                .map(|r| r.into_inner().encode_to_vec()),
+            "get" => client
+                .get(with_token(
+                    pb::job::GetJobRequest::decode(&bytes[..]).unwrap(),
+                    token,
+                ))
+                .await
+                .map(|r| r.into_inner().encode_to_vec()),
+            _ => client
+                .stat(with_token(
+                    pb::job::JobStatQuery::decode(&bytes[..]).unwrap(),
+                    token,
+                ))
+                .await
+                .map(|r| r.into_inner().encode_to_vec()),
+        };
+        compared += 1;
+        let same = match (&grpc, status) {
+            (Ok(bytes), 200) if verb == "stat" => {
+                normalize(&message_to_dict(output, bytes)) == normalize(&rest_answer)
+            }
+            (Ok(bytes), 200) => {
+                normalize(&message_to_dict(output, bytes))
+                    == normalize(&without_defaults(&rest_answer))
+            }
+            (Err(e), s) if s != 200 => {
+                let code = match s {
+                    400 | 413 => tonic::Code::InvalidArgument,
+                    401 => tonic::Code::Unauthenticated,
+                    403 => tonic::Code::PermissionDenied,
+                    404 => tonic::Code::NotFound,
+                    409 => tonic::Code::AlreadyExists,
+                    503 => tonic::Code::Unavailable,
+                    _ => tonic::Code::Internal,
+                };
+                let detail = &rest_answer["detail"];
+                let want = format!(
+                    "{}:{}",
+                    detail["code"].as_str().unwrap_or(""),
+                    detail["message"].as_str().unwrap_or("")
+                );
+                e.code() == code && e.message() == want
+            }
+            _ => false,
+        };
+        if !same {
+            failures.push(format!(
+                "{id}: REST {status} {rest_answer}\n  gRPC {:?}",
+                grpc.as_ref().map(|b| message_to_dict(output, b))
+            ));
+        }
+    }
+    eprintln!(
+        "{compared} vectors compared over gRPC and REST; {rest_only} only expressible in REST JSON"
+    );
+    assert!(compared > 100, "too few vectors compared: {compared}");
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    for channel in [plaintext().await, over_tls().await] {
+        let mut r = ServerReflectionClient::new(channel.clone());
+        let ask = |m: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let requests = vec![ask(MessageRequest::ListServices(String::new()))];
+        let mut answers = r
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let answer = answers
+            .message()
+            .await
+            .unwrap()
+            .expect("a ListServices answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("not a ListServices answer");
+        };
+        let mut names: Vec<_> = list.service.iter().map(|s| s.name.clone()).collect();
+        names.sort();
+        // Only the application service is listed (spacectl 1.x imports a stub per listed name).
+        assert_eq!(names, ["spaceone.api.cost_analysis.v1.Job"]);
+        names.push("grpc.health.v1.Health".into());
+        // Every listed name resolves; the Job service's file comes first, its imports are served.
+        for name in &names {
+            let mut answers = r
+                .server_reflection_info(tokio_stream::iter(vec![ask(
+                    MessageRequest::FileContainingSymbol(name.clone()),
+                )]))
+                .await
+                .expect("reflection")
+                .into_inner();
+            let answer = answers.message().await.unwrap().unwrap();
+            let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response
+            else {
+                panic!("{name} does not resolve: {answer:?}");
+            };
+            let first =
+                prost_types::FileDescriptorProto::decode(&files.file_descriptor_proto[0][..])
+                    .unwrap();
+            if name == "spaceone.api.cost_analysis.v1.Job" {
+                assert_eq!(first.name(), "spaceone/api/cost_analysis/v1/job.proto");
+                for dep in &first.dependency {
+                    let mut answers = r
+                        .server_reflection_info(tokio_stream::iter(vec![ask(
+                            MessageRequest::FileByFilename(dep.clone()),
+                        )]))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    let answer = answers.message().await.unwrap().unwrap();
+                    assert!(
+                        matches!(
+                            answer.message_response,
+                            Some(MessageResponse::FileDescriptorResponse(_))
+                        ),
+                        "{dep} not served"
+                    );
+                }
+            }
+        }
+        // v1 answers too.
+        let mut r1 =
+            tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+                channel.clone(),
+            );
+        let mut answers = r1
+            .server_reflection_info(tokio_stream::iter(vec![
+                tonic_reflection::pb::v1::ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(
+                        tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                            String::new(),
+                        ),
+                    ),
+                },
+            ]))
+            .await
+            .expect("reflection v1")
+            .into_inner();
+        assert!(answers.message().await.unwrap().is_some());
+
+        let h = tonic_health::pb::health_client::HealthClient::new(channel);
+        for service in ["", "spaceone.api.cost_analysis.v1.Job"] {
+            eventually(WAIT, "health SERVING", || {
+                let mut h = h.clone();
+                async move {
+                    let r = h
+                        .check(tonic_health::pb::HealthCheckRequest {
+                            service: service.into(),
+                        })
+                        .await
+                        .ok()?;
+                    (r.get_ref().status
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                        .then_some(())
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// spacectl itself, from PyPI, both lines (hack/spacectl.sh: "2" is 2.0.10 with the pins of
+/// shared/spec/spaceone-grpc.md, "1" is 1.8.11 with spaceone-core 1.8.11 and spaceone-api 1.8.7,
+/// the seed's line; the virtualenvs are cached under target/), with HOME in a temporary folder
+/// and the plaintext gRPC port as its endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn spacectl_lists_gets_stats_and_cancels() {
+    let w = world("grpc-ctl").await;
+    for (line, to_cancel) in [("2", "job-eee555"), ("1", "job-fff666")] {
+        spacectl_line(&w, line, to_cancel);
+    }
+}
+
+fn spacectl_line(w: &World, line: &str, to_cancel: &str) {
+    let (d1, d2) = (d(w, 1), d(w, 2));
+    let out = Command::new("bash")
+        .arg(support::root().join("hack/spacectl.sh"))
+        .args(["venv", line])
+        .output()
+        .expect("hack/spacectl.sh");
+    assert!(
+        out.status.success(),
+        "spacectl virtualenv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let home = cluster()
+        .dir
+        .join(format!("spacectl-home-{}-{line}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let spacectl = |args: &[&str]| {
+        let out = Command::new(bin.join("spacectl"))
+            .args(args)
+            .env("HOME", &home)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .expect("spacectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (ok, text) = spacectl(args);
+        assert!(ok, "spacectl {line} {args:?}: {text}");
+        text
+    };
+    let endpoint = format!("grpc://127.0.0.1:{}", shim().grpc_port);
+    let configure = |token: &str| {
+        ok(&["config", "init", "-e", "test"]);
+        ok(&["config", "set", "api_key", token]);
+        ok(&["config", "endpoint", "add", "cost_analysis", &endpoint]);
+    };
+    // spacectl sends the token as metadata; the domain goes in the request (-p domain_id=...).
+    configure(&w.canceler);
+    let listed = ok(&[
+        "list",
+        "cost_analysis.Job",
+        "-p",
+        &format!("domain_id={d1}"),
+        "-o",
+        "json",
+    ]);
+    let listed: Value = serde_json::from_str(listed.trim()).unwrap_or_else(|_| json!(listed));
+    let text = listed.to_string();
+    for id in ["job-aaa111", "job-fff666"] {
+        assert!(text.contains(id), "list: {text}");
+    }
+    assert!(!text.contains("job-ggg777"), "list: {text}");
+    let table = ok(&[
+        "list",
+        "cost_analysis.Job",
+        "-p",
+        &format!("domain_id={d1}"),
+        "-c",
+        "job_id,status",
+    ]);
+    assert!(
+        table.contains("job-ccc333") && table.contains("IN_PROGRESS"),
+        "{table}"
+    );
+
+    let got = ok(&[
+        "get",
+        "cost_analysis.Job",
+        "-p",
+        "job_id=job-ddd444",
+        "-p",
+        &format!("domain_id={d1}"),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        got.contains("\"job-ddd444\"") && got.contains("\"total_tasks\": 3"),
+        "get: {got}"
+    );
+
+    let stat_query = json!({"domain_id": d1, "query": {"aggregate": [
+        {"group": {"keys": [{"key": "status", "name": "status"}],
+                   "fields": [{"name": "n", "operator": "count"}]}}]}});
+    let stat = ok(&[
+        "stat",
+        "cost_analysis.Job",
+        "-j",
+        &stat_query.to_string(),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        stat.contains("IN_PROGRESS") && stat.contains("\"n\": "),
+        "stat: {stat}"
+    );
+
+    let canceled = ok(&[
+        "exec",
+        "cancel",
+        "cost_analysis.Job",
+        "-p",
+        &format!("job_id={to_cancel}"),
+        "-p",
+        &format!("domain_id={d1}"),
+        "-o",
+        "json",
+    ]);
+    assert!(canceled.contains("CANCELED"), "cancel: {canceled}");
+
+    // A foreign domain is refused (spacectl prints the error and still exits 0).
+    let (_, text) = spacectl(&[
+        "list",
+        "cost_analysis.Job",
+        "-p",
+        &format!("domain_id={d2}"),
+    ]);
+    assert!(
+        text.contains("ERROR: Permission denied.") && !text.contains("job-ggg777"),
+        "foreign domain: {text}"
+    );
+    // A wrong token is refused: UNAUTHENTICATED with an ERROR_ code in the details.
+    // A well-formed JWT whose signature is wrong (spacectl 1.x refuses a non-JWT api_key itself).
+    let forged = format!("{}AAAA", w.canceler.trim_end_matches(|c| c != '.'));
+    ok(&["config", "set", "api_key", &forged]);
+    let (_, text) = spacectl(&[
+        "list",
+        "cost_analysis.Job",
+        "-p",
+        &format!("domain_id={d1}"),
+    ]);
+    // What each line prints for the server's ERROR_AUTHENTICATE_FAILURE (UNAUTHENTICATED):
+    // 2.x "The api_key is not set or incorrect.", 1.x (execute.py) "The api_key of spaceconfig
+    // is not set.".
+    assert!(
+        (text.contains("The api_key is not set or incorrect.")
+            || text.contains("The api_key of spaceconfig is not set."))
+            && !text.contains("job-aaa111"),
+        "spacectl {line}, wrong token: {text}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

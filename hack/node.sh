@@ -122,10 +122,13 @@ EOF
   cc -static -Os -o "$d/context/pause" "$d/pause.c" 2>>"$d/build.log" || fail "cannot build the pause binary" node/pause/build
   printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$d/Dockerfile"
   b=(buildah --root "$d/storage" --runroot "$d/run" --storage-driver vfs)
+  local had_containers_dir=0   # buildah push writes /var/lib/containers/cache (see hack/image.sh)
+  [ -e /var/lib/containers ] && had_containers_dir=1
   { "${b[@]}" bud --quiet --pull=never -t localhost/pause:local -f "$d/Dockerfile" "$d/context" &&
     "${b[@]}" push --quiet localhost/pause:local "docker-archive:$d/pause.tar:localhost/pause:local"; } \
     >>"$d/build.log" 2>&1 || fail "cannot build the pause image" node/pause/build
   rm -rf "$d/storage" "$d/run"
+  [ "$had_containers_dir" = 1 ] || rm -rf /var/lib/containers
   ctr_ images import "$d/pause.tar" >>"$d/build.log" 2>&1 || fail "cannot import the pause image" node/pause/build
 }
 

@@ -211,11 +211,12 @@ podLogsDir: $N/pod-logs
 volumePluginDir: $N/kubelet/volume-plugins
 resolvConf: /etc/resolv.conf
 clusterDomain: cluster.local
-# Never collect images (they were imported, nothing can pull them again); never evict for a disk
-# that other builds on this machine fill.
+# Never collect images (they were imported, nothing can pull them again); no eviction and so no
+# disk-pressure taint for a disk that other builds on this machine fill and empty (with 1% thresholds
+# the node was tainted for minutes after a dip, and nothing could be scheduled).
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "50Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+evictionHard: {}
 serializeImagePulls: false
 EOF
   node_kubeconfig() { # file

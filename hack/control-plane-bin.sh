@@ -4,7 +4,10 @@
 # outside the checkout, keyed by tools/versions.env, the wrapper modules and this script, so a fresh
 # clone on the same machine reuses it and a version bump rebuilds. Only the directory goes to stdout;
 # progress goes to stderr.
+# The node binaries (kubelet, kube-scheduler, kube-proxy; same module, same cache directory) are
+# built only when asked for with --node, so a machine that never starts a node never builds them.
 #   usage: hack/control-plane-bin.sh          build if needed, print the bin directory
+#          hack/control-plane-bin.sh --node   the same, plus the node binaries
 #          hack/control-plane-bin.sh sync     after editing tools/versions.env: update tools/*/go.mod
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +27,8 @@ if [ "${1:-}" = sync ]; then
       go mod edit -replace="$m=$m@$staging"
     done
     go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S" \
-      "k8s.io/kubernetes/cmd/kubectl@$K8S"
+      "k8s.io/kubernetes/cmd/kubectl@$K8S" "k8s.io/kubernetes/cmd/kubelet@$K8S" \
+      "k8s.io/kubernetes/cmd/kube-scheduler@$K8S" "k8s.io/kubernetes/cmd/kube-proxy@$K8S"
   ) >&2
   (cd "$root/tools/etcd" && go get -tool "go.etcd.io/etcd/server/v3@$ETCD") >&2
   (cd "$root/tools/helm" && go get -tool "helm.sh/helm/$helm_major/cmd/helm@$HELM") >&2
@@ -45,6 +49,8 @@ if grep -E '^[[:space:]]*k8s\.io/[a-z-]+ => ' "$root/tools/k8s/go.mod" | grep -v
 fi
 
 bins=(etcd helm kubectl kube-apiserver kube-controller-manager)
+node=0
+if [ "${1:-}" = --node ]; then node=1; bins+=(kubelet kube-scheduler kube-proxy); fi
 key=$(cat "$root/tools/versions.env" "$root"/tools/*/go.mod "$root"/tools/*/go.sum "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
 cache=${COST_ANALYSIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cost-analysis-operator}
 out="$cache/bin-$key"
@@ -68,7 +74,7 @@ ldk8s="-s -w \
  -X k8s.io/client-go/pkg/version.gitMajor=1 \
  -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 build() { # dir out pkg ldflags
-  [ -x "$out.tmp/$2" ] && return 0
+  [ -x "$out/$2" ] || [ -x "$out.tmp/$2" ] && return 0
   log "building $2 (first use on this machine; cached afterwards in $out)"
   local t0=$SECONDS
   (cd "$root/tools/$1" && go build -trimpath -ldflags "$4" -o "$out.tmp/$2" "$3") >&2
@@ -79,5 +85,16 @@ build helm helm "helm.sh/helm/$helm_major/cmd/helm" "-s -w -X helm.sh/helm/$helm
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$ldk8s"
 build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldk8s"
 build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$ldk8s"
-rm -rf "$out" && mv "$out.tmp" "$out"
+if [ "$node" = 1 ]; then
+  build k8s kubelet k8s.io/kubernetes/cmd/kubelet "$ldk8s"
+  build k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$ldk8s"
+  build k8s kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$ldk8s"
+fi
+if [ -d "$out" ]; then
+  # The control-plane set is already there: the node binaries join it (no other build touches it).
+  for b in "${bins[@]}"; do [ -x "$out/$b" ] || mv "$out.tmp/$b" "$out/$b"; done
+  rm -rf "$out.tmp"
+else
+  mv "$out.tmp" "$out"
+fi
 echo "$out"

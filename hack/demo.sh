@@ -6,11 +6,18 @@
 # the aggregated API (kubectl) and the SpaceONE REST API (curl with a ServiceAccount token).
 # The control plane and the operator keep running afterwards so you can try things yourself;
 # `hack/demo.sh down` stops everything.
-#   usage: hack/demo.sh [up|down]
+# --in-cluster: the same demo with the operator installed by Helm on a real node instead of run as
+# a local process: a control plane with a node (hack/cluster.sh up --node; root, one per machine),
+# the image built offline and imported, the README's "Install on a cluster" block as written, and
+# the REST API reached through the chart's Service. `hack/demo.sh --in-cluster down` stops it.
+#   usage: hack/demo.sh [--in-cluster] [up|down]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+incluster=0
+if [ "${1:-}" = --in-cluster ]; then incluster=1; shift; fi
 dir="$root/target/demo"
+[ "$incluster" = 1 ] && dir="$root/target/demo-node"
 ns=demo
 
 if [ "${1:-up}" = down ]; then
@@ -21,6 +28,32 @@ if [ "${1:-up}" = down ]; then
   bash hack/cluster.sh down "$dir"
   exit 0
 fi
+
+if [ "$incluster" = 1 ]; then
+  echo "==> starting a control plane with a node (the first run installs containerd, buildah, builds kubelet: ~10 min)"
+  bash hack/cluster.sh up --node "$dir" >/dev/null
+  # shellcheck disable=SC1091
+  source "$dir/env"
+  export KUBECONFIG CONTAINERD_ADDRESS PATH="$BIN:$PATH"
+  kubectl() { "$BIN/kubectl" "$@"; }
+  echo "==> the README's \"Install on a cluster\", as written:"
+  block=$(sed -n '/<!-- install-on-a-cluster:begin -->/,/<!-- install-on-a-cluster:end -->/p' README.md |
+    sed -n '/^```bash$/,/^```$/p' | sed '1d;$d')
+  echo "$block" | sed 's/^/    /'
+  if helm status cost-analysis-operator -n cost-analysis-system >/dev/null 2>&1; then
+    echo "    (already installed: helm upgrade instead)"
+    hack/image.sh >/dev/null
+    ctr -n k8s.io images import "${CARGO_TARGET_DIR:-target}/image/cost-analysis-operator.tar" >/dev/null
+    helm upgrade cost-analysis-operator charts/cost-analysis-operator -n cost-analysis-system --wait >/dev/null
+  else
+    bash -euo pipefail -c "$block"
+  fi
+  svc=cost-analysis-operator-api.cost-analysis-system.svc
+  ip=$(kubectl get svc cost-analysis-operator-api -n cost-analysis-system -o jsonpath='{.spec.clusterIP}')
+  kubectl get apiservice v1.query.cost-analysis.spaceone.dev -o jsonpath='{.spec.caBundle}' | base64 -d >"$dir/shim-ca.crt"
+  rest_url="https://$svc"
+  rest_curl=(--cacert "$dir/shim-ca.crt" --resolve "$svc:443:$ip")
+else
 
 echo "==> building the operator"
 cargo build --release --quiet
@@ -69,6 +102,9 @@ spec:
   groupPriorityMinimum: 1000
   versionPriority: 15
 YAML
+rest_url="https://127.0.0.1:$shim_port"
+rest_curl=(--cacert "$dir/shim.crt")
+fi
 
 kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null
 for _ in $(seq 100); do kubectl get namespace "$ns" >/dev/null 2>&1 || break; sleep 0.3; done
@@ -122,11 +158,11 @@ kubectl create clusterrolebinding demo-spaceone-client --clusterrole=cost-analys
   --serviceaccount="$ns:spaceone-client" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 token=$(kubectl create token spaceone-client -n "$ns")
 body='{"domain_id": "domain-demo", "query": {"filter": [{"k": "status", "v": "SUCCESS", "o": "eq"}], "only": ["job_id", "status"]}}'
-echo "curl https://127.0.0.1:$shim_port/cost-analysis/v1/jobs/search -H 'Authorization: Bearer ...' -d '$body'"
+echo "curl $rest_url/cost-analysis/v1/jobs/search -H 'Authorization: Bearer ...' -d '$body'"
 out=""
 for _ in $(seq 50); do
-  out=$(curl -sS --cacert "$dir/shim.crt" -H "Authorization: Bearer $token" \
-    "https://127.0.0.1:$shim_port/cost-analysis/v1/jobs/search" -d "$body" 2>/dev/null) && break
+  out=$(curl -sS "${rest_curl[@]}" -H "Authorization: Bearer $token" \
+    "$rest_url/cost-analysis/v1/jobs/search" -d "$body" 2>/dev/null) && break
   sleep 0.2
 done
 echo "$out" | python3 -m json.tool
@@ -138,7 +174,7 @@ The control plane and the operator keep running. Try:
   kubectl get caj -n $ns -o yaml
   kubectl explain caj.spec
   kubectl get jobs.query.cost-analysis.spaceone.dev -A
-  curl --cacert $dir/shim.crt -H "Authorization: Bearer \$(kubectl create token spaceone-client -n $ns)" \\
-    "https://127.0.0.1:$shim_port/cost-analysis/v1/jobs?domain_id=domain-demo"
-Stop everything with: hack/demo.sh down
+  curl ${rest_curl[*]} -H "Authorization: Bearer \$(kubectl create token spaceone-client -n $ns)" \\
+    "$rest_url/cost-analysis/v1/jobs?domain_id=domain-demo"
+Stop everything with: hack/demo.sh $([ "$incluster" = 1 ] && echo "--in-cluster ")down
 MSG

@@ -5,6 +5,10 @@
 # reduced size (hack/reliability.sh), a short run of every fuzz
 # target (FUZZ_SECONDS each, default 15), and stops the control plane. The summary counts each
 # fuzz target as one test.
+# The in-cluster test (tests/incluster.rs) gets a second control plane with a real node
+# (hack/cluster.sh up --node; one per machine) and the image built offline (hack/image.sh); the first
+# run installs their Debian packages, builds kubelet, kube-scheduler, kube-proxy and adds the musl
+# target. COST_ANALYSIS_NODE=0 leaves the node out (the in-cluster test then says it was skipped).
 #   usage: hack/test.sh [extra cargo test args]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,12 +29,27 @@ echo "==> building tests"
 cargo test --workspace --no-run --quiet
 
 dir="$root/target/test-cluster"
+node_dir="$root/target/test-node-cluster"
 bash hack/cluster.sh down "$dir" >/dev/null 2>&1 || true
 rm -rf "$dir"
 echo "==> starting the control plane in $dir"
 bash hack/cluster.sh up "$dir" >/dev/null
 trap 'bash hack/cluster.sh down "$dir" >/dev/null 2>&1 || true' EXIT
 export COST_ANALYSIS_CLUSTER_DIR="$dir"
+
+if [ "${COST_ANALYSIS_NODE:-1}" != 0 ]; then
+  echo "==> the image (hack/image.sh, offline) and a control plane with a node in $node_dir"
+  t_node=$(date +%s)
+  bash hack/cluster.sh down "$node_dir" >/dev/null 2>&1 || true
+  rm -rf "$node_dir"
+  trap 'bash hack/cluster.sh down "$node_dir" >/dev/null 2>&1 || true; bash hack/cluster.sh down "$dir" >/dev/null 2>&1 || true' EXIT
+  # A failure here is not hidden: the in-cluster test then fails on the missing cluster.
+  mkdir -p "$node_dir"
+  bash hack/image.sh >"$node_dir/image.env" || echo "hack/image.sh failed" >&2
+  bash hack/cluster.sh up --node "$node_dir" >/dev/null || echo "the node cluster did not start (logs: $node_dir)" >&2
+  echo "    image and node: $(( $(date +%s) - t_node ))s; $(grep SIZE_BYTES "$node_dir/image.env" || true)"
+  export COST_ANALYSIS_NODE_CLUSTER_DIR="$node_dir"
+fi
 
 echo "==> cargo test"
 start=$(date +%s)

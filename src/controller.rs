@@ -36,6 +36,8 @@ pub enum Error {
     Missing(&'static str),
     #[error("the reconcile panicked (a bug; the job is retried with backoff)")]
     Panicked,
+    #[error("the reconcile took longer than {0:?} (a request that hangs; retried with backoff)")]
+    TimedOut(Duration),
 }
 
 impl Error {
@@ -45,6 +47,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Missing(_) => "invalid_object",
             Error::Panicked => "panic",
+            Error::TimedOut(_) => "timeout",
         }
     }
 }
@@ -145,9 +148,23 @@ pub async fn run(
 /// How long a stopping controller lets reconciles in flight finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The longest one reconcile may take. kube-runtime never runs two reconciles of one job at once,
+/// so a reconcile stuck on a request that never answers (the client's read timeout is 295 s, sized
+/// for watches) would hold back every later trigger of that job, the resync included. A pass makes
+/// a handful of small requests; cut off, it is retried with backoff.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = contain(reconcile_inner(&job, &ctx), &ctx.metrics).await;
+    let result = match tokio::time::timeout(
+        RECONCILE_TIMEOUT,
+        contain(reconcile_inner(&job, &ctx), &ctx.metrics),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
+    };
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::label));
     if let (Ok(_), Ok(mut b)) = (&result, ctx.backoff.lock()) {

@@ -8,9 +8,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::body::{query_params, read_json};
+use super::body::{path_request, query_params, read_json};
 use super::caller::Caller;
 use super::error::ServiceError;
 use super::service::JobService;
@@ -141,32 +141,11 @@ async fn authenticated_body(
     Ok((user, body))
 }
 
-/// The request of a path-addressed call (`/job/{job_id}`, `/job/{job_id}/cancel`): the body's
-/// fields, then the query string's (already decoded by [`query_params`]), then the path's job id.
-pub fn path_request(
-    job_id: String,
-    query: Map<String, Value>,
-    body: Value,
-) -> Result<Value, ServiceError> {
-    let mut body = match body {
-        Value::Object(m) => m,
-        Value::Null => Map::new(),
-        _ => {
-            return Err(ServiceError::invalid_parameter(
-                "body",
-                "must be a JSON object",
-            ));
-        }
-    };
-    body.extend(query);
-    body.insert("job_id".into(), Value::String(job_id));
-    Ok(Value::Object(body))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use serde_json::Map;
 
     #[test]
     fn path_requests_take_the_job_id_from_the_path_last() {

@@ -245,29 +245,23 @@ pub fn decide(
     let requeue_at = if state == JobStatus::InProgress {
         Some(timeout_at)
     } else {
-        match (spec.ttl_seconds_after_finished, next.finished_at) {
-            (Some(ttl), Some(finished)) => {
-                let ttl = ttl.clamp(0, MAX_TTL_SECONDS);
-                // Within the clamp, only a finish time near the end of time can overflow; such a
-                // job is then kept, as if it had no TTL.
-                match finished.checked_add_signed(Duration::seconds(ttl)) {
-                    Some(expiry) if now >= expiry => {
-                        delete_job = true;
-                        None
-                    }
-                    expiry => expiry,
-                }
+        match ttl_expiry(spec.ttl_seconds_after_finished, next.finished_at) {
+            Some(expiry) if now >= expiry => {
+                delete_job = true;
+                None
             }
-            _ => None,
+            expiry => expiry,
         }
     };
-    // A few milliseconds past the instant, so the next look does not land just before it; never
-    // further than a day away (timers cannot represent the end of time, and a day costs nothing).
+    // A little past the instant, so the next look does not land just before it (the timer runs
+    // on the monotonic clock, the deadline is wall-clock time; a look that still lands early finds
+    // the deadline a few milliseconds away and requeues for it). Never further than a day away
+    // (timers cannot represent the end of time, and a day costs nothing).
     let requeue_after = requeue_at.map(|at| {
         at.signed_duration_since(now)
             .to_std()
             .unwrap_or(StdDuration::ZERO)
-            .saturating_add(StdDuration::from_millis(50))
+            .saturating_add(REQUEUE_MARGIN)
             .min(MAX_REQUEUE)
     });
 
@@ -333,6 +327,35 @@ pub const MAX_TTL_SECONDS: i64 = 315_360_000;
 
 /// The longest a decision waits before it looks at a job again.
 pub const MAX_REQUEUE: StdDuration = StdDuration::from_secs(24 * 3600);
+
+/// How far past a deadline or TTL expiry the next look is scheduled.
+pub const REQUEUE_MARGIN: StdDuration = StdDuration::from_millis(10);
+
+/// When the job next needs a look, for ordering a pass over many jobs: the earliest instant first.
+/// A job the controller has not yet decided on (no status, or a spec it has not seen, such as a
+/// new cancel request) needs one now; an unfinished job at its deadline; a finished one at its TTL
+/// expiry; a finished job without a TTL only when something changes.
+pub fn urgency(job: &JobView<'_>, config: &Config) -> DateTime<Utc> {
+    let Some(status) = job.status else {
+        return DateTime::<Utc>::MIN_UTC;
+    };
+    if job.generation != status.observed_generation {
+        return DateTime::<Utc>::MIN_UTC;
+    }
+    let state = status.status.unwrap_or(JobStatus::InProgress);
+    if !state.is_terminal() {
+        let created_at = status.created_at.unwrap_or(job.created);
+        return deadline(job.spec.timeout_seconds, created_at, config).1;
+    }
+    ttl_expiry(job.spec.ttl_seconds_after_finished, status.finished_at)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// When a finished job's TTL runs out, if it has one. Within the clamp, only a finish time near
+/// the end of time can overflow; such a job is then kept, as if it had no TTL.
+fn ttl_expiry(ttl: Option<i64>, finished: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    finished?.checked_add_signed(Duration::seconds(ttl?.clamp(0, MAX_TTL_SECONDS)))
+}
 
 fn timeout_clamped(timeout_seconds: Option<i64>) -> bool {
     timeout_seconds.is_some_and(|s| s > MAX_TIMEOUT_SECONDS)

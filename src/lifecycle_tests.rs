@@ -127,7 +127,7 @@ fn new_job_creates_its_tasks_and_waits_for_the_deadline() {
     // 600 s default timeout + 1 s skew allowance, from creation; 10 s have passed.
     assert_eq!(
         d.requeue_after,
-        Some(std::time::Duration::from_millis(591_050))
+        Some(std::time::Duration::from_millis(591_010))
     );
     assert!(d.status_changed);
 }
@@ -271,7 +271,7 @@ fn deadline_times_the_job_out_and_cancels_unfinished_tasks() {
     );
     assert_eq!(
         d.requeue_after,
-        Some(std::time::Duration::from_millis(1050))
+        Some(std::time::Duration::from_millis(1010))
     );
     let d = job.step(&tasks, t0() + Duration::seconds(31));
     assert_eq!(job.state(), Some(JobStatus::Timeout));
@@ -442,7 +442,7 @@ fn a_controller_clock_behind_the_server_never_goes_negative() {
     assert_eq!(job.state(), Some(JobStatus::InProgress));
     assert_eq!(
         d.requeue_after,
-        Some(std::time::Duration::from_millis(16_050))
+        Some(std::time::Duration::from_millis(16_010))
     );
 }
 
@@ -454,7 +454,7 @@ fn ttl_after_finished_requeues_then_deletes() {
     let d = job.step(&[], t0() + Duration::seconds(1));
     assert_eq!(
         d.requeue_after,
-        Some(std::time::Duration::from_millis(60_050))
+        Some(std::time::Duration::from_millis(60_010))
     );
     assert!(!d.delete_job);
     let d = job.step(&[], t0() + Duration::seconds(61));
@@ -643,4 +643,43 @@ fn counters_never_move_backwards_when_tasks_are_unseen() {
     let d = job.step(&[], t0() + Duration::seconds(3));
     assert!(!d.status_changed, "{:?}", d.status);
     assert!(d.events.is_empty() && d.create_tasks.is_empty());
+}
+
+#[test]
+fn urgency_puts_undecided_jobs_first_then_deadlines_then_ttl_expiries() {
+    let config = Config::default();
+    let urgency_of = |job: &Job| {
+        urgency(
+            &JobView {
+                generation: Some(job.generation),
+                created: t0(),
+                spec: &job.spec,
+                status: job.status.as_ref(),
+            },
+            &config,
+        )
+    };
+    // Never looked at: now.
+    let mut job = Job::new(spec(&["a"]));
+    assert_eq!(urgency_of(&job), DateTime::<Utc>::MIN_UTC);
+    // In progress: its deadline (600 s default + 1 s allowance, from creation).
+    job.step(&[], t0() + Duration::seconds(1));
+    assert_eq!(urgency_of(&job), t0() + Duration::seconds(601));
+    // A spec the controller has not decided on (a cancel request): now again.
+    job.spec.cancel = true;
+    job.generation = 2;
+    assert_eq!(urgency_of(&job), DateTime::<Utc>::MIN_UTC);
+    // Finished without a TTL: only when something changes.
+    job.step(
+        &[task("a", TaskState::InProgress, None)],
+        t0() + Duration::seconds(2),
+    );
+    assert_eq!(job.state(), Some(JobStatus::Canceled));
+    assert_eq!(urgency_of(&job), DateTime::<Utc>::MAX_UTC);
+    // Finished with a TTL: its expiry, counted from finishedAt.
+    job.spec.ttl_seconds_after_finished = Some(30);
+    assert_eq!(urgency_of(&job), t0() + Duration::seconds(32));
+    // A TTL past the end of time never expires.
+    job.status.as_mut().unwrap().finished_at = Some(DateTime::<Utc>::MAX_UTC);
+    assert_eq!(urgency_of(&job), DateTime::<Utc>::MAX_UTC);
 }

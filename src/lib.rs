@@ -21,6 +21,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod offline;
+pub mod own_writes;
 pub mod percent;
 pub mod resources;
 pub mod serve;

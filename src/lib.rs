@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod caches;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod offline;
 pub mod own_writes;
+pub mod passes;
 pub mod percent;
 pub mod resources;
 pub mod serve;

@@ -3,6 +3,7 @@
 //! cancellation, events, TTL deletion) and requeues at the next deadline. Nothing here decides.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,19 +11,23 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{
+    Action, Config as ControllerConfig, Controller, Error as ControllerError,
+};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use crate::caches::{Caches, Ready};
 use crate::lifecycle::{self, Decision, EventKind, JobView, TaskView};
 use crate::metrics::Metrics;
+use crate::own_writes::{self, OwnWrites};
 use crate::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, JOB_LABEL, TaskTemplate,
-    legacy_task_object_name, task_object_name,
+    CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, JOB_LABEL, TaskState,
+    TaskTemplate, legacy_task_object_name, task_object_name,
 };
 
 /// Field manager of every write the controller makes; GitOps tools own `spec`, this owns `status`.
@@ -56,51 +61,46 @@ pub struct Context {
     client: Client,
     recorder: Recorder,
     tasks: Store<CostAnalysisJobTask>,
+    tasks_ready: Ready,
     config: lifecycle::Config,
     metrics: Arc<Metrics>,
     backoff: Mutex<HashMap<ObjectRef<CostAnalysisJob>, u32>>,
+    own: Mutex<OwnWrites>,
+    /// Reconciles started, for the pace of [`crate::passes`].
+    started: Arc<AtomicU64>,
 }
 
-/// Runs the controller until `shutdown` resolves. The caller holds the leader lease.
+/// Reconciles at a time. A timeout is a few requests of ~10-50 ms each; deadlines come in whole
+/// seconds, so a second's worth of timeouts is due at one instant.
+const CONCURRENCY: u16 = 32;
+
+/// Requests one reconcile sends at a time when it creates or cancels several tasks.
+const WRITES_AT_ONCE: usize = 8;
+
+/// Runs the controller until `shutdown` resolves. The caller holds the leader lease; `caches`
+/// have been running since the process started (see [`crate::caches`]).
 pub async fn run(
+    caches: Caches,
     client: Client,
     config: lifecycle::Config,
     metrics: Arc<Metrics>,
-    namespace: Option<String>,
     resync: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
-    let (jobs, tasks): (Api<CostAnalysisJob>, Api<CostAnalysisJobTask>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let (task_reader, task_writer) = reflector::store();
-    let task_stream = settled_objects(reflector::reflector(
-        task_writer,
-        observed(
-            watcher(tasks, watcher::Config::default().any_semantic())
-                .backoff(crate::watch::WatchBackoff::default()),
-            metrics.clone(),
-            "tasks",
-        ),
-    ));
-    // After every (re)list the watcher sends every object again, so each job is reconciled from
-    // its current state after a watch restart.
-    let (job_reader, job_writer) = reflector::store();
-    let job_stream = settled_objects(reflector::reflector(
-        job_writer,
-        observed(
-            watcher(jobs, watcher::Config::default().any_semantic())
-                .backoff(crate::watch::WatchBackoff::default()),
-            metrics.clone(),
-            "jobs",
-        ),
-    ));
+    let started = Arc::new(AtomicU64::new(0));
+    // Job triggers from now on, and a first pass over every job (whatever happened before this
+    // replica led is in the cache, not in a trigger).
+    let triggered = caches.hub.lead();
+    let passes = crate::passes::stream(
+        caches.jobs.clone(),
+        caches.jobs_ready.clone(),
+        caches.hub.clone(),
+        config.clone(),
+        started.clone(),
+        resync,
+    );
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -108,27 +108,27 @@ pub async fn run(
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
-        tasks: task_reader,
+        tasks: caches.tasks.clone(),
+        tasks_ready: caches.tasks_ready.clone(),
         config,
         metrics,
         backoff: Mutex::new(HashMap::new()),
+        own: Mutex::new(OwnWrites::default()),
+        started,
     });
-    let controller = Controller::for_stream(job_stream, job_reader)
-        .owns_stream(task_stream)
-        .trigger_backoff(crate::watch::WatchBackoff::default())
-        // The safety net under the watches: every job in the cache is looked at again every
-        // `resync`, whether or not anything triggered it (a per-object requeue only covers jobs
-        // that were reconciled at least once).
-        .reconcile_all_on(futures::stream::unfold((), move |()| async move {
-            tokio::time::sleep(resync).await;
-            Some(((), ()))
-        }))
-        .with_config(ControllerConfig::default().concurrency(16))
+    // Every trigger comes from the caches' watches and the passes; the controller's own trigger
+    // stream is never used.
+    let no_stream = futures::stream::pending::<Result<CostAnalysisJob, watcher::Error>>();
+    let controller = Controller::for_stream(no_stream, caches.jobs.clone())
+        .reconcile_on(futures::stream::select(triggered, passes))
+        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => debug!(job = %obj, "reconciled"),
+                // A pass or a task event named a job deleted since: nothing to do.
+                Err(ControllerError::ObjectNotFound(obj)) => debug!(job = %obj, "job is gone"),
                 Err(e) => warn!(error = %e, "reconcile failed"),
             }
         });
@@ -155,6 +155,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.started.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let result = match tokio::time::timeout(
         RECONCILE_TIMEOUT,
@@ -195,12 +196,11 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         return Ok(Action::await_change());
     }
     // Never decide from a partial view: until the task cache holds the initial list, a task it
-    // has not seen may well exist (and be finished). The task stream is driven by the controller
-    // while this waits.
-    ctx.tasks
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::Missing("task cache"))?;
+    // has not seen may well exist (and be finished). The task watch runs on its own while this
+    // waits (`crate::caches`).
+    if !ctx.tasks_ready.wait().await {
+        return Err(Error::Missing("task cache"));
+    }
     let ns = job.namespace().ok_or(Error::Missing("namespace"))?;
     let name = job.name_any();
     let uid = job.uid().ok_or(Error::Missing("uid"))?;
@@ -211,17 +211,33 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         .and_then(crate::timestamp::from_k8s)
         .ok_or(Error::Missing("creationTimestamp"))?;
 
+    // This controller's last status write of the job is not in the cache yet (another event of
+    // the job came first): a decision from this copy could only conflict. The write's own watch
+    // event brings the job back; the requeue is the safety net if it never comes.
+    let status_key = own_writes::Key::JobStatus(ns.clone(), name.clone(), uid.clone());
+    if ctx.own_write_pending(&status_key, job.resource_version().as_deref()) {
+        return Ok(Action::requeue(own_writes::GRACE));
+    }
+
     let observed: Vec<TaskView> = job
         .spec
         .tasks
         .iter()
-        .filter_map(|t| {
-            let task = find_task(&ctx.tasks, &ns, &name, &uid, &t.id)?;
-            Some(TaskView {
+        .filter_map(|t| match find_task(&ctx.tasks, &ns, &name, &uid, &t.id) {
+            Some(task) => Some(TaskView {
                 task_id: t.id.clone(),
                 state: task.state(),
                 finished_at: task.status.as_ref().and_then(|s| s.finished_at),
-            })
+            }),
+            // Created by this controller a moment ago, not in the cache yet: it exists (and has
+            // not started), so it is not created again.
+            None => ctx
+                .own_write_pending(&task_key(&ns, &name, &uid, &t.id), None)
+                .then(|| TaskView {
+                    task_id: t.id.clone(),
+                    state: TaskState::Pending,
+                    finished_at: None,
+                }),
         })
         .collect();
 
@@ -234,67 +250,11 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
     apply(job, &ns, &name, &decision, ctx).await?;
 
-    // Only a real deadline or TTL is scheduled per job; the periodic look at every job is the
-    // controller's `reconcile_all_on`, not a requeue per job.
+    // Only a real deadline or TTL is scheduled per job; the periodic look at every job is a
+    // pass (`crate::passes`), not a requeue per job.
     Ok(match decision.requeue_after {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
-    })
-}
-
-/// The objects a watch touched, each once the store holds it; errors are dropped here. During a (re)list the reflector
-/// keeps the old store until the list is complete; a trigger sent at `InitApply` (what
-/// `touched_objects` does) then reaches a reconcile that finds no such job in the store, and the
-/// controller drops the request: jobs created while the API server was away were never looked
-/// at. So the listed objects are sent on `InitDone`, after the store has been swapped.
-fn settled_objects<K: Clone + Send + 'static>(
-    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-    stream
-        .scan(Vec::new(), |listed: &mut Vec<K>, event| {
-            let out: Vec<Result<K, watcher::Error>> = match event {
-                Ok(watcher::Event::Init) => {
-                    listed.clear();
-                    Vec::new()
-                }
-                Ok(watcher::Event::InitApply(o)) => {
-                    listed.push(o);
-                    Vec::new()
-                }
-                Ok(watcher::Event::InitDone) => {
-                    std::mem::take(listed).into_iter().map(Ok).collect()
-                }
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => vec![Ok(o)],
-                // Already retried (with our backoff), counted and logged by `observed`. Passed on,
-                // an error would make the controller pause every trigger stream for up to 30 s
-                // (its own trigger backoff), which is what kept it blind after an outage.
-                Err(_) => Vec::new(),
-            };
-            futures::future::ready(Some(futures::stream::iter(out)))
-        })
-        .flatten()
-}
-
-/// Counts a watch's restarts (every list after the first) and errors, and says so in the log.
-fn observed<K: Send + 'static>(
-    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-    metrics: Arc<Metrics>,
-    resource: &'static str,
-) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
-    let mut lists = 0u64;
-    stream.inspect(move |event| match event {
-        Ok(watcher::Event::Init) => {
-            lists = lists.saturating_add(1);
-            if lists > 1 {
-                metrics.watch_restart(resource);
-                warn!(resource, "watch restarted; every object is looked at again");
-            }
-        }
-        Err(e) => {
-            metrics.watch_error(resource);
-            warn!(resource, error = %e, "watch failed; retrying with backoff");
-        }
-        Ok(_) => {}
     })
 }
 
@@ -329,6 +289,7 @@ async fn apply(
     ctx: &Context,
 ) -> Result<(), Error> {
     let jobs: Api<CostAnalysisJob> = Api::namespaced(ctx.client.clone(), ns);
+    let uid = job.uid().ok_or(Error::Missing("uid"))?;
     // The status goes first: a crash after it leaves the tasks to the next pass, while canceling
     // tasks first could make the next pass read "all tasks finished" and call the job a success.
     if decision.status_changed {
@@ -346,6 +307,10 @@ async fn apply(
             &Patch::Apply(&patch),
         )
         .await?;
+        ctx.own_write(
+            own_writes::Key::JobStatus(ns.into(), name.into(), uid.clone()),
+            job.resource_version().as_deref(),
+        );
         ctx.metrics.status_writes.inc();
         let before = job.status.as_ref().and_then(|s| s.status);
         if let Some(state) = decision.status.status.filter(|s| before != Some(*s)) {
@@ -353,32 +318,7 @@ async fn apply(
         }
     }
 
-    let mut created = 0usize;
-    if !decision.create_tasks.is_empty() {
-        let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
-        let owner = job.controller_owner_ref(&()).ok_or(Error::Missing("uid"))?;
-        for template in &decision.create_tasks {
-            let task = new_task(job, name, template, owner.clone());
-            match tasks
-                .create(
-                    &PostParams {
-                        field_manager: Some(FIELD_MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &task,
-                )
-                .await
-            {
-                Ok(_) => {
-                    ctx.metrics.task_creates.inc();
-                    created = created.saturating_add(1);
-                }
-                // The watch cache had not seen it yet.
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+    let created = create_tasks(job, ns, name, &uid, &decision.create_tasks, ctx).await?;
 
     // Which tasks were really created is known only here (one the cache had not seen yet
     // answers 409), so this event is the shell's, not the decision's.
@@ -387,54 +327,31 @@ async fn apply(
         reason: "TasksCreated",
         note: format!("Created {created} of {} tasks", job.spec.tasks.len()),
     });
-    let reference = job.object_ref(&());
-    for note in decision.events.iter().chain(created_note.as_ref()) {
-        let event = Event {
-            type_: match note.kind {
-                EventKind::Normal => EventType::Normal,
-                EventKind::Warning => EventType::Warning,
-            },
-            reason: note.reason.to_string(),
-            note: Some(note.note.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(job = name, error = %e, "could not record event");
-        }
-    }
-
-    if !decision.cancel_tasks.is_empty() {
-        let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
-        let now = crate::timestamp::format(&Utc::now());
-        let uid = job.uid().unwrap_or_default();
-        for task_id in &decision.cancel_tasks {
-            let Some(task) = find_task(&ctx.tasks, ns, name, &uid, task_id) else {
-                continue;
+    // The events and the task cancellations are independent of each other (both only follow
+    // the status written above), so they go together.
+    let events = async {
+        let reference = job.object_ref(&());
+        for note in decision.events.iter().chain(created_note.as_ref()) {
+            let event = Event {
+                type_: match note.kind {
+                    EventKind::Normal => EventType::Normal,
+                    EventKind::Warning => EventType::Warning,
+                },
+                reason: note.reason.to_string(),
+                note: Some(note.note.clone()),
+                action: "Reconcile".into(),
+                secondary: None,
             };
-            let task_name = task.name_any();
-            // Conditional on the version the decision saw: a worker's final report that lands
-            // first wins, and the conflict makes the next pass look again.
-            let patch = json!({
-                "metadata": {"resourceVersion": task.resource_version()},
-                "status": {"status": "CANCELED", "finishedAt": now},
-            });
-            let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            match tasks
-                .patch_status(&task_name, &params, &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {
-                    ctx.metrics.task_cancels.inc();
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
+            if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                warn!(job = name, error = %e, "could not record event");
             }
         }
-    }
+    };
+    let ((), canceled) = futures::join!(
+        events,
+        cancel_tasks(ns, name, &uid, &decision.cancel_tasks, ctx)
+    );
+    canceled?;
 
     if decision.delete_job {
         info!(
@@ -449,6 +366,136 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// Creates the tasks the decision asks for, a few at a time; returns how many were really
+/// created (409: it existed, the cache had not seen it yet).
+async fn create_tasks(
+    job: &CostAnalysisJob,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    templates: &[TaskTemplate],
+    ctx: &Context,
+) -> Result<usize, Error> {
+    if templates.is_empty() {
+        return Ok(0);
+    }
+    let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
+    let owner = job.controller_owner_ref(&()).ok_or(Error::Missing("uid"))?;
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    // The futures are built in a loop, not by a closure: a closure returning a future that
+    // borrows from this function is not accepted where the reconcile future must be `Send`.
+    let mut writes = Vec::with_capacity(templates.len());
+    for template in templates {
+        let task = new_task(job, name, template, owner.clone());
+        let (tasks, params) = (&tasks, &params);
+        writes.push(async move {
+            let created = match tasks.create(params, &task).await {
+                Ok(_) => true,
+                Err(kube::Error::Api(s)) if s.code == 409 => false,
+                Err(e) => return Err(Error::from(e)),
+            };
+            ctx.own_write(task_key(ns, name, uid, &template.id), None);
+            if created {
+                ctx.metrics.task_creates.inc();
+            }
+            Ok(created)
+        });
+    }
+    let results: Vec<Result<bool, Error>> = futures::stream::iter(writes)
+        .buffer_unordered(WRITES_AT_ONCE)
+        .collect()
+        .await;
+    let mut created = 0usize;
+    for result in results {
+        if result? {
+            created = created.saturating_add(1);
+        }
+    }
+    Ok(created)
+}
+
+/// Marks the decision's unfinished tasks CANCELED, a few at a time, each conditional on the
+/// version the decision saw: a worker's final report that lands first wins, and the conflict
+/// makes the next pass look again. A task this controller canceled a moment ago whose cached copy
+/// still predates that is not canceled again.
+async fn cancel_tasks(
+    ns: &str,
+    name: &str,
+    uid: &str,
+    task_ids: &[String],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
+    let now = crate::timestamp::format(&Utc::now());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let pending: Vec<Arc<CostAnalysisJobTask>> = task_ids
+        .iter()
+        .filter_map(|id| find_task(&ctx.tasks, ns, name, uid, id))
+        .filter(|task| {
+            !ctx.own_write_pending(
+                &task_key(ns, name, uid, &task.spec.task_id),
+                task.resource_version().as_deref(),
+            )
+        })
+        .collect();
+    let mut writes = Vec::with_capacity(pending.len());
+    for task in pending {
+        let (tasks, params, now) = (&tasks, &params, &now);
+        writes.push(async move {
+            let patch = json!({
+                "metadata": {"resourceVersion": task.resource_version()},
+                "status": {"status": "CANCELED", "finishedAt": now},
+            });
+            match tasks
+                .patch_status(&task.name_any(), params, &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    ctx.own_write(
+                        task_key(ns, name, uid, &task.spec.task_id),
+                        task.resource_version().as_deref(),
+                    );
+                    ctx.metrics.task_cancels.inc();
+                    Ok(())
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        });
+    }
+    let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
+        .buffer_unordered(WRITES_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// The own-writes key of a job's task (by the name this release gives task objects).
+fn task_key(ns: &str, job_name: &str, uid: &str, task_id: &str) -> own_writes::Key {
+    own_writes::Key::Task(ns.into(), task_object_name(job_name, task_id), uid.into())
+}
+
+impl Context {
+    fn own_write(&self, key: own_writes::Key, over: Option<&str>) {
+        if let Ok(mut own) = self.own.lock() {
+            own.record(key, over, std::time::Instant::now());
+        }
+    }
+
+    fn own_write_pending(&self, key: &own_writes::Key, cached: Option<&str>) -> bool {
+        self.own
+            .lock()
+            .map(|mut own| own.cache_is_behind(key, cached, std::time::Instant::now()))
+            .unwrap_or(false)
+    }
 }
 
 fn new_task(
@@ -504,30 +551,6 @@ mod tests {
     use super::{Error, backoff_delay, contain};
     use crate::metrics::Metrics;
     use std::time::Duration;
-
-    #[tokio::test]
-    async fn listed_objects_are_triggered_only_once_the_list_is_complete() {
-        use futures::StreamExt;
-        use kube::runtime::watcher::Event;
-        let events = vec![
-            Ok(Event::Apply(1)),
-            Ok(Event::Init),
-            Ok(Event::InitApply(2)),
-            Ok(Event::InitApply(3)),
-            Ok(Event::InitDone),
-            Ok(Event::Delete(4)),
-            Err(kube::runtime::watcher::Error::NoResourceVersion),
-            Ok(Event::Init),
-            Ok(Event::InitApply(5)),
-        ];
-        let out: Vec<Result<i32, _>> = super::settled_objects(futures::stream::iter(events))
-            .collect()
-            .await;
-        // Errors are not passed on (they would pause the controller's triggers).
-        let out: Vec<i32> = out.into_iter().map(|r| r.unwrap()).collect();
-        // 5 is never sent: its list did not complete (the next list sends it again).
-        assert_eq!(out, vec![1, 2, 3, 4]);
-    }
 
     #[tokio::test]
     async fn a_panicking_reconcile_is_contained_counted_and_retried() {

@@ -77,11 +77,35 @@ fn context(tasks: Vec<CostAnalysisJobTask>) -> (Arc<Context>, FakeApiServer) {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         tasks: reader,
+        tasks_ready: crate::caches::Ready::now(),
         config: lifecycle::Config::default(),
         metrics: Arc::new(Metrics::default()),
         backoff: Mutex::new(HashMap::new()),
+        own: Mutex::new(crate::own_writes::OwnWrites::default()),
+        started: Arc::new(std::sync::atomic::AtomicU64::new(0)),
     };
     (Arc::new(ctx), server)
+}
+
+/// Starts one reconcile of `job` and takes its first request, the job's status write (answered
+/// with `job`). Returns the running reconcile and what was written.
+async fn start(
+    job: &CostAnalysisJob,
+    ctx: &Arc<Context>,
+    server: &mut FakeApiServer,
+) -> (
+    tokio::task::JoinHandle<Result<kube::runtime::controller::Action, String>>,
+    fake_apiserver::Seen,
+) {
+    let run = tokio::spawn({
+        let (job, ctx) = (job.clone(), ctx.clone());
+        async move { reconcile_inner(&job, &ctx).await.map_err(|e| e.to_string()) }
+    });
+    let answer = serde_json::to_value(job).unwrap();
+    let written = server
+        .expect("PATCH", &format!("{JOBS}/job-1/status"), 200, answer)
+        .await;
+    (run, written)
 }
 
 fn in_progress(total: i32, remained: i32) -> Value {
@@ -92,34 +116,29 @@ fn in_progress(total: i32, remained: i32) -> Value {
 async fn a_cancel_writes_the_job_status_before_it_touches_a_task() {
     let job = job(json!({"cancel": true}), in_progress(2, 1));
     let (ctx, mut server) = context(vec![task("t1", "SUCCESS"), task("t2", "IN_PROGRESS")]);
-    let run = tokio::spawn({
-        let (job, ctx) = (job.clone(), ctx.clone());
-        async move { reconcile_inner(&job, &ctx).await.map_err(|e| e.to_string()) }
-    });
     // 1. The job's status, by server-side apply, forced, conditional on the version decided from.
-    let answer = serde_json::to_value(&job).unwrap();
-    let written = server
-        .expect("PATCH", &format!("{JOBS}/job-1/status"), 200, answer)
-        .await;
+    let (run, written) = start(&job, &ctx, &mut server).await;
     assert!(written.path.contains("fieldManager=cost-analysis-operator"));
     assert!(written.path.contains("force=true"));
     assert_eq!(written.body["metadata"]["resourceVersion"], "10");
     assert_eq!(written.body["status"]["status"], "CANCELED");
     assert_eq!(written.body["status"]["remainedTasks"], 1);
-    // 2. The event saying so.
-    let event = server.expect("POST", EVENTS, 201, json!({})).await;
-    assert_eq!(event.body["regarding"]["name"], "job-1");
-    // 3. Only then the unfinished task, conditional on the version the decision saw.
-    let canceled = server
-        .expect(
-            "PATCH",
-            &format!("{TASKS}/job-1.t2/status"),
-            200,
-            serde_json::to_value(task("t2", "CANCELED")).unwrap(),
-        )
+    // 2. Only then, together, the event saying so and the unfinished task, conditional on the
+    // version the decision saw.
+    let together = server
+        .expect_together(&[
+            ("POST", EVENTS, 201, json!({})),
+            (
+                "PATCH",
+                &format!("{TASKS}/job-1.t2/status"),
+                200,
+                serde_json::to_value(task("t2", "CANCELED")).unwrap(),
+            ),
+        ])
         .await;
-    assert_eq!(canceled.body["status"]["status"], "CANCELED");
-    assert_eq!(canceled.body["metadata"]["resourceVersion"], "2t2");
+    assert_eq!(together[0].body["regarding"]["name"], "job-1");
+    assert_eq!(together[1].body["status"]["status"], "CANCELED");
+    assert_eq!(together[1].body["metadata"]["resourceVersion"], "2t2");
     run.await.unwrap().expect("reconciled");
     server.expect_nothing_more(100).await;
     assert_eq!(ctx.metrics.task_cancels.get(), 1);
@@ -129,25 +148,30 @@ async fn a_cancel_writes_the_job_status_before_it_touches_a_task() {
 async fn tasks_are_created_once_and_the_event_counts_only_those_really_created() {
     let job = job(json!({}), Value::Null);
     let (ctx, mut server) = context(vec![]);
-    let run = tokio::spawn({
-        let (job, ctx) = (job.clone(), ctx.clone());
-        async move { reconcile_inner(&job, &ctx).await.map_err(|e| e.to_string()) }
-    });
-    let answer = serde_json::to_value(&job).unwrap();
-    let written = server
-        .expect("PATCH", &format!("{JOBS}/job-1/status"), 200, answer)
-        .await;
+    let (run, written) = start(&job, &ctx, &mut server).await;
     assert_eq!(written.body["status"]["totalTasks"], 2);
     assert_eq!(written.body["status"]["remainedTasks"], 2);
-    let created = serde_json::to_value(task("t1", "PENDING")).unwrap();
-    let first = server.expect("POST", TASKS, 201, created).await;
-    assert_eq!(first.body["metadata"]["name"], "job-1.t1");
-    assert_eq!(first.body["metadata"]["ownerReferences"][0]["uid"], "u-1");
-    // The cache had not seen this one yet: it exists already.
-    let second = server
-        .expect("POST", TASKS, 409, status(409, "AlreadyExists"))
-        .await;
-    assert_eq!(second.body["metadata"]["name"], "job-1.t2");
+    // Together; the cache had not seen t2 yet: it exists already.
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let seen = server
+            .expect_with("POST", TASKS, |seen| {
+                match seen.body["metadata"]["name"].as_str() {
+                    Some("job-1.t1") => (201, serde_json::to_value(task("t1", "PENDING")).unwrap()),
+                    _ => (409, status(409, "AlreadyExists")),
+                }
+            })
+            .await;
+        assert_eq!(seen.body["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        names.push(
+            seen.body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    names.sort();
+    assert_eq!(names, ["job-1.t1", "job-1.t2"]);
     let mut notes = Vec::new();
     while notes.len() < 2 {
         let event = server.expect("POST", EVENTS, 201, json!({})).await;
@@ -217,4 +241,87 @@ async fn a_settled_job_costs_no_request() {
     reconcile_inner(&job, &ctx).await.expect("reconciled");
     server.expect_nothing_more(200).await;
     assert_eq!(ctx.metrics.status_writes.get(), 0);
+}
+
+/// The job as the API server stores it after the status write `written`: a new resourceVersion.
+fn as_written(job: &CostAnalysisJob, written: &fake_apiserver::Seen) -> CostAnalysisJob {
+    let mut stored = job.clone();
+    stored.metadata.resource_version = Some("11".into());
+    stored.status = Some(serde_json::from_value(written.body["status"].clone()).unwrap());
+    stored
+}
+
+#[tokio::test]
+async fn a_look_before_the_cache_shows_its_own_writes_sends_nothing() {
+    let job = job(json!({"cancel": true}), in_progress(2, 1));
+    let (ctx, mut server) = context(vec![task("t1", "SUCCESS"), task("t2", "IN_PROGRESS")]);
+    let (run, written) = start(&job, &ctx, &mut server).await;
+    server
+        .expect_together(&[
+            ("POST", EVENTS, 201, json!({})),
+            (
+                "PATCH",
+                &format!("{TASKS}/job-1.t2/status"),
+                200,
+                serde_json::to_value(task("t2", "CANCELED")).unwrap(),
+            ),
+        ])
+        .await;
+    run.await.unwrap().expect("reconciled");
+    // Another event of the job comes before the watch brought the status write: the cached job
+    // is the one decided from. Without the memory this is a conditional write bound to fail.
+    let again = reconcile_inner(&job, &ctx).await.expect("reconciled");
+    assert_eq!(
+        again,
+        kube::runtime::controller::Action::requeue(crate::own_writes::GRACE)
+    );
+    server.expect_nothing_more(100).await;
+    // The job's write arrived, the task's not yet: the task is not canceled a second time.
+    reconcile_inner(&as_written(&job, &written), &ctx)
+        .await
+        .expect("reconciled");
+    server.expect_nothing_more(100).await;
+    assert_eq!(ctx.metrics.status_writes.get(), 1);
+    assert_eq!(ctx.metrics.task_cancels.get(), 1);
+}
+
+#[tokio::test]
+async fn tasks_created_a_moment_ago_are_not_created_again() {
+    let job = job(json!({}), Value::Null);
+    let (ctx, mut server) = context(vec![]);
+    let (run, written) = start(&job, &ctx, &mut server).await;
+    for _ in 0..2 {
+        let created = serde_json::to_value(task("t1", "PENDING")).unwrap();
+        server.expect("POST", TASKS, 201, created).await;
+    }
+    server.expect("POST", EVENTS, 201, json!({})).await;
+    run.await.unwrap().expect("reconciled");
+    // The status write is in the cache, the two tasks not yet.
+    reconcile_inner(&as_written(&job, &written), &ctx)
+        .await
+        .expect("reconciled");
+    server.expect_nothing_more(100).await;
+    assert_eq!(ctx.metrics.task_creates.get(), 2);
+}
+
+/// A request that never answers holds one reconcile for at most `RECONCILE_TIMEOUT`; then it is
+/// an error (retried with backoff), counted as such.
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_stuck_on_a_request_is_cut_off() {
+    let job = job(json!({"cancel": true}), in_progress(2, 1));
+    let (ctx, _server) = context(vec![task("t1", "SUCCESS"), task("t2", "IN_PROGRESS")]);
+    let started = tokio::time::Instant::now();
+    // `_server` is alive and never answers the status write.
+    let result = super::reconcile(std::sync::Arc::new(job), ctx.clone()).await;
+    assert!(
+        matches!(result, Err(super::Error::TimedOut(t)) if t == super::RECONCILE_TIMEOUT),
+        "{result:?}"
+    );
+    assert_eq!(started.elapsed(), super::RECONCILE_TIMEOUT);
+    let errors = ctx
+        .metrics
+        .reconcile_errors
+        .get_or_create(&crate::metrics::ErrorLabels { error: "timeout" })
+        .get();
+    assert_eq!(errors, 1);
 }

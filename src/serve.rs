@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::{ApiArgs, CommonArgs, ControllerArgs};
-use crate::{api, controller, health, leader, lifecycle, metrics, shutdown};
+use crate::{api, caches, controller, health, leader, lifecycle, metrics, shutdown};
 
 pub struct Serve {
     pub controller: Option<ControllerArgs>,
@@ -97,10 +97,11 @@ async fn run_controller(
             args.clock_skew_allowance_ms,
         )),
     };
-    let namespace = args.namespace;
     let resync = std::time::Duration::from_secs(args.resync_interval);
+    // The caches run from the start, also while this replica waits for the lease (a warm standby).
+    let caches = caches::Caches::start(client.clone(), args.namespace.as_deref(), metrics.clone());
     leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
-        controller::run(client, config, metrics, namespace, resync, until)
+        controller::run(caches, client, config, metrics, resync, until)
     })
     .await?;
     Ok(())

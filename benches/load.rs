@@ -5,7 +5,7 @@
 //!   once by the controller and once by a *plain client*: a kube client in this process that makes
 //!   the job status writes the controller would make (the same status document, computed by the
 //!   same `lifecycle::decide`, one conditional server-side apply per change, one transition event
-//!   per job), fed by a plain task watch, with the controller's concurrency (16, one job at a
+//!   per job), fed by a plain task watch, with the controller's concurrency (32, one job at a
 //!   time per shard) and none of the controller machinery (queue, scheduler, store lookups,
 //!   cache-sync waits). Rounds alternate (controller first in even rounds, plain first in odd
 //!   ones) so that drift of the shared machine falls on both alike. Rate = jobs settled per second
@@ -17,7 +17,8 @@
 //!   the 1 s clock-skew allowance) to the TIMEOUT status, by the status's `finishedAt` and by the
 //!   time a watch of the bench saw it. Then the same again right after a failover: the leader is
 //!   SIGKILLed `LOAD_P6_FAILOVER_LEAD` seconds before the first deadline of a second batch and the
-//!   standby (running all along, lease duration 3 s) takes over, lists and decides everything.
+//!   standby (running all along with warm caches, lease duration 3 s) takes over and decides
+//!   everything.
 //! - **shim**: the API shim over those jobs under `LOAD_SHIM_CLIENTS` concurrent clients sending
 //!   list, stat and get for `LOAD_SHIM_SECONDS` while jobs are created and canceled: errors,
 //!   latency percentiles, the shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must equal a
@@ -73,6 +74,12 @@ const DOMAIN: &str = "domain-load";
 /// The controller's default clock-skew allowance (`--clock-skew-allowance-ms`, src/lifecycle.rs).
 const ALLOWANCE: Duration = Duration::from_secs(1);
 const LEASE_DURATION: &str = "3";
+
+/// The controllers' `--resync-interval` (`LOAD_RESYNC`, default the controller's 300 s); a short
+/// one makes every P6 batch run through passes over all jobs.
+fn resync_interval() -> String {
+    env("LOAD_RESYNC", 300).to_string()
+}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -147,6 +154,8 @@ impl Proc {
                 lease,
                 "--lease-duration",
                 LEASE_DURATION,
+                "--resync-interval",
+                &resync_interval(),
             ],
             &format!("load-{identity}.log"),
         )
@@ -400,7 +409,8 @@ struct Plain {
 }
 
 const PLAIN_MANAGER: &str = "load-plain-client";
-const CONCURRENCY: usize = 16;
+/// The controller's (`CONCURRENCY` in src/controller.rs).
+const CONCURRENCY: usize = 32;
 
 impl Plain {
     fn start(

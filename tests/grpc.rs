@@ -404,7 +404,13 @@ async fn every_method_round_trips_and_every_error_class_is_spaceones() {
             ))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::OutOfRange, "{e:?}");
+        assert_eq!(
+            details(&e),
+            (
+                tonic::Code::InvalidArgument,
+                "ERROR_INVALID_PARAMETER: Parameter is invalid. (key = body, reason = larger than 1048576 bytes)".into()
+            )
+        );
     }
 
     // cancel (the one write), then ERROR_JOB_STATE on the second one.
@@ -429,6 +435,109 @@ async fn every_method_round_trips_and_every_error_class_is_spaceones() {
             "ERROR_JOB_STATE: Only running jobs can be canceled. (job_state = CANCELED)".into()
         )
     );
+}
+
+/// Sends `bytes` as the message of `method` (tonic's client, a codec that writes the bytes as
+/// they are), with the reader's token; the answer's status.
+async fn raw_call(channel: Channel, method: &str, bytes: Vec<u8>, token: &str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = format!("/{}/{method}", cost_analysis_operator::api::grpc::SERVICE);
+    let path = axum::http::uri::PathAndQuery::try_from(path).unwrap();
+    grpc.unary(with_token(bytes, Some(token)), path, RawCodec)
+        .await
+        .unwrap_err()
+}
+
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// What tonic itself refuses before a Job method runs still gets SpaceONE's shape: bytes that
+/// are no protobuf message, a truncated message, a method the service does not have.
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_messages_and_unknown_methods_get_spaceone_errors() {
+    let w = world("grpc-raw").await;
+    for channel in [plaintext().await, over_tls().await] {
+        // An unfinished varint where a field tag belongs; field 1 as length-delimited, claiming
+        // 127 bytes where one follows.
+        for bytes in [vec![0xff, 0xff, 0xff], vec![0x0a, 0x7f, b'x']] {
+            let e = raw_call(channel.clone(), "list", bytes.clone(), &w.reader).await;
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bytes:?}: {e:?}");
+            assert!(
+                e.message().starts_with(
+                    "ERROR_INVALID_PARAMETER: Parameter is invalid. (key = body, reason = not a valid protobuf message: "
+                ),
+                "{e:?}"
+            );
+        }
+        let e = raw_call(channel.clone(), "delete", Vec::new(), &w.reader).await;
+        assert_eq!(
+            details(&e),
+            (
+                tonic::Code::Unimplemented,
+                "ERROR_NOT_IMPLEMENTED: Not implemented.".into()
+            )
+        );
+        // A well-formed message through the same path is answered as usual.
+        let request = pb::job::JobQuery {
+            domain_id: d(&w, 1),
+            job_id: "job-none".into(),
+            ..Default::default()
+        };
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path = format!("/{}/list", cost_analysis_operator::api::grpc::SERVICE);
+        let answer = grpc
+            .unary(
+                with_token(request.encode_to_vec(), Some(&w.reader)),
+                axum::http::uri::PathAndQuery::try_from(path).unwrap(),
+                RawCodec,
+            )
+            .await
+            .expect("a valid message is answered");
+        let jobs = pb::job::JobsInfo::decode(&answer.into_inner()[..]).unwrap();
+        assert_eq!(jobs.total_count, 0);
+    }
 }
 
 /// The protobuf form of a JSON request, as SpaceONE's REST proxy makes it (`ParseDict`):

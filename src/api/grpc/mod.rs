@@ -12,6 +12,7 @@
 //! in-cluster SpaceONE services that dial `grpc://` ([`serve_plaintext`]).
 
 pub mod backend;
+pub mod codec_errors;
 pub mod convert;
 
 use std::sync::Arc;
@@ -247,7 +248,8 @@ impl job::job_server::Job for JobGrpc {
 }
 
 /// The gRPC services of the API: Job, health (SERVING) and reflection v1alpha and v1, listing
-/// the Job service (which resolves, with its imports).
+/// the Job service (which resolves, with its imports). Errors tonic answers itself for a Job
+/// request get SpaceONE's shape ([`codec_errors`]).
 pub fn routes(
     state: JobService,
     request_timeout: Duration,
@@ -279,7 +281,8 @@ pub fn routes(
         .add_service(v1alpha)
         .add_service(v1)
         .prepare()
-        .into_axum_router())
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(codec_errors::spaceone_shaped)))
 }
 
 /// Whether a request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, ...).

@@ -3,7 +3,6 @@
 //! cancellation, events, TTL deletion) and requeues at the next deadline. Nothing here decides.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,7 +66,7 @@ pub struct Context {
     backoff: Mutex<HashMap<ObjectRef<CostAnalysisJob>, u32>>,
     own: Mutex<OwnWrites>,
     /// Reconciles started, for the pace of [`crate::passes`].
-    started: Arc<AtomicU64>,
+    started: crate::passes::Started,
 }
 
 /// Reconciles at a time. A timeout is a few requests of ~10-50 ms each; deadlines come in whole
@@ -89,7 +88,7 @@ pub async fn run(
 ) {
     use futures::FutureExt;
     let shutdown = shutdown.boxed().shared();
-    let started = Arc::new(AtomicU64::new(0));
+    let started = crate::passes::Started::default();
     // Job triggers from now on, and a first pass over every job (whatever happened before this
     // replica led is in the cache, not in a trigger).
     let triggered = caches.hub.lead();
@@ -155,7 +154,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.started.fetch_add(1, Ordering::Relaxed);
+    ctx.started.add(1);
     let started = Instant::now();
     let result = match tokio::time::timeout(
         RECONCILE_TIMEOUT,
@@ -204,12 +203,7 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     let ns = job.namespace().ok_or(Error::Missing("namespace"))?;
     let name = job.name_any();
     let uid = job.uid().ok_or(Error::Missing("uid"))?;
-    let created = job
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        .and_then(crate::timestamp::from_k8s)
-        .ok_or(Error::Missing("creationTimestamp"))?;
+    let view = JobView::of(job).ok_or(Error::Missing("creationTimestamp"))?;
 
     // This controller's last status write of the job is not in the cache yet (another event of
     // the job came first): a decision from this copy could only conflict. The write's own watch
@@ -241,12 +235,6 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         })
         .collect();
 
-    let view = JobView {
-        generation: job.meta().generation,
-        created,
-        spec: &job.spec,
-        status: job.status.as_ref(),
-    };
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
     apply(job, &ns, &name, &decision, ctx).await?;
 

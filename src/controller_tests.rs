@@ -82,7 +82,7 @@ fn context(tasks: Vec<CostAnalysisJobTask>) -> (Arc<Context>, FakeApiServer) {
         metrics: Arc::new(Metrics::default()),
         backoff: Mutex::new(HashMap::new()),
         own: Mutex::new(crate::own_writes::OwnWrites::default()),
-        started: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        started: crate::passes::Started::default(),
     };
     (Arc::new(ctx), server)
 }
@@ -209,19 +209,8 @@ async fn a_settled_job_costs_no_request() {
             finished_at: t.status.as_ref().and_then(|s| s.finished_at),
         })
         .collect();
-    let created = job
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .and_then(crate::timestamp::from_k8s)
-        .expect("created");
     for _ in 0..3 {
-        let view = lifecycle::JobView {
-            generation: job.metadata.generation,
-            created,
-            spec: &job.spec,
-            status: job.status.as_ref(),
-        };
+        let view = lifecycle::JobView::of(&job).expect("created");
         let decision = lifecycle::decide(
             &view,
             &views,

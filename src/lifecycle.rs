@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::resources::{
-    CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
+    CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
 };
 
 pub const ERROR_JOB_TASK: &str = "ERROR_JOB_TASK";
@@ -54,6 +54,23 @@ pub struct JobView<'a> {
     pub created: DateTime<Utc>,
     pub spec: &'a CostAnalysisJobSpec,
     pub status: Option<&'a CostAnalysisJobStatus>,
+}
+
+impl<'a> JobView<'a> {
+    /// The view of a stored job; `None` without a readable `creationTimestamp` (which the API
+    /// server always sets).
+    pub fn of(job: &'a CostAnalysisJob) -> Option<Self> {
+        Some(JobView {
+            generation: job.metadata.generation,
+            created: job
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(crate::timestamp::from_k8s)?,
+            spec: &job.spec,
+            status: job.status.as_ref(),
+        })
+    }
 }
 
 /// What the decision needs to know about one task object owned by the job.

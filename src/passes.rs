@@ -9,11 +9,12 @@
 //! couple of batches queued; a resync pass is also spread over half the interval.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::caches::{Hub, Ready};
@@ -25,8 +26,38 @@ pub const BATCH: usize = 32;
 /// The longest a pass waits for the reconciler to start the previous batch (a job already queued
 /// by another trigger merges with the pass's request, so "started" can lag what was sent).
 const STALL: Duration = Duration::from_millis(100);
-/// How often the pass looks at the reconciler's progress while it waits.
-const POLL: Duration = Duration::from_millis(2);
+
+/// Reconciles started so far: counted by the controller, watched by a pass for its pace.
+#[derive(Clone)]
+pub struct Started(Arc<watch::Sender<u64>>);
+
+impl Default for Started {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl Started {
+    pub fn new(count: u64) -> Self {
+        Started(Arc::new(watch::Sender::new(count)))
+    }
+
+    /// `n` more reconciles started.
+    pub fn add(&self, n: u64) {
+        self.0.send_modify(|count| *count = count.saturating_add(n));
+    }
+
+    pub fn count(&self) -> u64 {
+        *self.0.borrow()
+    }
+
+    /// Resolves once at least `target` reconciles have started.
+    async fn reached(&self, target: u64) {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as `self`, so this ends only when the count gets there.
+        let _ = rx.wait_for(|count| *count >= target).await;
+    }
+}
 
 /// The jobs of `jobs` in the order a pass looks at them: the most urgent first.
 pub fn order(
@@ -36,22 +67,11 @@ pub fn order(
     let mut keyed: Vec<_> = jobs
         .iter()
         .map(|job| {
-            let created = job
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(crate::timestamp::from_k8s)
-                .unwrap_or_default();
-            let view = JobView {
-                generation: job.metadata.generation,
-                created,
-                spec: &job.spec,
-                status: job.status.as_ref(),
-            };
-            (
-                lifecycle::urgency(&view, config),
-                ObjectRef::from_obj(job.as_ref()),
-            )
+            // A job without a creation time cannot be decided; the reconcile says so, first.
+            let urgency = JobView::of(job).map_or(DateTime::<Utc>::MIN_UTC, |view| {
+                lifecycle::urgency(&view, config)
+            });
+            (urgency, ObjectRef::from_obj(job.as_ref()))
         })
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
@@ -78,8 +98,7 @@ struct Passes {
     ready: Ready,
     hub: Arc<Hub>,
     config: lifecycle::Config,
-    /// Reconciles started so far (counted by the controller).
-    started: Arc<AtomicU64>,
+    started: Started,
     resync: Duration,
     next_resync: Instant,
     queue: std::vec::IntoIter<ObjectRef<CostAnalysisJob>>,
@@ -106,7 +125,7 @@ impl Passes {
             if self.queue.len() > 0 {
                 self.pace().await;
                 let batch: Vec<_> = self.queue.by_ref().take(BATCH).collect();
-                self.last = Some((Instant::now(), self.started.load(Ordering::Relaxed)));
+                self.last = Some((Instant::now(), self.started.count()));
                 return batch;
             }
             tokio::select! {
@@ -130,10 +149,7 @@ impl Passes {
             return;
         };
         let target = count.saturating_add(BATCH as u64);
-        let stall = after(at, STALL);
-        while self.started.load(Ordering::Relaxed) < target && Instant::now() < stall {
-            tokio::time::sleep(POLL).await;
-        }
+        let _ = tokio::time::timeout_at(after(at, STALL), self.started.reached(target)).await;
         tokio::time::sleep_until(after(at, self.gap)).await;
     }
 }
@@ -145,7 +161,7 @@ pub fn stream(
     ready: Ready,
     hub: Arc<Hub>,
     config: lifecycle::Config,
-    started: Arc<AtomicU64>,
+    started: Started,
     resync: Duration,
 ) -> impl Stream<Item = ObjectRef<CostAnalysisJob>> + Send + 'static {
     let passes = Passes {
@@ -253,7 +269,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pass_goes_at_the_reconcilers_pace() {
         let hub = Arc::new(Hub::default());
-        let started = Arc::new(AtomicU64::new(0));
+        let started = Started::default();
         let mut s = Box::pin(stream(
             store_of(BATCH * 3),
             Ready::now(),
@@ -277,7 +293,7 @@ mod tests {
             s.next().await.unwrap();
         }
         let t1 = Instant::now();
-        started.fetch_add(BATCH as u64 * 2, Ordering::Relaxed);
+        started.add(BATCH as u64 * 2);
         s.next().await.unwrap();
         assert!(
             Instant::now() < t1 + STALL / 2,
@@ -289,7 +305,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pass_requested_during_a_pass_follows_it() {
         let hub = Arc::new(Hub::default());
-        let started = Arc::new(AtomicU64::new(u64::MAX / 2));
+        let started = Started::new(u64::MAX / 2);
         let mut s = Box::pin(stream(
             store_of(BATCH * 2),
             Ready::now(),
@@ -320,7 +336,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_resync_is_spread_over_half_the_interval() {
         let hub = Arc::new(Hub::default());
-        let started = Arc::new(AtomicU64::new(u64::MAX / 2));
+        let started = Started::new(u64::MAX / 2);
         let resync = Duration::from_secs(100);
         let mut s = Box::pin(stream(
             store_of(BATCH * 4),

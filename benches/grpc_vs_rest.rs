@@ -4,8 +4,10 @@
 //! - REST: the JSON body parsed (as `body::parse_body` does), `list_as::<Encoded>`, the JSON
 //!   text is the answer.
 //! - gRPC: the protobuf JobQuery decoded (prost), turned into the same JSON request
-//!   (`grpc::convert::job_query`), `list_as::<Encoded>`, that text turned into JobsInfo
-//!   (`grpc::convert::jobs_info`) and encoded (prost).
+//!   (`grpc::convert::job_query`), `list_as::<JobsProto>` (JobsInfo built from the engine's
+//!   fields, as the server does) and encoded (prost).
+//! - gRPC via JSON, the former route, for the ratio of the change: `list_as::<Encoded>`, that text
+//!   turned into JobsInfo (`convert::jobs_info`) and encoded.
 //!
 //! TLS, HTTP/2 framing and authentication are the same for both (one server, one port) and are
 //! left out. Reports medians, p99 and the ratio gRPC / REST, and the answer sizes.
@@ -123,11 +125,20 @@ fn main() {
         let grpc = || {
             let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
             let request = convert::job_query(&message, None);
+            api::list_as::<convert::JobsProto>(&index, &scope, &request, Utc::now(), &limits)
+                .unwrap()
+                .0
+                .encode_to_vec()
+        };
+        let via_json = || {
+            let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
+            let request = convert::job_query(&message, None);
             let text = api::list_as::<api::Encoded>(&index, &scope, &request, Utc::now(), &limits)
                 .unwrap()
                 .0;
             convert::jobs_info(&text).unwrap().encode_to_vec()
         };
+        assert_eq!(grpc(), via_json(), "both gRPC routes answer the same bytes");
         // Same answer: the gRPC bytes decode to the REST JSON's jobs.
         let (r, g) = (rest(), grpc());
         let jobs = pb::job::JobsInfo::decode(&g[..]).unwrap();
@@ -137,27 +148,32 @@ fn main() {
             json["results"].as_array().unwrap().len()
         );
         assert_eq!(jobs.results[0].job_id, json["results"][0]["job_id"]);
-        let (mut rs, mut gs) = (Vec::new(), Vec::new());
+        let (mut rs, mut gs, mut js) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..rounds + 10 {
-            // Interleaved, so both sides see the same machine load.
+            // Interleaved, so every route sees the same machine load.
             let t = Instant::now();
             std::hint::black_box(rest());
             let rd = t.elapsed();
             let t = Instant::now();
             std::hint::black_box(grpc());
             let gd = t.elapsed();
+            let t = Instant::now();
+            std::hint::black_box(via_json());
+            let jd = t.elapsed();
             if i >= 10 {
                 rs.push(rd);
                 gs.push(gd);
+                js.push(jd);
             }
         }
-        let ((r50, r99), (g50, g99)) = (median_p99(rs), median_p99(gs));
+        let ((r50, r99), (g50, g99), (j50, j99)) = (median_p99(rs), median_p99(gs), median_p99(js));
         println!(
-            "list, page of {limit}: REST median {r50:.0} p99 {r99:.0} ({} answer bytes); gRPC median {g50:.0} p99 {g99:.0} ({} answer bytes); ratio gRPC/REST median {:.2}, p99 {:.2}",
+            "list, page of {limit}: REST median {r50:.0} p99 {r99:.0} ({} answer bytes); gRPC median {g50:.0} p99 {g99:.0} ({} answer bytes); ratio gRPC/REST median {:.2}, p99 {:.2}; gRPC via JSON (before) median {j50:.0} p99 {j99:.0}, ratio {:.2}",
             r.len(),
             g.len(),
             g50 / r50,
-            g99 / r99
+            g99 / r99,
+            j50 / r50
         );
     }
 }

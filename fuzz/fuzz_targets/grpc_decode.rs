@@ -1,7 +1,8 @@
 //! Decoding of what a gRPC client sends: the protobuf request messages of the Job service
 //! (prost), turned into the JSON requests the calls take (`grpc::convert`), then evaluated by the
 //! engine over a small index, and the answers encoded back (JobInfo, JobsInfo, Struct). Never a
-//! panic.
+//! panic; a list's JobsInfo built from the engine's fields (what gRPC answers) equals the one its
+//! JSON text converts to.
 #![no_main]
 
 use cost_analysis_operator::api::grpc::{convert, pb};
@@ -32,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
             let request = convert::job_query(&m, domain);
             if let Ok(text) = api::list_as::<api::Encoded>(&index, &scope, &request, now, &limits) {
                 let jobs = convert::jobs_info(&text.0).expect("the engine's JobsInfo converts");
+                // What the gRPC list answers, built from the fields: the same message.
+                let built = api::list_as::<convert::JobsProto>(&index, &scope, &request, now, &limits)
+                    .expect("the same request is answered the same way");
+                assert_eq!(built.0, jobs, "{request}");
                 let _ = jobs.encode_to_vec();
             }
         }

@@ -12,7 +12,8 @@ use crate::message::{as_object, check_fields};
 use crate::model::{FieldPath, Job, JobStatus};
 use crate::query::{Query, append_keyword, parse_filters};
 use crate::record::{Rec, Scope};
-use crate::render::{JobsInfo, Projection, job_info as render_info};
+pub use crate::render::{InfoFields, JobsInfo, info_time};
+use crate::render::{Projection, job_info as render_info};
 use crate::scan::run;
 
 /// Request fields after protobuf's MessageToDict: default values (empty strings, SCOPE_NONE) are
@@ -92,9 +93,16 @@ fn append_query_filter(p: &mut Map<String, Value>, keys: &[&str]) -> Map<String,
     query
 }
 
-/// How an answer comes out: a JSON value, or its encoding straight from the records.
+/// How an answer comes out: a JSON value, its encoding straight from the records, or (for a
+/// list) any form built from the fields of each JobInfo.
 pub trait AnswerForm: Sized {
     fn from_serialize(s: &impl serde::Serialize) -> Self;
+
+    /// A list's answer: by default its JSON form through [`AnswerForm::from_serialize`]; a form
+    /// that is not JSON (protobuf) reads [`JobsInfo::infos`] instead, without JSON in between.
+    fn from_jobs(jobs: &JobsInfo<'_>) -> Self {
+        Self::from_serialize(jobs)
+    }
 }
 
 impl AnswerForm for Value {
@@ -110,10 +118,6 @@ impl AnswerForm for Encoded {
     fn from_serialize(s: &impl serde::Serialize) -> Self {
         Encoded(serde_json::to_vec(s).unwrap_or_default())
     }
-}
-
-fn answer<A: AnswerForm>(s: &impl serde::Serialize) -> A {
-    A::from_serialize(s)
 }
 
 /// `Job.list`: JobQuery -> JobsInfo, within `limits`.
@@ -151,7 +155,7 @@ pub fn list_as<A: AnswerForm>(
         (false, Some(fields)) => Projection::Only(fields),
         (false, None) => Projection::Full,
     };
-    Ok(answer(&JobsInfo {
+    Ok(A::from_jobs(&JobsInfo {
         rows: &rows,
         total,
         projection: &projection,

@@ -7,23 +7,7 @@ use serde_json::Value;
 use crate::model::{Field, Job};
 use crate::record::{NO_TIME, Rec};
 use crate::slots::Slots;
-use crate::time::render_info;
-
-/// Fields of the seed's JobInfo (spaceone-api 1.8.7) in field-number order.
-const INFO_FIELDS: [Field; 12] = [
-    Field::JobId,
-    Field::Status,
-    Field::ErrorCode,
-    Field::ErrorMessage,
-    Field::TotalTasks,
-    Field::RemainedTasks,
-    Field::DataSourceId,
-    Field::DomainId,
-    Field::CreatedAt,
-    Field::UpdatedAt,
-    Field::FinishedAt,
-    Field::LastChangedAt,
-];
+use crate::time::{Millis, render_info};
 
 /// `JobInfo(minimal=True)`.
 const MINIMAL_FIELDS: [Field; 5] = [
@@ -41,7 +25,71 @@ pub(crate) enum Projection<'a> {
     Only(&'a [Field]),
 }
 
-/// One JobInfo, serialized straight from the record (no intermediate `Value`).
+/// One JobInfo's fields, for an answer form that is not JSON (protobuf): projected as the JSON
+/// form is, so a field that was not loaded has its default (`status` then reads `IN_PROGRESS`, the
+/// model's default), and the datetimes are milliseconds, `None` when unset ([`info_time`] gives
+/// their text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InfoFields<'a> {
+    pub job_id: &'a str,
+    pub status: &'static str,
+    pub error_code: &'a str,
+    pub error_message: &'a str,
+    pub total_tasks: i64,
+    pub remained_tasks: i64,
+    pub data_source_id: &'a str,
+    pub domain_id: &'a str,
+    pub created_at: Option<Millis>,
+    pub updated_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub last_changed_at: Option<Millis>,
+}
+
+impl<'a> InfoFields<'a> {
+    pub(crate) fn of(r: &'a Rec, projection: &Projection<'_>) -> Self {
+        let loaded = |f: Field| match projection {
+            Projection::Full => true,
+            Projection::Minimal => MINIMAL_FIELDS.contains(&f),
+            Projection::Only(fields) => fields.contains(&f),
+        };
+        let text = |f: Field, s: &'a str| if loaded(f) { s } else { "" };
+        let number = |f: Field, n: i64| if loaded(f) { n } else { 0 };
+        let time = |f: Field, ms: Millis| (loaded(f) && ms != NO_TIME).then_some(ms);
+        InfoFields {
+            job_id: text(Field::JobId, &r.job_id),
+            status: if loaded(Field::Status) {
+                r.status.as_str()
+            } else {
+                crate::model::JobStatus::InProgress.as_str()
+            },
+            error_code: text(Field::ErrorCode, r.error_code.as_deref().unwrap_or("")),
+            error_message: text(
+                Field::ErrorMessage,
+                r.error_message.as_deref().unwrap_or(""),
+            ),
+            total_tasks: number(Field::TotalTasks, r.total),
+            remained_tasks: number(Field::RemainedTasks, r.remained),
+            data_source_id: text(Field::DataSourceId, &r.data_source),
+            domain_id: text(Field::DomainId, &r.domain),
+            created_at: time(Field::CreatedAt, r.created),
+            updated_at: time(Field::UpdatedAt, r.updated),
+            finished_at: time(Field::FinishedAt, r.finished),
+            last_changed_at: time(Field::LastChangedAt, r.last_changed),
+        }
+    }
+}
+
+/// A JobInfo datetime as SpaceONE prints it (`2022-04-02T09:17:44.031Z`).
+pub fn info_time(ms: Millis) -> String {
+    let mut buf = [0u8; 24];
+    match crate::time::write_info(ms, &mut buf) {
+        Some(s) => s.to_owned(),
+        None => render_info(ms),
+    }
+}
+
+/// One JobInfo, serialized straight from the record (no intermediate `Value`): the fields of
+/// [`InfoFields`] in field-number order, default values left out.
 pub(crate) struct Info<'a> {
     pub rec: &'a Rec,
     pub projection: &'a Projection<'a>,
@@ -49,47 +97,30 @@ pub(crate) struct Info<'a> {
 
 impl Serialize for Info<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (r, projection) = (self.rec, self.projection);
+        let f = InfoFields::of(self.rec, self.projection);
         let mut m = serializer.serialize_map(None)?;
-        let loaded = |f: Field| match projection {
-            Projection::Full => true,
-            Projection::Minimal => MINIMAL_FIELDS.contains(&f),
-            Projection::Only(fields) => fields.contains(&f),
-        };
-        for f in INFO_FIELDS {
-            if matches!(projection, Projection::Minimal) && !MINIMAL_FIELDS.contains(&f) {
-                continue;
-            }
-            let name = f.name();
-            if !loaded(f) {
-                // Model default of a field that was not loaded.
-                if f == Field::Status {
-                    m.serialize_entry(name, "IN_PROGRESS")?;
-                }
-                continue;
-            }
-            match f {
-                Field::JobId => put_str(&mut m, name, &r.job_id)?,
-                Field::Status => m.serialize_entry(name, r.status.as_str())?,
-                Field::ErrorCode => put_str(&mut m, name, r.error_code.as_deref().unwrap_or(""))?,
-                Field::ErrorMessage => {
-                    put_str(&mut m, name, r.error_message.as_deref().unwrap_or(""))?;
-                }
-                Field::TotalTasks if r.total != 0 => m.serialize_entry(name, &r.total)?,
-                Field::RemainedTasks if r.remained != 0 => {
-                    m.serialize_entry(name, &r.remained)?;
-                }
-                Field::DataSourceId => put_str(&mut m, name, &r.data_source)?,
-                Field::DomainId => put_str(&mut m, name, &r.domain)?,
-                Field::CreatedAt => put_time(&mut m, name, r.created)?,
-                Field::UpdatedAt => put_time(&mut m, name, r.updated)?,
-                Field::FinishedAt => put_time(&mut m, name, r.finished)?,
-                Field::LastChangedAt => put_time(&mut m, name, r.last_changed)?,
-                _ => {}
-            }
-        }
+        put_str(&mut m, Field::JobId.name(), f.job_id)?;
+        m.serialize_entry(Field::Status.name(), f.status)?;
+        put_str(&mut m, Field::ErrorCode.name(), f.error_code)?;
+        put_str(&mut m, Field::ErrorMessage.name(), f.error_message)?;
+        put_int(&mut m, Field::TotalTasks.name(), f.total_tasks)?;
+        put_int(&mut m, Field::RemainedTasks.name(), f.remained_tasks)?;
+        put_str(&mut m, Field::DataSourceId.name(), f.data_source_id)?;
+        put_str(&mut m, Field::DomainId.name(), f.domain_id)?;
+        put_time(&mut m, Field::CreatedAt.name(), f.created_at)?;
+        put_time(&mut m, Field::UpdatedAt.name(), f.updated_at)?;
+        put_time(&mut m, Field::FinishedAt.name(), f.finished_at)?;
+        put_time(&mut m, Field::LastChangedAt.name(), f.last_changed_at)?;
         m.end()
     }
+}
+
+/// proto3 JSON leaves zeros out.
+fn put_int<M: SerializeMap>(m: &mut M, name: &str, n: i64) -> Result<(), M::Error> {
+    if n == 0 {
+        return Ok(());
+    }
+    m.serialize_entry(name, &n)
 }
 
 /// proto3 JSON leaves empty strings out.
@@ -100,10 +131,8 @@ fn put_str<M: SerializeMap>(m: &mut M, name: &str, s: &str) -> Result<(), M::Err
     m.serialize_entry(name, s)
 }
 
-fn put_time<M: SerializeMap>(m: &mut M, name: &str, ms: i64) -> Result<(), M::Error> {
-    if ms == NO_TIME {
-        return Ok(());
-    }
+fn put_time<M: SerializeMap>(m: &mut M, name: &str, ms: Option<Millis>) -> Result<(), M::Error> {
+    let Some(ms) = ms else { return Ok(()) };
     let mut buf = [0u8; 24];
     match crate::time::write_info(ms, &mut buf) {
         Some(s) => m.serialize_entry(name, s),
@@ -118,10 +147,22 @@ pub(crate) fn job_info(r: &Rec, projection: &Projection<'_>) -> Value {
 /// JobsInfo as the REST surfaces answer it: `results` (possibly `[]`) and `total_count` (possibly
 /// `0`) are always there, so a JSON client can index them without a key check (spec, Corrections).
 /// The JobInfo objects inside keep leaving out default-valued fields.
-pub(crate) struct JobsInfo<'a> {
-    pub rows: &'a [&'a Rec],
-    pub total: usize,
-    pub projection: &'a Projection<'a>,
+pub struct JobsInfo<'a> {
+    pub(crate) rows: &'a [&'a Rec],
+    pub(crate) total: usize,
+    pub(crate) projection: &'a Projection<'a>,
+}
+
+impl<'a> JobsInfo<'a> {
+    /// How many jobs matched (`total_count`), not only those of the page.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The page's JobInfos, as [`InfoFields`].
+    pub fn infos(&self) -> impl Iterator<Item = InfoFields<'a>> + '_ {
+        self.rows.iter().map(|r| InfoFields::of(r, self.projection))
+    }
 }
 
 impl Serialize for JobsInfo<'_> {

@@ -27,11 +27,11 @@ impl Method {
     }
 }
 
-/// An answer as the service gives it: a JSON value (JobInfo, Struct), or JSON text written
-/// straight from the index (JobsInfo of a list, no intermediate `Value`).
+/// An answer as the service gives it: a JSON value (JobInfo, Struct), or the JobsInfo of a list
+/// built straight from the index.
 pub enum Answer {
     Json(Value),
-    Text(Vec<u8>),
+    Jobs(super::pb::job::JobsInfo),
 }
 
 /// Calls `method` for `caller` with `request`, the JSON request exactly as the REST adapter
@@ -44,9 +44,9 @@ pub async fn call(
 ) -> Result<Answer, ServiceError> {
     Ok(match method {
         Method::Get => Answer::Json(service.get(caller, request).await?),
-        Method::List => Answer::Text(
+        Method::List => Answer::Jobs(
             service
-                .list::<spaceone_query::calls::Encoded>(caller, request)
+                .list::<super::convert::JobsProto>(caller, request)
                 .await?
                 .0,
         ),

@@ -512,6 +512,53 @@ pub fn jobs_info(text: &[u8]) -> Option<j::JobsInfo> {
     })
 }
 
+/// A list's answer as JobsInfo, built from the engine's fields of each job (no JSON in between:
+/// that round trip made a gRPC list cost 2.4-2.7 times a REST one).
+pub struct JobsProto(pub j::JobsInfo);
+
+impl spaceone_query::calls::AnswerForm for JobsProto {
+    /// Not used for lists (the engine calls [`Self::from_jobs`]); kept exact all the same.
+    fn from_serialize(s: &impl serde::Serialize) -> Self {
+        JobsProto(
+            serde_json::to_vec(s)
+                .ok()
+                .and_then(|t| jobs_info(&t))
+                .unwrap_or_default(),
+        )
+    }
+
+    fn from_jobs(jobs: &spaceone_query::calls::JobsInfo<'_>) -> Self {
+        use spaceone_query::calls::info_time;
+        let time = |ms: Option<i64>| ms.map(info_time).unwrap_or_default();
+        let results = jobs
+            .infos()
+            .map(|f| j::JobInfo {
+                job_id: f.job_id.to_owned(),
+                status: j::job_info::Status::from_str_name(f.status).map_or(0, |s| s as i32),
+                error_code: f.error_code.to_owned(),
+                error_message: f.error_message.to_owned(),
+                total_tasks: saturating_i32(f.total_tasks),
+                remained_tasks: saturating_i32(f.remained_tasks),
+                data_source_id: f.data_source_id.to_owned(),
+                domain_id: f.domain_id.to_owned(),
+                created_at: time(f.created_at),
+                updated_at: time(f.updated_at),
+                finished_at: time(f.finished_at),
+                last_changed_at: time(f.last_changed_at),
+            })
+            .collect();
+        JobsProto(j::JobsInfo {
+            results,
+            total_count: i32::try_from(jobs.total()).unwrap_or(i32::MAX),
+        })
+    }
+}
+
+/// An int64 count in an int32 field, saturating as the JSON route's float cast does.
+fn saturating_i32(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
+}
+
 /// A JSON value as `google.protobuf.Value`.
 pub fn to_value(v: Value) -> prost_types::Value {
     use prost_types::value::Kind;
@@ -606,5 +653,50 @@ mod tests {
                 .clone(),
         );
         assert_eq!(from_struct(&s), json!({"results": [{"n": 1, "k": null}]}));
+    }
+
+    /// The JobsInfo built from the engine's fields equals the one the JSON text converts to, for
+    /// every projection (full, minimal, only) and for values at the edges (no times, counts
+    /// beyond int32, error fields, the latest date chrono has).
+    #[test]
+    fn a_list_built_from_fields_equals_the_json_route() {
+        use spaceone_query::calls::{self, Encoded};
+        use spaceone_query::{Index, Job, JobStatus, Limits, Scope};
+        let mut index = Index::new();
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        for (i, status) in JobStatus::ALL.into_iter().enumerate() {
+            index.upsert(Job {
+                namespace: "ns".into(),
+                job_id: format!("job-{i}"),
+                status,
+                error_code: (i % 2 == 0).then(|| "ERROR_JOB_TASK".into()),
+                error_message: (i % 2 == 0).then(|| "One or more job tasks have failed.".into()),
+                total_tasks: [0, 3, i64::MAX, -5, 1 << 40][i % 5],
+                remained_tasks: [0, 1, i64::MIN, 2, 0][i % 5],
+                data_source_id: format!("ds-{i}"),
+                domain_id: "d".into(),
+                options: serde_json::Map::new(),
+                created_at: Some(at("2024-01-02T03:04:05.678Z")),
+                updated_at: (i % 2 == 1).then(|| at("2024-01-02T03:04:06Z")),
+                finished_at: (i == 3).then_some(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+                last_changed_at: None,
+            });
+        }
+        let queries = [
+            json!({}),
+            json!({"minimal": true}),
+            json!({"only": ["job_id", "created_at", "total_tasks"]}),
+            json!({"only": ["error_code"]}),
+            json!({"page": {"start": 2, "limit": 2}, "sort": [{"key": "job_id", "desc": true}]}),
+            json!({"filter": [{"k": "status", "v": "nothing", "o": "eq"}]}),
+        ];
+        for query in queries {
+            let request = json!({"domain_id": "d", "query": query});
+            let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
+            let text = calls::list_as::<Encoded>(&index, &scope, &request, now, &limits).unwrap();
+            let proto =
+                calls::list_as::<JobsProto>(&index, &scope, &request, now, &limits).unwrap();
+            assert_eq!(proto.0, jobs_info(&text.0).unwrap(), "{query}");
+        }
     }
 }

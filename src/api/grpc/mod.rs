@@ -188,7 +188,7 @@ fn internal(what: &str) -> Status {
 fn job_info(answer: Answer) -> Result<Response<job::JobInfo>, Status> {
     match answer {
         Answer::Json(v) => convert::job_info(v),
-        Answer::Text(t) => serde_json::from_slice(&t).ok().and_then(convert::job_info),
+        Answer::Jobs(_) => None,
     }
     .map(Response::new)
     .ok_or_else(|| internal("JobInfo"))
@@ -220,13 +220,14 @@ impl job::job_server::Job for JobGrpc {
         &self,
         request: Request<job::JobQuery>,
     ) -> Result<Response<job::JobsInfo>, Status> {
-        let jobs = match self.run(Method::List, request, convert::job_query).await? {
-            Answer::Text(t) => convert::jobs_info(&t),
+        match self.run(Method::List, request, convert::job_query).await? {
+            Answer::Jobs(jobs) => Ok(Response::new(jobs)),
             Answer::Json(v) => serde_json::to_vec(&v)
                 .ok()
-                .and_then(|t| convert::jobs_info(&t)),
-        };
-        jobs.map(Response::new).ok_or_else(|| internal("JobsInfo"))
+                .and_then(|t| convert::jobs_info(&t))
+                .map(Response::new)
+                .ok_or_else(|| internal("JobsInfo")),
+        }
     }
 
     async fn stat(
@@ -238,7 +239,7 @@ impl job::job_server::Job for JobGrpc {
             .await?
         {
             Answer::Json(v) => Some(v),
-            Answer::Text(t) => serde_json::from_slice(&t).ok(),
+            Answer::Jobs(_) => None,
         };
         match value {
             Some(Value::Object(m)) => Ok(Response::new(convert::to_struct(m))),

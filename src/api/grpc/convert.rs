@@ -34,12 +34,60 @@ fn strings(items: &[String]) -> Vec<Value> {
     items.iter().map(|s| Value::String(s.clone())).collect()
 }
 
-/// A oneof of two aliases (`key`/`k`, ...): the member that is set, under its own name.
-fn put_alias(m: &mut Map<String, Value>, names: (&str, &str), which: Option<(bool, Value)>) {
-    if let Some((first, value)) = which {
-        m.insert(if first { names.0 } else { names.1 }.into(), value);
+/// A oneof that carries one value under a long and a short name (`key`/`k`, ...): whether the
+/// long one is set, and the value as JSON.
+trait Alias {
+    fn named(&self) -> (bool, Value);
+}
+
+macro_rules! aliases {
+    ($($oneof:path { $long:ident, $short:ident } => $to_json:expr;)*) => {$(
+        impl Alias for $oneof {
+            fn named(&self) -> (bool, Value) {
+                match self {
+                    Self::$long(x) => (true, $to_json(x)),
+                    Self::$short(x) => (false, $to_json(x)),
+                }
+            }
+        }
+    )*};
+}
+
+fn text(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+aliases! {
+    q::filter::KeyAlias { Key, K } => text;
+    q::filter::ValueAlias { Value, V } => value;
+    q::filter::OperatorAlias { Operator, O } => text;
+    q::aggregate_group_key::KeyAlias { Key, K } => text;
+    q::aggregate_group_key::NameAlias { Name, N } => text;
+    q::aggregate_group_field::KeyAlias { Key, K } => text;
+    q::aggregate_group_field::NameAlias { Name, N } => text;
+    q::aggregate_group_field::OperatorAlias { Operator, O } => text;
+    q::aggregate_group_field::ConditionAlias { Condition, C } => sub_condition;
+    q::aggregate_group_sub_field::KeyAlias { Key, K } => text;
+    q::aggregate_group_sub_field::NameAlias { Name, N } => text;
+    q::aggregate_group_sub_condition::KeyAlias { Key, K } => text;
+    q::aggregate_group_sub_condition::ValueAlias { Value, V } => text;
+    q::aggregate_group_sub_condition::OperatorAlias { Operator, O } => text;
+    q::aggregate_project_field::KeyAlias { Key, K } => text;
+    q::aggregate_project_field::NameAlias { Name, N } => text;
+    q::aggregate_project_field::OperatorAlias { Operator, O } => text;
+}
+
+/// The member of an alias oneof that is set, under its own name.
+fn put_alias(m: &mut Map<String, Value>, names: (&str, &str), which: Option<&impl Alias>) {
+    if let Some((long, value)) = which.map(Alias::named) {
+        m.insert(if long { names.0 } else { names.1 }.into(), value);
     }
 }
+
+const KEY: (&str, &str) = ("key", "k");
+const NAME: (&str, &str) = ("name", "n");
+const VALUE: (&str, &str) = ("value", "v");
+const OPERATOR: (&str, &str) = ("operator", "o");
 
 /// `google.protobuf.Value` as JSON. A whole number is given as an integer (the REST adapter's
 /// JSON numbers are, and the engine compares them by value either way).
@@ -72,32 +120,10 @@ fn number(n: f64) -> Value {
 }
 
 fn filter(f: &q::Filter) -> Value {
-    use q::filter::{KeyAlias, OperatorAlias, ValueAlias};
     let mut m = Map::new();
-    put_alias(
-        &mut m,
-        ("key", "k"),
-        f.key_alias.as_ref().map(|a| match a {
-            KeyAlias::Key(s) => (true, json!(s)),
-            KeyAlias::K(s) => (false, json!(s)),
-        }),
-    );
-    put_alias(
-        &mut m,
-        ("value", "v"),
-        f.value_alias.as_ref().map(|a| match a {
-            ValueAlias::Value(v) => (true, value(v)),
-            ValueAlias::V(v) => (false, value(v)),
-        }),
-    );
-    put_alias(
-        &mut m,
-        ("operator", "o"),
-        f.operator_alias.as_ref().map(|a| match a {
-            OperatorAlias::Operator(s) => (true, json!(s)),
-            OperatorAlias::O(s) => (false, json!(s)),
-        }),
-    );
+    put_alias(&mut m, KEY, f.key_alias.as_ref());
+    put_alias(&mut m, VALUE, f.value_alias.as_ref());
+    put_alias(&mut m, OPERATOR, f.operator_alias.as_ref());
     Value::Object(m)
 }
 
@@ -145,158 +171,39 @@ pub fn query(query: &q::Query) -> Value {
     Value::Object(m)
 }
 
-macro_rules! aliases {
-    ($m:expr, $msg:expr, $module:ident, $field:ident, $ty:ident, $a:ident, $b:ident, $na:literal, $nb:literal) => {
-        put_alias(
-            $m,
-            ($na, $nb),
-            $msg.$field.as_ref().map(|x| match x {
-                q::$module::$ty::$a(s) => (true, json!(s)),
-                q::$module::$ty::$b(s) => (false, json!(s)),
-            }),
-        )
-    };
-}
-
 fn group_key(k: &q::AggregateGroupKey) -> Value {
     let mut m = Map::new();
-    aliases!(
-        &mut m,
-        k,
-        aggregate_group_key,
-        key_alias,
-        KeyAlias,
-        Key,
-        K,
-        "key",
-        "k"
-    );
-    aliases!(
-        &mut m,
-        k,
-        aggregate_group_key,
-        name_alias,
-        NameAlias,
-        Name,
-        N,
-        "name",
-        "n"
-    );
+    put_alias(&mut m, KEY, k.key_alias.as_ref());
+    put_alias(&mut m, NAME, k.name_alias.as_ref());
     put_str(&mut m, "date_format", &k.date_format);
     Value::Object(m)
 }
 
 fn group_field(f: &q::AggregateGroupField) -> Value {
     let mut m = Map::new();
-    aliases!(
-        &mut m,
-        f,
-        aggregate_group_field,
-        key_alias,
-        KeyAlias,
-        Key,
-        K,
-        "key",
-        "k"
-    );
-    aliases!(
-        &mut m,
-        f,
-        aggregate_group_field,
-        name_alias,
-        NameAlias,
-        Name,
-        N,
-        "name",
-        "n"
-    );
-    aliases!(
-        &mut m,
-        f,
-        aggregate_group_field,
-        operator_alias,
-        OperatorAlias,
-        Operator,
-        O,
-        "operator",
-        "o"
-    );
+    put_alias(&mut m, KEY, f.key_alias.as_ref());
+    put_alias(&mut m, NAME, f.name_alias.as_ref());
+    put_alias(&mut m, OPERATOR, f.operator_alias.as_ref());
     let subfields = f
         .fields
         .iter()
         .map(|s| {
             let mut sm = Map::new();
-            aliases!(
-                &mut sm,
-                s,
-                aggregate_group_sub_field,
-                key_alias,
-                KeyAlias,
-                Key,
-                K,
-                "key",
-                "k"
-            );
-            aliases!(
-                &mut sm,
-                s,
-                aggregate_group_sub_field,
-                name_alias,
-                NameAlias,
-                Name,
-                N,
-                "name",
-                "n"
-            );
+            put_alias(&mut sm, KEY, s.key_alias.as_ref());
+            put_alias(&mut sm, NAME, s.name_alias.as_ref());
             Value::Object(sm)
         })
         .collect();
     put_list(&mut m, "fields", subfields);
-    let condition = |c: &q::AggregateGroupSubCondition| {
-        let mut cm = Map::new();
-        aliases!(
-            &mut cm,
-            c,
-            aggregate_group_sub_condition,
-            key_alias,
-            KeyAlias,
-            Key,
-            K,
-            "key",
-            "k"
-        );
-        aliases!(
-            &mut cm,
-            c,
-            aggregate_group_sub_condition,
-            value_alias,
-            ValueAlias,
-            Value,
-            V,
-            "value",
-            "v"
-        );
-        aliases!(
-            &mut cm,
-            c,
-            aggregate_group_sub_condition,
-            operator_alias,
-            OperatorAlias,
-            Operator,
-            O,
-            "operator",
-            "o"
-        );
-        Value::Object(cm)
-    };
-    put_alias(
-        &mut m,
-        ("condition", "c"),
-        f.condition_alias.as_ref().map(|a| match a {
-            q::aggregate_group_field::ConditionAlias::Condition(c) => (true, condition(c)),
-            q::aggregate_group_field::ConditionAlias::C(c) => (false, condition(c)),
-        }),
-    );
+    put_alias(&mut m, ("condition", "c"), f.condition_alias.as_ref());
+    Value::Object(m)
+}
+
+fn sub_condition(c: &q::AggregateGroupSubCondition) -> Value {
+    let mut m = Map::new();
+    put_alias(&mut m, KEY, c.key_alias.as_ref());
+    put_alias(&mut m, VALUE, c.value_alias.as_ref());
+    put_alias(&mut m, OPERATOR, c.operator_alias.as_ref());
     Value::Object(m)
 }
 
@@ -336,39 +243,9 @@ fn aggregate(a: &q::StatisticsAggregate) -> Value {
                 .iter()
                 .map(|f| {
                     let mut fm = Map::new();
-                    aliases!(
-                        &mut fm,
-                        f,
-                        aggregate_project_field,
-                        key_alias,
-                        KeyAlias,
-                        Key,
-                        K,
-                        "key",
-                        "k"
-                    );
-                    aliases!(
-                        &mut fm,
-                        f,
-                        aggregate_project_field,
-                        name_alias,
-                        NameAlias,
-                        Name,
-                        N,
-                        "name",
-                        "n"
-                    );
-                    aliases!(
-                        &mut fm,
-                        f,
-                        aggregate_project_field,
-                        operator_alias,
-                        OperatorAlias,
-                        Operator,
-                        O,
-                        "operator",
-                        "o"
-                    );
+                    put_alias(&mut fm, KEY, f.key_alias.as_ref());
+                    put_alias(&mut fm, NAME, f.name_alias.as_ref());
+                    put_alias(&mut fm, OPERATOR, f.operator_alias.as_ref());
                     Value::Object(fm)
                 })
                 .collect();

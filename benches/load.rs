@@ -20,9 +20,10 @@
 //!   standby (running all along with warm caches, lease duration 3 s) takes over and decides
 //!   everything.
 //! - **shim**: the API shim over those jobs under `LOAD_SHIM_CLIENTS` concurrent clients sending
-//!   list, stat and get for `LOAD_SHIM_SECONDS` while jobs are created and canceled: errors,
-//!   latency percentiles, the shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must equal a
-//!   fresh LIST.
+//!   list, stat and get for `LOAD_SHIM_SECONDS` over REST, then as long over gRPC (the same
+//!   requests on the plaintext h2c port), while jobs are created and canceled: errors, latency
+//!   percentiles per protocol, the shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must
+//!   equal a fresh LIST.
 //!
 //!   cargo bench --bench load                    (full size: 10,000 jobs; see hack/reliability.sh)
 //!   LOAD_PHASES=p5 LOAD_P5_JOBS=1000 cargo bench --bench load      (one phase, another size)
@@ -50,6 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
+use cost_analysis_operator::api::grpc::pb;
 use cost_analysis_operator::lifecycle::{self, JobView, TaskView};
 use cost_analysis_operator::resources::{
     CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, CostAnalysisJobTask,
@@ -61,6 +63,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use pb::job::job_client::JobClient;
 use serde_json::json;
 
 fn env(name: &str, default: usize) -> usize {
@@ -992,10 +995,104 @@ async fn p6(c: &'static support::Cluster, client: &Client, measure: bool) -> (St
 
 // --------------------------------------------------------------------------------------- shim
 
+/// Prints one window of the shim load: answers, errors, latency per kind of request.
+fn report(protocol: &str, results: &[Vec<(usize, f64)>], seconds: usize, errors: &[String]) {
+    let mut all: Vec<f64> = results.iter().flatten().map(|(_, ms)| *ms).collect();
+    let n = all.len();
+    println!(
+        "shim under load over {protocol}: {n} answers ({:.0}/s), {} errors",
+        n as f64 / seconds as f64,
+        errors.len()
+    );
+    for (kind, name) in [
+        (0, "list (filter, sort, page 100)"),
+        (1, "stat (group by status)"),
+        (2, "get one job"),
+    ] {
+        let mut ms: Vec<f64> = results
+            .iter()
+            .flatten()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, ms)| *ms)
+            .collect();
+        println!("  {name:<32} ms: {}", summary(&mut ms));
+    }
+    println!("  {:<32} ms: {}", "all", summary(&mut all));
+}
+
+fn with_token<M>(message: M, token: &str) -> tonic::Request<M> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("token", token.parse().expect("token metadata"));
+    request
+}
+
+/// The REST list's request as a JobQuery: filter on a data source, newest first, page of 100.
+fn grpc_list(i: usize) -> pb::job::JobQuery {
+    use pb::core::{Filter, Page, Query, Sort, filter};
+    pb::job::JobQuery {
+        domain_id: DOMAIN.into(),
+        query: Some(Query {
+            filter: vec![Filter {
+                key_alias: Some(filter::KeyAlias::K("data_source_id".into())),
+                value_alias: Some(filter::ValueAlias::V(prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(format!(
+                        "ds-{}",
+                        i % 10
+                    ))),
+                })),
+                operator_alias: Some(filter::OperatorAlias::O("eq".into())),
+            }],
+            sort: Some(Sort {
+                key: "created_at".into(),
+                desc: true,
+                keys: Vec::new(),
+            }),
+            page: Some(Page {
+                start: 1,
+                limit: 100,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The REST stat's request as a JobStatQuery: count per status.
+fn grpc_stat() -> pb::job::JobStatQuery {
+    use pb::core::{
+        AggregateGroup, AggregateGroupField, AggregateGroupKey, StatisticsAggregate,
+        StatisticsQuery, aggregate_group_field as field, aggregate_group_key as key,
+        statistics_aggregate::AggregateAlias,
+    };
+    pb::job::JobStatQuery {
+        domain_id: DOMAIN.into(),
+        query: Some(StatisticsQuery {
+            aggregate: vec![StatisticsAggregate {
+                aggregate_alias: Some(AggregateAlias::Group(AggregateGroup {
+                    keys: vec![AggregateGroupKey {
+                        key_alias: Some(key::KeyAlias::Key("status".into())),
+                        name_alias: Some(key::NameAlias::Name("status".into())),
+                        ..Default::default()
+                    }],
+                    fields: vec![AggregateGroupField {
+                        operator_alias: Some(field::OperatorAlias::Operator("count".into())),
+                        name_alias: Some(field::NameAlias::Name("n".into())),
+                        ..Default::default()
+                    }],
+                })),
+            }],
+            ..Default::default()
+        }),
+    }
+}
+
 async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, background: usize) {
     let clients = env("LOAD_SHIM_CLIENTS", 16);
     let seconds = env("LOAD_SHIM_SECONDS", 30);
     let port = support::free_port();
+    let grpc_port = support::free_port();
     let tls = support::serving_cert(&c.dir, "load", "cost-analysis-system");
     let api = Proc::start(
         c,
@@ -1009,6 +1106,8 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
             &tls.cert.to_string_lossy(),
             "--tls-key-file",
             &tls.key.to_string_lossy(),
+            "--grpc-plaintext-addr",
+            &format!("127.0.0.1:{grpc_port}"),
         ],
         "load-shim.log",
     );
@@ -1042,7 +1141,7 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
         .to_string();
     let mut config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().expect("url"));
     config.root_cert = Some(vec![tls.der.clone()]);
-    config.auth_info.token = Some(token.into());
+    config.auth_info.token = Some(token.clone().into());
     let shim_client = Client::try_from(config).expect("shim client");
     let (rss0, hwm0) = api.memory();
 
@@ -1114,43 +1213,78 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
         }
     }))
     .await;
+    let rest_errors = std::mem::take(&mut *errors.lock().unwrap());
+    report("REST", &results, seconds, &rest_errors);
+
+    // The same requests over gRPC (the plaintext h2c port, one multiplexed channel, the token in
+    // the `token` metadata as SpaceONE clients send it), while the changes go on.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC channel");
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let grpc_errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let grpc_results: Vec<Vec<(usize, f64)>> = futures::future::join_all((0..clients).map(|w| {
+        let (channel, errors, token) = (channel.clone(), grpc_errors.clone(), token.clone());
+        async move {
+            let mut client = JobClient::new(channel);
+            let mut out = Vec::new();
+            let mut i = w;
+            while Instant::now() < deadline {
+                let kind = i % 3;
+                let t = Instant::now();
+                let answer = match kind {
+                    0 => client
+                        .list(with_token(grpc_list(i), &token))
+                        .await
+                        .map(|_| ()),
+                    1 => client
+                        .stat(with_token(grpc_stat(), &token))
+                        .await
+                        .map(|_| ()),
+                    _ => client
+                        .get(with_token(
+                            pb::job::GetJobRequest {
+                                job_id: format!("bg-{:06}", (i * 7919) % background.max(1)),
+                                domain_id: DOMAIN.into(),
+                                only: Vec::new(),
+                            },
+                            &token,
+                        ))
+                        .await
+                        .map(|_| ()),
+                };
+                match answer {
+                    Ok(()) => out.push((kind, t.elapsed().as_secs_f64() * 1e3)),
+                    Err(e) => errors.lock().unwrap().push(format!("{e:?}")),
+                }
+                i += clients;
+            }
+            out
+        }
+    }))
+    .await;
+    let grpc_errors = std::mem::take(&mut *grpc_errors.lock().unwrap());
+    report("gRPC", &grpc_results, seconds, &grpc_errors);
+
     stop.store(true, Ordering::Relaxed);
     let changes = changer.await.expect("changer");
     let (rss1, hwm1) = api.memory();
-    let errors = errors.lock().unwrap().clone();
-    let mut all: Vec<f64> = results.iter().flatten().map(|(_, ms)| *ms).collect();
-    let n = all.len();
     println!(
-        "shim under load: {n} answers ({:.0}/s), {} errors, {changes} jobs created and {changes} canceled meanwhile",
-        n as f64 / seconds as f64,
-        errors.len()
-    );
-    for (kind, name) in [
-        (0, "list (filter, sort, page 100)"),
-        (1, "stat (group by status)"),
-        (2, "get one job"),
-    ] {
-        let mut ms: Vec<f64> = results
-            .iter()
-            .flatten()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, ms)| *ms)
-            .collect();
-        println!("  {name:<32} ms: {}", summary(&mut ms));
-    }
-    println!("  {:<32} ms: {}", "all", summary(&mut all));
-    println!(
-        "shim memory: VmRSS {} -> {} MiB, VmHWM {} -> {} MiB (indexed, then after the load)",
+        "{changes} jobs created and {changes} canceled during the two windows; shim memory: VmRSS {} -> {} MiB, VmHWM {} -> {} MiB (indexed, then after the load)",
         rss0 / 1024,
         rss1 / 1024,
         hwm0 / 1024,
         hwm1 / 1024
     );
-    assert!(
-        errors.is_empty(),
-        "shim errors: {:?}",
-        &errors[..errors.len().min(5)]
-    );
+    for (protocol, errors) in [("REST", &rest_errors), ("gRPC", &grpc_errors)] {
+        assert!(
+            errors.is_empty(),
+            "shim errors over {protocol}: {:?}",
+            &errors[..errors.len().min(5)]
+        );
+    }
 
     // The index follows the changes: its counts per state equal a fresh LIST (once settled).
     let stat_body = serde_json::to_vec(&json!({"domain_id": DOMAIN, "query": {"aggregate": [

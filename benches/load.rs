@@ -21,7 +21,8 @@
 //!   everything.
 //! - **shim**: the API shim over those jobs under `LOAD_SHIM_CLIENTS` concurrent clients sending
 //!   list, stat and get for `LOAD_SHIM_SECONDS` over REST, then as long over gRPC (the same
-//!   requests on the plaintext h2c port), while jobs are created and canceled: errors, latency
+//!   requests on the plaintext h2c port, over `LOAD_SHIM_GRPC_CHANNELS` connections, default 1),
+//!   while jobs are created and canceled: errors, latency
 //!   percentiles per protocol, the shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must
 //!   equal a fresh LIST.
 //!
@@ -1218,15 +1219,25 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
 
     // The same requests over gRPC (the plaintext h2c port, one multiplexed channel, the token in
     // the `token` metadata as SpaceONE clients send it), while the changes go on.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("gRPC channel");
+    let channels = env("LOAD_SHIM_GRPC_CHANNELS", 1).max(1);
+    let mut channel = Vec::new();
+    for _ in 0..channels {
+        channel.push(
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+                .expect("endpoint")
+                .connect()
+                .await
+                .expect("gRPC channel"),
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     let grpc_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let grpc_results: Vec<Vec<(usize, f64)>> = futures::future::join_all((0..clients).map(|w| {
-        let (channel, errors, token) = (channel.clone(), grpc_errors.clone(), token.clone());
+        let (channel, errors, token) = (
+            channel[w % channels].clone(),
+            grpc_errors.clone(),
+            token.clone(),
+        );
         async move {
             let mut client = JobClient::new(channel);
             let mut out = Vec::new();

@@ -361,37 +361,10 @@ async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Waits (up to `LOAD_SETTLE_MAX` seconds, default 300) until etcd, kube-apiserver and
-/// kube-controller-manager together use less than a fifth of a core, so that each measured part
-/// starts on a quiet control plane (after a load, namespace deletion and compaction go on).
+/// Waits (up to `LOAD_SETTLE_MAX` seconds, default 300) for a quiet control plane.
 async fn settle(dir: &std::path::Path) {
-    fn cpu_ticks(dir: &std::path::Path) -> u64 {
-        ["etcd", "apiserver", "controller-manager"]
-            .iter()
-            .filter_map(|name| std::fs::read_to_string(dir.join(format!("{name}.pid"))).ok())
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
-            .map(|stat| {
-                let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-                let fields: Vec<&str> = after.split_whitespace().collect();
-                let field = |i: usize| {
-                    fields
-                        .get(i)
-                        .and_then(|f| f.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
-                field(11) + field(12)
-            })
-            .sum()
-    }
-    let start = Instant::now();
-    loop {
-        let before = cpu_ticks(dir);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let used = cpu_ticks(dir).saturating_sub(before);
-        if used < 40 || start.elapsed() > Duration::from_secs(env("LOAD_SETTLE_MAX", 300) as u64) {
-            return;
-        }
-    }
+    let max = Duration::from_secs(env("LOAD_SETTLE_MAX", 300) as u64);
+    support::settle(dir, max).await;
 }
 
 // ----------------------------------------------------------------------------------------- P5

@@ -63,45 +63,15 @@ where
 /// parked threads and cold caches on both sides).
 const WARM: usize = 10;
 
-/// Waits (up to 10 minutes) until etcd, kube-apiserver and kube-controller-manager together use
-/// less than a fifth of a core, so that loading and measuring start on a quiet machine (after a
-/// load the control plane keeps compacting and garbage-collecting for a while, and an earlier
-/// run's namespace may still be being deleted).
+/// Waits (up to 10 minutes) for a quiet control plane, so that loading and measuring start on a
+/// quiet machine.
 async fn settle(dir: &std::path::Path) {
-    fn cpu_ticks(dir: &std::path::Path) -> u64 {
-        ["etcd", "apiserver", "controller-manager"]
-            .iter()
-            .filter_map(|name| std::fs::read_to_string(dir.join(format!("{name}.pid"))).ok())
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
-            .map(|stat| {
-                // utime and stime: fields 14 and 15, counted after the parenthesized name.
-                let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-                let fields: Vec<&str> = after.split_whitespace().collect();
-                let field = |i: usize| {
-                    fields
-                        .get(i)
-                        .and_then(|f| f.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
-                field(11) + field(12)
-            })
-            .sum()
-    }
-    let start = Instant::now();
-    loop {
-        let before = cpu_ticks(dir);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        // Clock ticks are 1/100 s: under 40 ticks in 2 s is under a fifth of a core.
-        let used = cpu_ticks(dir).saturating_sub(before);
-        if used < 40 || start.elapsed() > Duration::from_secs(600) {
-            if start.elapsed() > Duration::from_secs(5) {
-                println!(
-                    "(waited {:.0} s for the control plane to settle; {used} ticks in the last 2 s)",
-                    start.elapsed().as_secs_f64()
-                );
-            }
-            return;
-        }
+    let (waited, used) = support::settle(dir, Duration::from_secs(600)).await;
+    if waited > Duration::from_secs(5) {
+        println!(
+            "(waited {:.0} s for the control plane to settle; {used} ticks in the last 2 s)",
+            waited.as_secs_f64()
+        );
     }
 }
 

@@ -491,3 +491,40 @@ impl Cluster {
         }
     }
 }
+
+/// Waits (up to `max`) until etcd, kube-apiserver and kube-controller-manager of the cluster in
+/// `dir` together use less than a fifth of a core, so that a measured part starts on a quiet
+/// control plane (after a load it keeps compacting and garbage-collecting for a while, and an
+/// earlier run's namespace may still be being deleted). Returns how long it waited and the clock
+/// ticks of the last 2 s.
+pub async fn settle(dir: &Path, max: std::time::Duration) -> (std::time::Duration, u64) {
+    fn cpu_ticks(dir: &Path) -> u64 {
+        ["etcd", "apiserver", "controller-manager"]
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(dir.join(format!("{name}.pid"))).ok())
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+            .map(|stat| {
+                // utime and stime: fields 14 and 15, counted after the parenthesized name.
+                let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                let field = |i: usize| {
+                    fields
+                        .get(i)
+                        .and_then(|f| f.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                field(11) + field(12)
+            })
+            .sum()
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let before = cpu_ticks(dir);
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        // Clock ticks are 1/100 s: under 40 ticks in 2 s is under a fifth of a core.
+        let used = cpu_ticks(dir).saturating_sub(before);
+        if used < 40 || start.elapsed() > max {
+            return (start.elapsed(), used);
+        }
+    }
+}

@@ -188,6 +188,11 @@ impl Proc {
         };
         (kb("VmRSS:"), kb("VmHWM:"))
     }
+
+    /// CPU time used so far, in clock ticks (1/100 s).
+    fn cpu_ticks(&self) -> u64 {
+        support::process_cpu_ticks(&self.child.id().to_string())
+    }
 }
 
 impl Drop for Proc {
@@ -969,14 +974,23 @@ async fn p6(c: &'static support::Cluster, client: &Client, measure: bool) -> (St
 
 // --------------------------------------------------------------------------------------- shim
 
-/// Prints one window of the shim load: answers, errors, latency per kind of request.
-fn report(protocol: &str, results: &[Vec<(usize, f64)>], seconds: usize, errors: &[String]) {
+/// Prints one window of the shim load: answers, errors, the shim's CPU per answer, latency per
+/// kind of request.
+fn report(
+    protocol: &str,
+    results: &[Vec<(usize, f64)>],
+    seconds: usize,
+    errors: &[String],
+    shim_ticks: u64,
+) {
     let mut all: Vec<f64> = results.iter().flatten().map(|(_, ms)| *ms).collect();
     let n = all.len();
     println!(
-        "shim under load over {protocol}: {n} answers ({:.0}/s), {} errors",
+        "shim under load over {protocol}: {n} answers ({:.0}/s), {} errors; shim CPU {:.1} s, {:.0} us per answer",
         n as f64 / seconds as f64,
-        errors.len()
+        errors.len(),
+        shim_ticks as f64 / 100.0,
+        shim_ticks as f64 * 1e4 / n.max(1) as f64
     );
     for (kind, name) in [
         (0, "list (filter, sort, page 100)"),
@@ -1144,6 +1158,7 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
         })
     };
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let ticks0 = api.cpu_ticks();
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let results: Vec<Vec<(usize, f64)>> = futures::future::join_all((0..clients).map(|w| {
         let (shim_client, errors) = (shim_client.clone(), errors.clone());
@@ -1188,7 +1203,8 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
     }))
     .await;
     let rest_errors = std::mem::take(&mut *errors.lock().unwrap());
-    report("REST", &results, seconds, &rest_errors);
+    let ticks1 = api.cpu_ticks();
+    report("REST", &results, seconds, &rest_errors, ticks1 - ticks0);
 
     // The same requests over gRPC (the plaintext h2c port, one multiplexed channel, the token in
     // the `token` metadata as SpaceONE clients send it), while the changes go on.
@@ -1204,6 +1220,7 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
         );
     }
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let ticks1 = api.cpu_ticks();
     let grpc_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let grpc_results: Vec<Vec<(usize, f64)>> = futures::future::join_all((0..clients).map(|w| {
         let (channel, errors, token) = (
@@ -1250,7 +1267,13 @@ async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backgroun
     }))
     .await;
     let grpc_errors = std::mem::take(&mut *grpc_errors.lock().unwrap());
-    report("gRPC", &grpc_results, seconds, &grpc_errors);
+    report(
+        "gRPC",
+        &grpc_results,
+        seconds,
+        &grpc_errors,
+        api.cpu_ticks() - ticks1,
+    );
 
     stop.store(true, Ordering::Relaxed);
     let changes = changer.await.expect("changer");

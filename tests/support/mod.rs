@@ -502,19 +502,7 @@ pub async fn settle(dir: &Path, max: std::time::Duration) -> (std::time::Duratio
         ["etcd", "apiserver", "controller-manager"]
             .iter()
             .filter_map(|name| std::fs::read_to_string(dir.join(format!("{name}.pid"))).ok())
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
-            .map(|stat| {
-                // utime and stime: fields 14 and 15, counted after the parenthesized name.
-                let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-                let fields: Vec<&str> = after.split_whitespace().collect();
-                let field = |i: usize| {
-                    fields
-                        .get(i)
-                        .and_then(|f| f.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
-                field(11) + field(12)
-            })
+            .map(|pid| process_cpu_ticks(pid.trim()))
             .sum()
     }
     let start = std::time::Instant::now();
@@ -527,4 +515,19 @@ pub async fn settle(dir: &Path, max: std::time::Duration) -> (std::time::Duratio
             return (start.elapsed(), used);
         }
     }
+}
+
+/// CPU time a process has used (user + system), in clock ticks (1/100 s); 0 if it is gone.
+pub fn process_cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime: fields 14 and 15, counted after the parenthesized name.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }

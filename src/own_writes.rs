@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 /// How long a write is remembered while the cache does not show it.
 pub const GRACE: Duration = Duration::from_secs(15);
 
-/// Above this many entries, expired ones are dropped on the next write (the map holds at most
-/// the writes of the last [`GRACE`], which at the API server's rate is a few thousand).
+/// From this many entries on, expired ones are dropped on the next write (the map holds at most
+/// the writes of the last [`GRACE`], which at the API server's rate is a few thousand). After a
+/// prune the next one waits until the map has doubled, so a burst of fresh writes does not scan
+/// the whole map on every write.
 const PRUNE_ABOVE: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,17 +39,29 @@ struct Written {
     at: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OwnWrites {
     written: HashMap<Key, Written>,
+    /// The size at which the next prune runs.
+    prune_at: usize,
+}
+
+impl Default for OwnWrites {
+    fn default() -> Self {
+        OwnWrites {
+            written: HashMap::new(),
+            prune_at: PRUNE_ABOVE,
+        }
+    }
 }
 
 impl OwnWrites {
     /// Remembers a successful write of `key` that replaced version `over` (`None`: created).
     pub fn record(&mut self, key: Key, over: Option<&str>, now: Instant) {
-        if self.written.len() >= PRUNE_ABOVE {
+        if self.written.len() >= self.prune_at {
             self.written
                 .retain(|_, w| now.saturating_duration_since(w.at) < GRACE);
+            self.prune_at = self.written.len().saturating_mul(2).max(PRUNE_ABOVE);
         }
         self.written.insert(
             key,
@@ -136,5 +150,24 @@ mod tests {
         assert_eq!(own.len(), PRUNE_ABOVE);
         own.record(job("late"), Some("1"), t + GRACE);
         assert_eq!(own.len(), 1);
+    }
+
+    /// A burst of fresh writes is not rescanned on every write: after a prune that dropped nothing,
+    /// the next waits until the map has doubled, and expired entries still go then.
+    #[test]
+    fn a_burst_of_fresh_writes_prunes_at_doubling_sizes() {
+        let (mut own, t) = (OwnWrites::default(), Instant::now());
+        for i in 0..=PRUNE_ABOVE {
+            own.record(job(&i.to_string()), Some("1"), t);
+        }
+        assert_eq!(own.len(), PRUNE_ABOVE + 1);
+        assert_eq!(own.prune_at, PRUNE_ABOVE * 2);
+        for i in PRUNE_ABOVE + 1..PRUNE_ABOVE * 2 {
+            own.record(job(&i.to_string()), Some("1"), t);
+        }
+        assert_eq!(own.len(), PRUNE_ABOVE * 2);
+        own.record(job("late"), Some("1"), t + GRACE);
+        assert_eq!(own.len(), 1);
+        assert_eq!(own.prune_at, PRUNE_ABOVE);
     }
 }

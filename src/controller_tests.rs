@@ -108,6 +108,22 @@ async fn start(
     (run, written)
 }
 
+/// What a cancel of `job-1` sends after its status write, in either order: the transition event
+/// and the cancel of its unfinished task `t2`.
+async fn expect_event_and_t2_canceled(server: &mut FakeApiServer) -> Vec<fake_apiserver::Seen> {
+    server
+        .expect_together(&[
+            ("POST", EVENTS, 201, json!({})),
+            (
+                "PATCH",
+                &format!("{TASKS}/job-1.t2/status"),
+                200,
+                serde_json::to_value(task("t2", "CANCELED")).unwrap(),
+            ),
+        ])
+        .await
+}
+
 fn in_progress(total: i32, remained: i32) -> Value {
     json!({"status": "IN_PROGRESS", "totalTasks": total, "remainedTasks": remained})
 }
@@ -125,17 +141,7 @@ async fn a_cancel_writes_the_job_status_before_it_touches_a_task() {
     assert_eq!(written.body["status"]["remainedTasks"], 1);
     // 2. Only then, together, the event saying so and the unfinished task, conditional on the
     // version the decision saw.
-    let together = server
-        .expect_together(&[
-            ("POST", EVENTS, 201, json!({})),
-            (
-                "PATCH",
-                &format!("{TASKS}/job-1.t2/status"),
-                200,
-                serde_json::to_value(task("t2", "CANCELED")).unwrap(),
-            ),
-        ])
-        .await;
+    let together = expect_event_and_t2_canceled(&mut server).await;
     assert_eq!(together[0].body["regarding"]["name"], "job-1");
     assert_eq!(together[1].body["status"]["status"], "CANCELED");
     assert_eq!(together[1].body["metadata"]["resourceVersion"], "2t2");
@@ -245,17 +251,7 @@ async fn a_look_before_the_cache_shows_its_own_writes_sends_nothing() {
     let job = job(json!({"cancel": true}), in_progress(2, 1));
     let (ctx, mut server) = context(vec![task("t1", "SUCCESS"), task("t2", "IN_PROGRESS")]);
     let (run, written) = start(&job, &ctx, &mut server).await;
-    server
-        .expect_together(&[
-            ("POST", EVENTS, 201, json!({})),
-            (
-                "PATCH",
-                &format!("{TASKS}/job-1.t2/status"),
-                200,
-                serde_json::to_value(task("t2", "CANCELED")).unwrap(),
-            ),
-        ])
-        .await;
+    expect_event_and_t2_canceled(&mut server).await;
     run.await.unwrap().expect("reconciled");
     // Another event of the job comes before the watch brought the status write: the cached job
     // is the one decided from. Without the memory this is a conditional write bound to fail.

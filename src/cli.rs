@@ -111,13 +111,18 @@ pub struct ApiArgs {
 #[derive(Args)]
 #[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
-    /// Open HTTPS connections at once; further ones are closed on arrival.
+    /// Open connections at once, on each listener; further ones are closed on arrival.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// Seconds a client has to send a request's headers (HTTP/1.1) or finish the TLS handshake.
+    /// Open connections from one IP address at once, on each listener; further ones from it are
+    /// closed on arrival, so that idle strangers cannot fill --max-connections.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_peer: u32,
+    /// Seconds from accepting a connection to its first request's headers (TLS handshake, HTTP/2
+    /// preface and SETTINGS included); also each later HTTP/1.1 request's headers.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_read_timeout: u64,
-    /// Seconds after which a connection with no bytes moving is closed.
+    /// Seconds after which a connection with no request under way, or no bytes moving, is closed.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout: u64,
     /// Concurrent streams per HTTP/2 connection.
@@ -133,6 +138,11 @@ pub struct LimitArgs {
     /// Seconds a request waits for a query slot before it is answered ERROR_UNAVAILAVBLE (503).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub query_queue_timeout: u64,
+    /// Bytes of list and stat answers built and not yet sent, in all; an answer waits up to
+    /// --query-queue-timeout for room (then ERROR_UNAVAILAVBLE), one larger than this is refused
+    /// (ERROR_DB_QUERY).
+    #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    pub max_answer_bytes: u64,
     /// Seconds the index's watch may fail before /readyz turns unready (the index is then
     /// stale: a Service sends clients to replicas that can see the API server).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -165,11 +175,12 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    pub fn server(&self) -> crate::auth::ServerLimits {
+    pub fn server(&self) -> crate::server::ServerLimits {
         let secs = std::time::Duration::from_secs;
-        crate::auth::ServerLimits {
+        crate::server::ServerLimits {
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
-            handshake_timeout: secs(self.header_read_timeout),
+            max_connections_per_peer: usize::try_from(self.max_connections_per_peer)
+                .unwrap_or(usize::MAX),
             header_read_timeout: secs(self.header_read_timeout),
             idle_timeout: secs(self.idle_timeout),
             max_concurrent_streams: self.max_concurrent_streams,
@@ -271,6 +282,7 @@ impl ApiArgs {
             pool: self.limits.pool(),
             query: self.limits.query(),
             request_timeout: std::time::Duration::from_secs(self.limits.request_timeout),
+            max_answer_bytes: usize::try_from(self.limits.max_answer_bytes).unwrap_or(usize::MAX),
         }
     }
 }

@@ -53,18 +53,41 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     }
 }
 
-/// Serves the endpoints until `shutdown` resolves. Returns the bound address (useful with port 0).
+/// Serves the endpoints until `shutdown` resolves, on a thread and runtime of their own: however
+/// busy the API's workers are (building and sending large answers on 2 cores), the kubelet's
+/// probes and Prometheus' scrapes are answered at once. Returns the bound address (useful with
+/// port 0) and the server's end.
 pub async fn serve(
     addr: SocketAddr,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("health".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        axum::serve(listener, router(health))
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    })
+                });
+            let _ = done_tx.send(served);
+        })?;
     let handle = tokio::spawn(async move {
-        axum::serve(listener, router(health))
-            .with_graceful_shutdown(shutdown)
-            .await
+        done_rx.await.unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the health thread ended without a result",
+            ))
+        })
     });
     Ok((bound, handle))
 }

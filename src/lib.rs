@@ -7,6 +7,7 @@
 //! - [`health`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`api`]: the API shim (SpaceONE REST and the Kubernetes aggregated API over a watch-fed index);
 //! - [`auth`]: front-proxy client certificates, TokenReview and SubjectAccessReview;
+//! - [`server`]: the one HTTP server (TLS and h2c) every listener uses, with its connection limits;
 //! - [`crd`]: CRD YAML generation.
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod passes;
 pub mod percent;
 pub mod resources;
 pub mod serve;
+pub mod server;
 pub mod shutdown;
 pub mod timestamp;
 pub mod watch;

@@ -4,6 +4,7 @@
 //! decode, call the service and encode; they never import each other.
 
 pub mod aggregated;
+pub mod answer_budget;
 pub mod body;
 pub mod caller;
 pub mod cancel;
@@ -23,8 +24,9 @@ use std::sync::Arc;
 use axum::Router;
 use kube::Client;
 
-use crate::auth::{Authenticator, ServerLimits, ServingCert, TlsState};
+use crate::auth::{Authenticator, ServingCert, TlsState};
 use crate::metrics::Metrics;
+use crate::server::{ServerLimits, Transport};
 pub use index::WatchedJobs;
 pub use pool::{PoolLimits, QueryPool};
 pub use service::JobService;
@@ -50,6 +52,8 @@ pub struct ApiOptions {
     pub query: spaceone_query::Limits,
     /// The longest a request may take, all included; then it is answered as unavailable.
     pub request_timeout: std::time::Duration,
+    /// Bytes of answers built and not yet sent, in all.
+    pub max_answer_bytes: usize,
 }
 
 /// How the index loads the jobs before it watches them.
@@ -180,6 +184,7 @@ pub async fn run(
         client,
         QueryPool::new(&options.pool, &metrics),
         Arc::new(options.query.clone()),
+        answer_budget::AnswerBudget::new(options.max_answer_bytes, options.pool.queue_timeout),
         metrics,
     );
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
@@ -199,8 +204,9 @@ pub async fn run(
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "serving the gRPC Job service over plaintext HTTP/2 (h2c)");
-            let serving = grpc::serve_plaintext(
+            let serving = crate::server::serve(
                 listener,
+                Transport::H2c,
                 grpc_routes,
                 options.server.clone(),
                 stopped(stop_rx.clone()),
@@ -209,7 +215,13 @@ pub async fn run(
         }
         None => futures::future::Either::Right(std::future::ready(Ok(()))),
     };
-    let server = crate::auth::serve(listener, tls, app, options.server.clone(), stopped(stop_rx));
+    let server = crate::server::serve(
+        listener,
+        Transport::Tls(tls),
+        app,
+        options.server.clone(),
+        stopped(stop_rx),
+    );
     // Both servers end together, on shutdown.
     let servers = async {
         let (tls, plain) = tokio::join!(server, plaintext);

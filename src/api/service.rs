@@ -12,6 +12,7 @@ use kube::Client;
 use serde_json::Value;
 use spaceone_query::{Job, Limits, Scope};
 
+use super::answer_budget::{AnswerBudget, AnswerPermit};
 use super::error::{Denied, ServiceError};
 use super::fields::FieldSelector;
 use super::index::{JobCatalog, WatchedJobs};
@@ -27,7 +28,26 @@ pub struct JobService {
     client: Client,
     pool: QueryPool,
     limits: Arc<Limits>,
+    answers: AnswerBudget,
     metrics: Arc<Metrics>,
+}
+
+/// An answer in its wire form, with its share of the bytes-in-flight budget: keep the permit
+/// until the answer has been sent.
+pub struct Answered<A> {
+    pub answer: A,
+    pub permit: AnswerPermit,
+}
+
+/// An answer form whose size on the wire is known before it is sent.
+pub trait WireSize {
+    fn wire_size(&self) -> usize;
+}
+
+impl WireSize for spaceone_query::calls::Encoded {
+    fn wire_size(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// What a Kubernetes list selects: a SpaceONE query, selectors, and a page by offset.
@@ -61,6 +81,7 @@ impl JobService {
         client: Client,
         pool: QueryPool,
         limits: Arc<Limits>,
+        answers: AnswerBudget,
         metrics: Arc<Metrics>,
     ) -> Self {
         JobService {
@@ -69,6 +90,7 @@ impl JobService {
             client,
             pool,
             limits,
+            answers,
             metrics,
         }
     }
@@ -95,21 +117,40 @@ impl JobService {
         .await
     }
 
-    /// `Job.list`: JobQuery -> JobsInfo, in the answer form `A` (a JSON value, or JSON text).
-    pub async fn list<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
+    /// `Job.list`: JobQuery -> JobsInfo, in the wire form `A` (JSON text, protobuf).
+    pub async fn list<A>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+    ) -> Result<Answered<A>, ServiceError>
     where
-        A: spaceone_query::calls::AnswerForm + Send + 'static,
+        A: spaceone_query::calls::AnswerForm + WireSize + Send + 'static,
     {
-        self.read(user, request, |index, scope, request, limits| {
+        self.read_sized(user, request, |index, scope, request, limits| {
             spaceone_query::calls::list_as(index, scope, request, Utc::now(), limits)
         })
         .await
     }
 
-    /// `Job.stat`: JobStatQuery -> Struct.
-    pub async fn stat(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
-        self.read(user, request, |index, scope, request, limits| {
-            spaceone_query::calls::stat(index, scope, request, Utc::now(), limits)
+    /// `Job.stat`: JobStatQuery -> Struct, put in its wire form by `form` on the query pool (a
+    /// stat's answer can be tens of MB: neither building nor encoding it may take the async
+    /// workers that every other request and the health checks need).
+    pub async fn stat<A, F>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+        form: F,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        A: WireSize + Send + 'static,
+        F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
+    {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        let (limits, answers) = (self.limits.clone(), self.answers.clone());
+        self.on_pool(move |catalog| {
+            let stat =
+                spaceone_query::calls::stat(&catalog.index, &scope, &request, Utc::now(), &limits)?;
+            sized(form(stat)?, &answers)
         })
         .await
     }
@@ -219,6 +260,33 @@ impl JobService {
         self.pool.run(move || f(&jobs.read())).await?
     }
 
+    /// [`Self::read`], with the answer's wire size reserved on the pool before it leaves it.
+    async fn read_sized<F, A>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+        call: F,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        F: FnOnce(
+                &spaceone_query::Index,
+                &Scope,
+                &Value,
+                &Limits,
+            ) -> Result<A, spaceone_query::Error>
+            + Send
+            + 'static,
+        A: WireSize + Send + 'static,
+    {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        let (limits, answers) = (self.limits.clone(), self.answers.clone());
+        self.on_pool(move |catalog| {
+            let answer = call(&catalog.index, &scope, &request, &limits)?;
+            sized(answer, &answers)
+        })
+        .await
+    }
+
     /// Authorizes reading the request's domain, then answers from the index on the query pool.
     async fn read<F, A>(&self, user: &UserInfo, request: Value, call: F) -> Result<A, ServiceError>
     where
@@ -300,6 +368,18 @@ impl JobService {
             namespace: namespace.map(str::to_string),
         }))
     }
+}
+
+/// Reserves `answer`'s wire size, from a query pool thread. The slot is kept while the answer
+/// waits for the budget, so that answers waiting to be sent are never more than the pool's slots:
+/// further requests wait for a slot instead of building more answers.
+fn sized<A: WireSize>(answer: A, budget: &AnswerBudget) -> Result<Answered<A>, ServiceError> {
+    let reserve = budget.reserve(answer.wire_size());
+    let permit = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.block_on(reserve)?,
+        Err(_) => return Err(ServiceError::Internal("no runtime to wait on".into())),
+    };
+    Ok(Answered { answer, permit })
 }
 
 fn text(request: &Value, key: &str) -> String {

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use super::body::{path_request, query_params, read_json};
 use super::caller::Caller;
 use super::error::ServiceError;
-use super::service::JobService;
+use super::service::{Answered, JobService};
 use crate::auth::UserInfo;
+use spaceone_query::calls::Encoded;
 
 pub fn router() -> Router<JobService> {
     Router::new()
@@ -35,11 +36,21 @@ fn ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 
-fn encoded(answer: spaceone_query::calls::Encoded) -> Response {
+/// JSON text built on the query pool; its share of the bytes-in-flight budget is given back when
+/// the body has been sent.
+fn encoded(answered: Answered<Encoded>) -> Response {
+    let Answered { answer, permit } = answered;
+    let body = http_body_util::BodyExt::map_frame(
+        http_body_util::Full::new(axum::body::Bytes::from(answer.0)),
+        move |frame| {
+            let _ = &permit;
+            frame
+        },
+    );
     (
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        answer.0,
+        axum::body::Body::new(body),
     )
         .into_response()
 }
@@ -85,7 +96,12 @@ async fn list_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply 
 
 async fn stat_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(ok(s.stat(&user, body).await?))
+    let answer = s.stat(&user, body, |v| {
+        serde_json::to_vec(&v)
+            .map(Encoded)
+            .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
+    });
+    Ok(encoded(answer.await?))
 }
 
 async fn cancel_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply {

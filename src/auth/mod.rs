@@ -19,7 +19,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 pub use front_proxy::{FrontProxyConfig, watch_front_proxy};
-pub use tls::{PeerIdentity, ServerLimits, ServingCert, TlsState, serve};
+pub use tls::{PeerIdentity, ServingCert, TlsState};
 
 pub const QUERY_GROUP: &str = "query.cost-analysis.spaceone.dev";
 

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::api::JobService;
 use crate::api::error::ServiceError;
+use crate::api::service::Answered;
 use crate::auth::UserInfo;
 
 /// The four calls of `spaceone.api.cost_analysis.v1.Job`.
@@ -27,11 +28,12 @@ impl Method {
     }
 }
 
-/// An answer as the service gives it: a JSON value (JobInfo, Struct), or the JobsInfo of a list
-/// built straight from the index.
+/// An answer as the service gives it: a JSON value (JobInfo), or the JobsInfo of a list and the
+/// Struct of a stat built on the query pool, with their share of the bytes-in-flight budget.
 pub enum Answer {
     Json(Value),
-    Jobs(super::pb::job::JobsInfo),
+    Jobs(Answered<super::convert::JobsProto>),
+    Struct(Answered<super::convert::StructProto>),
 }
 
 /// Calls `method` for `caller` with `request`, the JSON request exactly as the REST adapter
@@ -44,13 +46,12 @@ pub async fn call(
 ) -> Result<Answer, ServiceError> {
     Ok(match method {
         Method::Get => Answer::Json(service.get(caller, request).await?),
-        Method::List => Answer::Jobs(
+        Method::List => Answer::Jobs(service.list(caller, request).await?),
+        Method::Stat => Answer::Struct(
             service
-                .list::<super::convert::JobsProto>(caller, request)
-                .await?
-                .0,
+                .stat(caller, request, super::convert::StructProto::of)
+                .await?,
         ),
-        Method::Stat => Answer::Json(service.stat(caller, request).await?),
         Method::Cancel => Answer::Json(service.cancel(caller, request).await?),
     })
 }

@@ -431,6 +431,33 @@ impl spaceone_query::calls::AnswerForm for JobsProto {
     }
 }
 
+impl crate::api::service::WireSize for JobsProto {
+    fn wire_size(&self) -> usize {
+        prost::Message::encoded_len(&self.0)
+    }
+}
+
+/// A stat's answer as `google.protobuf.Struct`.
+pub struct StructProto(pub prost_types::Struct);
+
+impl StructProto {
+    /// The engine's answer (always an object) as a Struct.
+    pub fn of(v: Value) -> Result<Self, crate::api::error::ServiceError> {
+        match v {
+            Value::Object(m) => Ok(StructProto(to_struct(m))),
+            _ => Err(crate::api::error::ServiceError::Internal(
+                "could not encode the Struct".into(),
+            )),
+        }
+    }
+}
+
+impl crate::api::service::WireSize for StructProto {
+    fn wire_size(&self) -> usize {
+        prost::Message::encoded_len(&self.0)
+    }
+}
+
 /// An int64 count in an int32 field, saturating as the JSON route's float cast does.
 fn saturating_i32(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })

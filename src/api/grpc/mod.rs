@@ -9,13 +9,12 @@
 //!
 //! Served on the HTTPS port (requests with `content-type: application/grpc*` are routed here,
 //! see [`routes`] and `api::run`) and, when asked for, on a plaintext HTTP/2 (h2c) port for
-//! in-cluster SpaceONE services that dial `grpc://` ([`serve_plaintext`]).
+//! in-cluster SpaceONE services that dial `grpc://` (both by [`crate::server`]).
 
 pub mod backend;
 pub mod codec_errors;
 pub mod convert;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -23,7 +22,9 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use super::JobService;
+use super::answer_budget::{PermitSlot, hold_until_sent};
 use super::error::ServiceError;
+use super::service::Answered;
 use crate::auth::{PeerIdentity, UserInfo};
 use backend::{Answer, Method};
 
@@ -185,10 +186,20 @@ fn internal(what: &str) -> Status {
     )))
 }
 
+/// Where the answer's budget permit goes so that it is held until tonic has sent the message
+/// (the routes' [`hold_until_sent`] layer put it there; a bare slot, in unit tests, just drops it).
+fn permit_slot<M>(request: &Request<M>) -> PermitSlot {
+    request
+        .extensions()
+        .get::<PermitSlot>()
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn job_info(answer: Answer) -> Result<Response<job::JobInfo>, Status> {
     match answer {
         Answer::Json(v) => convert::job_info(v),
-        Answer::Jobs(_) => None,
+        Answer::Jobs(_) | Answer::Struct(_) => None,
     }
     .map(Response::new)
     .ok_or_else(|| internal("JobInfo"))
@@ -220,13 +231,13 @@ impl job::job_server::Job for JobGrpc {
         &self,
         request: Request<job::JobQuery>,
     ) -> Result<Response<job::JobsInfo>, Status> {
+        let slot = permit_slot(&request);
         match self.run(Method::List, request, convert::job_query).await? {
-            Answer::Jobs(jobs) => Ok(Response::new(jobs)),
-            Answer::Json(v) => serde_json::to_vec(&v)
-                .ok()
-                .and_then(|t| convert::jobs_info(&t))
-                .map(Response::new)
-                .ok_or_else(|| internal("JobsInfo")),
+            Answer::Jobs(Answered { answer, permit }) => {
+                slot.put(permit);
+                Ok(Response::new(answer.0))
+            }
+            _ => Err(internal("JobsInfo")),
         }
     }
 
@@ -234,15 +245,15 @@ impl job::job_server::Job for JobGrpc {
         &self,
         request: Request<job::JobStatQuery>,
     ) -> Result<Response<prost_types::Struct>, Status> {
-        let value = match self
+        let slot = permit_slot(&request);
+        match self
             .run(Method::Stat, request, convert::job_stat_query)
             .await?
         {
-            Answer::Json(v) => Some(v),
-            Answer::Jobs(_) => None,
-        };
-        match value {
-            Some(Value::Object(m)) => Ok(Response::new(convert::to_struct(m))),
+            Answer::Struct(Answered { answer, permit }) => {
+                slot.put(permit);
+                Ok(Response::new(answer.0))
+            }
             _ => Err(internal("Struct")),
         }
     }
@@ -283,7 +294,8 @@ pub fn routes(
         .add_service(v1)
         .prepare()
         .into_axum_router()
-        .layer(axum::middleware::from_fn(codec_errors::spaceone_shaped)))
+        .layer(axum::middleware::from_fn(codec_errors::spaceone_shaped))
+        .layer(axum::middleware::from_fn(hold_until_sent)))
 }
 
 /// Whether a request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, ...).
@@ -307,74 +319,6 @@ pub fn by_content_type(rest: axum::Router, grpc: axum::Router) -> axum::Router {
         target.oneshot(request)
     });
     axum::Router::new().fallback_service(dispatch)
-}
-
-/// Serves `grpc` over plaintext HTTP/2 (h2c, prior knowledge) until `shutdown` resolves, bounded
-/// like the HTTPS port (connections, streams per connection, header size, idle time).
-pub async fn serve_plaintext(
-    listener: tokio::net::TcpListener,
-    grpc: axum::Router,
-    limits: crate::auth::ServerLimits,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::ServiceExt;
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        while connections.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%remote, "connection limit reached; closing the new connection");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (grpc, mut stop, limits) = (grpc.clone(), stop_rx.clone(), limits.clone());
-        connections.spawn(async move {
-            let _slot = slot;
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    grpc.clone().oneshot(req.map(axum::body::Body::new))
-                });
-            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            builder
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(limits.max_concurrent_streams)
-                .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-                .keep_alive_interval(Some(limits.idle_timeout))
-                .keep_alive_timeout(Duration::from_secs(20));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r { tracing::debug!(%remote, error = %e, "connection ended"); }
-                    return;
-                }
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
-        });
-    }
-    tracing::info!("plaintext gRPC server stopping; finishing open connections");
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    Ok(())
 }
 
 #[cfg(test)]

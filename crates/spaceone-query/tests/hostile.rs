@@ -555,3 +555,83 @@ fn distinct_and_add_to_set_keep_their_order_over_many_values() {
     let set: Vec<&Value> = s["results"][0]["ids"].as_array().unwrap().iter().collect();
     assert_eq!(set, pushed, "add_to_set keeps the arrival order");
 }
+
+/// Every ordered tree of up to `nodes` nodes built of nothing but empty arrays (`[]`, `[[]]`,
+/// `[[],[]]`, `[[[]]]`, ...), in JSON.
+fn empty_array_trees(nodes: usize) -> Vec<Value> {
+    let mut forests: Vec<Vec<Vec<Value>>> = vec![vec![Vec::new()]];
+    for n in 1..nodes {
+        let mut all = Vec::new();
+        for k in 0..n {
+            for inner in &forests[k] {
+                for rest in &forests[n - k - 1] {
+                    let mut f = vec![Value::Array(inner.clone())];
+                    f.extend(rest.iter().cloned());
+                    all.push(f);
+                }
+            }
+        }
+        forests.push(all);
+    }
+    forests.into_iter().flatten().map(Value::Array).collect()
+}
+
+/// Jobs `job-0` .. whose `options.s` is `[value]`, one crafted value per job.
+fn jobs_with_shapes(values: &[Value]) -> Index {
+    let text = serde_json::to_string(
+        &values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                json!({"job_id": format!("job-{i}"), "status": "SUCCESS", "domain_id": "domain-1",
+                       "data_source_id": "ds-0", "options": {"s": [v]},
+                       "created_at": format!("2024-01-01T00:{:02}:{:02}Z", i / 60 % 60, i % 60)})
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut index = Index::new();
+    for job in offline::load_jobs(&text).unwrap() {
+        index.upsert(job);
+    }
+    index
+}
+
+/// Issue 22 item 1: values built only of nested empty arrays used to hash alike, so `distinct`,
+/// `group` and `add_to_set` over them were quadratic (the structural proof, one hash per value,
+/// is the engine's unit test `crafted_empty_array_values_do_not_collide`); here every
+/// hash-based stage answers them right, twice over (each value in two jobs).
+#[test]
+fn crafted_collision_values_are_counted_right() {
+    let mut values = empty_array_trees(10);
+    values.truncate(6_000);
+    let doubled: Vec<Value> = values.iter().chain(&values).cloned().collect();
+    let index = jobs_with_shapes(&doubled);
+    let limits = Limits::default();
+    let d = stat_within(&index, json!({"distinct": "options.s"}), &limits).unwrap();
+    assert_eq!(d["results"].as_array().map(Vec::len), Some(values.len()));
+    let g = stat_within(
+        &index,
+        json!({"aggregate": [
+            {"group": {"keys": [{"key": "options.s", "name": "s"}],
+                       "fields": [{"name": "n", "operator": "count"}]}},
+            {"count": {"name": "groups"}}]}),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(g["results"][0]["groups"], json!(values.len() as f64));
+    let s = stat_within(
+        &index,
+        json!({"aggregate": [{"group": {"fields": [
+            {"name": "set", "operator": "add_to_set", "key": "options.s"}]}}]}),
+        &limits,
+    )
+    .unwrap();
+    let set = s["results"][0]["set"].as_array().unwrap();
+    assert_eq!(set.len(), values.len());
+    let mut got: Vec<String> = set.iter().map(Value::to_string).collect();
+    let mut want: Vec<String> = values.iter().map(|v| json!([v]).to_string()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}

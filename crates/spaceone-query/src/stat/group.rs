@@ -27,27 +27,52 @@ fn fast_key(r: &Rec, field: crate::model::Field) -> Option<usize> {
 
 /// Hashes a value consistently with MongoDB's equality (`cmp_bson`): 2 and 2.0 alike, null and
 /// missing alike, every NaN alike.
+///
+/// The encoding is prefix-free: every value starts with its type's tag, and strings, arrays and
+/// objects with their length. Without that, values an attacker builds of nothing but nested empty
+/// arrays all fed the hasher the same (empty) input, and every hash-based stage degraded into a
+/// quadratic search. The hasher itself is keyed per process ([`RandomState`]), so knowing the
+/// encoding does not let a client pick colliding values either.
 fn hash_val<H: Hasher>(v: &Val, h: &mut H) {
     match v {
-        Val::Missing | Val::Null => 0u8.hash(h),
+        Val::Missing | Val::Null => h.write_u8(0),
         Val::Int(_) | Val::Float(_) => {
-            1u8.hash(h);
+            h.write_u8(1);
             let f = v.as_f64().unwrap_or(0.0);
             let f = if f == 0.0 || f.is_nan() { 0.0f64 } else { f };
-            f.to_bits().hash(h);
+            h.write_u64(f.to_bits());
         }
         Val::Str(s) => {
-            2u8.hash(h);
-            s.hash(h);
+            h.write_u8(2);
+            hash_str(s, h);
         }
-        Val::Bool(b) => b.hash(h),
-        Val::Date(d) => d.hash(h),
-        Val::Arr(a) => a.iter().for_each(|x| hash_val(x, h)),
-        Val::Obj(o) => o.iter().for_each(|(k, x)| {
-            k.hash(h);
-            hash_val(x, h)
-        }),
+        Val::Bool(b) => {
+            h.write_u8(3);
+            h.write_u8(u8::from(*b));
+        }
+        Val::Date(d) => {
+            h.write_u8(4);
+            h.write_i64(*d);
+        }
+        Val::Arr(a) => {
+            h.write_u8(5);
+            h.write_usize(a.len());
+            a.iter().for_each(|x| hash_val(x, h));
+        }
+        Val::Obj(o) => {
+            h.write_u8(6);
+            h.write_usize(o.len());
+            o.iter().for_each(|(k, x)| {
+                hash_str(k, h);
+                hash_val(x, h)
+            });
+        }
     }
+}
+
+fn hash_str<H: Hasher>(s: &str, h: &mut H) {
+    h.write_usize(s.len());
+    h.write(s.as_bytes());
 }
 
 /// A value hashed as [`hash_val`] does.
@@ -76,6 +101,7 @@ impl PartialEq for Key {
 impl Eq for Key {}
 impl Hash for Key {
     fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_usize(self.0.len());
         self.0.iter().for_each(|v| hash_val(v, h));
     }
 }
@@ -107,6 +133,12 @@ impl Dedup {
         bucket.push(self.items.len());
         self.items.push(v);
         true
+    }
+
+    /// The most kept values sharing one hash.
+    #[cfg(test)]
+    fn longest_chain(&self) -> usize {
+        self.slots.values().map(Vec::len).max().unwrap_or(0)
     }
 }
 
@@ -451,5 +483,109 @@ fn finish(acc: Acc) -> Val {
         Acc::Push(items) => Val::Arr(items),
         Acc::Set(set) => Val::Arr(set.items),
         Acc::Merge(fields) => Val::Obj(fields),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )]
+
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Every ordered tree of up to `nodes` nodes, as values built of nothing but empty arrays
+    /// (`[]`, `[[]]`, `[[],[]]`, `[[[]]]`, ...): all distinct, and the shape the review flooded
+    /// the old hash with.
+    fn empty_array_trees(nodes: usize) -> Vec<Val> {
+        // forests[n]: every ordered forest of n nodes.
+        let mut forests: Vec<Vec<Vec<Val>>> = vec![vec![Vec::new()]];
+        for n in 1..nodes {
+            let mut all = Vec::new();
+            // The first tree takes k + 1 nodes (a root over a forest of k), the rest n - k - 1.
+            for k in 0..n {
+                for inner in &forests[k] {
+                    for rest in &forests[n - k - 1] {
+                        let mut f = vec![Val::Arr(inner.clone())];
+                        f.extend(rest.iter().cloned());
+                        all.push(f);
+                    }
+                }
+            }
+            forests.push(all);
+        }
+        forests.into_iter().flatten().map(Val::Arr).collect()
+    }
+
+    #[test]
+    fn crafted_empty_array_values_do_not_collide() {
+        let values = empty_array_trees(10);
+        assert!(values.len() > 5_000, "{}", values.len());
+        let hasher = RandomState::new();
+        let hashes: HashSet<u64> = values.iter().map(|v| hasher.hash_one(Hashed(v))).collect();
+        assert_eq!(hashes.len(), values.len(), "one hash per distinct value");
+        let keys: HashSet<u64> = values
+            .iter()
+            .map(|v| hasher.hash_one(Key(vec![v.clone()])))
+            .collect();
+        assert_eq!(keys.len(), values.len(), "group keys: one hash per value");
+        let mut set = Dedup::default();
+        for v in &values {
+            assert!(set.insert(v.clone(), |x, v| x.cmp_bson(v).is_eq()));
+        }
+        assert!(set.longest_chain() <= 2, "{}", set.longest_chain());
+        for v in &values {
+            assert!(!set.insert(v.clone(), |x, v| x.cmp_bson(v).is_eq()));
+        }
+    }
+
+    #[test]
+    fn equal_values_hash_alike() {
+        let hasher = RandomState::new();
+        let h = |v: &Val| hasher.hash_one(Hashed(v));
+        let same = [
+            (Val::Int(2), Val::Float(2.0)),
+            (Val::Float(0.0), Val::Float(-0.0)),
+            (Val::Float(f64::NAN), Val::Float(-f64::NAN)),
+            (Val::Null, Val::Missing),
+            (
+                Val::Arr(vec![Val::Int(1), Val::Null]),
+                Val::Arr(vec![Val::Float(1.0), Val::Missing]),
+            ),
+            (
+                Val::Obj(vec![(Arc::from("a"), Val::Int(3))]),
+                Val::Obj(vec![(Arc::from("a"), Val::Float(3.0))]),
+            ),
+        ];
+        for (a, b) in &same {
+            assert!(a.cmp_bson(b).is_eq(), "{a:?} {b:?}");
+            assert_eq!(h(a), h(b), "{a:?} {b:?}");
+        }
+        // Values that only a length or a type tag tells apart.
+        let apart = [
+            (Val::str("ab"), Val::Arr(vec![Val::str("a"), Val::str("b")])),
+            (
+                Val::Arr(vec![Val::str("ab"), Val::str("")]),
+                Val::Arr(vec![Val::str("a"), Val::str("b")]),
+            ),
+            (
+                Val::Arr(vec![Val::Arr(vec![]), Val::Int(1)]),
+                Val::Arr(vec![Val::Arr(vec![Val::Int(1)])]),
+            ),
+            (
+                Val::Obj(vec![(Arc::from("a"), Val::Arr(vec![]))]),
+                Val::Arr(vec![Val::str("a")]),
+            ),
+            (Val::Bool(true), Val::Int(1)),
+            (Val::Date(1), Val::Int(1)),
+            (Val::Null, Val::Arr(vec![])),
+        ];
+        for (a, b) in &apart {
+            assert_ne!(h(a), h(b), "{a:?} {b:?}");
+        }
     }
 }

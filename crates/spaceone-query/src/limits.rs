@@ -37,8 +37,10 @@ pub struct Limits {
     pub max_regex_total_bytes: usize,
     /// Rows any stat stage (group, unwind, project, distinct) may produce. Default 1,000,000.
     pub max_stage_rows: usize,
-    /// Approximate memory of one stat stage's output, estimated per produced value before it is
-    /// built (MongoDB's stage limit is 100 MB). Default 100 MiB.
+    /// Approximate memory one stat stage holds: each output row, group, set or pushed value is
+    /// charged its own size as it is added (an unwound row: its element plus the rest of its
+    /// document), as MongoDB's 100 MB stage limit counts what a blocking stage really holds.
+    /// Default 100 MiB.
     pub max_stage_bytes: usize,
     /// Wall-clock time of one request, checked cooperatively in scans, group, unwind, project,
     /// sort-key extraction and distinct. Default 10 s.
@@ -234,7 +236,8 @@ fn value_bytes(v: &Value) -> usize {
     }
 }
 
-/// A stage's output so far: rows and approximate bytes, checked before anything is built.
+/// A stage's output so far: rows and the approximate bytes they really hold, checked as each row
+/// or value is added.
 pub(crate) struct StageUse<'b, 'l> {
     budget: &'b Budget<'l>,
     stage: &'static str,

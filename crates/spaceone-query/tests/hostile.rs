@@ -635,3 +635,54 @@ fn crafted_collision_values_are_counted_right() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// Issue 22 item 3: an unwound array used to be charged as if every output row held a copy of
+/// the whole array (quadratic: refused from 2,000 jobs). Each output row is now charged what it
+/// holds, its element and the rest of its document, as MongoDB counts what a stage holds.
+#[test]
+fn unwinding_a_group_of_every_job_is_answered() {
+    let index = jobs(20_000);
+    let limits = Limits::default();
+    let q = json!({"aggregate": [
+        {"group": {"fields": [{"name": "ids", "operator": "add_to_set", "key": "job_id"}]}},
+        {"unwind": {"path": "ids"}},
+        {"count": {"name": "n"}}]});
+    let a = stat_within(&index, q, &limits).unwrap();
+    assert_eq!(a["results"], json!([{"n": 20_000.0}]));
+    let q = json!({"aggregate": [
+        {"group": {"keys": [{"key": "data_source_id", "name": "ds"}],
+                   "fields": [{"name": "jobs", "operator": "push", "fields": [
+                       {"key": "job_id", "name": "id"}, {"key": "status", "name": "status"},
+                       {"key": "created_at", "name": "at"}, {"key": "domain_id", "name": "d"}]}]}},
+        {"unwind": {"path": "jobs"}},
+        {"count": {"name": "n"}}]});
+    let a = stat_within(&index, q, &limits).unwrap();
+    assert_eq!(a["results"], json!([{"n": 20_000.0}]));
+}
+
+/// What an unwind really holds is still bounded: rows that each carry a large rest of the
+/// document are refused at the memory limit.
+#[test]
+fn an_unwind_that_really_holds_too_much_is_refused() {
+    let pad: Vec<i64> = (0..500).collect();
+    let items: Vec<i64> = (0..500).collect();
+    let text = serde_json::to_string(
+        &(0..200)
+            .map(|i| {
+                json!({"job_id": format!("job-{i}"), "status": "SUCCESS", "domain_id": "domain-1",
+                       "data_source_id": "ds-0", "options": {"pad": pad, "items": items}})
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut index = Index::new();
+    for job in offline::load_jobs(&text).unwrap() {
+        index.upsert(job);
+    }
+    let q = json!({"aggregate": [{"unwind": {"path": "options.items"}}, {"count": {"name": "n"}}]});
+    let m = db_query(stat_within(&index, q, &Limits::default()));
+    assert!(
+        m.contains("Exceeded memory limit for $unwind (max_stage_bytes = 104857600)"),
+        "{m}"
+    );
+}

@@ -63,13 +63,16 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
         let value = row.get(path);
         match value {
             Val::Arr(items) => {
-                let doc = row.into_doc();
-                // Checked before a single copy is made: every output row is a copy of the doc.
-                stage
-                    .reserve(items.len(), doc.approx_bytes())
-                    .map_err(over)?;
+                // The array leaves the document first: each output row is then a copy of the rest
+                // plus its own element, and is charged exactly that (what MongoDB's limit counts),
+                // not a copy of the whole array per element.
+                let rest = set_path(row.into_doc(), parts, Val::Null);
+                let rest_bytes = rest.approx_bytes();
                 for item in items {
-                    out.push(Row::Doc(set_path(doc.clone(), parts, item)));
+                    stage
+                        .reserve(1, rest_bytes.saturating_add(item.approx_bytes()))
+                        .map_err(over)?;
+                    out.push(Row::Doc(set_path(rest.clone(), parts, item)));
                 }
             }
             Val::Missing | Val::Null => {}

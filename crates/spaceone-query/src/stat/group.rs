@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use super::parse::{GroupField, GroupKey};
-use super::rows::{Pipeline, Row, Source, bson_type, over, raw};
+use super::rows::{Pipeline, Row, Source, bson_type, charge, over, raw};
 use crate::error::Error;
 use crate::limits::StageUse;
 use crate::plan::matching;
@@ -191,6 +191,7 @@ impl Groups<'_> {
         let mut key = Vec::with_capacity(self.rules.len());
         for (_, path, fmt) in self.rules {
             let v = row.at(path);
+            charge(self.stage.budget(), &v)?;
             key.push(match fmt {
                 None => v,
                 Some(fmt) => match v {
@@ -244,6 +245,21 @@ pub(super) fn group(
             .map(|f| f.field),
         _ => None,
     };
+    // The stage's key paths were split when the pipeline was built: their length is work all
+    // the same, counted before the first row.
+    let segments = rules
+        .iter()
+        .map(|(_, p, _)| p.parts.len())
+        .chain(specs.iter().flat_map(|s| {
+            s.key
+                .iter()
+                .chain(s.push_fields.iter().map(|(_, p)| p))
+                .chain(s.conditions.iter().map(|(p, _, _)| p))
+                .map(|p| p.parts.len())
+        }));
+    p.budget
+        .work(segments.fold(0, usize::saturating_add))
+        .map_err(over)?;
     let mut g = Groups {
         rules,
         specs,
@@ -345,17 +361,27 @@ fn new_acc(spec: &GroupField) -> Acc {
     }
 }
 
-fn conditions_hold(spec: &GroupField, row: &Row<'_>) -> bool {
-    spec.conditions.iter().all(|(key, op, q)| {
-        let o = row.at(key).cmp_bson(q);
-        match *op {
+fn conditions_hold(
+    spec: &GroupField,
+    row: &Row<'_>,
+    stage: &StageUse<'_, '_>,
+) -> Result<bool, Error> {
+    for (key, op, q) in &spec.conditions {
+        let v = row.at(key);
+        charge(stage.budget(), &v)?;
+        let o = v.cmp_bson(q);
+        let holds = match *op {
             "eq" => o.is_eq(),
             "gt" => o.is_gt(),
             "gte" => o.is_ge(),
             "lt" => o.is_lt(),
             _ => o.is_le(),
+        };
+        if !holds {
+            return Ok(false);
         }
-    })
+    }
+    Ok(true)
 }
 
 fn accumulate(
@@ -364,8 +390,13 @@ fn accumulate(
     row: &Row<'_>,
     stage: &mut StageUse<'_, '_>,
 ) -> Result<(), Error> {
-    let value = || spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
-    let holds = spec.conditions.is_empty() || conditions_hold(spec, row);
+    let budget = stage.budget();
+    let value = || -> Result<Val, Error> {
+        let v = spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
+        charge(budget, &v)?;
+        Ok(v)
+    };
+    let holds = spec.conditions.is_empty() || conditions_hold(spec, row, stage)?;
     match acc {
         Acc::Count(n) => {
             if holds {
@@ -374,18 +405,18 @@ fn accumulate(
         }
         Acc::Sum(s) => {
             if holds {
-                *s += value().as_f64().unwrap_or(0.0);
+                *s += value()?.as_f64().unwrap_or(0.0);
             }
         }
         Acc::Avg(s, n) => {
-            let v = if holds { value() } else { Val::Int(0) };
+            let v = if holds { value()? } else { Val::Int(0) };
             if let Some(f) = v.as_f64() {
                 *s += f;
                 *n = n.saturating_add(1);
             }
         }
         Acc::Max(m) | Acc::Min(m) => {
-            let v = value();
+            let v = value()?;
             if !v.is_nullish() {
                 let is_max = matches!(spec.op, "max");
                 let better = m.as_ref().is_none_or(|cur| {
@@ -399,14 +430,14 @@ fn accumulate(
         }
         Acc::First(f) => {
             if f.is_none() {
-                *f = Some(match value() {
+                *f = Some(match value()? {
                     Val::Missing => Val::Null,
                     v => v,
                 });
             }
         }
         Acc::Last(l) => {
-            *l = match value() {
+            *l = match value()? {
                 Val::Missing => Val::Null,
                 v => v,
             }
@@ -417,6 +448,7 @@ fn accumulate(
             for (name, key) in &spec.push_fields {
                 // The seed pushes datetimes as they are: the answer then fails to render.
                 let v = row.at(key);
+                charge(budget, &v)?;
                 if !matches!(v, Val::Missing) {
                     obj.push((Arc::from(name.as_str()), v));
                 }
@@ -426,10 +458,7 @@ fn accumulate(
             items.push(v);
         }
         Acc::Set(set) => {
-            if !stage.tick(1) {
-                return Err(over(stage.time_exceeded()));
-            }
-            let v = value();
+            let v = value()?;
             if !matches!(v, Val::Missing) {
                 let bytes = v.approx_bytes();
                 if set.insert(v, |x, v| x.cmp_bson(v).is_eq()) {
@@ -437,7 +466,7 @@ fn accumulate(
                 }
             }
         }
-        Acc::Merge(fields) => match value() {
+        Acc::Merge(fields) => match value()? {
             Val::Obj(o) => {
                 if !stage.tick(fields.len().saturating_mul(o.len())) {
                     return Err(over(stage.time_exceeded()));
@@ -487,105 +516,4 @@ fn finish(acc: Acc) -> Val {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects
-    )]
-
-    use std::collections::HashSet;
-
-    use super::*;
-
-    /// Every ordered tree of up to `nodes` nodes, as values built of nothing but empty arrays
-    /// (`[]`, `[[]]`, `[[],[]]`, `[[[]]]`, ...): all distinct, and the shape the review flooded
-    /// the old hash with.
-    fn empty_array_trees(nodes: usize) -> Vec<Val> {
-        // forests[n]: every ordered forest of n nodes.
-        let mut forests: Vec<Vec<Vec<Val>>> = vec![vec![Vec::new()]];
-        for n in 1..nodes {
-            let mut all = Vec::new();
-            // The first tree takes k + 1 nodes (a root over a forest of k), the rest n - k - 1.
-            for k in 0..n {
-                for inner in &forests[k] {
-                    for rest in &forests[n - k - 1] {
-                        let mut f = vec![Val::Arr(inner.clone())];
-                        f.extend(rest.iter().cloned());
-                        all.push(f);
-                    }
-                }
-            }
-            forests.push(all);
-        }
-        forests.into_iter().flatten().map(Val::Arr).collect()
-    }
-
-    #[test]
-    fn crafted_empty_array_values_do_not_collide() {
-        let values = empty_array_trees(10);
-        assert!(values.len() > 5_000, "{}", values.len());
-        let hasher = RandomState::new();
-        let hashes: HashSet<u64> = values.iter().map(|v| hasher.hash_one(Hashed(v))).collect();
-        assert_eq!(hashes.len(), values.len(), "one hash per distinct value");
-        let keys: HashSet<u64> = values
-            .iter()
-            .map(|v| hasher.hash_one(Key(vec![v.clone()])))
-            .collect();
-        assert_eq!(keys.len(), values.len(), "group keys: one hash per value");
-        let mut set = Dedup::default();
-        for v in &values {
-            assert!(set.insert(v.clone(), |x, v| x.cmp_bson(v).is_eq()));
-        }
-        assert!(set.longest_chain() <= 2, "{}", set.longest_chain());
-        for v in &values {
-            assert!(!set.insert(v.clone(), |x, v| x.cmp_bson(v).is_eq()));
-        }
-    }
-
-    #[test]
-    fn equal_values_hash_alike() {
-        let hasher = RandomState::new();
-        let h = |v: &Val| hasher.hash_one(Hashed(v));
-        let same = [
-            (Val::Int(2), Val::Float(2.0)),
-            (Val::Float(0.0), Val::Float(-0.0)),
-            (Val::Float(f64::NAN), Val::Float(-f64::NAN)),
-            (Val::Null, Val::Missing),
-            (
-                Val::Arr(vec![Val::Int(1), Val::Null]),
-                Val::Arr(vec![Val::Float(1.0), Val::Missing]),
-            ),
-            (
-                Val::Obj(vec![(Arc::from("a"), Val::Int(3))]),
-                Val::Obj(vec![(Arc::from("a"), Val::Float(3.0))]),
-            ),
-        ];
-        for (a, b) in &same {
-            assert!(a.cmp_bson(b).is_eq(), "{a:?} {b:?}");
-            assert_eq!(h(a), h(b), "{a:?} {b:?}");
-        }
-        // Values that only a length or a type tag tells apart.
-        let apart = [
-            (Val::str("ab"), Val::Arr(vec![Val::str("a"), Val::str("b")])),
-            (
-                Val::Arr(vec![Val::str("ab"), Val::str("")]),
-                Val::Arr(vec![Val::str("a"), Val::str("b")]),
-            ),
-            (
-                Val::Arr(vec![Val::Arr(vec![]), Val::Int(1)]),
-                Val::Arr(vec![Val::Arr(vec![Val::Int(1)])]),
-            ),
-            (
-                Val::Obj(vec![(Arc::from("a"), Val::Arr(vec![]))]),
-                Val::Arr(vec![Val::str("a")]),
-            ),
-            (Val::Bool(true), Val::Int(1)),
-            (Val::Date(1), Val::Int(1)),
-            (Val::Null, Val::Arr(vec![])),
-        ];
-        for (a, b) in &apart {
-            assert_ne!(h(a), h(b), "{a:?} {b:?}");
-        }
-    }
-}
+mod tests;

@@ -182,10 +182,9 @@ impl Condition {
                 .any(|one| !regex_any(&v, std::slice::from_ref(one))),
             Test::ElemMatch(parts) => match &v {
                 Val::Arr(items) => items.iter().any(|item| {
-                    parts.iter().all(|(sub, op, q)| {
-                        let subs: Vec<&str> = sub.iter().map(String::as_str).collect();
-                        cmp_matches(*op, &item.path(&subs), q)
-                    })
+                    parts
+                        .iter()
+                        .all(|(sub, op, q)| cmp_matches(*op, &item.path(sub), q))
                 }),
                 _ => false,
             },

@@ -41,7 +41,7 @@ mod value;
 pub use condition::FILTER_OPERATORS;
 pub use error::{Error, GrpcCode};
 pub use index::Index;
-pub use limits::Limits;
+pub use limits::{Cancel, Limits};
 pub use model::{Job, JobStatus};
 pub use query::Query;
 pub use record::Scope;

@@ -7,6 +7,8 @@
 //! of values, a keyword a few words, a stat a few groups over one domain's jobs).
 
 use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use regex_automata::meta::Regex;
@@ -37,12 +39,53 @@ pub struct Limits {
     pub max_regex_total_bytes: usize,
     /// Rows any stat stage (group, unwind, project, distinct) may produce. Default 1,000,000.
     pub max_stage_rows: usize,
-    /// Approximate memory of one stat stage's output, estimated per produced value before it is
-    /// built (MongoDB's stage limit is 100 MB). Default 100 MiB.
+    /// Approximate memory one stat stage holds: each output row, group, set or pushed value is
+    /// charged its own size as it is added (an unwound row: its element plus the rest of its
+    /// document), as MongoDB's 100 MB stage limit counts what a blocking stage really holds.
+    /// Default 100 MiB.
     pub max_stage_bytes: usize,
-    /// Wall-clock time of one request, checked cooperatively in scans, group, unwind, project,
-    /// sort-key extraction and distinct. Default 10 s.
+    /// Wall-clock time of one request, checked cooperatively wherever the work is: per row in
+    /// scans and every stage, and inside a row per value it reads or copies (a key path's
+    /// segments, a projected, grouped, pushed or unwound value, by its size), so one expensive
+    /// row cannot run far past it. Default 10 s.
     pub max_time: Duration,
+    /// Stops the request from outside (a caller that gave up, a server shutting down): read
+    /// wherever the clock is read, so a cancelled request stops at its next check with
+    /// ERROR_DB_QUERY `operation was interrupted`. `None` by default; give each request a fresh
+    /// token (a shared one cancels them all).
+    pub cancel: Option<Cancel>,
+}
+
+/// A request's cancellation flag: cheap to clone (one shared flag), set once, never reset.
+#[derive(Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    /// Asks every request holding this token (or a clone of it) to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Tokens are equal when they are the same flag (clones of one token), not when their states are.
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Cancel").field(&self.is_cancelled()).finish()
+    }
 }
 
 impl Default for Limits {
@@ -57,6 +100,7 @@ impl Default for Limits {
             max_stage_rows: 1_000_000,
             max_stage_bytes: 100 << 20,
             max_time: Duration::from_secs(10),
+            cancel: None,
         }
     }
 }
@@ -92,8 +136,9 @@ impl<'l> Budget<'l> {
         }
     }
 
-    /// Counts `n` units of work (a row visited, a value compared); reads the clock every few
-    /// thousand units. `false` once the time is up.
+    /// Counts `n` units of work (a row visited, a key-path segment, a value read or copied); reads
+    /// the clock (and the cancel token) every few thousand units. `false` once the time is up or
+    /// the request is cancelled.
     #[inline]
     pub fn tick(&self, n: usize) -> bool {
         if self.timed_out.get() {
@@ -106,7 +151,7 @@ impl<'l> Budget<'l> {
         self.work.set(work);
         if work >= self.next_clock.get() {
             self.next_clock.set(work.saturating_add(CLOCK_EVERY));
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.expired() {
                 self.timed_out.set(true);
                 return false;
             }
@@ -114,12 +159,41 @@ impl<'l> Budget<'l> {
         true
     }
 
-    /// The time limit's error, if the time is up (also reads the clock).
+    /// Counts `n` units of work, with the reason to stop once the time is up.
+    pub fn work(&self, n: usize) -> Result<(), Exceeded> {
+        if self.tick(n) {
+            Ok(())
+        } else {
+            self.check_time()
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.limits
+            .cancel
+            .as_ref()
+            .is_some_and(Cancel::is_cancelled)
+    }
+
+    fn expired(&self) -> bool {
+        self.cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The units of work counted so far.
+    #[cfg(test)]
+    pub fn worked(&self) -> u64 {
+        self.work.get()
+    }
+
+    /// The time limit's error, if the time is up (also reads the clock and the cancel token).
     pub fn check_time(&self) -> Result<(), Exceeded> {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.expired() {
             self.timed_out.set(true);
         }
         if self.timed_out.get() {
+            if self.cancelled() {
+                return Err(String::from("operation was interrupted"));
+            }
             return Err(format!(
                 "operation exceeded time limit (max_time = {} ms)",
                 self.limits.max_time.as_millis()
@@ -234,7 +308,8 @@ fn value_bytes(v: &Value) -> usize {
     }
 }
 
-/// A stage's output so far: rows and approximate bytes, checked before anything is built.
+/// A stage's output so far: rows and the approximate bytes they really hold, checked as each row
+/// or value is added.
 pub(crate) struct StageUse<'b, 'l> {
     budget: &'b Budget<'l>,
     stage: &'static str,
@@ -272,6 +347,10 @@ impl<'b, 'l> StageUse<'b, 'l> {
     /// Counts work against the time budget (see [`Budget::tick`]).
     pub fn tick(&self, n: usize) -> bool {
         self.budget.tick(n)
+    }
+
+    pub fn budget(&self) -> &'b Budget<'l> {
+        self.budget
     }
 
     /// The time limit's reason (after [`StageUse::tick`] said the time is up).

@@ -76,9 +76,8 @@ impl Rec {
         if path.sub.is_empty() {
             return self.field(path.field);
         }
-        let parts: Vec<&str> = path.sub.iter().map(String::as_str).collect();
         match self.options.as_deref() {
-            Some(o) => o.path(&parts),
+            Some(o) => o.path(&path.sub),
             None => Val::Missing,
         }
     }

@@ -120,14 +120,18 @@ impl Val {
     }
 
     /// A field path inside the value (`a.b.0.c`); arrays yield the array of the elements' values.
-    pub fn path(&self, path: &[&str]) -> Val {
+    ///
+    /// The walk stops at the first segment the value does not have: a key path costs the depth it
+    /// really reaches, not its length.
+    pub fn path<S: AsRef<str>>(&self, path: &[S]) -> Val {
         let Some((first, rest)) = path.split_first() else {
             return self.clone();
         };
+        let first = first.as_ref();
         match self {
             Val::Obj(fields) => fields
                 .iter()
-                .find(|(k, _)| k.as_ref() == *first)
+                .find(|(k, _)| k.as_ref() == first)
                 .map_or(Val::Missing, |(_, v)| v.path(rest)),
             Val::Arr(items) => {
                 if let Ok(i) = first.parse::<usize>() {

@@ -221,6 +221,7 @@ fn small() -> Limits {
         max_stage_rows: 10,
         max_stage_bytes: 1 << 30,
         max_time: std::time::Duration::from_secs(60),
+        cancel: None,
     }
 }
 
@@ -554,4 +555,289 @@ fn distinct_and_add_to_set_keep_their_order_over_many_values() {
         .collect();
     let set: Vec<&Value> = s["results"][0]["ids"].as_array().unwrap().iter().collect();
     assert_eq!(set, pushed, "add_to_set keeps the arrival order");
+}
+
+/// Every ordered tree of up to `nodes` nodes built of nothing but empty arrays (`[]`, `[[]]`,
+/// `[[],[]]`, `[[[]]]`, ...), in JSON.
+fn empty_array_trees(nodes: usize) -> Vec<Value> {
+    let mut forests: Vec<Vec<Vec<Value>>> = vec![vec![Vec::new()]];
+    for n in 1..nodes {
+        let mut all = Vec::new();
+        for k in 0..n {
+            for inner in &forests[k] {
+                for rest in &forests[n - k - 1] {
+                    let mut f = vec![Value::Array(inner.clone())];
+                    f.extend(rest.iter().cloned());
+                    all.push(f);
+                }
+            }
+        }
+        forests.push(all);
+    }
+    forests.into_iter().flatten().map(Value::Array).collect()
+}
+
+/// Jobs `job-0` .. whose `options.s` is `[value]`, one crafted value per job.
+fn jobs_with_shapes(values: &[Value]) -> Index {
+    let text = serde_json::to_string(
+        &values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                json!({"job_id": format!("job-{i}"), "status": "SUCCESS", "domain_id": "domain-1",
+                       "data_source_id": "ds-0", "options": {"s": [v]},
+                       "created_at": format!("2024-01-01T00:{:02}:{:02}Z", i / 60 % 60, i % 60)})
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut index = Index::new();
+    for job in offline::load_jobs(&text).unwrap() {
+        index.upsert(job);
+    }
+    index
+}
+
+/// Issue 22 item 1: values built only of nested empty arrays used to hash alike, so `distinct`,
+/// `group` and `add_to_set` over them were quadratic (the structural proof, one hash per value,
+/// is the engine's unit test `crafted_empty_array_values_do_not_collide`); here every
+/// hash-based stage answers them right, twice over (each value in two jobs).
+#[test]
+fn crafted_collision_values_are_counted_right() {
+    let mut values = empty_array_trees(10);
+    values.truncate(6_000);
+    let doubled: Vec<Value> = values.iter().chain(&values).cloned().collect();
+    let index = jobs_with_shapes(&doubled);
+    let limits = Limits::default();
+    let d = stat_within(&index, json!({"distinct": "options.s"}), &limits).unwrap();
+    assert_eq!(d["results"].as_array().map(Vec::len), Some(values.len()));
+    let g = stat_within(
+        &index,
+        json!({"aggregate": [
+            {"group": {"keys": [{"key": "options.s", "name": "s"}],
+                       "fields": [{"name": "n", "operator": "count"}]}},
+            {"count": {"name": "groups"}}]}),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(g["results"][0]["groups"], json!(values.len() as f64));
+    let s = stat_within(
+        &index,
+        json!({"aggregate": [{"group": {"fields": [
+            {"name": "set", "operator": "add_to_set", "key": "options.s"}]}}]}),
+        &limits,
+    )
+    .unwrap();
+    let set = s["results"][0]["set"].as_array().unwrap();
+    assert_eq!(set.len(), values.len());
+    let mut got: Vec<String> = set.iter().map(Value::to_string).collect();
+    let mut want: Vec<String> = values.iter().map(|v| json!([v]).to_string()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Issue 22 item 3: an unwound array used to be charged as if every output row held a copy of
+/// the whole array (quadratic: refused from 2,000 jobs). Each output row is now charged what it
+/// holds, its element and the rest of its document, as MongoDB counts what a stage holds.
+#[test]
+fn unwinding_a_group_of_every_job_is_answered() {
+    let index = jobs(20_000);
+    let limits = Limits::default();
+    let q = json!({"aggregate": [
+        {"group": {"fields": [{"name": "ids", "operator": "add_to_set", "key": "job_id"}]}},
+        {"unwind": {"path": "ids"}},
+        {"count": {"name": "n"}}]});
+    let a = stat_within(&index, q, &limits).unwrap();
+    assert_eq!(a["results"], json!([{"n": 20_000.0}]));
+    let q = json!({"aggregate": [
+        {"group": {"keys": [{"key": "data_source_id", "name": "ds"}],
+                   "fields": [{"name": "jobs", "operator": "push", "fields": [
+                       {"key": "job_id", "name": "id"}, {"key": "status", "name": "status"},
+                       {"key": "created_at", "name": "at"}, {"key": "domain_id", "name": "d"}]}]}},
+        {"unwind": {"path": "jobs"}},
+        {"count": {"name": "n"}}]});
+    let a = stat_within(&index, q, &limits).unwrap();
+    assert_eq!(a["results"], json!([{"n": 20_000.0}]));
+}
+
+/// What an unwind really holds is still bounded: rows that each carry a large rest of the
+/// document are refused at the memory limit.
+#[test]
+fn an_unwind_that_really_holds_too_much_is_refused() {
+    let pad: Vec<i64> = (0..500).collect();
+    let items: Vec<i64> = (0..500).collect();
+    let text = serde_json::to_string(
+        &(0..200)
+            .map(|i| {
+                json!({"job_id": format!("job-{i}"), "status": "SUCCESS", "domain_id": "domain-1",
+                       "data_source_id": "ds-0", "options": {"pad": pad, "items": items}})
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut index = Index::new();
+    for job in offline::load_jobs(&text).unwrap() {
+        index.upsert(job);
+    }
+    let q = json!({"aggregate": [{"unwind": {"path": "options.items"}}, {"count": {"name": "n"}}]});
+    let m = db_query(stat_within(&index, q, &Limits::default()));
+    assert!(
+        m.contains("Exceeded memory limit for $unwind (max_stage_bytes = 104857600)"),
+        "{m}"
+    );
+}
+
+/// `{"aggregate": [...]}` with a key path of `segments` segments under `options`
+/// (`options.a.a.a...`; no job has it).
+fn long_path(segments: usize) -> String {
+    let mut k = String::from("options");
+    for _ in 0..segments {
+        k.push_str(".a");
+    }
+    k
+}
+
+/// Runs `f` on another thread; `None` when it has not answered within a minute (a guard against
+/// a hang, not a timing assertion).
+fn answers_at_all<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60)).ok()
+}
+
+/// Issue 22 item 2: a 100,000-segment (and a 500,000-segment) key path was split, resolved and
+/// walked segment by segment on every row, so 20,000 jobs ran 16 s and more past a 10 s
+/// `max_time` (the time was only read per row). A path is now split once per stage, its segments
+/// counted as work, and each row walks only as deep as its document goes: the answers come, and
+/// are right.
+#[test]
+fn a_long_key_path_is_paid_once_per_stage() {
+    let index = std::sync::Arc::new(jobs(20_000));
+    for segments in [100_000, 500_000] {
+        let key = long_path(segments);
+        let queries = vec![
+            (
+                json!({"aggregate": [
+                    {"group": {"keys": [{"key": key, "name": "k"}],
+                               "fields": [{"name": "n", "operator": "count"},
+                                          {"name": "s", "operator": "add_to_set", "key": key}]}}]}),
+                json!([{"k": null, "n": 20_000.0, "s": []}]),
+            ),
+            (
+                json!({"aggregate": [
+                    {"project": {"fields": [{"name": "x", "key": key}]}},
+                    {"sort": {"key": key}},
+                    {"count": {"name": "n"}}]}),
+                json!([{"n": 20_000.0}]),
+            ),
+            (
+                json!({"aggregate": [{"unwind": {"path": key}}, {"count": {"name": "n"}}]}),
+                json!([]),
+            ),
+            (json!({"distinct": key}), json!([])),
+            (
+                json!({"filter": [{"k": key, "v": "x", "o": "not"}],
+                       "aggregate": [{"count": {"name": "n"}}]}),
+                json!([{"n": 20_000.0}]),
+            ),
+        ];
+        for (q, want) in queries {
+            let index = index.clone();
+            let shown = q.to_string().chars().take(80).collect::<String>();
+            let got = answers_at_all(move || stat_within(&index, q, &Limits::default()))
+                .unwrap_or_else(|| panic!("no answer within a minute: {shown}"));
+            assert_eq!(
+                got.unwrap()["results"],
+                want,
+                "{segments} segments: {shown}"
+            );
+        }
+    }
+}
+
+/// The path's length is work the budget sees: with no time at all, a long key path stops with
+/// the time limit instead of running to its end.
+#[test]
+fn a_long_key_path_stops_at_the_time_limit() {
+    let index = jobs(1_000);
+    let limits = Limits {
+        max_time: std::time::Duration::ZERO,
+        ..Limits::default()
+    };
+    let key = long_path(100_000);
+    for q in [
+        json!({"aggregate": [{"project": {"fields": [{"name": "x", "key": key}]}}]}),
+        json!({"aggregate": [{"group": {"keys": [{"key": key, "name": "k"}],
+                                        "fields": [{"name": "n", "operator": "count"}]}}]}),
+    ] {
+        let m = db_query(stat_within(&index, q, &limits));
+        assert!(
+            m.contains("operation exceeded time limit (max_time = 0 ms)"),
+            "{m}"
+        );
+    }
+}
+
+/// Jobs whose `options.items` holds `per_job` numbers.
+fn jobs_with_items(n: usize, per_job: usize) -> Index {
+    let items: Vec<usize> = (0..per_job).collect();
+    let text = serde_json::to_string(
+        &(0..n)
+            .map(|i| {
+                json!({"job_id": format!("job-{i}"), "status": "SUCCESS", "domain_id": "domain-1",
+                       "data_source_id": "ds-0", "options": {"items": items}})
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut index = Index::new();
+    for job in offline::load_jobs(&text).unwrap() {
+        index.upsert(job);
+    }
+    index
+}
+
+/// A caller's `Cancel` token stops a running request from another thread at its next check
+/// (ERROR_DB_QUERY, `operation was interrupted`); the same request with a token nobody cancels
+/// runs to its answer.
+#[test]
+fn a_cancelled_request_stops() {
+    let index = std::sync::Arc::new(jobs_with_items(20_000, 20));
+    let q = json!({"aggregate": [
+        {"group": {"keys": [{"key": "job_id", "name": "id"}],
+                   "fields": [{"name": "all", "operator": "push",
+                               "fields": [{"key": "options.items", "name": "o"}]}]}},
+        {"unwind": {"path": "all"}},
+        {"unwind": {"path": "all.o"}},
+        {"sort": {"key": "all.o", "desc": true}},
+        {"count": {"name": "n"}}]});
+    let run = |cancel: spaceone_query::Cancel| {
+        let (index, q) = (index.clone(), q.clone());
+        let limits = Limits {
+            max_stage_rows: 10_000_000,
+            max_stage_bytes: 1 << 34,
+            cancel: Some(cancel),
+            ..Limits::default()
+        };
+        move || stat_within(&index, q, &limits)
+    };
+    let token = spaceone_query::Cancel::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let query = run(token.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(query());
+    });
+    token.cancel();
+    let stopped = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a cancelled request answers");
+    let m = db_query(stopped);
+    assert!(m.contains("operation was interrupted"), "{m}");
+    let done = answers_at_all(run(spaceone_query::Cancel::new()))
+        .expect("the same request answers")
+        .unwrap();
+    assert_eq!(done["results"], json!([{"n": 400_000.0}]));
 }

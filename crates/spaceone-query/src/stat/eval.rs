@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::group::group;
 use super::parse::{ProjectRule, Stage};
-use super::rows::{Output, Pipeline, Rendered, Row, Source, bson_type, over, raw};
+use super::rows::{
+    Output, P, Pipeline, Rendered, Row, Source, bson_type, charge, over, raw, units,
+};
 use crate::error::Error;
 use crate::limits::{Budget, StageUse};
 use crate::message::Page;
@@ -59,17 +61,25 @@ pub(super) fn run<'a>(
 fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Error> {
     let mut out = Vec::new();
     let mut stage = StageUse::new(p.budget, "unwind");
+    let budget = p.budget;
+    let at = P::within(path, budget)?;
     for row in std::mem::take(&mut p.rows) {
-        let value = row.get(path);
+        let value = row.at(&at);
+        charge(budget, &value)?;
         match value {
             Val::Arr(items) => {
-                let doc = row.into_doc();
-                // Checked before a single copy is made: every output row is a copy of the doc.
-                stage
-                    .reserve(items.len(), doc.approx_bytes())
-                    .map_err(over)?;
+                // The array leaves the document first: each output row is then a copy of the rest
+                // plus its own element, and is charged exactly that (what MongoDB's limit counts),
+                // not a copy of the whole array per element.
+                let rest = set_path(row.into_doc(), parts, Val::Null);
+                let rest_bytes = rest.approx_bytes();
+                let rest_units = units(&rest);
                 for item in items {
-                    out.push(Row::Doc(set_path(doc.clone(), parts, item)));
+                    budget.work(rest_units).map_err(over)?;
+                    stage
+                        .reserve(1, rest_bytes.saturating_add(item.approx_bytes()))
+                        .map_err(over)?;
+                    out.push(Row::Doc(set_path(rest.clone(), parts, item)));
                 }
             }
             Val::Missing | Val::Null => {}
@@ -122,9 +132,19 @@ fn count(p: &mut Pipeline<'_>, name: &str) {
 
 fn sort(p: &mut Pipeline<'_>, keys: &[(String, bool)]) -> Result<(), Error> {
     let mut stage = StageUse::new(p.budget, "sort");
+    let budget = p.budget;
+    let at = keys
+        .iter()
+        .map(|(k, _)| P::within(k, budget))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut decorated: Vec<(Vec<Val>, Row<'_>)> = Vec::with_capacity(p.rows.len());
     for r in std::mem::take(&mut p.rows) {
-        let k: Vec<Val> = keys.iter().map(|(k, _)| r.get(k)).collect();
+        let mut k = Vec::with_capacity(at.len());
+        for a in &at {
+            let v = r.at(a);
+            charge(budget, &v)?;
+            k.push(v);
+        }
         let bytes = k
             .iter()
             .fold(0, |n: usize, v| n.saturating_add(v.approx_bytes()));
@@ -149,13 +169,22 @@ fn sort(p: &mut Pipeline<'_>, keys: &[(String, bool)]) -> Result<(), Error> {
 fn project(p: &mut Pipeline<'_>, rules: &[ProjectRule], exclude: bool) -> Result<(), Error> {
     let mut out = Vec::with_capacity(p.rows.len());
     let mut stage = StageUse::new(p.budget, "project");
+    let budget = p.budget;
+    let id = P::new("_id");
+    let at = rules
+        .iter()
+        .map(|(_, key, _)| P::within(key, budget))
+        .collect::<Result<Vec<_>, _>>()?;
     for row in std::mem::take(&mut p.rows) {
         let mut fields: Vec<(Arc<str>, Val)> = Vec::new();
         if !exclude {
-            fields.push((Arc::from("_id"), row.get("_id")));
+            let v = row.at(&id);
+            charge(budget, &v)?;
+            fields.push((Arc::from("_id"), v));
         }
-        for (name, key, op) in rules {
-            let v = row.get(key);
+        for ((name, _, op), key) in rules.iter().zip(&at) {
+            let v = row.at(key);
+            charge(budget, &v)?;
             let v = match op.as_deref() {
                 None => v,
                 Some("size") => match v {
@@ -233,5 +262,34 @@ fn object_to_array(v: Val) -> Result<Val, Error> {
             "$objectToArray requires a document input, found: {}",
             bson_type(&other)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+
+    use super::*;
+    use crate::limits::Limits;
+
+    /// The budget sees the work inside a row: projecting a value of 5,000 numbers counts about
+    /// 5,000 units per row, not one per row, so the clock is read within the first row of such
+    /// values rather than after 4,096 of them.
+    #[test]
+    fn projecting_a_large_value_counts_its_values() {
+        let limits = Limits::default();
+        let budget = Budget::new(&limits);
+        let big = Val::Arr((0..5_000).map(Val::Int).collect());
+        let doc = Val::Obj(vec![(Arc::from("big"), big)]);
+        let mut p = Pipeline {
+            recs: None,
+            rows: vec![Row::Doc(doc.clone()), Row::Doc(doc)],
+            ordered: true,
+            budget: &budget,
+        };
+        let rules = vec![(String::from("x"), String::from("big"), None)];
+        project(&mut p, &rules, true).unwrap();
+        assert_eq!(p.rows.len(), 2);
+        assert!(budget.worked() >= 10_000, "{}", budget.worked());
     }
 }

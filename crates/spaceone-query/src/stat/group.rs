@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use super::parse::{GroupField, GroupKey};
-use super::rows::{Pipeline, Row, Source, bson_type, over, raw};
+use super::rows::{Pipeline, Row, Source, bson_type, charge, over, raw};
 use crate::error::Error;
 use crate::limits::StageUse;
 use crate::plan::matching;
@@ -27,27 +27,52 @@ fn fast_key(r: &Rec, field: crate::model::Field) -> Option<usize> {
 
 /// Hashes a value consistently with MongoDB's equality (`cmp_bson`): 2 and 2.0 alike, null and
 /// missing alike, every NaN alike.
+///
+/// The encoding is prefix-free: every value starts with its type's tag, and strings, arrays and
+/// objects with their length. Without that, values an attacker builds of nothing but nested empty
+/// arrays all fed the hasher the same (empty) input, and every hash-based stage degraded into a
+/// quadratic search. The hasher itself is keyed per process ([`RandomState`]), so knowing the
+/// encoding does not let a client pick colliding values either.
 fn hash_val<H: Hasher>(v: &Val, h: &mut H) {
     match v {
-        Val::Missing | Val::Null => 0u8.hash(h),
+        Val::Missing | Val::Null => h.write_u8(0),
         Val::Int(_) | Val::Float(_) => {
-            1u8.hash(h);
+            h.write_u8(1);
             let f = v.as_f64().unwrap_or(0.0);
             let f = if f == 0.0 || f.is_nan() { 0.0f64 } else { f };
-            f.to_bits().hash(h);
+            h.write_u64(f.to_bits());
         }
         Val::Str(s) => {
-            2u8.hash(h);
-            s.hash(h);
+            h.write_u8(2);
+            hash_str(s, h);
         }
-        Val::Bool(b) => b.hash(h),
-        Val::Date(d) => d.hash(h),
-        Val::Arr(a) => a.iter().for_each(|x| hash_val(x, h)),
-        Val::Obj(o) => o.iter().for_each(|(k, x)| {
-            k.hash(h);
-            hash_val(x, h)
-        }),
+        Val::Bool(b) => {
+            h.write_u8(3);
+            h.write_u8(u8::from(*b));
+        }
+        Val::Date(d) => {
+            h.write_u8(4);
+            h.write_i64(*d);
+        }
+        Val::Arr(a) => {
+            h.write_u8(5);
+            h.write_usize(a.len());
+            a.iter().for_each(|x| hash_val(x, h));
+        }
+        Val::Obj(o) => {
+            h.write_u8(6);
+            h.write_usize(o.len());
+            o.iter().for_each(|(k, x)| {
+                hash_str(k, h);
+                hash_val(x, h)
+            });
+        }
     }
+}
+
+fn hash_str<H: Hasher>(s: &str, h: &mut H) {
+    h.write_usize(s.len());
+    h.write(s.as_bytes());
 }
 
 /// A value hashed as [`hash_val`] does.
@@ -76,6 +101,7 @@ impl PartialEq for Key {
 impl Eq for Key {}
 impl Hash for Key {
     fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_usize(self.0.len());
         self.0.iter().for_each(|v| hash_val(v, h));
     }
 }
@@ -107,6 +133,12 @@ impl Dedup {
         bucket.push(self.items.len());
         self.items.push(v);
         true
+    }
+
+    /// The most kept values sharing one hash.
+    #[cfg(test)]
+    fn longest_chain(&self) -> usize {
+        self.slots.values().map(Vec::len).max().unwrap_or(0)
     }
 }
 
@@ -159,6 +191,7 @@ impl Groups<'_> {
         let mut key = Vec::with_capacity(self.rules.len());
         for (_, path, fmt) in self.rules {
             let v = row.at(path);
+            charge(self.stage.budget(), &v)?;
             key.push(match fmt {
                 None => v,
                 Some(fmt) => match v {
@@ -212,6 +245,21 @@ pub(super) fn group(
             .map(|f| f.field),
         _ => None,
     };
+    // The stage's key paths were split when the pipeline was built: their length is work all
+    // the same, counted before the first row.
+    let segments = rules
+        .iter()
+        .map(|(_, p, _)| p.parts.len())
+        .chain(specs.iter().flat_map(|s| {
+            s.key
+                .iter()
+                .chain(s.push_fields.iter().map(|(_, p)| p))
+                .chain(s.conditions.iter().map(|(p, _, _)| p))
+                .map(|p| p.parts.len())
+        }));
+    p.budget
+        .work(segments.fold(0, usize::saturating_add))
+        .map_err(over)?;
     let mut g = Groups {
         rules,
         specs,
@@ -313,17 +361,27 @@ fn new_acc(spec: &GroupField) -> Acc {
     }
 }
 
-fn conditions_hold(spec: &GroupField, row: &Row<'_>) -> bool {
-    spec.conditions.iter().all(|(key, op, q)| {
-        let o = row.at(key).cmp_bson(q);
-        match *op {
+fn conditions_hold(
+    spec: &GroupField,
+    row: &Row<'_>,
+    stage: &StageUse<'_, '_>,
+) -> Result<bool, Error> {
+    for (key, op, q) in &spec.conditions {
+        let v = row.at(key);
+        charge(stage.budget(), &v)?;
+        let o = v.cmp_bson(q);
+        let holds = match *op {
             "eq" => o.is_eq(),
             "gt" => o.is_gt(),
             "gte" => o.is_ge(),
             "lt" => o.is_lt(),
             _ => o.is_le(),
+        };
+        if !holds {
+            return Ok(false);
         }
-    })
+    }
+    Ok(true)
 }
 
 fn accumulate(
@@ -332,8 +390,13 @@ fn accumulate(
     row: &Row<'_>,
     stage: &mut StageUse<'_, '_>,
 ) -> Result<(), Error> {
-    let value = || spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
-    let holds = spec.conditions.is_empty() || conditions_hold(spec, row);
+    let budget = stage.budget();
+    let value = || -> Result<Val, Error> {
+        let v = spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
+        charge(budget, &v)?;
+        Ok(v)
+    };
+    let holds = spec.conditions.is_empty() || conditions_hold(spec, row, stage)?;
     match acc {
         Acc::Count(n) => {
             if holds {
@@ -342,18 +405,18 @@ fn accumulate(
         }
         Acc::Sum(s) => {
             if holds {
-                *s += value().as_f64().unwrap_or(0.0);
+                *s += value()?.as_f64().unwrap_or(0.0);
             }
         }
         Acc::Avg(s, n) => {
-            let v = if holds { value() } else { Val::Int(0) };
+            let v = if holds { value()? } else { Val::Int(0) };
             if let Some(f) = v.as_f64() {
                 *s += f;
                 *n = n.saturating_add(1);
             }
         }
         Acc::Max(m) | Acc::Min(m) => {
-            let v = value();
+            let v = value()?;
             if !v.is_nullish() {
                 let is_max = matches!(spec.op, "max");
                 let better = m.as_ref().is_none_or(|cur| {
@@ -367,14 +430,14 @@ fn accumulate(
         }
         Acc::First(f) => {
             if f.is_none() {
-                *f = Some(match value() {
+                *f = Some(match value()? {
                     Val::Missing => Val::Null,
                     v => v,
                 });
             }
         }
         Acc::Last(l) => {
-            *l = match value() {
+            *l = match value()? {
                 Val::Missing => Val::Null,
                 v => v,
             }
@@ -385,6 +448,7 @@ fn accumulate(
             for (name, key) in &spec.push_fields {
                 // The seed pushes datetimes as they are: the answer then fails to render.
                 let v = row.at(key);
+                charge(budget, &v)?;
                 if !matches!(v, Val::Missing) {
                     obj.push((Arc::from(name.as_str()), v));
                 }
@@ -394,10 +458,7 @@ fn accumulate(
             items.push(v);
         }
         Acc::Set(set) => {
-            if !stage.tick(1) {
-                return Err(over(stage.time_exceeded()));
-            }
-            let v = value();
+            let v = value()?;
             if !matches!(v, Val::Missing) {
                 let bytes = v.approx_bytes();
                 if set.insert(v, |x, v| x.cmp_bson(v).is_eq()) {
@@ -405,7 +466,7 @@ fn accumulate(
                 }
             }
         }
-        Acc::Merge(fields) => match value() {
+        Acc::Merge(fields) => match value()? {
             Val::Obj(o) => {
                 if !stage.tick(fields.len().saturating_mul(o.len())) {
                     return Err(over(stage.time_exceeded()));
@@ -453,3 +514,6 @@ fn finish(acc: Acc) -> Val {
         Acc::Merge(fields) => Val::Obj(fields),
     }
 }
+
+#[cfg(test)]
+mod tests;

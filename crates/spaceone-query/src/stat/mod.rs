@@ -116,6 +116,7 @@ fn distinct_values(
     let Ok(path) = FieldPath::resolve(key) else {
         return Ok((Vec::new(), None));
     };
+    budget.work(path.sub.len()).map_err(over)?;
     let mut set = Dedup::default();
     let mut stage = StageUse::new(budget, "distinct");
     let mut push = |v: Val| -> Result<(), Error> {
@@ -134,13 +135,15 @@ fn distinct_values(
         Ok(())
     };
     for r in recs {
-        match r.get(&path) {
+        let v = r.get(&path);
+        rows::charge(budget, &v)?;
+        match v {
             Val::Arr(items) => {
                 for v in items {
                     push(v)?;
                 }
             }
-            v => push(v)?,
+            other => push(other)?,
         }
     }
     let mut values = set.items;

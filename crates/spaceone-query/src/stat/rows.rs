@@ -43,26 +43,10 @@ pub(super) enum Row<'a> {
 }
 
 impl Row<'_> {
-    pub(super) fn get(&self, path: &str) -> Val {
-        match self {
-            Row::Rec(r) => match FieldPath::resolve(path) {
-                Ok(p) => r.get(&p),
-                Err(_) => Val::Missing,
-            },
-            Row::Doc(d) => {
-                let parts: Vec<&str> = path.split('.').collect();
-                d.path(&parts)
-            }
-        }
-    }
-
     pub(super) fn at(&self, p: &P) -> Val {
         match self {
             Row::Rec(r) => p.field.as_ref().map_or(Val::Missing, |f| r.get(f)),
-            Row::Doc(d) => {
-                let parts: Vec<&str> = p.parts.iter().map(String::as_str).collect();
-                d.path(&parts)
-            }
+            Row::Doc(d) => d.path(&p.parts),
         }
     }
 
@@ -83,7 +67,22 @@ pub(super) enum Rendered {
 
 pub(super) type Output = (Vec<Rendered>, Option<usize>);
 
-/// A field path resolved once per stage rather than once per row.
+/// Units of work a value stands for: about one per value it holds (what reading, copying,
+/// hashing or comparing it costs).
+pub(super) fn units(v: &Val) -> usize {
+    v.approx_bytes()
+        .checked_div(std::mem::size_of::<Val>())
+        .unwrap_or(0)
+        .max(1)
+}
+
+/// Counts a value read or copied for a row as work (see [`units`]).
+pub(super) fn charge(budget: &Budget<'_>, v: &Val) -> Result<(), Error> {
+    budget.work(units(v)).map_err(over)
+}
+
+/// A field path resolved once per stage rather than once per row: splitting a long key path is
+/// paid once, and each row then walks only as deep as its document goes.
 pub(super) struct P {
     pub(super) parts: Vec<String>,
     /// The model field, for rows that are still stored records.
@@ -96,6 +95,13 @@ impl P {
             parts: raw.split('.').map(str::to_string).collect(),
             field: FieldPath::resolve(raw).ok(),
         }
+    }
+
+    /// Resolves a path inside a running stage, its segments counted as work.
+    pub(super) fn within(raw: &str, budget: &Budget<'_>) -> Result<P, Error> {
+        let p = P::new(raw);
+        budget.work(p.parts.len()).map_err(over)?;
+        Ok(p)
     }
 }
 

@@ -290,7 +290,7 @@ async fn serve_http<I>(
         r = conn.as_mut() => { if let Err(e) = r { debug!(%remote, error = %e, "connection ended"); } return; }
         why = watchdog => {
             debug!(%remote, "closing the connection: {why}");
-            if why == Overdue::NoRequest {
+            if why == Overdue::FirstRequest {
                 // Nothing was asked, so nothing is owed: the connection is dropped at once.
                 return;
             }
@@ -310,17 +310,17 @@ async fn serve_http<I>(
 /// Why a connection is closed by its watchdog.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Overdue {
-    NoRequest,
-    NoRequestUnderWay,
-    NoBytes,
+    FirstRequest,
+    Idle,
+    Silent,
 }
 
 impl std::fmt::Display for Overdue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Overdue::NoRequest => "no request within the header read timeout",
-            Overdue::NoRequestUnderWay => "no request under way for the idle timeout",
-            Overdue::NoBytes => "no bytes moved for the idle timeout",
+            Overdue::FirstRequest => "no request within the header read timeout",
+            Overdue::Idle => "no request under way for the idle timeout",
+            Overdue::Silent => "no bytes moved for the idle timeout",
         })
     }
 }
@@ -387,12 +387,12 @@ impl Clock {
             |at: &AtomicU64| now.saturating_sub(Duration::from_millis(at.load(Ordering::Relaxed)));
         let s = &self.state;
         if s.started.load(Ordering::Relaxed) == 0 {
-            return (now >= first).then_some(Overdue::NoRequest);
+            return (now >= first).then_some(Overdue::FirstRequest);
         }
         if s.under_way.load(Ordering::Relaxed) == 0 && since(&s.requests_ms) >= idle {
-            return Some(Overdue::NoRequestUnderWay);
+            return Some(Overdue::Idle);
         }
-        (since(&s.bytes_ms) >= idle).then_some(Overdue::NoBytes)
+        (since(&s.bytes_ms) >= idle).then_some(Overdue::Silent)
     }
 }
 

@@ -211,18 +211,15 @@ async fn the_total_cap_holds_across_addresses() {
 fn the_watchdog_judges_the_first_request_then_idleness() {
     let clock = Clock::default();
     let (first, idle) = (Duration::from_millis(0), Duration::from_secs(3600));
-    assert_eq!(clock.overdue(first, idle), Some(Overdue::NoRequest));
+    assert_eq!(clock.overdue(first, idle), Some(Overdue::FirstRequest));
     let under_way = clock.request_started();
     clock.bytes_moved();
     assert_eq!(clock.overdue(first, idle), None);
     assert_eq!(
         clock.overdue(first, Duration::ZERO),
-        Some(Overdue::NoBytes),
+        Some(Overdue::Silent),
         "a request under way is cut only when no byte moves"
     );
     drop(under_way);
-    assert_eq!(
-        clock.overdue(first, Duration::ZERO),
-        Some(Overdue::NoRequestUnderWay)
-    );
+    assert_eq!(clock.overdue(first, Duration::ZERO), Some(Overdue::Idle));
 }

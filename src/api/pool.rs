@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use spaceone_query::{Cancel, Limits};
 use tokio::sync::Semaphore;
 
 /// Why a query did not run to an answer.
@@ -80,6 +81,28 @@ impl QueryPool {
     }
 }
 
+/// A request's own copy of `limits` with a fresh cancel token, and the guard that fires it.
+/// Keep the guard in the request's future: when the request ends or its future is dropped
+/// unfinished (the request timeout, a client gone), a query still running on the pool stops at
+/// its next check and gives its slot back, instead of holding it for up to its own time limit.
+pub fn cancellable(limits: &Limits) -> (Arc<Limits>, CancelOnDrop) {
+    let cancel = Cancel::new();
+    let limits = Limits {
+        cancel: Some(cancel.clone()),
+        ..limits.clone()
+    };
+    (Arc::new(limits), CancelOnDrop(cancel))
+}
+
+/// Cancels its token when dropped.
+pub struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -125,6 +148,49 @@ mod tests {
         release_tx.send(()).unwrap();
         assert_eq!(holder.await.unwrap(), Ok(()));
         assert_eq!(pool.run(|| 1).await, Ok(1));
+    }
+
+    /// A request that times out while its query runs frees the slot at once: the query sees its
+    /// token cancelled, not its own (here: an hour's) time limit.
+    #[tokio::test]
+    async fn a_request_dropped_while_its_query_runs_frees_the_slot() {
+        let (pool, _) = pool(1, 20_000);
+        let slow = Limits {
+            max_time: Duration::from_secs(3600),
+            ..Limits::default()
+        };
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let request = {
+            let pool = pool.clone();
+            async move {
+                let (limits, _stop) = cancellable(&slow);
+                pool.run(move || {
+                    started_tx.send(()).unwrap();
+                    let cancel = limits.cancel.clone().unwrap();
+                    let since = std::time::Instant::now();
+                    while !cancel.is_cancelled() && since.elapsed() < Duration::from_secs(30) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    done_tx.send(cancel.is_cancelled()).unwrap();
+                })
+                .await
+            }
+        };
+        let timed_out =
+            tokio::spawn(
+                async move { tokio::time::timeout(Duration::from_millis(100), request).await },
+            );
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        assert!(timed_out.await.unwrap().is_err(), "the request timed out");
+        let cancelled =
+            tokio::task::spawn_blocking(move || done_rx.recv_timeout(Duration::from_secs(20)))
+                .await
+                .unwrap();
+        assert_eq!(cancelled, Ok(true), "the query saw its request end");
+        assert_eq!(pool.run(|| 1).await, Ok(1), "and its slot is free");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -17,7 +17,7 @@ use super::error::{Denied, ServiceError};
 use super::fields::FieldSelector;
 use super::index::{JobCatalog, WatchedJobs};
 use super::labels::Selector;
-use super::pool::QueryPool;
+use super::pool::{CancelOnDrop, QueryPool};
 use crate::auth::{Authenticator, PeerIdentity, QUERY_GROUP, ResourceAttrs, UserInfo};
 use crate::metrics::Metrics;
 
@@ -146,7 +146,7 @@ impl JobService {
         F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
     {
         let scope = self.domain_scope(user, "get", &request).await?;
-        let (limits, answers) = (self.limits.clone(), self.answers.clone());
+        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
         self.on_pool(move |catalog| {
             let stat =
                 spaceone_query::calls::stat(&catalog.index, &scope, &request, Utc::now(), &limits)?;
@@ -195,7 +195,7 @@ impl JobService {
     ) -> Result<JobPage, ServiceError> {
         self.allow(user, "list", "jobs", namespace.as_deref(), None)
             .await?;
-        let limits = self.limits.clone();
+        let (limits, _stop) = self.request_limits();
         self.on_pool(move |catalog| select_page(catalog, namespace, &selection, &limits))
             .await
     }
@@ -238,7 +238,7 @@ impl JobService {
             namespace: Some(namespace),
             domains,
         };
-        let limits = self.limits.clone();
+        let (limits, _stop) = self.request_limits();
         self.on_pool(move |catalog| {
             Ok(spaceone_query::calls::stat_query(
                 &catalog.index,
@@ -249,6 +249,14 @@ impl JobService {
             )?)
         })
         .await
+    }
+
+    /// This request's copy of the query limits, with a cancel token that fires when the returned
+    /// guard is dropped: when the request ends, and also when its future is dropped unfinished
+    /// (the request timeout, a client gone). A query still running then stops at its next check
+    /// and frees its slot, instead of holding it for up to its own time limit.
+    fn request_limits(&self) -> (Arc<Limits>, CancelOnDrop) {
+        super::pool::cancellable(&self.limits)
     }
 
     /// Runs `f` over the catalog on the query pool.
@@ -279,7 +287,7 @@ impl JobService {
         A: WireSize + Send + 'static,
     {
         let scope = self.domain_scope(user, "get", &request).await?;
-        let (limits, answers) = (self.limits.clone(), self.answers.clone());
+        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
         self.on_pool(move |catalog| {
             let answer = call(&catalog.index, &scope, &request, &limits)?;
             sized(answer, &answers)
@@ -301,7 +309,7 @@ impl JobService {
         A: Send + 'static,
     {
         let scope = self.domain_scope(user, "get", &request).await?;
-        let limits = self.limits.clone();
+        let (limits, _stop) = self.request_limits();
         self.on_pool(move |catalog| Ok(call(&catalog.index, &scope, &request, &limits)?))
             .await
     }

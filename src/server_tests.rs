@@ -223,3 +223,31 @@ fn the_watchdog_judges_the_first_request_then_idleness() {
     drop(under_way);
     assert_eq!(clock.overdue(first, Duration::ZERO), Some(Overdue::Idle));
 }
+
+/// The review's attack at its size, with the default limits: 4,096 connections from one address
+/// that send 16 bytes and wait. Its share is taken, the rest refused, and another address is
+/// served all along.
+#[tokio::test]
+async fn four_thousand_idle_strangers_do_not_shut_out_the_plaintext_port() {
+    let defaults = ServerLimits::default();
+    let addr = start(Transport::H2c, defaults.clone()).await;
+    let mut held = Vec::new();
+    for _ in 0..defaults.max_connections {
+        let mut s = connect_from("127.0.0.2", addr).await;
+        // A write to a connection the server already closed may fail; that is the point.
+        let _ = s.write_all(&PREFACE[..16]).await;
+        held.push(s);
+    }
+    let mut s = connect_from("127.0.0.1", addr).await;
+    s.write_all(PREFACE).await.unwrap();
+    s.write_all(SETTINGS).await.unwrap();
+    assert_eq!(first_frame_type(&mut s).await, 4, "the server's SETTINGS");
+    // Exactly the per-peer share of the strangers' connections is open.
+    let mut open = 0;
+    for s in &mut held {
+        if !closed_within(s, Duration::from_millis(20)).await {
+            open += 1;
+        }
+    }
+    assert_eq!(open, defaults.max_connections_per_peer);
+}

@@ -870,6 +870,34 @@ async fn kubectl_reads_jobs_and_creates_jobstats_through_the_aggregator() {
         "{created}"
     );
 
+    // The group's OpenAPI reaches kubectl through the aggregator: `kubectl explain` describes the
+    // Job's JobInfo field by field, and the API server holds our v3 document.
+    let explained = c.kubectl_ok(&["explain", "jobs.query.cost-analysis.spaceone.dev.job"]);
+    for field in ["job_id", "status", "remained_tasks", "last_changed_at"] {
+        assert!(explained.contains(field), "{field} in:\n{explained}");
+    }
+    let v3: Value = serde_json::from_str(&c.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/openapi/v3/apis/query.cost-analysis.spaceone.dev/v1",
+    ]))
+    .unwrap();
+    assert!(
+        v3["components"]["schemas"]["dev.spaceone.cost-analysis.query.v1.JobStat"].is_object(),
+        "{v3}"
+    );
+    let v2 = c.kubectl_ok(&["get", "--raw", "/openapi/v2"]);
+    assert!(v2.contains("dev.spaceone.cost-analysis.query.v1.Job"));
+    let apiserver_log = std::fs::read_to_string(c.dir.join("apiserver.log")).unwrap_or_default();
+    assert!(
+        !apiserver_log
+            .lines()
+            .any(|l| l.contains("v1.query.cost-analysis.spaceone.dev")
+                && l.contains("OpenAPI")
+                && l.contains("failed")),
+        "the aggregator failed to load the group's OpenAPI"
+    );
+
     // Without RBAC on jobs, the aggregated API refuses like any Kubernetes API.
     let env = std::fs::read_to_string(c.dir.join("env")).unwrap_or_default();
     let var = |k: &str| {

@@ -3,6 +3,8 @@
 //! `limit`/`continue`, label selectors, a SpaceONE query in `?query=`) and `jobstats` (create-only:
 //! POST a JobStat whose spec holds a StatisticsQuery, get it back with the results in its status).
 //! Every request is authorized with a SubjectAccessReview for the caller the aggregator vouches for.
+//! The group's OpenAPI v2 and v3 documents ([`super::openapi`]) are served to any authenticated
+//! caller, for the aggregator and `kubectl explain`.
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -41,6 +43,29 @@ pub fn router() -> Router<JobService> {
             &format!("{base}/namespaces/{{ns}}/jobstats"),
             post(create_stat),
         )
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3_discovery))
+        .route(
+            &format!("/openapi/v3/{}", super::openapi::V3_PATH),
+            get(openapi_v3),
+        )
+}
+
+/// The group's OpenAPI documents, to any authenticated caller (as kube-apiserver serves its own:
+/// the aggregator downloads them as `system:aggregator`).
+async fn openapi_v2(State(s): State<JobService>, c: Caller) -> Reply {
+    caller(&s, &c).await?;
+    Ok(json_ok(super::openapi::v2().clone()))
+}
+
+async fn openapi_v3_discovery(State(s): State<JobService>, c: Caller) -> Reply {
+    caller(&s, &c).await?;
+    Ok(json_ok(super::openapi::v3_discovery()))
+}
+
+async fn openapi_v3(State(s): State<JobService>, c: Caller) -> Reply {
+    caller(&s, &c).await?;
+    Ok(json_ok(super::openapi::v3().clone()))
 }
 
 /// A `metav1.Status` failure, the error shape kubectl understands.

@@ -13,6 +13,7 @@ pub mod fields;
 pub mod grpc;
 pub mod index;
 pub mod labels;
+pub mod openapi;
 pub mod pool;
 pub mod service;
 pub mod spaceone;
@@ -86,7 +87,7 @@ pub fn router(state: JobService, request_timeout: std::time::Duration) -> Router
 }
 
 /// The last line of defence: a request that panics, or outlives `timeout`, gets an error in its
-/// surface's shape (SpaceONE JSON, or a Kubernetes `Status` under `/apis`) and the process lives
+/// surface's shape (SpaceONE JSON, or a Kubernetes `Status` under `/apis` and `/openapi`) and the process lives
 /// on. The panic itself is counted where it is caught (the query pool, or here).
 async fn guard(
     metrics: Arc<Metrics>,
@@ -95,7 +96,8 @@ async fn guard(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use futures::FutureExt;
-    let kubernetes = request.uri().path().starts_with("/apis");
+    let path = request.uri().path();
+    let kubernetes = path.starts_with("/apis") || path.starts_with("/openapi");
     let answer = std::panic::AssertUnwindSafe(next.run(request)).catch_unwind();
     match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(response)) => response,

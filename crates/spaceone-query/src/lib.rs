@@ -42,6 +42,6 @@ pub use condition::FILTER_OPERATORS;
 pub use error::{Error, GrpcCode};
 pub use index::Index;
 pub use limits::{Cancel, Limits};
-pub use model::{Job, JobStatus};
+pub use model::{Field, FieldType, Job, JobStatus};
 pub use query::Query;
 pub use record::Scope;

@@ -835,7 +835,7 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
 }
 
 /// spacectl itself, from PyPI, both lines (hack/spacectl.sh: "2" is 2.0.10 with the pins of
-/// shared/spec/spaceone-grpc.md, "1" is 1.8.11 with spaceone-core 1.8.11 and spaceone-api 1.8.7,
+/// docs/spaceone-grpc.md, "1" is 1.8.11 with spaceone-core 1.8.11 and spaceone-api 1.8.7,
 /// the seed's line; the virtualenvs are cached under target/), with HOME in a temporary folder
 /// and the plaintext gRPC port as its endpoint.
 #[tokio::test(flavor = "multi_thread")]

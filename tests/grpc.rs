@@ -1,7 +1,8 @@
 //! The gRPC Job service against the real control plane: generated-client round trips for every
 //! method and error class (on the plaintext port and on the HTTPS port by content type), gRPC
-//! answers equal to REST answers over the spec's vectors, reflection (v1alpha and v1) and health,
-//! and spacectl itself (PyPI, pinned) listing, getting, stating and canceling jobs.
+//! answers equal to REST answers over the vectors of docs/spaceone-job-api.md, reflection
+//! (v1alpha and v1) and health, and spacectl itself (PyPI, pinned) listing, getting, stating and
+//! canceling jobs.
 
 #![allow(
     clippy::unwrap_used,
@@ -120,7 +121,7 @@ fn job(name: &str, domain: &str, tasks: &[&str]) -> String {
     )
 }
 
-/// A namespace with jobs in two domains (names of the spec's fixture) and ServiceAccounts:
+/// A namespace with jobs in two domains (names of the vectors' fixture) and ServiceAccounts:
 /// reader (get d1), canceler (get + cancel d1), both (get d1 and d2), nobody.
 async fn world(prefix: &str) -> World {
     let c = cluster();
@@ -615,8 +616,8 @@ fn rest(path: &str, token: &str, body: &Value) -> (u16, Value) {
 }
 
 /// gRPC answers equal REST answers for the same requests: every list, get and stat request of
-/// the spec's vectors (crates/spaceone-query/tests/fixtures/vectors.json), over the spec's job
-/// names in two domains of this cluster. Errors compare as (gRPC code of the REST status, code,
+/// the vectors of docs/spaceone-job-api.md section 5 (crates/spaceone-query/tests/fixtures/
+/// vectors.json), over that fixture's job names in two domains of this cluster. Errors compare as (gRPC code of the REST status, code,
 /// message).
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_answers_equal_rest_answers_over_the_spec_vectors() {

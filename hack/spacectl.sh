@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # spacectl itself against the operator's gRPC service (issue 12).
 #   hack/spacectl.sh venv [VERSION_SET]   create (cached) target/spacectl-venv-<set> and print its bin dir
-#   VERSION_SET: "2" (default: spacectl 2.0.10 with the pins of shared/spec/spaceone-grpc.md) or
+#   VERSION_SET: "2" (default: spacectl 2.0.10 with the pins of docs/spaceone-grpc.md) or
 #                "1" (the 1.x line matching the seed: spacectl 1.8.x / spaceone-core 1.8.x)
 # tests/grpc.rs calls `venv 2` and then drives spacectl with HOME in a temporary folder.
 set -euo pipefail

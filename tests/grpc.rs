@@ -1,7 +1,8 @@
 //! The gRPC Job service against the real control plane: generated-client round trips for every
 //! method and error class (on the plaintext port and on the HTTPS port by content type), gRPC
-//! answers equal to REST answers over the spec's vectors, reflection (v1alpha and v1) and health,
-//! and spacectl itself (PyPI, pinned) listing, getting, stating and canceling jobs.
+//! answers equal to REST answers over the vectors of docs/spaceone-job-api.md, reflection
+//! (v1alpha and v1) and health, and spacectl itself (PyPI, pinned) listing, getting, stating and
+//! canceling jobs.
 
 #![allow(
     clippy::unwrap_used,
@@ -120,7 +121,7 @@ fn job(name: &str, domain: &str, tasks: &[&str]) -> String {
     )
 }
 
-/// A namespace with jobs in two domains (names of the spec's fixture) and ServiceAccounts:
+/// A namespace with jobs in two domains (names of the vectors' fixture) and ServiceAccounts:
 /// reader (get d1), canceler (get + cancel d1), both (get d1 and d2), nobody.
 async fn world(prefix: &str) -> World {
     let c = cluster();
@@ -615,8 +616,8 @@ fn rest(path: &str, token: &str, body: &Value) -> (u16, Value) {
 }
 
 /// gRPC answers equal REST answers for the same requests: every list, get and stat request of
-/// the spec's vectors (crates/spaceone-query/tests/fixtures/vectors.json), over the spec's job
-/// names in two domains of this cluster. Errors compare as (gRPC code of the REST status, code,
+/// the vectors of docs/spaceone-job-api.md section 5 (crates/spaceone-query/tests/fixtures/
+/// vectors.json), over that fixture's job names in two domains of this cluster. Errors compare as (gRPC code of the REST status, code,
 /// message).
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_answers_equal_rest_answers_over_the_spec_vectors() {
@@ -835,7 +836,7 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
 }
 
 /// spacectl itself, from PyPI, both lines (hack/spacectl.sh: "2" is 2.0.10 with the pins of
-/// shared/spec/spaceone-grpc.md, "1" is 1.8.11 with spaceone-core 1.8.11 and spaceone-api 1.8.7,
+/// docs/spaceone-grpc.md, "1" is 1.8.11 with spaceone-core 1.8.11 and spaceone-api 1.8.7,
 /// the seed's line; the virtualenvs are cached under target/), with HOME in a temporary folder
 /// and the plaintext gRPC port as its endpoint.
 #[tokio::test(flavor = "multi_thread")]

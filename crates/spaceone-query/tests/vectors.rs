@@ -1,6 +1,6 @@
-//! The test vectors of shared/spec/spaceone-job-api.md section 5 (adapted to the seed's version
-//! where its first section says so) and this crate's own cases, from tests/fixtures/vectors.json
-//! over the fixture tests/fixtures/jobs.json.
+//! The test vectors of docs/spaceone-job-api.md section 5 (adapted to the seed's version where
+//! that page's first section says so; section 5.4 explains the files) and this crate's own cases,
+//! from tests/fixtures/vectors.json over the fixture tests/fixtures/jobs.json.
 
 #![allow(
     clippy::unwrap_used,

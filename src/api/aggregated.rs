@@ -20,8 +20,7 @@ use super::caller::Caller;
 use super::error::{ServiceError, kubernetes_status};
 use super::labels::Selector;
 use super::service::{JobObject, JobService, Selection};
-use crate::auth::{QUERY_GROUP as GROUP, UserInfo};
-pub const VERSION: &str = "v1";
+use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION, UserInfo};
 const GV: &str = "query.cost-analysis.spaceone.dev/v1";
 
 pub fn router() -> Router<JobService> {

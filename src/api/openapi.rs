@@ -13,8 +13,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value, json};
 use spaceone_query::{Field, FieldType, JobStatus};
 
-use super::aggregated::VERSION;
-use crate::auth::QUERY_GROUP as GROUP;
+use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION};
 
 /// The v3 path of the group version, as the discovery document names it.
 pub const V3_PATH: &str = "apis/query.cost-analysis.spaceone.dev/v1";

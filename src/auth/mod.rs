@@ -22,6 +22,8 @@ pub use front_proxy::{FrontProxyConfig, watch_front_proxy};
 pub use tls::{PeerIdentity, ServingCert, TlsState};
 
 pub const QUERY_GROUP: &str = "query.cost-analysis.spaceone.dev";
+/// The one version of the aggregated group.
+pub const QUERY_VERSION: &str = "v1";
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum AuthError {

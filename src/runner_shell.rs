@@ -26,8 +26,9 @@ use crate::runner::{
     Step, TaskRun,
 };
 
-/// Field manager of the runner's writes (the controller's).
-const FIELD_MANAGER: &str = crate::controller::FIELD_MANAGER;
+/// Field manager of the runner's writes: the controller's (`controller::FIELD_MANAGER`, not
+/// imported so that the controller, which calls this module, is not imported back).
+const FIELD_MANAGER: &str = "cost-analysis-operator";
 
 /// Requests one reconcile sends at a time.
 const WRITES_AT_ONCE: usize = 8;

@@ -237,6 +237,8 @@ fn job_object(name: &str, tasks: usize, timeout: i64, ds: usize) -> CostAnalysis
                 .map(|k| TaskTemplate {
                     id: format!("t{k}"),
                     options: None,
+                    template: None,
+                    backoff_limit: None,
                 })
                 .collect(),
             timeout_seconds: Some(timeout),

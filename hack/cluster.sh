@@ -275,6 +275,8 @@ if [ "$node" = 1 ]; then
   controllers+=,endpointslice-controller,endpoints-controller,endpointslice-mirroring-controller
   controllers+=,disruption-controller,pod-garbage-collector-controller,taint-eviction-controller
   controllers+=,ttl-controller,clusterrole-aggregation-controller
+  # batch/v1 Jobs: the task runner runs templated tasks as Jobs.
+  controllers+=,job-controller
   kcm_node=(--root-ca-file="$P/ca.crt")
 fi
 launch controller-manager \

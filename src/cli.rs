@@ -266,6 +266,35 @@ pub struct ControllerArgs {
     /// under the watches (a settled job costs one cache read and no write).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub resync_interval: u64,
+    /// Run tasks that have a pod template (`spec.tasks[].template`) as batch/v1 Jobs, and follow
+    /// them. Off by default: templated tasks then wait for an external worker like any other.
+    /// Needs RBAC on batch jobs and pods (see the chart's `taskRunner` values).
+    #[arg(long, env = "TASK_RUNNER")]
+    pub task_runner: bool,
+    /// Namespaces the task runner runs tasks in (comma-separated; default: every namespace the
+    /// controller watches).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "task_runner",
+        env = "TASK_RUNNER_NAMESPACES"
+    )]
+    pub task_runner_namespaces: Vec<String>,
+}
+
+impl ControllerArgs {
+    /// The task runner's configuration.
+    pub fn runner(&self) -> crate::runner::RunnerConfig {
+        crate::runner::RunnerConfig {
+            enabled: self.task_runner,
+            namespaces: self
+                .task_runner_namespaces
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 impl ApiArgs {

@@ -25,7 +25,7 @@ use crate::lifecycle::{self, Decision, EventKind, JobView, TaskView};
 use crate::metrics::Metrics;
 use crate::own_writes::{self, OwnWrites};
 use crate::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, JOB_LABEL, TaskState,
+    CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, JOB_LABEL, JobStatus, TaskState,
     TaskTemplate, legacy_task_object_name, task_object_name,
 };
 
@@ -67,6 +67,8 @@ pub struct Context {
     own: Mutex<OwnWrites>,
     /// Reconciles started, for the pace of [`crate::passes`].
     started: crate::passes::Started,
+    /// The task runner (`--task-runner`), if enabled.
+    runner: Option<Arc<crate::runner_shell::Runner>>,
 }
 
 /// Reconciles at a time. A timeout is a few requests of ~10-50 ms each; deadlines come in whole
@@ -84,6 +86,7 @@ pub async fn run(
     config: lifecycle::Config,
     metrics: Arc<Metrics>,
     resync: Duration,
+    runner: Option<Arc<crate::runner_shell::Runner>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     use futures::FutureExt;
@@ -114,6 +117,7 @@ pub async fn run(
         backoff: Mutex::new(HashMap::new()),
         own: Mutex::new(OwnWrites::default()),
         started,
+        runner,
     });
     // Every trigger comes from the caches' watches and the passes; the controller's own trigger
     // stream is never used.
@@ -237,6 +241,19 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
 
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
     apply(job, &ns, &name, &decision, ctx).await?;
+    if let Some(runner) = ctx.runner.as_ref().filter(|r| r.runs_in(&ns)) {
+        let state = decision.status.status.unwrap_or(JobStatus::InProgress);
+        let tasks: Vec<_> = job
+            .spec
+            .tasks
+            .iter()
+            .map(|t| find_task(&ctx.tasks, &ns, &name, &uid, &t.id))
+            .collect();
+        let done = runner
+            .reconcile(job, state, &tasks, &ctx.own, &ctx.recorder, &ctx.config)
+            .await?;
+        debug!(job = name, ?done, "task runner");
+    }
 
     // Only a real deadline or TTL is scheduled per job; the periodic look at every job is a
     // pass (`crate::passes`), not a requeue per job.

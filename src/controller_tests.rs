@@ -83,6 +83,7 @@ fn context(tasks: Vec<CostAnalysisJobTask>) -> (Arc<Context>, FakeApiServer) {
         backoff: Mutex::new(HashMap::new()),
         own: Mutex::new(crate::own_writes::OwnWrites::default()),
         started: crate::passes::Started::default(),
+        runner: None,
     };
     (Arc::new(ctx), server)
 }

@@ -3,6 +3,7 @@
 //! - [`resources`]: the `CostAnalysisJob` and `CostAnalysisJobTask` custom resources;
 //! - [`lifecycle`]: the pure decision of what a job's status should be (no I/O);
 //! - [`controller`]: the kube-rs shell that applies those decisions;
+//! - [`runner`] and [`runner_shell`]: templated tasks run as batch/v1 Jobs (decision and I/O);
 //! - [`leader`]: Lease-based leader election;
 //! - [`health`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`api`]: the API shim (SpaceONE REST and the Kubernetes aggregated API over a watch-fed index);
@@ -27,6 +28,8 @@ pub mod own_writes;
 pub mod passes;
 pub mod percent;
 pub mod resources;
+pub mod runner;
+pub mod runner_shell;
 pub mod serve;
 pub mod server;
 pub mod shutdown;

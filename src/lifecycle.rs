@@ -368,6 +368,13 @@ pub fn urgency(job: &JobView<'_>, config: &Config) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// The instant an unfinished job times out (its deadline plus the clock-skew allowance), as
+/// [`decide`] computes it; the task runner sizes its batch Jobs' `activeDeadlineSeconds` by it.
+pub fn timeout_at(job: &JobView<'_>, config: &Config) -> DateTime<Utc> {
+    let created_at = job.status.and_then(|s| s.created_at).unwrap_or(job.created);
+    deadline(job.spec.timeout_seconds, created_at, config).1
+}
+
 /// When a finished job's TTL runs out, if it has one. Within the clamp, only a finish time near
 /// the end of time can overflow; such a job is then kept, as if it had no TTL.
 fn ttl_expiry(ttl: Option<i64>, finished: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {

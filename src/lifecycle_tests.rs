@@ -30,6 +30,8 @@ fn spec(tasks: &[&str]) -> CostAnalysisJobSpec {
             .map(|id| TaskTemplate {
                 id: (*id).into(),
                 options: None,
+                template: None,
+                backoff_limit: None,
             })
             .collect(),
         timeout_seconds: None,

@@ -30,6 +30,8 @@ pub enum Key {
     JobStatus(String, String, String),
     /// A task object, by namespace, object name and the uid of the job that owns it.
     Task(String, String, String),
+    /// A task's batch Job (the task runner), by namespace, name and the uid of the task.
+    BatchJob(String, String, String),
 }
 
 #[derive(Debug)]

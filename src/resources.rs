@@ -103,6 +103,18 @@ pub struct TaskTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub options: Option<Map<String, Value>>,
+    /// A pod template (a batch/v1 Job's `spec.template`). With one, and the controller's task
+    /// runner enabled for the job's namespace, the controller runs the task as a batch/v1 Job and
+    /// its status follows that Job's; without one, the task waits for an external worker.
+    /// Checked by the API server only when the batch Job is created (see docs/design.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_template")]
+    pub template: Option<Map<String, Value>>,
+    /// Retries of a templated task: its batch Job's `backoffLimit`. 0 (the default) keeps
+    /// SpaceONE's semantics: the first failure fails the task, and with it the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub backoff_limit: Option<i32>,
 }
 
 /// SpaceONE job status values: the query engine's type, so that a state has one name everywhere.
@@ -269,6 +281,30 @@ impl CostAnalysisJobTask {
             .and_then(|s| s.status)
             .unwrap_or(TaskState::Pending)
     }
+}
+
+/// A pod template, checked only for its shape here (the API server checks the rest when the batch
+/// Job is created): the full PodTemplateSpec schema would make the CRD several hundred kilobytes.
+fn pod_template(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "spec": {
+                "type": "object",
+                "required": ["containers"],
+                "properties": {
+                    "containers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    },
+                },
+                "x-kubernetes-preserve-unknown-fields": true,
+            },
+        },
+    })
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

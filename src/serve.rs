@@ -80,6 +80,7 @@ async fn run_controller(
     metrics: Arc<metrics::Metrics>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let runner_config = args.runner();
     let identity = args.identity.unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into());
         format!("{host}-{:08x}", rand::random::<u32>())
@@ -100,8 +101,17 @@ async fn run_controller(
     let resync = std::time::Duration::from_secs(args.resync_interval);
     // The caches run from the start, also while this replica waits for the lease (a warm standby).
     let caches = caches::Caches::start(client.clone(), args.namespace.as_deref(), metrics.clone());
+    let runner = args.task_runner.then(|| {
+        let hub = caches.hub.clone();
+        crate::runner_shell::Runner::start(
+            client.clone(),
+            runner_config,
+            args.namespace.as_deref(),
+            hub,
+        )
+    });
     leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
-        controller::run(caches, client, config, metrics, resync, until)
+        controller::run(caches, client, config, metrics, resync, runner, until)
     })
     .await?;
     Ok(())

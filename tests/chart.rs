@@ -103,6 +103,14 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
             "--set",
             "domainRoles={domain-a,domain-b},controller.jobTimeout=120,api.replicas=3",
         ],
+        // The task runner: Roles per namespace, the reporter role, the admission policy.
+        vec![
+            "--set",
+            "taskRunner.enabled=true,taskRunner.namespaces={default,kube-public},taskRunner.admissionPolicy.enabled=true",
+            "--set-json",
+            r#"taskRunner.admissionPolicy.allowedImagePrefixes=["registry.example/"]"#,
+        ],
+        vec!["--set", "mode=combined,taskRunner.enabled=true"],
         // The plaintext gRPC port: flag, container and Service port, gRPC probe, NetworkPolicy.
         vec![
             "--set",

@@ -63,6 +63,8 @@ fn case(u: &mut Unstructured<'_>) -> Result<Case> {
         .map(|id| TaskTemplate {
             id: (*id).to_string(),
             options: None,
+            template: None,
+            backoff_limit: None,
         })
         .collect();
     let spec = CostAnalysisJobSpec {

@@ -6,7 +6,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{CustomResource, KubeSchema, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -268,6 +268,35 @@ impl CostAnalysisJobTask {
             .as_ref()
             .and_then(|s| s.status)
             .unwrap_or(TaskState::Pending)
+    }
+}
+
+/// Drops from an object's metadata what no decision and no answer reads, before a cache stores
+/// it: the managed fields (often larger than the object) and the annotations (kubectl's
+/// last-applied copy of the whole object among them). Kept out of every cache, they are the
+/// bulk of a replica's memory otherwise.
+pub fn slim_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+}
+
+impl CostAnalysisJob {
+    /// The job as the controller's cache keeps it: its decisions read neither the labels nor
+    /// `spec.options` (the shim's catalog keeps those, once).
+    pub fn slim_for_controller(&mut self) {
+        slim_metadata(&mut self.metadata);
+        self.metadata.labels = None;
+        self.spec.options = None;
+    }
+}
+
+impl CostAnalysisJobTask {
+    /// The task as the controller's cache keeps it: its options are the worker's, copied from the
+    /// job's spec when the task was created, and its labels are for kubectl.
+    pub fn slim_for_controller(&mut self) {
+        slim_metadata(&mut self.metadata);
+        self.metadata.labels = None;
+        self.spec.options = None;
     }
 }
 

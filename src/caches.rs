@@ -125,8 +125,7 @@ impl Caches {
         let job_events = reflector::reflector(
             job_writer,
             observed(
-                watcher(jobs, watcher::Config::default().any_semantic())
-                    .backoff(crate::watch::WatchBackoff::default()),
+                crate::watch::watch(jobs, watcher::Config::default().any_semantic()),
                 metrics.clone(),
                 "jobs",
             )
@@ -136,8 +135,7 @@ impl Caches {
         let task_events = reflector::reflector(
             task_writer,
             observed(
-                watcher(tasks, watcher::Config::default().any_semantic())
-                    .backoff(crate::watch::WatchBackoff::default()),
+                crate::watch::watch(tasks, watcher::Config::default().any_semantic()),
                 metrics,
                 "tasks",
             )
@@ -255,7 +253,7 @@ pub fn task_trigger(
     }
 }
 
-/// Counts a watch's restarts (every list after the first) and errors, and says so in the log.
+/// Counts a watch's restarts (every completed list after the first) and errors, and says so in the log.
 fn observed<K: Send + 'static>(
     stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     metrics: Arc<Metrics>,
@@ -263,7 +261,8 @@ fn observed<K: Send + 'static>(
 ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
     let mut lists = 0u64;
     stream.inspect(move |event| match event {
-        Ok(watcher::Event::Init) => {
+        // Completed lists: while the API server is down, every attempt opens with an `Init`.
+        Ok(watcher::Event::InitDone) => {
             lists = lists.saturating_add(1);
             if lists > 1 {
                 metrics.watch_restart(resource);

@@ -1,12 +1,15 @@
 //! How the operator's watches retry. kube's default backoff grows to 30 s, so after an outage of
 //! a few seconds a watch could stay blind for half a minute more while the API server was back;
-//! this one is capped at 1 s (0.5 to 1 s with jitter), so that a watch is back within about a
-//! second of the API server (at 2 s the catalog caught up 5-6 s after it, a retry and a re-list
-//! later); a down API server gets one cheap request per watch and second.
+//! this one is capped at 1 s (0.5 to 1 s with jitter), which costs a down API server one cheap
+//! request per watch and second. What remains after the API server's return is its own: it
+//! answers a watch or a list of the custom resources only once their watch cache is ready, about
+//! 5 s after it started in the outage test (docs/reliability.md).
 
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use kube::runtime::utils::Backoff;
+use kube::runtime::watcher;
 
 const FIRST: Duration = Duration::from_millis(200);
 const CAP: Duration = Duration::from_secs(1);
@@ -34,6 +37,47 @@ impl Backoff for WatchBackoff {
     fn reset(&mut self) {
         self.attempt = 0;
     }
+}
+
+/// A watch of `api` that retries with [`WatchBackoff`], reset by progress only: the `Init` that
+/// opens every list attempt is none (with kube's `StreamBackoff` a list failing over and over was
+/// retried at the first step, five times a second, for ever).
+pub fn watch<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use std::future::Future;
+    use std::task::Poll;
+    let mut events = watcher::watcher(api, config).boxed();
+    let mut backoff = WatchBackoff::default();
+    let mut pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    futures::stream::poll_fn(move |cx| {
+        if let Some(p) = pause.as_mut() {
+            if p.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            pause = None;
+        }
+        let item = match events.poll_next_unpin(cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => return Poll::Pending,
+        };
+        match &item {
+            Some(Err(_)) => pause = backoff.next().map(|d| Box::pin(tokio::time::sleep(d))),
+            Some(Ok(watcher::Event::Init)) | None => {}
+            Some(Ok(_)) => backoff.reset(),
+        }
+        Poll::Ready(item)
+    })
 }
 
 #[cfg(test)]

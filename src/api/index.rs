@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use spaceone_query::{Index, JobStatus};
@@ -289,9 +288,7 @@ impl WatchedJobs {
                 // After "410 Gone" the watcher lists again.
                 InitialList::Paged => watcher::Config::default().page_size(500).any_semantic(),
             };
-            let events = watcher::watcher(api.clone(), config)
-                .backoff(crate::watch::WatchBackoff::default())
-                .boxed();
+            let events = crate::watch::watch(api.clone(), config).boxed();
             match self.follow(events, initial).await {
                 Followed::Ended => return,
                 Followed::StreamingRefused(e) => {
@@ -322,7 +319,11 @@ impl WatchedJobs {
             }
             let mut ops = Vec::new();
             let mut refused = None;
-            if events.iter().any(Result::is_ok) {
+            // An `Init` opens every list attempt, also those that fail.
+            if events
+                .iter()
+                .any(|e| matches!(e, Ok(ev) if !matches!(ev, Event::Init)))
+            {
                 self.watch_ok();
             }
             for event in events {

@@ -103,8 +103,15 @@ pub struct Caches {
 
 impl Caches {
     /// Starts the job and task watches (in `namespace`, or everywhere). They run, and retry with
-    /// [`crate::watch::WatchBackoff`], for as long as the process does.
-    pub fn start(client: Client, namespace: Option<&str>, metrics: Arc<Metrics>) -> Caches {
+    /// [`crate::watch::WatchBackoff`], for as long as the process does. With `catalog` (the API
+    /// shim in the same process) the job watch feeds the shim's catalog too, so that a replica
+    /// lists and holds every job once rather than twice.
+    pub fn start(
+        client: Client,
+        namespace: Option<&str>,
+        metrics: Arc<Metrics>,
+        catalog: Option<Feed>,
+    ) -> Caches {
         let (jobs, tasks): (Api<CostAnalysisJob>, Api<CostAnalysisJobTask>) = match namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -118,21 +125,21 @@ impl Caches {
         let job_events = reflector::reflector(
             job_writer,
             observed(
-                watcher(jobs, watcher::Config::default().any_semantic())
-                    .backoff(crate::watch::WatchBackoff::default()),
+                crate::watch::watch(jobs, watcher::Config::default().any_semantic()),
                 metrics.clone(),
                 "jobs",
-            ),
+            )
+            .filter_map(move |event| futures::future::ready(share(event, catalog.as_ref()))),
         )
         .map(|e| job_trigger(&e));
         let task_events = reflector::reflector(
             task_writer,
             observed(
-                watcher(tasks, watcher::Config::default().any_semantic())
-                    .backoff(crate::watch::WatchBackoff::default()),
+                crate::watch::watch(tasks, watcher::Config::default().any_semantic()),
                 metrics,
                 "tasks",
-            ),
+            )
+            .modify(CostAnalysisJobTask::slim_for_controller),
         )
         .map(|e| task_trigger(&e));
         let (jobs_listed, jobs_ready) = watch::channel(false);
@@ -164,6 +171,53 @@ impl Caches {
             hub,
         }
     }
+}
+
+/// Where the job watch hands its events to the API shim's catalog.
+pub type Feed = mpsc::UnboundedSender<Result<watcher::Event<CostAnalysisJob>, watcher::Error>>;
+
+/// The job event as the controller's cache takes it, the full event (less what nothing reads)
+/// handed to `catalog` first. Errors go to the catalog only: they are already retried, counted and
+/// logged, and the cache ignores them.
+fn share(
+    event: Result<watcher::Event<CostAnalysisJob>, watcher::Error>,
+    catalog: Option<&Feed>,
+) -> Option<Result<watcher::Event<CostAnalysisJob>, watcher::Error>> {
+    let Some(catalog) = catalog else {
+        return Some(event.map(|e| e.modify(CostAnalysisJob::slim_for_controller)));
+    };
+    match event {
+        Err(e) => {
+            // A closed catalog means the shim has stopped (and the process with it).
+            let _ = catalog.unbounded_send(Err(e));
+            None
+        }
+        Ok(mut event) => {
+            use watcher::Event;
+            let mine = match &mut event {
+                Event::Apply(job) => Event::Apply(slim_copy(job)),
+                Event::Delete(job) => Event::Delete(slim_copy(job)),
+                Event::InitApply(job) => Event::InitApply(slim_copy(job)),
+                Event::Init => Event::Init,
+                Event::InitDone => Event::InitDone,
+            };
+            let _ = catalog.unbounded_send(Ok(event));
+            Some(Ok(mine))
+        }
+    }
+}
+
+/// The controller's copy of `job`, which keeps what the catalog reads (the options are not
+/// copied only to be dropped).
+fn slim_copy(job: &mut CostAnalysisJob) -> CostAnalysisJob {
+    crate::resources::slim_metadata(&mut job.metadata);
+    let options = job.spec.options.take();
+    let labels = job.metadata.labels.take();
+    let mut mine = job.clone();
+    mine.slim_for_controller();
+    job.spec.options = options;
+    job.metadata.labels = labels;
+    mine
 }
 
 /// A job event's trigger. The reflector has applied the event to the cache before this runs, so
@@ -199,7 +253,7 @@ pub fn task_trigger(
     }
 }
 
-/// Counts a watch's restarts (every list after the first) and errors, and says so in the log.
+/// Counts a watch's restarts (every completed list after the first) and errors, and says so in the log.
 fn observed<K: Send + 'static>(
     stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     metrics: Arc<Metrics>,
@@ -207,7 +261,8 @@ fn observed<K: Send + 'static>(
 ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
     let mut lists = 0u64;
     stream.inspect(move |event| match event {
-        Ok(watcher::Event::Init) => {
+        // Completed lists: while the API server is down, every attempt opens with an `Init`.
+        Ok(watcher::Event::InitDone) => {
             lists = lists.saturating_add(1);
             if lists > 1 {
                 metrics.watch_restart(resource);
@@ -226,6 +281,7 @@ fn observed<K: Send + 'static>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::resources::CostAnalysisJobSpec;
     use kube::runtime::watcher::Event;
     use serde_json::json;
 
@@ -286,6 +342,66 @@ mod tests {
         );
         assert_eq!(task_trigger(&Ok(Event::Apply(task(json!([]))))), None);
         assert_eq!(task_trigger(&Ok(Event::InitDone)), Some(Trigger::Pass));
+    }
+
+    /// Nothing a decision or an answer never reads is cached: no managed fields, no annotations
+    /// (kubectl's last-applied copy) in the controller's caches, and the job's options and labels
+    /// only in the shim's catalog, which gets them from the same watch.
+    #[test]
+    fn caches_keep_only_what_is_read_and_the_catalog_shares_the_watch() {
+        let mut j = job("a");
+        j.metadata.managed_fields = Some(vec![Default::default()]);
+        j.metadata.annotations = Some(
+            [(
+                "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                "{}".to_string(),
+            )]
+            .into(),
+        );
+        j.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+        j.spec.options = Some(json!({"sync_mode": "MANUAL"}).as_object().unwrap().clone());
+        let (tx, mut rx) = mpsc::unbounded();
+        let Some(Ok(Event::Apply(mine))) = share(Ok(Event::Apply(j.clone())), Some(&tx)) else {
+            panic!("the controller's event is lost");
+        };
+        assert_eq!(mine.metadata.managed_fields, None);
+        assert_eq!(mine.metadata.annotations, None);
+        assert_eq!((&mine.metadata.labels, &mine.spec.options), (&None, &None));
+        assert_eq!(
+            mine.spec,
+            CostAnalysisJobSpec {
+                options: None,
+                ..j.spec.clone()
+            }
+        );
+        let Ok(Ok(Event::Apply(theirs))) = rx.try_recv() else {
+            panic!("the catalog's event is lost");
+        };
+        assert_eq!(theirs.metadata.managed_fields, None);
+        assert_eq!(theirs.metadata.annotations, None);
+        assert_eq!(theirs.metadata.labels, j.metadata.labels);
+        assert_eq!(theirs.spec.options, j.spec.options);
+        // Errors go to the catalog (which reports the watch failing), not to the cache.
+        assert!(share(Err(watcher::Error::NoResourceVersion), Some(&tx)).is_none());
+        assert!(matches!(rx.try_recv(), Ok(Err(_))));
+        // Without the shim, the same slim copy.
+        let Some(Ok(Event::InitApply(alone))) = share(Ok(Event::InitApply(j)), None) else {
+            panic!("the controller's event is lost");
+        };
+        assert_eq!((alone.metadata, alone.spec), (mine.metadata, mine.spec));
+
+        let mut t = task(json!([]));
+        t.metadata.managed_fields = Some(vec![Default::default()]);
+        t.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+        t.spec.options = j_options();
+        t.slim_for_controller();
+        assert_eq!(t.metadata.managed_fields, None);
+        assert_eq!(t.metadata.annotations, None);
+        assert_eq!(t.spec.options, None);
+    }
+
+    fn j_options() -> Option<serde_json::Map<String, serde_json::Value>> {
+        json!({"start": "2024-01"}).as_object().cloned()
     }
 
     /// Every waiter wakes when the list completes (kube's `Store::wait_until_ready` wakes only

@@ -5,26 +5,27 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Deserialize;
+use serde::de::DeserializeSeed;
 
 use crate::cli::{QueryArgs, QueryVerb};
 use crate::resources::CostAnalysisJob;
 
 /// `cost-analysis-operator query`: one Job API call over a file of jobs.
 pub fn run(args: QueryArgs) -> ExitCode {
-    let jobs_text = match std::fs::read_to_string(&args.jobs) {
-        Ok(t) => t,
+    let file = match std::fs::File::open(&args.jobs) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("error: cannot read --jobs {}: {e}", args.jobs.display());
             return ExitCode::from(2);
         }
     };
-    let jobs = match load_jobs(&jobs_text) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: --jobs {}: {e}", args.jobs.display());
-            return ExitCode::from(2);
-        }
-    };
+    // Each job goes into the index as it is read: neither the file's text nor a parsed tree of
+    // it is ever held whole (they were 24 times the file).
+    let mut index = spaceone_query::Index::new();
+    if let Err(e) = read_jobs(std::io::BufReader::new(file), &mut |job| index.upsert(job)) {
+        eprintln!("error: --jobs {}: {e}", args.jobs.display());
+        return ExitCode::from(2);
+    }
     let request_text = if args.request == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
@@ -70,7 +71,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
         QueryVerb::Get => spaceone_query::offline::Verb::Get,
     };
     let limits = spaceone_query::Limits::default();
-    let (out, code) = spaceone_query::offline::run(verb, jobs, &request, now, &limits);
+    let (out, code) = spaceone_query::offline::run_over(verb, &index, &request, now, &limits);
     // A reader that stops early (`| head`) is not an error of ours; anything else is.
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{out}").and_then(|()| stdout.flush()) {
@@ -87,24 +88,116 @@ pub fn run(args: QueryArgs) -> ExitCode {
 /// A JSON array of SpaceONE JobInfo objects, or a Kubernetes `List` of CostAnalysisJob objects
 /// (`kubectl get caj -A -o json`), read as the operator reads them from a watch.
 pub fn load_jobs(text: &str) -> Result<Vec<spaceone_query::Job>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let Some(items) = value.get("items").and_then(serde_json::Value::as_array) else {
-        return spaceone_query::offline::jobs_from_info(&value)
-            .map_err(|e| format!("{e}, or a Kubernetes List (with items)"));
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let object =
-                CostAnalysisJob::deserialize(item).map_err(|e| format!("item #{i}: {e}"))?;
-            if object.metadata.name.as_deref().is_none_or(str::is_empty) {
-                return Err(format!("item #{i} has no metadata.name"));
-            }
-            Ok(object.spaceone_job())
+    let mut jobs = Vec::new();
+    read_jobs(text.as_bytes(), &mut |job| jobs.push(job))?;
+    Ok(jobs)
+}
+
+/// [`load_jobs`] from a reader, handing each job to `sink` as soon as it is read: only one item
+/// is ever held in its parsed form.
+pub fn read_jobs(
+    reader: impl std::io::Read,
+    sink: &mut dyn FnMut(spaceone_query::Job),
+) -> Result<(), String> {
+    use serde_json::error::Category;
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    Jobs(sink)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| match e.classify() {
+            Category::Data => e.to_string(),
+            _ => format!("not valid JSON: {e}"),
         })
-        .collect()
+}
+
+/// The document: an array of JobInfo objects, or a List whose `items` are jobs.
+struct Jobs<'s>(&'s mut dyn FnMut(spaceone_query::Job));
+
+/// The `items` of a List.
+struct Items<'s>(&'s mut dyn FnMut(spaceone_query::Job));
+
+/// Item #`.0` of a List.
+struct Item(usize);
+
+const EXPECTED: &str = "a JSON array of jobs, or a Kubernetes List (with items)";
+
+impl<'de> DeserializeSeed<'de> for Jobs<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Jobs<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(EXPECTED)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while let Some(item) = seq.next_element::<serde_json::Value>()? {
+            (self.0)(
+                spaceone_query::offline::job_from_info(i, &item)
+                    .map_err(serde::de::Error::custom)?,
+            );
+            i = i.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "items" && !found {
+                map.next_value_seed(Items(&mut *self.0))?;
+                found = true;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(serde::de::Error::custom(format!("expected {EXPECTED}")))
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Items<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of jobs in items")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while let Some(object) = seq.next_element_seed(Item(i))? {
+            if object.metadata.name.as_deref().is_none_or(str::is_empty) {
+                return Err(serde::de::Error::custom(format!(
+                    "item #{i} has no metadata.name"
+                )));
+            }
+            (self.0)(object.spaceone_job());
+            i = i.saturating_add(1);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Item {
+    type Value = CostAnalysisJob;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<CostAnalysisJob, D::Error> {
+        CostAnalysisJob::deserialize(d)
+            .map_err(|e| serde::de::Error::custom(format!("item #{}: {e}", self.0)))
+    }
 }
 
 #[cfg(test)]

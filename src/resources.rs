@@ -6,7 +6,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{CustomResource, KubeSchema, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -305,6 +305,39 @@ fn pod_template(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             },
         },
     })
+}
+
+/// Drops from an object's metadata what no decision and no answer reads, before a cache stores
+/// it: the managed fields (often larger than the object) and the annotations (kubectl's
+/// last-applied copy of the whole object among them). Kept out of every cache, they are the
+/// bulk of a replica's memory otherwise.
+pub fn slim_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+}
+
+impl CostAnalysisJob {
+    /// The job as the controller's cache keeps it: its decisions read neither the labels nor
+    /// `spec.options` (the shim's catalog keeps those, once). A job with a templated task keeps
+    /// its options: the task runner hands them to the task's pod.
+    pub fn slim_for_controller(&mut self) {
+        slim_metadata(&mut self.metadata);
+        self.metadata.labels = None;
+        if !self.spec.tasks.iter().any(|t| t.template.is_some()) {
+            self.spec.options = None;
+        }
+    }
+}
+
+impl CostAnalysisJobTask {
+    /// The task as the controller's cache keeps it: its options are the worker's, copied from the
+    /// job's spec when the task was created (the task runner reads them there), and its labels
+    /// are for kubectl.
+    pub fn slim_for_controller(&mut self) {
+        slim_metadata(&mut self.metadata);
+        self.metadata.labels = None;
+        self.spec.options = None;
+    }
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

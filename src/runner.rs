@@ -111,7 +111,7 @@ pub fn batch_job(
     if spec.restart_policy.as_deref().is_none_or(|p| p == "Always") {
         spec.restart_policy = Some("Never".into());
     }
-    let env = environment(job, task);
+    let env = environment(job, task, template);
     for container in &mut spec.containers {
         let vars = container.env.get_or_insert_with(Vec::new);
         vars.retain(|v| !env.iter().any(|e| e.name == v.name));
@@ -167,7 +167,13 @@ pub fn batch_job(
     })
 }
 
-fn environment(job: &CostAnalysisJob, task: &CostAnalysisJobTask) -> Vec<EnvVar> {
+/// The task's options are read from the job's spec, where the controller copied them from into
+/// the task object: the controller's cache of tasks keeps no options.
+fn environment(
+    job: &CostAnalysisJob,
+    task: &CostAnalysisJobTask,
+    template: &TaskTemplate,
+) -> Vec<EnvVar> {
     let json = |o: &Option<Map<String, Value>>| {
         serde_json::to_string(&o.clone().unwrap_or_default()).unwrap_or_else(|_| "{}".into())
     };
@@ -176,7 +182,7 @@ fn environment(job: &CostAnalysisJob, task: &CostAnalysisJobTask) -> Vec<EnvVar>
         (ENV_TASK_ID, task.spec.task_id.clone()),
         (ENV_DOMAIN_ID, task.spec.domain_id.clone()),
         (ENV_DATA_SOURCE_ID, task.spec.data_source_id.clone()),
-        (ENV_TASK_OPTIONS, json(&task.spec.options)),
+        (ENV_TASK_OPTIONS, json(&template.options)),
         (ENV_JOB_OPTIONS, json(&job.spec.options)),
         (ENV_TASK_NAME, task.name_any()),
         (ENV_NAMESPACE, task.namespace().unwrap_or_default()),

@@ -92,8 +92,11 @@ fn env_of(b: &Job) -> Vec<(String, String)> {
 
 #[test]
 fn the_batch_job_is_named_after_owned_by_and_configured_from_its_task() {
-    let j = templated(None);
-    let t = task("t1", None);
+    // As the controller's caches keep them: a templated job keeps its options, the task none.
+    let (mut j, mut t) = (templated(None), task("t1", None));
+    j.slim_for_controller();
+    t.slim_for_controller();
+    assert!(t.spec.options.is_none());
     let now = t0() + Duration::milliseconds(500_250);
     let timeout_at = t0() + Duration::seconds(601);
     let b = batch_job(&j, &t, &j.spec.tasks[0], timeout_at, now).unwrap();

@@ -49,6 +49,11 @@ impl Serve {
         .await?;
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
 
+        // One job watch for both components when they watch the same jobs.
+        let feed = match (&self.controller, &self.api) {
+            (Some(c), Some(a)) if c.namespace == a.api_namespace => Some(jobs.feed()),
+            _ => None,
+        };
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(args) = self.api {
             let options = args.options();
@@ -58,7 +63,7 @@ impl Serve {
         }
         if let Some(args) = self.controller {
             let (client, metrics, stop) = (client.clone(), metrics.clone(), stop.clone());
-            tasks.spawn(async move { run_controller(client, args, metrics, stop).await });
+            tasks.spawn(async move { run_controller(client, args, metrics, stop, feed).await });
         }
         let mut result = Ok(());
         // Whichever component ends first (shutdown, lost lease, fatal error) ends the process.
@@ -79,6 +84,7 @@ async fn run_controller(
     args: ControllerArgs,
     metrics: Arc<metrics::Metrics>,
     stop: tokio::sync::watch::Receiver<bool>,
+    feed: Option<caches::Feed>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let runner_config = args.runner();
     let identity = args.identity.unwrap_or_else(|| {
@@ -100,7 +106,12 @@ async fn run_controller(
     };
     let resync = std::time::Duration::from_secs(args.resync_interval);
     // The caches run from the start, also while this replica waits for the lease (a warm standby).
-    let caches = caches::Caches::start(client.clone(), args.namespace.as_deref(), metrics.clone());
+    let caches = caches::Caches::start(
+        client.clone(),
+        args.namespace.as_deref(),
+        metrics.clone(),
+        feed,
+    );
     let runner = args.task_runner.then(|| {
         let hub = caches.hub.clone();
         crate::runner_shell::Runner::start(

@@ -6,11 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use prometheus_client::metrics::gauge::Gauge;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use spaceone_query::{Index, JobStatus};
@@ -133,13 +132,6 @@ impl JobCatalog {
             }
         }
     }
-
-    fn replace_all(&mut self, jobs: Vec<CostAnalysisJob>) {
-        *self = JobCatalog::default();
-        for job in &jobs {
-            self.upsert(job);
-        }
-    }
 }
 
 /// The shared [`JobCatalog`], kept current by a watch: whether its initial list has completed, and
@@ -152,7 +144,13 @@ pub struct WatchedJobs {
     failing_since_ms: Arc<std::sync::atomic::AtomicU64>,
     /// How many jobs the catalog holds, set after every write.
     size: Gauge<i64, AtomicI64>,
+    /// The job events of a watch this process runs anyway (the controller's), when it does:
+    /// followed instead of a watch of the catalog's own.
+    fed: Arc<Mutex<Option<Fed>>>,
 }
+
+type Fed =
+    futures::channel::mpsc::UnboundedReceiver<Result<Event<CostAnalysisJob>, watcher::Error>>;
 
 impl Default for WatchedJobs {
     fn default() -> Self {
@@ -177,7 +175,18 @@ impl WatchedJobs {
             epoch: Instant::now(),
             failing_since_ms: Arc::default(),
             size,
+            fed: Arc::default(),
         }
+    }
+
+    /// From now on the catalog follows the events sent here (see [`crate::caches::Caches`])
+    /// instead of running its own watch.
+    pub fn feed(&self) -> crate::caches::Feed {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        if let Ok(mut fed) = self.fed.lock() {
+            *fed = Some(rx);
+        }
+        tx
     }
 
     pub fn is_synced(&self) -> bool {
@@ -267,6 +276,11 @@ impl WatchedJobs {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
         };
+        let fed = self.fed.lock().ok().and_then(|mut f| f.take());
+        if let Some(events) = fed {
+            self.follow(events, InitialList::Paged).await;
+            return;
+        }
         let mut initial = initial;
         loop {
             let config = match initial {
@@ -274,7 +288,8 @@ impl WatchedJobs {
                 // After "410 Gone" the watcher lists again.
                 InitialList::Paged => watcher::Config::default().page_size(500).any_semantic(),
             };
-            match self.follow(api.clone(), config, initial).await {
+            let events = crate::watch::watch(api.clone(), config).boxed();
+            match self.follow(events, initial).await {
                 Followed::Ended => return,
                 Followed::StreamingRefused(e) => {
                     warn!(error = %e, "the API server refused a streaming list; listing in pages");
@@ -285,17 +300,15 @@ impl WatchedJobs {
     }
 
     /// Follows one watch. Events that are already waiting are applied together, under one lock.
+    /// A (re)list is built into a catalog of its own as it arrives, compact from the first
+    /// object on (never a list of whole objects), and swapped in once complete.
     async fn follow(
         &self,
-        api: Api<CostAnalysisJob>,
-        config: watcher::Config,
+        mut stream: impl futures::Stream<Item = Result<Event<CostAnalysisJob>, watcher::Error>> + Unpin,
         initial: InitialList,
     ) -> Followed {
         use futures::FutureExt;
-        let mut pending: Vec<CostAnalysisJob> = Vec::new();
-        let mut stream = watcher::watcher(api, config)
-            .backoff(crate::watch::WatchBackoff::default())
-            .boxed();
+        let mut pending = JobCatalog::default();
         while let Some(first) = stream.next().await {
             let mut events = vec![first];
             while events.len() < BATCH {
@@ -306,14 +319,20 @@ impl WatchedJobs {
             }
             let mut ops = Vec::new();
             let mut refused = None;
-            if events.iter().any(Result::is_ok) {
+            // An `Init` opens every list attempt, also those that fail.
+            if events
+                .iter()
+                .any(|e| matches!(e, Ok(ev) if !matches!(ev, Event::Init)))
+            {
                 self.watch_ok();
             }
             for event in events {
                 match event {
-                    Ok(Event::Init) => pending.clear(),
-                    Ok(Event::InitApply(job)) => pending.push(job),
-                    Ok(Event::InitDone) => ops.push(Op::Replace(std::mem::take(&mut pending))),
+                    Ok(Event::Init) => pending = JobCatalog::default(),
+                    Ok(Event::InitApply(job)) => pending.upsert(&job),
+                    Ok(Event::InitDone) => {
+                        ops.push(Op::Replace(Box::new(std::mem::take(&mut pending))));
+                    }
                     Ok(Event::Apply(job)) => ops.push(Op::Upsert(Box::new(job))),
                     Ok(Event::Delete(job)) => {
                         if let Some(ns) = job.namespace() {
@@ -333,21 +352,25 @@ impl WatchedJobs {
             if !ops.is_empty() {
                 let synced = self
                     .write(move |s| {
-                        let mut synced = None;
+                        let (mut synced, mut old) = (None, None);
                         for op in ops {
                             match op {
-                                Op::Replace(jobs) => {
-                                    synced = Some(jobs.len());
-                                    s.replace_all(jobs);
+                                Op::Replace(fresh) => {
+                                    synced = Some(fresh.index.len());
+                                    // Dropped after the lock is released.
+                                    old = Some(std::mem::replace(s, *fresh));
                                 }
                                 Op::Upsert(job) => s.upsert(&job),
                                 Op::Remove(ns, name) => s.remove(&ns, &name),
                             }
                         }
-                        synced
+                        (synced, old)
                     })
                     .await
-                    .flatten();
+                    .and_then(|(synced, old)| {
+                        drop(old);
+                        synced
+                    });
                 if let Some(n) = synced {
                     self.synced.store(true, Ordering::Release);
                     info!(jobs = n, "job index synced");
@@ -363,7 +386,7 @@ impl WatchedJobs {
 
 /// One change to the store, taken from the watch.
 enum Op {
-    Replace(Vec<CostAnalysisJob>),
+    Replace(Box<JobCatalog>),
     Upsert(Box<CostAnalysisJob>),
     Remove(String, String),
 }
@@ -442,6 +465,37 @@ mod tests {
         store.remove("ns", "job-1");
         assert!(store.live("ns", "job-1").is_none());
         assert!(store.namespaces_of("job-1").is_empty());
+    }
+
+    /// The catalog follows a feed of watch events (the controller's watch in `run`): a list
+    /// replaces it once complete, and a failing watch is reported.
+    #[tokio::test]
+    async fn the_catalog_follows_a_shared_watch() {
+        let jobs = WatchedJobs::default();
+        let tx = jobs.feed();
+        let mut other = job("3", None);
+        other.metadata.name = Some("job-2".into());
+        for e in [
+            Event::Init,
+            Event::InitApply(job("1", None)),
+            Event::InitDone,
+            Event::Apply(other.clone()),
+            Event::Init,
+            Event::InitApply(other),
+        ] {
+            tx.unbounded_send(Ok(e)).unwrap();
+        }
+        tx.unbounded_send(Err(watcher::Error::NoResourceVersion))
+            .unwrap();
+        drop(tx);
+        let fed = jobs.fed.lock().unwrap().take().unwrap();
+        jobs.follow(fed, InitialList::Paged).await;
+        assert!(jobs.is_synced());
+        let catalog = jobs.read();
+        // The second list is not complete: the first one's view stays.
+        assert_eq!(catalog.index.len(), 2);
+        assert!(catalog.index.get("ns", "job-1").is_some());
+        assert!(!jobs.is_trusted(Duration::ZERO), "the failure is reported");
     }
 
     #[test]

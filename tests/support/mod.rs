@@ -246,7 +246,10 @@ impl Operator {
         let metrics_addr = format!("127.0.0.1:{port}");
         let log = cluster.dir.join(format!("operator-{identity}.log"));
         let file = std::fs::File::create(&log).expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
+        // OPERATOR_BIN runs another build (a before-and-after figure).
+        let bin = std::env::var("OPERATOR_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cost-analysis-operator").to_string());
+        let child = Command::new(bin)
             .args([
                 command,
                 "--metrics-addr",

@@ -43,7 +43,8 @@ fn status(v: Option<&Value>) -> Result<JobStatus, String> {
     }
 }
 
-fn from_info(i: usize, v: &Value) -> Result<Job, String> {
+/// Job #`i` of a JSON array of JobInfo objects.
+pub fn job_from_info(i: usize, v: &Value) -> Result<Job, String> {
     let m = v
         .as_object()
         .ok_or_else(|| format!("job #{i} is not an object"))?;
@@ -82,7 +83,7 @@ pub fn jobs_from_info(v: &Value) -> Result<Vec<Job>, String> {
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, j)| from_info(i, j))
+            .map(|(i, j)| job_from_info(i, j))
             .collect(),
         _ => Err("expected a JSON array of jobs".into()),
     }
@@ -100,11 +101,22 @@ pub fn run(
     for j in jobs {
         index.upsert(j);
     }
+    run_over(verb, &index, request, now, limits)
+}
+
+/// [`run`] over jobs already in an index (the command fills one as it reads the file).
+pub fn run_over(
+    verb: Verb,
+    index: &Index,
+    request: &Value,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> (String, i32) {
     let scope = Scope::all();
     let result = match verb {
-        Verb::List => crate::calls::list(&index, &scope, request, now, limits),
-        Verb::Stat => crate::calls::stat(&index, &scope, request, now, limits),
-        Verb::Get => crate::calls::get(&index, &scope, request),
+        Verb::List => crate::calls::list(index, &scope, request, now, limits),
+        Verb::Stat => crate::calls::stat(index, &scope, request, now, limits),
+        Verb::Get => crate::calls::get(index, &scope, request),
     };
     match result {
         Ok(v) => (serde_json::to_string_pretty(&v).unwrap_or_default(), 0),

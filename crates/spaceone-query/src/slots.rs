@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use crate::model::{Field, Job};
 use crate::record::{NO_TIME, Rec};
 use crate::time::{Millis, to_millis};
-use crate::value::Val;
 
 /// The fields with posting lists, in the order of `Slots::postings` and `Slots::positions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,9 +121,9 @@ impl Slots {
             options: if job.options.is_empty() {
                 None
             } else {
-                Some(Box::new(Val::from_json(&serde_json::Value::Object(
-                    job.options,
-                ))))
+                serde_json::to_string(&job.options)
+                    .ok()
+                    .map(String::into_boxed_str)
             },
             created: ms(job.created_at),
             updated: ms(job.updated_at),
@@ -352,22 +351,6 @@ impl Slots {
     // estimate cannot overflow a usize on any index that fits in memory.
     #[allow(clippy::arithmetic_side_effects)]
     pub(crate) fn approx_heap_bytes(&self) -> usize {
-        fn val_bytes(v: &Val) -> usize {
-            match v {
-                Val::Str(s) => 16 + s.len(),
-                Val::Arr(a) => {
-                    a.capacity() * std::mem::size_of::<Val>()
-                        + a.iter().map(val_bytes).sum::<usize>()
-                }
-                Val::Obj(o) => {
-                    o.capacity() * std::mem::size_of::<(Arc<str>, Val)>()
-                        + o.iter()
-                            .map(|(k, v)| 16 + k.len() + val_bytes(v))
-                            .sum::<usize>()
-                }
-                _ => 0,
-            }
-        }
         let slots = self.slots.capacity() * std::mem::size_of::<Option<Rec>>();
         let free = self.free.capacity() * 4;
         let postings: usize = self
@@ -392,9 +375,7 @@ impl Slots {
             .map(|r| {
                 16 + r.job_id.len()
                     + r.error_message.as_ref().map_or(0, |m| m.len())
-                    + r.options
-                        .as_deref()
-                        .map_or(0, |o| std::mem::size_of::<Val>() + val_bytes(o))
+                    + r.options.as_ref().map_or(0, |o| o.len())
             })
             .sum();
         slots + free + postings + map + interned + per_rec

@@ -43,7 +43,7 @@ fn env(name: &str, default: usize) -> usize {
 
 /// About 1.5 KB of options, different for every job, as a cost data source's would be.
 fn options(i: usize) -> Map<String, Value> {
-    let accounts: Vec<Value> = (0..12)
+    let accounts: Vec<Value> = (0..36)
         .map(|k| json!(format!("account-{:06}-{k:02}", (i * 31 + k) % 100_000)))
         .collect();
     let mut m = Map::new();
@@ -62,7 +62,7 @@ fn options(i: usize) -> Map<String, Value> {
         "secret_data_ref".into(),
         json!(format!(
             "secret/data/cost/{i:08}/{}",
-            "x".repeat(120 + i % 50)
+            "x".repeat(200 + i % 50)
         )),
     );
     m

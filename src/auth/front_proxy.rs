@@ -4,14 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
-use tracing::{info, warn};
-
-use super::{Authenticator, TlsState};
-
 pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
 pub const CONFIGMAP_NAME: &str = "extension-apiserver-authentication";
 
@@ -41,36 +33,6 @@ impl FrontProxyConfig {
             group_headers: json_list(data, "requestheader-group-headers"),
             extra_headers_prefixes: json_list(data, "requestheader-extra-headers-prefix"),
         })
-    }
-}
-
-/// Keeps the TLS client-CA and the trusted header names in step with the ConfigMap.
-pub async fn watch_front_proxy(client: Client, tls: TlsState, auth: std::sync::Arc<Authenticator>) {
-    let api: Api<ConfigMap> = Api::namespaced(client, CONFIGMAP_NAMESPACE);
-    let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
-    let mut stream = watcher(api, config)
-        .backoff(crate::watch::WatchBackoff::default())
-        .applied_objects()
-        .boxed();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(cm) => match FrontProxyConfig::from_configmap(&cm.data.unwrap_or_default()) {
-                Some(fp) => {
-                    if let Err(e) = tls.set_front_proxy(&fp) {
-                        warn!(error = %e, "front-proxy CA rejected");
-                        continue;
-                    }
-                    info!(allowed = ?fp.allowed_names, "front-proxy configuration loaded");
-                    auth.set_front_proxy(fp);
-                }
-                None => warn!(
-                    "{CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} has no requestheader-client-ca-file"
-                ),
-            },
-            Err(e) => {
-                warn!(error = %e, "watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} failed; retrying")
-            }
-        }
     }
 }
 

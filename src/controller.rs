@@ -303,6 +303,9 @@ async fn apply(
         let before = job.status.as_ref().and_then(|s| s.status);
         if let Some(state) = decision.status.status.filter(|s| before != Some(*s)) {
             ctx.metrics.transition(state.as_str());
+            if state.is_terminal() {
+                count_finished(job, ns, name, &uid, state, decision, ctx);
+            }
         }
     }
 
@@ -354,6 +357,83 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// Counts a job's terminal transition (once: the conditional write of a final status succeeds
+/// once per job) with its duration and its tasks' final states as this decision leaves them.
+fn count_finished(
+    job: &CostAnalysisJob,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    state: crate::resources::JobStatus,
+    decision: &Decision,
+    ctx: &Context,
+) {
+    let Some(view) = JobView::of(job) else {
+        return;
+    };
+    let task_states = job
+        .spec
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            if decision.cancel_tasks.contains(&t.id) {
+                return Some("CANCELED");
+            }
+            find_task(&ctx.tasks, ns, name, uid, &t.id).map(|task| task_state_label(task.state()))
+        })
+        .collect();
+    let created = decision.status.created_at.unwrap_or(view.created);
+    ctx.metrics
+        .outcomes
+        .finish(&crate::metrics::outcomes::Finished {
+            status: state,
+            data_source_id: &job.spec.data_source_id,
+            domain_id: &job.spec.domain_id,
+            created,
+            finished: decision.status.finished_at.unwrap_or_else(Utc::now),
+            deadline: lifecycle::due(&view, &ctx.config),
+            task_states,
+        });
+}
+
+fn task_state_label(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Pending => "PENDING",
+        TaskState::InProgress => "IN_PROGRESS",
+        TaskState::Success => "SUCCESS",
+        TaskState::Failure => "FAILURE",
+        TaskState::Canceled => "CANCELED",
+    }
+}
+
+/// Keeps `cost_analysis_operator_jobs{status}`, the oldest IN_PROGRESS job's age and the jobs
+/// past their deadline current: computed from the controller's job cache at each scrape, so they
+/// are exact after a restart (every replica with caches serves them; the standby's agree).
+pub fn census_on_scrape(caches: &Caches, config: &lifecycle::Config, metrics: &Metrics) {
+    let (jobs, config) = (caches.jobs.clone(), config.clone());
+    metrics.outcomes.on_scrape(move |o| {
+        let state = jobs.state();
+        let census = crate::metrics::outcomes::census(
+            state.iter().filter_map(|job| {
+                let view = JobView::of(job)?;
+                Some(crate::metrics::outcomes::CensusJob {
+                    status: view
+                        .status
+                        .and_then(|s| s.status)
+                        .unwrap_or(crate::resources::JobStatus::InProgress),
+                    created: view
+                        .status
+                        .and_then(|s| s.created_at)
+                        .unwrap_or(view.created),
+                    deadline: lifecycle::due(&view, &config),
+                })
+            }),
+            Utc::now(),
+        );
+        o.set_census(&census);
+    });
 }
 
 /// Creates the tasks the decision asks for, a few at a time; returns how many were really

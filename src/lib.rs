@@ -7,6 +7,7 @@
 //! - [`health`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`api`]: the API shim (SpaceONE REST and the Kubernetes aggregated API over a watch-fed index);
 //! - [`auth`]: front-proxy client certificates, TokenReview and SubjectAccessReview;
+//! - [`telemetry`]: request and reconcile spans, OpenTelemetry export (opt-in);
 //! - [`crd`]: CRD YAML generation.
 
 pub mod api;
@@ -28,5 +29,6 @@ pub mod percent;
 pub mod resources;
 pub mod serve;
 pub mod shutdown;
+pub mod telemetry;
 pub mod timestamp;
 pub mod watch;

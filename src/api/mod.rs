@@ -129,21 +129,38 @@ async fn observe(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let route = request
+    let matched = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+        .map(|p| p.as_str().to_owned());
+    let route = matched.clone().unwrap_or_else(|| "unmatched".into());
+    let (protocol, method) = crate::metrics::outcomes::http_method_label(
+        matched.as_deref(),
+        request.method() == axum::http::Method::POST,
+    );
     let started = std::time::Instant::now();
     let response = next.run(request).await;
+    let took = started.elapsed().as_secs_f64();
+    let code = response
+        .extensions()
+        .get::<spaceone::SpaceOneCode>()
+        .map_or_else(
+            || crate::metrics::outcomes::code_of_http_status(response.status().as_u16()),
+            |c| c.0,
+        );
+    metrics.outcomes.call(
+        &crate::metrics::outcomes::CallLabels {
+            protocol,
+            method,
+            code,
+        },
+        took,
+    );
     let labels = crate::metrics::RequestLabels {
         route,
         code: response.status().as_u16(),
     };
-    metrics
-        .api_requests
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    metrics.api_requests.get_or_create(&labels).observe(took);
     response
 }
 

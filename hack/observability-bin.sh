@@ -14,7 +14,7 @@ log() { echo "observability-bin: $*" >&2; }
 declare -A pkg=(
   [promtool]="github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
   [prometheus]="github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
-  [jaeger]="github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
+  [jaeger]="github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"  # see below
 )
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=(promtool prometheus jaeger)
@@ -32,7 +32,18 @@ for t in "${tools[@]}"; do
   log "building $t from ${pkg[$t]} (first use on this machine; cached afterwards in $out)"
   t0=$SECONDS
   tmp=$(mktemp -d "$out/.build-XXXXXX")
-  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "${pkg[$t]}" >&2
+  if [ "$t" = jaeger ]; then
+    # Jaeger's go.mod has a replace directive (sarama), which `go install module@version` refuses:
+    # a throw-away main module requires the jaeger module at the pinned version with the same
+    # replace, and builds its cmd/jaeger (the dependency versions are jaeger's own, by MVS).
+    mkdir -p "$tmp/mod"
+    printf 'module jaegerbuild\n\ngo 1.25\n\nrequire github.com/jaegertracing/jaeger %s\n\nreplace github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0\n' \
+      "$JAEGER_VERSION" >"$tmp/mod/go.mod"
+    (cd "$tmp/mod" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$tmp/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger) >&2
+    rm -rf "$tmp/mod"
+  else
+    GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "${pkg[$t]}" >&2
+  fi
   mv "$tmp/$t" "$out/$t"
   rmdir "$tmp"
   log "built $t in $((SECONDS - t0))s"

@@ -84,6 +84,10 @@ impl Metrics {
         let outcomes = outcomes::Outcomes::new(labels, &mut registry);
         let reconciles = Counter::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        // Every error kind from the start (at 0), so that rates and alerts see a series.
+        for error in ["conflict", "kube", "invalid_object", "panic", "timeout"] {
+            let _ = reconcile_errors.get_or_create(&ErrorLabels { error });
+        }
         let reconcile_duration =
             Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]);
         let status_writes = Counter::default();

@@ -156,15 +156,27 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.started.add(1);
     let started = Instant::now();
-    let result = match tokio::time::timeout(
-        RECONCILE_TIMEOUT,
-        contain(reconcile_inner(&job, &ctx), &ctx.metrics),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
+    let span = crate::telemetry::reconcile_span(
+        job.namespace().as_deref().unwrap_or_default(),
+        &job.name_any(),
+    );
+    let result = {
+        use tracing::Instrument;
+        match tokio::time::timeout(
+            RECONCILE_TIMEOUT,
+            contain(reconcile_inner(&job, &ctx), &ctx.metrics),
+        )
+        .instrument(span.clone())
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
+        }
     };
+    if let Err(e) = &result {
+        span.record("error", e.label());
+        span.record("otel.status_code", "ERROR");
+    }
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::label));
     if let (Ok(_), Ok(mut b)) = (&result, ctx.backoff.lock()) {
@@ -236,6 +248,7 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         .collect();
 
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
+    record_decision(&decision);
     apply(job, &ns, &name, &decision, ctx).await?;
 
     // Only a real deadline or TTL is scheduled per job; the periodic look at every job is a
@@ -244,6 +257,35 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// The decision on the reconcile's span: the status it leads to and the writes it asks for.
+fn record_decision(decision: &Decision) {
+    let span = tracing::Span::current();
+    let status = decision.status.status.map_or("IN_PROGRESS", |s| s.as_str());
+    let writes = usize::from(decision.status_changed)
+        .saturating_add(decision.create_tasks.len())
+        .saturating_add(decision.cancel_tasks.len())
+        .saturating_add(usize::from(decision.delete_job));
+    span.record(
+        "decision",
+        tracing::field::display(format_args!(
+            "{status}{}",
+            if decision.status_changed {
+                " (written)"
+            } else {
+                ""
+            }
+        )),
+    );
+    span.record("writes", writes);
+    debug!(
+        status,
+        creates = decision.create_tasks.len(),
+        cancels = decision.cancel_tasks.len(),
+        delete = decision.delete_job,
+        "decided"
+    );
 }
 
 /// This job's task object for `task_id`, if the cache holds it: under its name, or under the name

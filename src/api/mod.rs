@@ -138,8 +138,12 @@ async fn observe(
         matched.as_deref(),
         request.method() == axum::http::Method::POST,
     );
+    let span = crate::telemetry::request_span(protocol, method, request.headers());
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let response = {
+        use tracing::Instrument;
+        next.run(request).instrument(span.clone()).await
+    };
     let took = started.elapsed().as_secs_f64();
     let code = response
         .extensions()
@@ -148,6 +152,7 @@ async fn observe(
             || crate::metrics::outcomes::code_of_http_status(response.status().as_u16()),
             |c| c.0,
         );
+    crate::telemetry::record_code_on(&span, code);
     metrics.outcomes.call(
         &crate::metrics::outcomes::CallLabels {
             protocol,
@@ -201,7 +206,8 @@ pub async fn run(
     );
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE REST, gRPC and aggregated APIs over HTTPS");
-    let grpc_routes = grpc::routes(state.clone(), options.request_timeout)?;
+    let grpc_routes =
+        crate::telemetry::grpc_spans(grpc::routes(state.clone(), options.request_timeout)?);
     let app = grpc::by_content_type(router(state, options.request_timeout), grpc_routes.clone());
     // One shutdown signal for both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

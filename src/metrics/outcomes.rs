@@ -104,6 +104,9 @@ pub struct CallLabels {
     pub code: &'static str,
 }
 
+/// A scrape-time update of some of the gauges.
+type Refresher = Box<dyn Fn(&Outcomes) + Send + Sync>;
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn job_duration_histogram() -> Histogram {
@@ -204,7 +207,7 @@ pub struct Outcomes {
     /// The process's resident memory (Linux: VmRSS), at scrape time.
     pub resident_memory: Gauge<i64, AtomicI64>,
     /// Scrape-time refreshers (the census of the controller's cache, readiness).
-    refreshers: Mutex<Vec<Box<dyn Fn(&Outcomes) + Send + Sync>>>,
+    refreshers: Mutex<Vec<Refresher>>,
 }
 
 impl std::fmt::Debug for Outcomes {
@@ -415,7 +418,12 @@ pub fn code_of_http_status(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )]
     use super::*;
     use chrono::TimeZone;
 

@@ -236,11 +236,11 @@ pub fn record_domain(domain: &str) {
 /// for the other services (reflection, health), which get no span.
 pub fn grpc_method(path: &str) -> Option<&'static str> {
     let method = path.strip_prefix("/spaceone.api.cost_analysis.v1.Job/")?;
-    Some(match method {
-        "Get" => "get",
-        "List" => "list",
-        "Stat" => "stat",
-        "Cancel" => "cancel",
+    Some(match method.to_ascii_lowercase().as_str() {
+        "get" => "get",
+        "list" => "list",
+        "stat" => "stat",
+        "cancel" => "cancel",
         _ => "other",
     })
 }

@@ -101,7 +101,7 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
         ],
         vec![
             "--set",
-            "domainRoles={domain-a,domain-b},controller.jobTimeout=120,api.replicas=3,grafanaDashboard.enabled=true,metrics.domainLabel=true",
+            "domainRoles={domain-a,domain-b},controller.jobTimeout=120,api.replicas=3,grafanaDashboard.enabled=true,metrics.domainLabel=true,tracing.endpoint=http://otel:4317",
         ],
         // The plaintext gRPC port: flag, container and Service port, gRPC probe, NetworkPolicy.
         vec![
@@ -127,6 +127,13 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
         for kind in ["kind: Deployment", "kind: Service", "kind: ClusterRole"] {
             assert!(rendered.contains(kind), "{kind} missing for {extra:?}");
         }
+        // Trace export only when an endpoint is given.
+        let tracing = extra.iter().any(|a| a.contains("tracing.endpoint"));
+        assert_eq!(
+            rendered.contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            tracing,
+            "OTEL_* for {extra:?}"
+        );
         // Every pod runs as non-root, read-only, without capabilities, under RuntimeDefault seccomp.
         for needle in [
             "runAsNonRoot: true",

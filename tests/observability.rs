@@ -63,17 +63,23 @@ pub struct Stack {
 }
 
 /// The operator under test (`run`), with `env` (the OTEL_* variables of the trace test).
-pub fn start_operator(c: &Cluster, name: &str, env: &[(&str, String)]) -> Stack {
+pub fn start_operator(c: &Cluster, command: &str, name: &str, env: &[(&str, String)]) -> Stack {
     let (metrics_port, api_port, grpc_port) = (free_port(), free_port(), free_port());
     let tls = support::serving_cert(&c.dir, name, "cost-analysis-system");
     let log = c.dir.join(format!("operator-{name}.log"));
     let identity = format!("{name}-{}", std::process::id());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"));
-    cmd.args(["--log-format", "json", "run"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-        .args(["--identity", &identity])
-        .args(["--lease-name", support::LEASE_NAME, "--lease-duration", "3"])
-        .args(["--api-addr", &format!("127.0.0.1:{api_port}")])
+    cmd.args(["--log-format", "json", command])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
+    if command == "run" {
+        cmd.args(["--identity", &identity]).args([
+            "--lease-name",
+            support::LEASE_NAME,
+            "--lease-duration",
+            "3",
+        ]);
+    }
+    cmd.args(["--api-addr", &format!("127.0.0.1:{api_port}")])
         .args(["--grpc-plaintext-addr", &format!("127.0.0.1:{grpc_port}")])
         .arg("--tls-cert-file")
         .arg(&tls.cert)
@@ -87,7 +93,9 @@ pub fn start_operator(c: &Cluster, name: &str, env: &[(&str, String)]) -> Stack 
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("start the operator");
-    support::wait_for_leader(c, &identity, WAIT);
+    if command == "run" {
+        support::wait_for_leader(c, &identity, WAIT);
+    }
     Stack {
         _op: Proc(child),
         metrics_addr: format!("127.0.0.1:{metrics_port}"),
@@ -352,12 +360,300 @@ fn served_names(metrics: &str) -> BTreeSet<String> {
         .collect()
 }
 
-static STACK: OnceLock<Stack> = OnceLock::new();
+/// Jaeger (v2, in-memory storage), built from its Go module by hack/observability-bin.sh.
+struct Jaeger {
+    _proc: Proc,
+    otlp_grpc: String,
+    otlp_http: String,
+    query: String,
+}
+
+fn start_jaeger(c: &Cluster) -> Jaeger {
+    let dir = c.dir.join(format!("jaeger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let [otlp_grpc, otlp_http, query, query_grpc] =
+        [0; 4].map(|_| format!("127.0.0.1:{}", free_port()));
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: "{query}"
+    grpc:
+      endpoint: "{query_grpc}"
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 10000
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: "{otlp_grpc}"
+      http:
+        endpoint: "{otlp_http}"
+processors:
+  batch:
+    timeout: 100ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+"#
+        ),
+    )
+    .unwrap();
+    let child = Command::new(tool("jaeger"))
+        .arg(format!("--config={}", config.display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("jaeger.log")).unwrap())
+        .spawn()
+        .expect("start jaeger");
+    Jaeger {
+        _proc: Proc(child),
+        otlp_grpc,
+        otlp_http,
+        query,
+    }
+}
+
+impl Jaeger {
+    /// The trace's spans as Jaeger's query API returns them (`/api/traces/<id>`); empty until
+    /// it has them.
+    fn spans(&self, trace_id: &str) -> Vec<Value> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("http://{}/api/traces/{trace_id}", self.query))
+            .output()
+            .expect("curl jaeger");
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        answer["data"][0]["spans"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .map(|t| &t["value"])
+}
+
+/// The shared Jaeger and the operator exporting to it over OTLP HTTP/protobuf (both tests use it:
+/// Prometheus scrapes the operator with tracing on).
+static STACK: OnceLock<(Jaeger, Stack)> = OnceLock::new();
+
+fn stack() -> &'static (Jaeger, Stack) {
+    STACK.get_or_init(|| {
+        let c = cluster();
+        let jaeger = start_jaeger(c);
+        let env = [
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", jaeger.otlp_http),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_string()),
+            ("OTEL_SERVICE_NAME", "cao-under-test".to_string()),
+        ];
+        let op = start_operator(c, "run", "obs", &env);
+        (jaeger, op)
+    })
+}
+
+fn traceparent(trace_id: &str) -> String {
+    format!("00-{trace_id}-00f067aa0ba902b7-01")
+}
+
+/// A random 32-hex-digit trace id.
+fn trace_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = String::new();
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
+        id += &format!("{:016x}", h.finish());
+    }
+    id
+}
+
+async fn found(jaeger: &Jaeger, trace_id: &str, what: &str) -> Vec<Value> {
+    eventually(
+        WAIT,
+        &format!("Jaeger has the trace of {what} ({trace_id})"),
+        || async {
+            let spans = jaeger.spans(trace_id);
+            (!spans.is_empty()).then_some(spans)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_and_reconciles_are_traced_end_to_end() {
+    let c = cluster();
+    let (jaeger, s) = stack();
+    let (ns, domain, token) = reader(c, "obs-trace");
+
+    // A job, reconciled: its reconcile span's trace id is in the JSON log lines.
+    let yaml = job("traced", &domain, "");
+    let out = c.apply_yaml(&ns, &yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reconcile_trace = eventually(
+        WAIT,
+        "a JSON log line of the job's reconcile with its trace id",
+        || async {
+            support::read(&s.log).lines().find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                let span = &v["span"];
+                (span["name"] == "reconcile"
+                    && span["job"] == "traced"
+                    && span["namespace"] == ns.as_str())
+                .then(|| span["trace_id"].as_str().map(str::to_string))
+                .flatten()
+            })
+        },
+    )
+    .await;
+    let spans = found(jaeger, &reconcile_trace, "the reconcile").await;
+    let reconcile = spans
+        .iter()
+        .find(|sp| sp["operationName"] == "reconcile")
+        .unwrap_or_else(|| panic!("no reconcile span: {spans:?}"));
+    assert_eq!(
+        tag(reconcile, "job").and_then(Value::as_str),
+        Some("traced")
+    );
+    assert!(tag(reconcile, "decision").is_some(), "{reconcile}");
+    assert!(tag(reconcile, "writes").is_some(), "{reconcile}");
+
+    // A REST call continuing the caller's trace.
+    let rest_trace = trace_id();
+    let body = format!(r#"{{"domain_id":"{domain}"}}"#);
+    let header = format!("traceparent: {}", traceparent(&rest_trace));
+    let (answer, code) = curl(
+        s,
+        "POST",
+        "/cost-analysis/v1/jobs/search",
+        &token,
+        &body,
+        &[&header],
+    );
+    assert_eq!(code, 200, "{answer}");
+    let spans = found(jaeger, &rest_trace, "a REST call").await;
+    let rest = &spans[0];
+    assert_eq!(rest["operationName"], "rest list", "{rest}");
+    assert_eq!(
+        tag(rest, "code").and_then(Value::as_str),
+        Some("OK"),
+        "{rest}"
+    );
+    assert_eq!(
+        tag(rest, "domain").and_then(Value::as_str),
+        Some(domain.as_str()),
+        "{rest}"
+    );
+    // The caller's span is the parent.
+    assert!(
+        rest["references"].to_string().contains("00f067aa0ba902b7"),
+        "{rest}"
+    );
+
+    // A gRPC call continuing the caller's trace (metadata travels as HTTP/2 headers).
+    let grpc_trace = trace_id();
+    let mut grpc = grpc_client(s).await;
+    let mut request = grpc_list(&domain, &token);
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent(&grpc_trace).parse().unwrap());
+    grpc.list(request).await.expect("gRPC list");
+    let spans = found(jaeger, &grpc_trace, "a gRPC call").await;
+    assert_eq!(spans[0]["operationName"], "grpc list", "{:?}", spans[0]);
+    assert_eq!(tag(&spans[0], "code").and_then(Value::as_str), Some("OK"));
+
+    // An error's SpaceONE code is on its span.
+    let err_trace = trace_id();
+    let header = format!("traceparent: {}", traceparent(&err_trace));
+    let (_, code) = curl(
+        s,
+        "GET",
+        "/cost-analysis/v1/job/job-missing",
+        "not-a-token",
+        "",
+        &[&header],
+    );
+    assert_eq!(code, 401);
+    let spans = found(jaeger, &err_trace, "a refused REST call").await;
+    assert_eq!(
+        tag(&spans[0], "code").and_then(Value::as_str),
+        Some("ERROR_AUTHENTICATE_FAILURE")
+    );
+
+    // OTLP over gRPC: a second process (the shim alone) exports to Jaeger's gRPC receiver.
+    let env = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", jaeger.otlp_grpc),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+    ];
+    let shim = start_operator(c, "api", "obs-grpc-export", &env);
+    let via_grpc = trace_id();
+    let header = format!("traceparent: {}", traceparent(&via_grpc));
+    eventually(WAIT, "the second shim answers", || {
+        let (body, header, token) = (body.clone(), header.clone(), token.clone());
+        let shim = &shim;
+        async move {
+            let (_, code) = curl(
+                shim,
+                "POST",
+                "/cost-analysis/v1/jobs/search",
+                &token,
+                &body,
+                &[&header],
+            );
+            (code == 200).then_some(())
+        }
+    })
+    .await;
+    let spans = found(jaeger, &via_grpc, "a REST call exported over OTLP/gRPC").await;
+    assert!(
+        spans.iter().any(|sp| sp["operationName"] == "rest list"),
+        "{spans:?}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_dashboard_and_alert_expression_works_against_a_real_prometheus() {
     let c = cluster();
-    let s = STACK.get_or_init(|| start_operator(c, "obs-prom", &[]));
+    let s = &stack().1;
     let prometheus = start_prometheus(c, &s.metrics_addr);
     let (ns, domain, token) = reader(c, "obs-prom");
     every_final_state(c, &ns, &domain).await;

@@ -77,6 +77,12 @@ pub fn export_from(var: impl Fn(&str) -> Option<String>) -> Result<Export, Strin
     }
 }
 
+/// The trace provider the environment asks for, if any (what [`init`] installs; benchmarks build
+/// their own subscribers around it). Call within a Tokio runtime.
+pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, String> {
+    provider(&export_from(|n| std::env::var(n).ok())?)
+}
+
 fn provider(export: &Export) -> Result<Option<SdkTracerProvider>, String> {
     use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
     let exporter = match export {
@@ -115,9 +121,7 @@ pub fn init(format: LogFormat) -> Telemetry {
             Ok(p) => (p, None),
             Err(e) => (None, Some(e)),
         };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("cost-analysis-operator")));
+    let otel = provider.as_ref().map(otel_layer);
     let base = tracing_subscriber::registry().with(filter).with(otel);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match format {
@@ -131,6 +135,24 @@ pub fn init(format: LogFormat) -> Telemetry {
         tracing::info!("exporting traces over OTLP");
     }
     Telemetry { provider }
+}
+
+/// The layer that turns `tracing` spans into OpenTelemetry spans, without what costs per span
+/// and says little here: busy/idle timings, thread and code location attributes, and making
+/// each span the thread's current OpenTelemetry context on entry (nothing in the process reads
+/// it; parents come from the `tracing` span tree and the caller's `traceparent`).
+pub fn otel_layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("cost-analysis-operator"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_context_activation(false)
 }
 
 struct Headers<'a>(&'a HeaderMap);

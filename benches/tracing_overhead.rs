@@ -11,6 +11,7 @@
 //! TLS, HTTP and authentication are left out (they too only make the ratio smaller). Prints
 //! medians and p99 and the ratio on / off at the median.
 //!   cargo bench --bench tracing_overhead     (Jaeger from hack/observability-bin.sh)
+//!   BENCH_NO_LOGS=1 cargo bench --bench tracing_overhead   (the same without the JSON log layer)
 
 #![allow(
     clippy::unwrap_used,
@@ -34,6 +35,7 @@ use cost_analysis_operator::resources::{
 use cost_analysis_operator::telemetry;
 use serde_json::json;
 use spaceone_query::{Index, Job, JobStatus, Limits, Scope, calls as api};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -201,7 +203,10 @@ fn main() {
         .with(
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(std::io::sink),
+                .with_writer(std::io::sink)
+                .with_filter(tracing_subscriber::filter::filter_fn(|_| {
+                    std::env::var_os("BENCH_NO_LOGS").is_none()
+                })),
         );
     let on = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
@@ -209,7 +214,10 @@ fn main() {
         .with(
             tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(std::io::sink),
+                .with_writer(std::io::sink)
+                .with_filter(tracing_subscriber::filter::filter_fn(|_| {
+                    std::env::var_os("BENCH_NO_LOGS").is_none()
+                })),
         );
     let off = tracing::Dispatch::new(off);
     let on = tracing::Dispatch::new(on);

@@ -14,12 +14,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-echo "==> tools: lua5.4 (runs the Argo CD health check), control-plane binaries"
+echo "==> tools: lua5.4 (runs the Argo CD health check), control-plane and observability binaries"
 if ! command -v lua5.4 >/dev/null 2>&1; then
   (apt-get install -y -qq lua5.4 >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq lua5.4 >/dev/null; }) \
     || { echo "cannot install lua5.4 (Debian package)" >&2; exit 1; }
 fi
 bash hack/control-plane-bin.sh >/dev/null
+# promtool, prometheus and jaeger for the observability tests (tests/alerts.rs, tests/observability.rs).
+bash hack/observability-bin.sh >/dev/null
 
 echo "==> cargo fmt --check, clippy"
 cargo fmt --all -- --check

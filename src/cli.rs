@@ -72,6 +72,23 @@ pub struct CommonArgs {
     /// Address of /healthz, /readyz and /metrics (plain HTTP).
     #[arg(long, default_value = "0.0.0.0:8080", env = "METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
+    /// Add a `domain_id` label to `cost_analysis_operator_jobs_finished_total` (off by default:
+    /// one series per domain; capped by --metrics-max-label-values).
+    #[arg(long, env = "METRICS_DOMAIN_LABEL")]
+    pub metrics_domain_label: bool,
+    /// Distinct values a user-given metric label (`data_source_id`, `domain_id`) takes; later
+    /// new values are counted as `other`.
+    #[arg(long, default_value_t = 100, env = "METRICS_MAX_LABEL_VALUES")]
+    pub metrics_max_label_values: usize,
+}
+
+impl CommonArgs {
+    pub fn metric_labels(&self) -> crate::metrics::outcomes::LabelOptions {
+        crate::metrics::outcomes::LabelOptions {
+            domain_label: self.metrics_domain_label,
+            max_label_values: self.metrics_max_label_values,
+        }
+    }
 }
 
 #[derive(Args)]

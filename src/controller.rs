@@ -160,15 +160,27 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.started.add(1);
     let started = Instant::now();
-    let result = match tokio::time::timeout(
-        RECONCILE_TIMEOUT,
-        contain(reconcile_inner(&job, &ctx), &ctx.metrics),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
+    let span = crate::telemetry::reconcile_span(
+        job.namespace().as_deref().unwrap_or_default(),
+        &job.name_any(),
+    );
+    let result = {
+        use tracing::Instrument;
+        match tokio::time::timeout(
+            RECONCILE_TIMEOUT,
+            contain(reconcile_inner(&job, &ctx), &ctx.metrics),
+        )
+        .instrument(span.clone())
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
+        }
     };
+    if let Err(e) = &result {
+        span.record("error", e.label());
+        span.record("otel.status_code", "ERROR");
+    }
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::label));
     if let (Ok(_), Ok(mut b)) = (&result, ctx.backoff.lock()) {
@@ -240,6 +252,7 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         .collect();
 
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
+    record_decision(&decision);
     apply(job, &ns, &name, &decision, ctx).await?;
     if let Some(runner) = ctx.runner.as_ref().filter(|r| r.runs_in(&ns)) {
         let state = decision.status.status.unwrap_or(JobStatus::InProgress);
@@ -261,6 +274,35 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// The decision on the reconcile's span: the status it leads to and the writes it asks for.
+fn record_decision(decision: &Decision) {
+    let span = tracing::Span::current();
+    let status = decision.status.status.map_or("IN_PROGRESS", |s| s.as_str());
+    let writes = usize::from(decision.status_changed)
+        .saturating_add(decision.create_tasks.len())
+        .saturating_add(decision.cancel_tasks.len())
+        .saturating_add(usize::from(decision.delete_job));
+    span.record(
+        "decision",
+        tracing::field::display(format_args!(
+            "{status}{}",
+            if decision.status_changed {
+                " (written)"
+            } else {
+                ""
+            }
+        )),
+    );
+    span.record("writes", writes);
+    debug!(
+        status,
+        creates = decision.create_tasks.len(),
+        cancels = decision.cancel_tasks.len(),
+        delete = decision.delete_job,
+        "decided"
+    );
 }
 
 /// This job's task object for `task_id`, if the cache holds it: under its name, or under the name
@@ -320,6 +362,9 @@ async fn apply(
         let before = job.status.as_ref().and_then(|s| s.status);
         if let Some(state) = decision.status.status.filter(|s| before != Some(*s)) {
             ctx.metrics.transition(state.as_str());
+            if state.is_terminal() {
+                count_finished(job, ns, name, &uid, state, decision, ctx);
+            }
         }
     }
 
@@ -371,6 +416,83 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// Counts a job's terminal transition (once: the conditional write of a final status succeeds
+/// once per job) with its duration and its tasks' final states as this decision leaves them.
+fn count_finished(
+    job: &CostAnalysisJob,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    state: crate::resources::JobStatus,
+    decision: &Decision,
+    ctx: &Context,
+) {
+    let Some(view) = JobView::of(job) else {
+        return;
+    };
+    let task_states = job
+        .spec
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            if decision.cancel_tasks.contains(&t.id) {
+                return Some("CANCELED");
+            }
+            find_task(&ctx.tasks, ns, name, uid, &t.id).map(|task| task_state_label(task.state()))
+        })
+        .collect();
+    let created = decision.status.created_at.unwrap_or(view.created);
+    ctx.metrics
+        .outcomes
+        .finish(&crate::metrics::outcomes::Finished {
+            status: state,
+            data_source_id: &job.spec.data_source_id,
+            domain_id: &job.spec.domain_id,
+            created,
+            finished: decision.status.finished_at.unwrap_or_else(Utc::now),
+            deadline: lifecycle::due(&view, &ctx.config),
+            task_states,
+        });
+}
+
+fn task_state_label(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Pending => "PENDING",
+        TaskState::InProgress => "IN_PROGRESS",
+        TaskState::Success => "SUCCESS",
+        TaskState::Failure => "FAILURE",
+        TaskState::Canceled => "CANCELED",
+    }
+}
+
+/// Keeps `cost_analysis_operator_jobs{status}`, the oldest IN_PROGRESS job's age and the jobs
+/// past their deadline current: computed from the controller's job cache at each scrape, so they
+/// are exact after a restart (every replica with caches serves them; the standby's agree).
+pub fn census_on_scrape(caches: &Caches, config: &lifecycle::Config, metrics: &Metrics) {
+    let (jobs, config) = (caches.jobs.clone(), config.clone());
+    metrics.outcomes.on_scrape(move |o| {
+        let state = jobs.state();
+        let census = crate::metrics::outcomes::census(
+            state.iter().filter_map(|job| {
+                let view = JobView::of(job)?;
+                Some(crate::metrics::outcomes::CensusJob {
+                    status: view
+                        .status
+                        .and_then(|s| s.status)
+                        .unwrap_or(crate::resources::JobStatus::InProgress),
+                    created: view
+                        .status
+                        .and_then(|s| s.created_at)
+                        .unwrap_or(view.created),
+                    deadline: lifecycle::due(&view, &config),
+                })
+            }),
+            Utc::now(),
+        );
+        o.set_census(&census);
+    });
 }
 
 /// Creates the tasks the decision asks for, a few at a time; returns how many were really

@@ -9,6 +9,7 @@
 //! - [`api`]: the API shim (SpaceONE REST and the Kubernetes aggregated API over a watch-fed index);
 //! - [`auth`]: front-proxy client certificates, TokenReview and SubjectAccessReview;
 //! - [`server`]: the one HTTP server (TLS and h2c) every listener uses, with its connection limits;
+//! - [`telemetry`]: request and reconcile spans, OpenTelemetry export (opt-in);
 //! - [`crd`]: CRD YAML generation.
 
 pub mod api;
@@ -33,5 +34,6 @@ pub mod runner_shell;
 pub mod serve;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod timestamp;
 pub mod watch;

@@ -375,6 +375,16 @@ pub fn timeout_at(job: &JobView<'_>, config: &Config) -> DateTime<Utc> {
     deadline(job.spec.timeout_seconds, created_at, config).1
 }
 
+/// When the job is due: its creation plus its timeout, without the clock-skew allowance (the
+/// instant a TIMEOUT's lateness is measured from).
+pub fn due(job: &JobView<'_>, config: &Config) -> DateTime<Utc> {
+    let created_at = job.status.and_then(|s| s.created_at).unwrap_or(job.created);
+    let (timeout, _) = deadline(job.spec.timeout_seconds, created_at, config);
+    created_at
+        .checked_add_signed(timeout)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// When a finished job's TTL runs out, if it has one. Within the clamp, only a finish time near
 /// the end of time can overflow; such a job is then kept, as if it had no TTL.
 fn ttl_expiry(ttl: Option<i64>, finished: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {

@@ -2,14 +2,37 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cost_analysis_operator::cli::{Cli, Command, LogFormat};
+use cost_analysis_operator::cli::{Cli, Command};
 use cost_analysis_operator::serve::Serve;
-use cost_analysis_operator::{crd, offline};
-use tracing_subscriber::EnvFilter;
+use cost_analysis_operator::{crd, offline, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The runtime first: the trace exporter, when asked for, runs its batches on it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = {
+        let _entered = runtime.enter();
+        telemetry::init(cli.log_format)
+    };
+    let code = run(cli, &runtime);
+    // Flush the spans still buffered (the exporter's batches need the runtime).
+    if telemetry.exporting() {
+        let flushed = runtime.spawn_blocking(move || telemetry.shutdown());
+        let _ = runtime.block_on(flushed);
+    }
+    code
+}
+
+fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
     let serve = match cli.command {
         Command::Crd { out_dir } => return print_crds(out_dir),
         Command::Query(args) => return offline::run(args),
@@ -33,33 +56,12 @@ fn main() -> ExitCode {
             common,
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     match runtime.block_on(serve.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exiting");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub mod outcomes;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub error: &'static str,
@@ -56,6 +58,8 @@ pub struct Metrics {
     pub api_overloaded: Counter,
     pub watch_restarts: Family<ResourceLabels, Counter>,
     pub watch_errors: Family<ResourceLabels, Counter>,
+    /// Job outcomes, the census of the controller's cache, requests by protocol (issue 21).
+    pub outcomes: outcomes::Outcomes,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,9 +74,20 @@ pub struct ComponentLabels {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(outcomes::LabelOptions::default())
+    }
+}
+
+impl Metrics {
+    pub fn new(labels: outcomes::LabelOptions) -> Self {
         let mut registry = Registry::with_prefix("cost_analysis_operator");
+        let outcomes = outcomes::Outcomes::new(labels, &mut registry);
         let reconciles = Counter::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        // Every error kind from the start (at 0), so that rates and alerts see a series.
+        for error in ["conflict", "kube", "invalid_object", "panic", "timeout"] {
+            let _ = reconcile_errors.get_or_create(&ErrorLabels { error });
+        }
         let reconcile_duration =
             Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]);
         let status_writes = Counter::default();
@@ -184,6 +199,7 @@ impl Default for Metrics {
             api_overloaded,
             watch_restarts,
             watch_errors,
+            outcomes,
         }
     }
 }
@@ -218,6 +234,7 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        self.outcomes.refresh();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)

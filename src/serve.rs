@@ -16,28 +16,41 @@ pub struct Serve {
 impl Serve {
     pub async fn run(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let client = kube::Client::try_default().await?;
-        let metrics = Arc::new(metrics::Metrics::default());
+        let metrics = Arc::new(metrics::Metrics::new(self.common.metric_labels()));
         let stop = shutdown::on_signal();
         let stopping = Arc::new(AtomicBool::new(false));
         let jobs = api::WatchedJobs::new(metrics.index_jobs.clone());
         // Ready while not stopping and, with the API shim in the process, once its catalog holds
         // the initial list and unless its watch has been failing for longer than --index-grace.
         // Judged when /readyz is asked; nothing polls.
-        let trust = self.api.as_ref().map(|args| {
-            (
-                jobs.clone(),
-                std::time::Duration::from_secs(args.limits.index_grace),
-            )
-        });
+        let trust: Option<(api::WatchedJobs, std::time::Duration)> =
+            self.api.as_ref().map(|args| {
+                (
+                    jobs.clone(),
+                    std::time::Duration::from_secs(args.limits.index_grace),
+                )
+            });
         let ready: health::Readiness = {
             let stopping = stopping.clone();
+            let trust_ready = trust.clone();
             Arc::new(move || {
                 !stopping.load(Ordering::Acquire)
-                    && trust
+                    && trust_ready
                         .as_ref()
                         .is_none_or(|(jobs, grace)| jobs.is_trusted(*grace))
             })
         };
+        {
+            let ready = ready.clone();
+            metrics.outcomes.on_scrape(move |o| {
+                o.ready.set(i64::from(ready()));
+            });
+        }
+        if let Some((jobs, grace)) = trust.clone() {
+            metrics.outcomes.on_scrape(move |o| {
+                o.catalog_trusted.set(i64::from(jobs.is_trusted(grace)));
+            });
+        }
         let (addr, server) = health::serve(
             self.common.metrics_addr,
             health::Health {
@@ -121,6 +134,7 @@ async fn run_controller(
             hub,
         )
     });
+    crate::controller::census_on_scrape(&caches, &config, &metrics);
     leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
         controller::run(caches, client, config, metrics, resync, runner, until)
     })

@@ -101,7 +101,7 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
         ],
         vec![
             "--set",
-            "domainRoles={domain-a,domain-b},controller.jobTimeout=120,api.replicas=3",
+            "domainRoles={domain-a,domain-b},controller.jobTimeout=120,api.replicas=3,grafanaDashboard.enabled=true,metrics.domainLabel=true,tracing.endpoint=http://otel:4317",
         ],
         // The task runner: Roles per namespace, the reporter role, the admission policy.
         vec![
@@ -135,6 +135,13 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
         for kind in ["kind: Deployment", "kind: Service", "kind: ClusterRole"] {
             assert!(rendered.contains(kind), "{kind} missing for {extra:?}");
         }
+        // Trace export only when an endpoint is given.
+        let tracing = extra.iter().any(|a| a.contains("tracing.endpoint"));
+        assert_eq!(
+            rendered.contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            tracing,
+            "OTEL_* for {extra:?}"
+        );
         // Every pod runs as non-root, read-only, without capabilities, under RuntimeDefault seccomp.
         for needle in [
             "runAsNonRoot: true",
@@ -157,7 +164,7 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
                 "--kube-version",
                 "1.36.3",
                 "--set",
-                "certificates.source=cert-manager,serviceMonitor.enabled=true",
+                "certificates.source=cert-manager,serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true",
             ],
         ),
         "helm template cert-manager",
@@ -167,9 +174,40 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
         "kind: Issuer",
         "cert-manager.io/inject-ca-from",
         "kind: ServiceMonitor",
+        "kind: PrometheusRule",
+        "grafana_dashboard: \"1\"",
     ] {
         assert!(cm.contains(kind), "{kind} missing with cert-manager");
     }
+    // The PrometheusRule carries files/alerts.yaml as it is (the file promtool tests), and the
+    // dashboard ConfigMap files/dashboard.json.
+    let files = root().join("charts/cost-analysis-operator/files");
+    let docs: Vec<serde_yaml::Value> = cm
+        .split("\n---")
+        .filter_map(|d| serde_yaml::from_str(d).ok())
+        .collect();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| {
+                d["kind"].as_str() == Some(k)
+                    && (k != "ConfigMap" || d["data"]["cost-analysis-operator.json"].is_string())
+            })
+            .unwrap_or_else(|| panic!("no {k}"))
+            .clone()
+    };
+    let alerts: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(files.join("alerts.yaml")).unwrap()).unwrap();
+    assert_eq!(kind("PrometheusRule")["spec"], alerts);
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(files.join("dashboard.json")).unwrap())
+            .unwrap();
+    let shipped: serde_json::Value = serde_json::from_str(
+        kind("ConfigMap")["data"]["cost-analysis-operator.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shipped, dashboard);
     assert!(
         !cm.contains("kind: Secret"),
         "the chart must not generate a certificate when cert-manager does"

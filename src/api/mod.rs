@@ -135,21 +135,43 @@ async fn observe(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let route = request
+    let matched = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+        .map(|p| p.as_str().to_owned());
+    let route = matched.clone().unwrap_or_else(|| "unmatched".into());
+    let (protocol, method) = crate::metrics::outcomes::http_method_label(
+        matched.as_deref(),
+        request.method() == axum::http::Method::POST,
+    );
+    let span = crate::telemetry::request_span(protocol, method, request.headers());
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let response = {
+        use tracing::Instrument;
+        next.run(request).instrument(span.clone()).await
+    };
+    let took = started.elapsed().as_secs_f64();
+    let code = response
+        .extensions()
+        .get::<spaceone::SpaceOneCode>()
+        .map_or_else(
+            || crate::metrics::outcomes::code_of_http_status(response.status().as_u16()),
+            |c| c.0,
+        );
+    crate::telemetry::record_code_on(&span, code);
+    metrics.outcomes.call(
+        &crate::metrics::outcomes::CallLabels {
+            protocol,
+            method,
+            code,
+        },
+        took,
+    );
     let labels = crate::metrics::RequestLabels {
         route,
         code: response.status().as_u16(),
     };
-    metrics
-        .api_requests
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    metrics.api_requests.get_or_create(&labels).observe(took);
     response
 }
 
@@ -191,7 +213,8 @@ pub async fn run(
     );
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving the SpaceONE REST, gRPC and aggregated APIs over HTTPS");
-    let grpc_routes = grpc::routes(state.clone(), options.request_timeout)?;
+    let grpc_routes =
+        crate::telemetry::grpc_spans(grpc::routes(state.clone(), options.request_timeout)?);
     let app = grpc::by_content_type(router(state, options.request_timeout), grpc_routes.clone());
     // One shutdown signal for both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

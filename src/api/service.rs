@@ -329,6 +329,7 @@ impl JobService {
                 domains: Some(vec![]),
             });
         };
+        crate::telemetry::record_domain(domain);
         if !self
             .auth
             .authorize(user, ResourceAttrs::domain(verb, domain))

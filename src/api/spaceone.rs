@@ -71,6 +71,10 @@ impl IntoResponse for RestError {
     }
 }
 
+/// The SpaceONE error code an answer carries (set on every SpaceONE error response).
+#[derive(Clone, Copy, Debug)]
+pub struct SpaceOneCode(pub &'static str);
+
 pub fn error_response(e: &ServiceError) -> Response {
     let s = e.spaceone();
     let status = match e {
@@ -81,7 +85,10 @@ pub fn error_response(e: &ServiceError) -> Response {
     };
     // SpaceONE's gateway splits "CODE: message" at the first colon and keeps the space.
     let body = json!({"detail": {"code": s.code, "message": format!(" {}", s.message)}});
-    (status, axum::Json(body)).into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    // For the request metrics and the request's span (`api::observe`).
+    response.extensions_mut().insert(SpaceOneCode(s.code));
+    response
 }
 
 async fn get_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply {

@@ -176,6 +176,14 @@ impl JobGrpc {
             .api_requests
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
+        let call = crate::metrics::outcomes::CallLabels {
+            protocol: "grpc",
+            method: method.name(),
+            code: answer.as_ref().err().map_or("OK", |e| e.spaceone().code),
+        };
+        crate::telemetry::record_code(call.code);
+        let metrics = &self.state.metrics().outcomes;
+        metrics.call(&call, started.elapsed().as_secs_f64());
         answer.map_err(|e| status_of(&e))
     }
 }

@@ -1,0 +1,367 @@
+//! Logs and traces (issue 21). Every REST, gRPC and aggregated API request runs in a `request`
+//! span (protocol, method, domain, SpaceONE code) that continues the caller's W3C `traceparent`
+//! (an HTTP header, or gRPC metadata, which travels as one); every reconcile runs in a
+//! `reconcile` span (job, decision, writes). Spans are exported over OTLP only when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the standard
+//! `OTEL_*` variables apply (`OTEL_EXPORTER_OTLP_PROTOCOL` `grpc` or `http/protobuf`,
+//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` / `_ARG`,
+//! `OTEL_SDK_DISABLED`). Log lines inside a span carry its `trace_id` and `span_id` (JSON: in
+//! `span` and `spans`). See docs/observability.md.
+
+use axum::http::HeaderMap;
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::cli::LogFormat;
+
+/// The trace exporter, when one runs; [`Telemetry::shutdown`] flushes it.
+#[must_use]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports the spans still buffered (blocking; call outside the async workers).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("warning: could not flush the trace exporter: {e}");
+        }
+    }
+}
+
+/// How spans leave the process, from the `OTEL_*` variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Export {
+    Off,
+    Grpc,
+    HttpProtobuf,
+}
+
+/// The export the environment asks for (`var` reads one variable): off without an endpoint or
+/// with `OTEL_SDK_DISABLED=true`; the protocol's default is `http/protobuf`, as the
+/// specification says.
+pub fn export_from(var: impl Fn(&str) -> Option<String>) -> Result<Export, String> {
+    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Ok(Export::Off);
+    }
+    if set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .is_none()
+    {
+        return Ok(Export::Off);
+    }
+    let protocol = set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|| "http/protobuf".into());
+    match protocol.trim() {
+        "grpc" => Ok(Export::Grpc),
+        "http/protobuf" => Ok(Export::HttpProtobuf),
+        other => Err(format!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported (grpc or http/protobuf); traces are not exported"
+        )),
+    }
+}
+
+/// The trace provider the environment asks for, if any (what [`init`] installs; benchmarks build
+/// their own subscribers around it). Call within a Tokio runtime.
+pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, String> {
+    provider(&export_from(|n| std::env::var(n).ok())?)
+}
+
+fn provider(export: &Export) -> Result<Option<SdkTracerProvider>, String> {
+    use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+    let exporter = match export {
+        Export::Off => return Ok(None),
+        Export::Grpc => SpanExporter::builder().with_tonic().build(),
+        Export::HttpProtobuf => SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build(),
+    }
+    .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("cost-analysis-operator");
+    }
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(resource.build())
+            .build(),
+    ))
+}
+
+/// Installs the log subscriber (`RUST_LOG`, default `info`) and, when the environment asks for
+/// it, the trace exporter. Call within a Tokio runtime (the exporter's batches run on it).
+pub fn init(format: LogFormat) -> Telemetry {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (provider, problem) =
+        match export_from(|n| std::env::var(n).ok()).and_then(|e| provider(&e)) {
+            Ok(p) => (p, None),
+            Err(e) => (None, Some(e)),
+        };
+    let otel = provider.as_ref().map(otel_layer);
+    let base = tracing_subscriber::registry().with(filter).with(otel);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => base.with(fmt).try_init(),
+        LogFormat::Json => base.with(fmt.json()).try_init(),
+    };
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+    if provider.is_some() {
+        tracing::info!("exporting traces over OTLP");
+    }
+    Telemetry { provider }
+}
+
+/// The layer that turns `tracing` spans into OpenTelemetry spans, without what costs per span
+/// and says little here: busy/idle timings, thread and code location attributes, and making
+/// each span the thread's current OpenTelemetry context on entry (nothing in the process reads
+/// it; parents come from the `tracing` span tree and the caller's `traceparent`).
+pub fn otel_layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("cost-analysis-operator"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false)
+        .with_context_activation(false)
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The caller's trace context from `traceparent` / `tracestate` (empty without one).
+pub fn caller_context(headers: &HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&Headers(headers))
+}
+
+/// The span of one API request, a child of the caller's `traceparent` when it sent one.
+pub fn request_span(
+    protocol: &'static str,
+    method: &'static str,
+    headers: &HeaderMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{protocol} {method}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        protocol,
+        method,
+        domain = Empty,
+        code = Empty,
+        trace_id = Empty,
+        span_id = Empty,
+    );
+    let caller = caller_context(headers);
+    let continued = caller.span().span_context().is_valid();
+    if continued {
+        let _ = span.set_parent(caller.clone());
+    }
+    record_ids(&span, continued.then_some(&caller));
+    span
+}
+
+/// The span of one reconcile of a job: a trace of its own.
+pub fn reconcile_span(namespace: &str, name: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "reconcile",
+        otel.name = "reconcile",
+        otel.status_code = Empty,
+        namespace,
+        job = name,
+        decision = Empty,
+        writes = Empty,
+        error = Empty,
+        trace_id = Empty,
+        span_id = Empty,
+    );
+    record_ids(&span, None);
+    span
+}
+
+/// Puts the span's trace and span ids into its fields (so that every log line inside it carries
+/// them). Without an exporter there is no span id; the caller's trace id, if any, is kept.
+fn record_ids(span: &tracing::Span, caller: Option<&Context>) {
+    if span.is_disabled() {
+        return;
+    }
+    let cx = span.context();
+    let own = cx.span().span_context().clone();
+    if own.is_valid() {
+        span.record("trace_id", tracing::field::display(own.trace_id()));
+        span.record("span_id", tracing::field::display(own.span_id()));
+    } else if let Some(caller) = caller {
+        span.record(
+            "trace_id",
+            tracing::field::display(caller.span().span_context().trace_id()),
+        );
+    }
+}
+
+/// Records the SpaceONE code of the answer on the current request span (`OK` on success).
+pub fn record_code(code: &'static str) {
+    record_code_on(&tracing::Span::current(), code);
+}
+
+pub fn record_code_on(span: &tracing::Span, code: &'static str) {
+    span.record("code", code);
+    if code != "OK" {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// Records the SpaceONE domain a request is about on the current request span.
+pub fn record_domain(domain: &str) {
+    tracing::Span::current().record("domain", domain);
+}
+
+/// The gRPC method of a Job service path (`/spaceone.api.cost_analysis.v1.Job/List`); `None`
+/// for the other services (reflection, health), which get no span.
+pub fn grpc_method(path: &str) -> Option<&'static str> {
+    let method = path.strip_prefix("/spaceone.api.cost_analysis.v1.Job/")?;
+    Some(match method.to_ascii_lowercase().as_str() {
+        "get" => "get",
+        "list" => "list",
+        "stat" => "stat",
+        "cancel" => "cancel",
+        _ => "other",
+    })
+}
+
+/// Runs each Job service gRPC call in its request span (the code is recorded by the service).
+pub fn grpc_spans(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            use tracing::Instrument;
+            match grpc_method(request.uri().path()) {
+                Some(method) => {
+                    let span = request_span("grpc", method, request.headers());
+                    next.run(request).instrument(span).await
+                }
+                None => next.run(request).await,
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        }
+    }
+
+    #[test]
+    fn export_is_off_without_an_endpoint_and_follows_the_protocol() {
+        assert_eq!(export_from(env(&[])), Ok(Export::Off));
+        let e = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        assert_eq!(
+            export_from(env(&[(e, "http://c:4318")])),
+            Ok(Export::HttpProtobuf)
+        );
+        assert_eq!(
+            export_from(env(&[
+                (e, "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            ])),
+            Ok(Export::Grpc)
+        );
+        assert_eq!(
+            export_from(env(&[
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317/"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ])),
+            Ok(Export::Grpc)
+        );
+        assert_eq!(
+            export_from(env(&[(e, "http://c:4318"), ("OTEL_SDK_DISABLED", "true")])),
+            Ok(Export::Off)
+        );
+        assert!(
+            export_from(env(&[
+                (e, "x"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            ]))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_callers_traceparent_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        let cx = caller_context(&headers);
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid() && sc.is_remote());
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(
+            !caller_context(&HeaderMap::new())
+                .span()
+                .span_context()
+                .is_valid()
+        );
+    }
+
+    #[test]
+    fn only_job_service_paths_are_spanned() {
+        assert_eq!(
+            grpc_method("/spaceone.api.cost_analysis.v1.Job/List"),
+            Some("list")
+        );
+        assert_eq!(grpc_method("/grpc.health.v1.Health/Check"), None);
+    }
+}

@@ -103,7 +103,7 @@ pub struct Caches {
 
 impl Caches {
     /// Starts the job and task watches (in `namespace`, or everywhere). They run, and retry with
-    /// [`crate::watch::WatchBackoff`], for as long as the process does. With `catalog` (the API
+    /// [`crate::backoff::WatchBackoff`], for as long as the process does. With `catalog` (the API
     /// shim in the same process) the job watch feeds the shim's catalog too, so that a replica
     /// lists and holds every job once rather than twice.
     pub fn start(
@@ -125,7 +125,7 @@ impl Caches {
         let job_events = reflector::reflector(
             job_writer,
             observed(
-                crate::watch::watch(jobs, watcher::Config::default().any_semantic()),
+                crate::backoff::watch(jobs, watcher::Config::default().any_semantic()),
                 metrics.clone(),
                 "jobs",
             )
@@ -135,7 +135,7 @@ impl Caches {
         let task_events = reflector::reflector(
             task_writer,
             observed(
-                crate::watch::watch(tasks, watcher::Config::default().any_semantic()),
+                crate::backoff::watch(tasks, watcher::Config::default().any_semantic()),
                 metrics,
                 "tasks",
             )

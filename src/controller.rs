@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{
     Action, Config as ControllerConfig, Controller, Error as ControllerError,
@@ -21,19 +20,20 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::caches::{Caches, Ready};
+use crate::job_metrics;
 use crate::lifecycle::{self, Decision, EventKind, JobView, TaskView};
 use crate::metrics::Metrics;
 use crate::own_writes::{self, OwnWrites};
 use crate::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, JOB_LABEL, JobStatus, TaskState,
-    TaskTemplate, legacy_task_object_name, task_object_name,
+    CostAnalysisJob, CostAnalysisJobTask, JobStatus, TaskState, TaskTemplate,
+    legacy_task_object_name, task_object_name,
 };
 
 /// Field manager of every write the controller makes; GitOps tools own `spec`, this owns `status`.
 pub const FIELD_MANAGER: &str = "cost-analysis-operator";
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum ReconcileError {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("object has no {0}")]
@@ -44,14 +44,14 @@ pub enum Error {
     TimedOut(Duration),
 }
 
-impl Error {
+impl ReconcileError {
     fn label(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            Error::Kube(_) => "kube",
-            Error::Missing(_) => "invalid_object",
-            Error::Panicked => "panic",
-            Error::TimedOut(_) => "timeout",
+            ReconcileError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            ReconcileError::Kube(_) => "kube",
+            ReconcileError::Missing(_) => "invalid_object",
+            ReconcileError::Panicked => "panic",
+            ReconcileError::TimedOut(_) => "timeout",
         }
     }
 }
@@ -157,7 +157,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// a handful of small requests; cut off, it is retried with backoff.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.started.add(1);
     let started = Instant::now();
     let span = crate::telemetry::reconcile_span(
@@ -174,15 +174,17 @@ async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Actio
         .await
         {
             Ok(result) => result,
-            Err(_) => Err(Error::TimedOut(RECONCILE_TIMEOUT)),
+            Err(_) => Err(ReconcileError::TimedOut(RECONCILE_TIMEOUT)),
         }
     };
     if let Err(e) = &result {
         span.record("error", e.label());
         span.record("otel.status_code", "ERROR");
     }
-    ctx.metrics
-        .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::label));
+    ctx.metrics.observe_reconcile(
+        started.elapsed(),
+        result.as_ref().err().map(ReconcileError::label),
+    );
     if let (Ok(_), Ok(mut b)) = (&result, ctx.backoff.lock()) {
         b.remove(&ObjectRef::from_obj(job.as_ref()));
     }
@@ -192,21 +194,21 @@ async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Actio
 /// A panic inside one reconcile stays there: it is logged and counted, the job is retried with
 /// backoff like any failed reconcile, and every other job goes on.
 async fn contain<T>(
-    reconcile: impl std::future::Future<Output = Result<T, Error>>,
+    reconcile: impl std::future::Future<Output = Result<T, ReconcileError>>,
     metrics: &Metrics,
-) -> Result<T, Error> {
+) -> Result<T, ReconcileError> {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(reconcile).catch_unwind().await {
         Ok(result) => result,
         Err(_) => {
             metrics.reconcile_panics.inc();
             tracing::error!("a reconcile panicked; the job will be retried with backoff");
-            Err(Error::Panicked)
+            Err(ReconcileError::Panicked)
         }
     }
 }
 
-async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action, ReconcileError> {
     if job.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -214,12 +216,14 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
     // has not seen may well exist (and be finished). The task watch runs on its own while this
     // waits (`crate::caches`).
     if !ctx.tasks_ready.wait().await {
-        return Err(Error::Missing("task cache"));
+        return Err(ReconcileError::Missing("task cache"));
     }
-    let ns = job.namespace().ok_or(Error::Missing("namespace"))?;
+    let ns = job
+        .namespace()
+        .ok_or(ReconcileError::Missing("namespace"))?;
     let name = job.name_any();
-    let uid = job.uid().ok_or(Error::Missing("uid"))?;
-    let view = JobView::of(job).ok_or(Error::Missing("creationTimestamp"))?;
+    let uid = job.uid().ok_or(ReconcileError::Missing("uid"))?;
+    let view = JobView::of(job).ok_or(ReconcileError::Missing("creationTimestamp"))?;
 
     // This controller's last status write of the job is not in the cache yet (another event of
     // the job came first): a decision from this copy could only conflict. The write's own watch
@@ -252,7 +256,7 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         .collect();
 
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
-    record_decision(&decision);
+    job_metrics::record_decision(&decision);
     apply(job, &ns, &name, &decision, ctx).await?;
     if let Some(runner) = ctx.runner.as_ref().filter(|r| r.runs_in(&ns)) {
         let state = decision.status.status.unwrap_or(JobStatus::InProgress);
@@ -274,35 +278,6 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
-}
-
-/// The decision on the reconcile's span: the status it leads to and the writes it asks for.
-fn record_decision(decision: &Decision) {
-    let span = tracing::Span::current();
-    let status = decision.status.status.map_or("IN_PROGRESS", |s| s.as_str());
-    let writes = usize::from(decision.status_changed)
-        .saturating_add(decision.create_tasks.len())
-        .saturating_add(decision.cancel_tasks.len())
-        .saturating_add(usize::from(decision.delete_job));
-    span.record(
-        "decision",
-        tracing::field::display(format_args!(
-            "{status}{}",
-            if decision.status_changed {
-                " (written)"
-            } else {
-                ""
-            }
-        )),
-    );
-    span.record("writes", writes);
-    debug!(
-        status,
-        creates = decision.create_tasks.len(),
-        cancels = decision.cancel_tasks.len(),
-        delete = decision.delete_job,
-        "decided"
-    );
 }
 
 /// This job's task object for `task_id`, if the cache holds it: under its name, or under the name
@@ -334,9 +309,9 @@ async fn apply(
     name: &str,
     decision: &Decision,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<(), ReconcileError> {
     let jobs: Api<CostAnalysisJob> = Api::namespaced(ctx.client.clone(), ns);
-    let uid = job.uid().ok_or(Error::Missing("uid"))?;
+    let uid = job.uid().ok_or(ReconcileError::Missing("uid"))?;
     // The status goes first: a crash after it leaves the tasks to the next pass, while canceling
     // tasks first could make the next pass read "all tasks finished" and call the job a success.
     if decision.status_changed {
@@ -419,7 +394,7 @@ async fn apply(
 }
 
 /// Counts a job's terminal transition (once: the conditional write of a final status succeeds
-/// once per job) with its duration and its tasks' final states as this decision leaves them.
+/// once per job) with its tasks' final states as this decision leaves them.
 fn count_finished(
     job: &CostAnalysisJob,
     ns: &str,
@@ -429,9 +404,6 @@ fn count_finished(
     decision: &Decision,
     ctx: &Context,
 ) {
-    let Some(view) = JobView::of(job) else {
-        return;
-    };
     let task_states = job
         .spec
         .tasks
@@ -440,59 +412,11 @@ fn count_finished(
             if decision.cancel_tasks.contains(&t.id) {
                 return Some("CANCELED");
             }
-            find_task(&ctx.tasks, ns, name, uid, &t.id).map(|task| task_state_label(task.state()))
+            find_task(&ctx.tasks, ns, name, uid, &t.id)
+                .map(|task| job_metrics::task_state_label(task.state()))
         })
         .collect();
-    let created = decision.status.created_at.unwrap_or(view.created);
-    ctx.metrics
-        .outcomes
-        .finish(&crate::metrics::outcomes::Finished {
-            status: state,
-            data_source_id: &job.spec.data_source_id,
-            domain_id: &job.spec.domain_id,
-            created,
-            finished: decision.status.finished_at.unwrap_or_else(Utc::now),
-            deadline: lifecycle::due(&view, &ctx.config),
-            task_states,
-        });
-}
-
-fn task_state_label(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Pending => "PENDING",
-        TaskState::InProgress => "IN_PROGRESS",
-        TaskState::Success => "SUCCESS",
-        TaskState::Failure => "FAILURE",
-        TaskState::Canceled => "CANCELED",
-    }
-}
-
-/// Keeps `cost_analysis_operator_jobs{status}`, the oldest IN_PROGRESS job's age and the jobs
-/// past their deadline current: computed from the controller's job cache at each scrape, so they
-/// are exact after a restart (every replica with caches serves them; the standby's agree).
-pub fn census_on_scrape(caches: &Caches, config: &lifecycle::Config, metrics: &Metrics) {
-    let (jobs, config) = (caches.jobs.clone(), config.clone());
-    metrics.outcomes.on_scrape(move |o| {
-        let state = jobs.state();
-        let census = crate::metrics::outcomes::census(
-            state.iter().filter_map(|job| {
-                let view = JobView::of(job)?;
-                Some(crate::metrics::outcomes::CensusJob {
-                    status: view
-                        .status
-                        .and_then(|s| s.status)
-                        .unwrap_or(crate::resources::JobStatus::InProgress),
-                    created: view
-                        .status
-                        .and_then(|s| s.created_at)
-                        .unwrap_or(view.created),
-                    deadline: lifecycle::due(&view, &config),
-                })
-            }),
-            Utc::now(),
-        );
-        o.set_census(&census);
-    });
+    job_metrics::finished(job, state, decision, task_states, &ctx.config, &ctx.metrics);
 }
 
 /// Creates the tasks the decision asks for, a few at a time; returns how many were really
@@ -504,12 +428,14 @@ async fn create_tasks(
     uid: &str,
     templates: &[TaskTemplate],
     ctx: &Context,
-) -> Result<usize, Error> {
+) -> Result<usize, ReconcileError> {
     if templates.is_empty() {
         return Ok(0);
     }
     let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
-    let owner = job.controller_owner_ref(&()).ok_or(Error::Missing("uid"))?;
+    let owner = job
+        .controller_owner_ref(&())
+        .ok_or(ReconcileError::Missing("uid"))?;
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -518,13 +444,13 @@ async fn create_tasks(
     // borrows from this function is not accepted where the reconcile future must be `Send`.
     let mut writes = Vec::with_capacity(templates.len());
     for template in templates {
-        let task = new_task(job, name, template, owner.clone());
+        let task = CostAnalysisJobTask::of_job(job, name, template, owner.clone());
         let (tasks, params) = (&tasks, &params);
         writes.push(async move {
             let created = match tasks.create(params, &task).await {
                 Ok(_) => true,
                 Err(kube::Error::Api(s)) if s.code == 409 => false,
-                Err(e) => return Err(Error::from(e)),
+                Err(e) => return Err(ReconcileError::from(e)),
             };
             ctx.own_write(task_key(ns, name, uid, &template.id), None);
             if created {
@@ -533,7 +459,7 @@ async fn create_tasks(
             Ok(created)
         });
     }
-    let results: Vec<Result<bool, Error>> = futures::stream::iter(writes)
+    let results: Vec<Result<bool, ReconcileError>> = futures::stream::iter(writes)
         .buffer_unordered(WRITES_AT_ONCE)
         .collect()
         .await;
@@ -556,7 +482,7 @@ async fn cancel_tasks(
     uid: &str,
     task_ids: &[String],
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<(), ReconcileError> {
     let tasks: Api<CostAnalysisJobTask> = Api::namespaced(ctx.client.clone(), ns);
     let now = crate::timestamp::format(&Utc::now());
     let params = PatchParams {
@@ -598,7 +524,7 @@ async fn cancel_tasks(
             }
         });
     }
-    let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
+    let results: Vec<Result<(), ReconcileError>> = futures::stream::iter(writes)
         .buffer_unordered(WRITES_AT_ONCE)
         .collect()
         .await;
@@ -625,34 +551,9 @@ impl Context {
     }
 }
 
-fn new_task(
-    job: &CostAnalysisJob,
-    job_name: &str,
-    template: &TaskTemplate,
-    owner: OwnerReference,
-) -> CostAnalysisJobTask {
-    let mut task = CostAnalysisJobTask::new(
-        &task_object_name(job_name, &template.id),
-        CostAnalysisJobTaskSpec {
-            job_name: job_name.to_string(),
-            task_id: template.id.clone(),
-            domain_id: job.spec.domain_id.clone(),
-            data_source_id: job.spec.data_source_id.clone(),
-            options: template.options.clone(),
-        },
-    );
-    task.metadata.namespace = job.namespace();
-    task.metadata.owner_references = Some(vec![owner]);
-    // Label values are at most 63 characters; longer job names go without the convenience label.
-    if job_name.len() <= 63 {
-        task.metadata.labels = Some([(JOB_LABEL.to_string(), job_name.to_string())].into());
-    }
-    task
-}
-
 /// Per-object exponential backoff with jitter: 0.5 s doubling up to 5 min, each delay scaled by a
 /// random factor in [0.5, 1.5) so that many failing objects do not retry in lockstep.
-fn error_policy(job: Arc<CostAnalysisJob>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(job: Arc<CostAnalysisJob>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     let attempt = ctx
         .backoff
         .lock()
@@ -673,34 +574,8 @@ fn backoff_delay(attempt: u32, random: f64) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::{Error, backoff_delay, contain};
-    use crate::metrics::Metrics;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn a_panicking_reconcile_is_contained_counted_and_retried() {
-        let metrics = Metrics::default();
-        let r: Result<(), Error> = contain(async { panic!("boom") }, &metrics).await;
-        assert!(matches!(r, Err(Error::Panicked)));
-        assert_eq!(metrics.reconcile_panics.get(), 1);
-        assert_eq!(Error::Panicked.label(), "panic");
-        let ok: Result<u8, Error> = contain(async { Ok(3) }, &metrics).await;
-        assert_eq!(ok.ok(), Some(3));
-        assert_eq!(metrics.reconcile_panics.get(), 1);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped_with_jitter() {
-        assert_eq!(backoff_delay(1, 0.5), Duration::from_millis(500));
-        assert_eq!(backoff_delay(2, 0.5), Duration::from_secs(1));
-        assert_eq!(backoff_delay(4, 0.5), Duration::from_secs(4));
-        assert_eq!(backoff_delay(100, 0.5), Duration::from_secs(300));
-        assert_eq!(backoff_delay(1, 0.0), Duration::from_millis(250));
-        assert!(backoff_delay(1, 0.999) < Duration::from_millis(750));
-    }
-}
+#[path = "controller_unit_tests.rs"]
+mod tests;
 
 #[cfg(test)]
 #[path = "controller_tests.rs"]

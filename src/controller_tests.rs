@@ -300,7 +300,7 @@ async fn a_reconcile_stuck_on_a_request_is_cut_off() {
     // `_server` is alive and never answers the status write.
     let result = super::reconcile(std::sync::Arc::new(job), ctx.clone()).await;
     assert!(
-        matches!(result, Err(super::Error::TimedOut(t)) if t == super::RECONCILE_TIMEOUT),
+        matches!(result, Err(super::ReconcileError::TimedOut(t)) if t == super::RECONCILE_TIMEOUT),
         "{result:?}"
     );
     assert_eq!(started.elapsed(), super::RECONCILE_TIMEOUT);

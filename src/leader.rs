@@ -21,7 +21,7 @@ pub struct LeaseConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum LeaderError {
     #[error("lease: {0}")]
     Lease(#[from] LeaseManagerError),
     #[error("lost the controller lease to another replica")]
@@ -37,7 +37,7 @@ pub async fn run_while_leader<F, Fut>(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
     work: F,
-) -> Result<(), Error>
+) -> Result<(), LeaderError>
 where
     F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>>) -> Fut,
     Fut: Future<Output = ()>,
@@ -81,12 +81,12 @@ async fn finish(
     leader: watch::Receiver<bool>,
     handle: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
     lost: bool,
-) -> Result<(), Error> {
+) -> Result<(), LeaderError> {
     // Dropping the last receiver makes the manager release the lease before its task ends.
     drop(leader);
     match handle.await {
         Ok(Ok(_)) | Err(_) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease failed"),
     }
-    if lost { Err(Error::Lost) } else { Ok(()) }
+    if lost { Err(LeaderError::Lost) } else { Ok(()) }
 }

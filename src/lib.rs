@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod caches;
 pub mod cli;
 pub mod controller;
@@ -21,6 +22,7 @@ pub mod crd;
 #[cfg(test)]
 mod fake_apiserver;
 pub mod health;
+pub mod job_metrics;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
@@ -28,6 +30,7 @@ pub mod offline;
 pub mod own_writes;
 pub mod passes;
 pub mod percent;
+pub mod pod_failure;
 pub mod resources;
 pub mod runner;
 pub mod runner_shell;
@@ -36,4 +39,3 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;
-pub mod watch;

@@ -275,6 +275,32 @@ pub struct CostAnalysisJobTaskStatus {
 }
 
 impl CostAnalysisJobTask {
+    /// The task object of `template` of job `job_name`, owned by the job (`owner`).
+    pub fn of_job(
+        job: &CostAnalysisJob,
+        job_name: &str,
+        template: &TaskTemplate,
+        owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> CostAnalysisJobTask {
+        let mut task = CostAnalysisJobTask::new(
+            &task_object_name(job_name, &template.id),
+            CostAnalysisJobTaskSpec {
+                job_name: job_name.to_string(),
+                task_id: template.id.clone(),
+                domain_id: job.spec.domain_id.clone(),
+                data_source_id: job.spec.data_source_id.clone(),
+                options: template.options.clone(),
+            },
+        );
+        task.metadata.namespace = job.namespace();
+        task.metadata.owner_references = Some(vec![owner]);
+        // Label values are at most 63 characters; longer job names go without the convenience label.
+        if job_name.len() <= 63 {
+            task.metadata.labels = Some([(JOB_LABEL.to_string(), job_name.to_string())].into());
+        }
+        task
+    }
+
     pub fn state(&self) -> TaskState {
         self.status
             .as_ref()

@@ -10,14 +10,14 @@
 //!   [`DEADLINE_MARGIN_SECONDS`], so the job's own TIMEOUT decides.
 //! - The task follows its Job ([`batch_state`], [`plan`]): a started pod → IN_PROGRESS; Complete →
 //!   SUCCESS; Failed → FAILURE `ERROR_TASK_POD` with the last pod's termination message
-//!   ([`failure_message`]); Failed for the deadline → CANCELED. A task already finished is never
+//!   ([`crate::pod_failure::failure_message`]); Failed for the deadline → CANCELED. A task already finished is never
 //!   rewritten (the container may report its own outcome and `createdCount`).
 //! - A job that ended in any other state than SUCCESS, and a task that ended FAILURE or CANCELED,
 //!   leave no Job running: those still active are deleted (propagation Background).
 
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{EnvVar, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{EnvVar, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
@@ -39,8 +39,7 @@ pub const TASK_ANNOTATION: &str = "cost-analysis.spaceone.dev/task";
 /// Seconds a batch Job may run past its job's deadline, so that the job's TIMEOUT, not the batch
 /// Job's deadline, ends it.
 pub const DEADLINE_MARGIN_SECONDS: i64 = 30;
-/// Bytes of a task's error message taken from a pod.
-pub const MESSAGE_LIMIT: usize = 1024;
+pub use crate::pod_failure::MESSAGE_LIMIT;
 
 /// The environment every container of a task's pod gets.
 pub const ENV_JOB_ID: &str = "SPACEONE_JOB_ID";
@@ -394,7 +393,7 @@ pub enum Step {
         task_name: String,
         resource_version: Option<String>,
         report: Report,
-        /// The failed batch Job's uid: its pods hold the message (see [`failure_message`]).
+        /// The failed batch Job's uid: its pods hold the message (see [`crate::pod_failure::failure_message`]).
         explain_from: Option<String>,
     },
     Delete {
@@ -465,7 +464,7 @@ pub fn plan(
                         started: None,
                         at: now,
                         code: ERROR_TASK_TEMPLATE,
-                        message: bounded(&message, MESSAGE_LIMIT),
+                        message: crate::pod_failure::bounded(&message, MESSAGE_LIMIT),
                     },
                     None,
                 ),
@@ -502,7 +501,10 @@ pub fn plan(
                     started,
                     at: finished.unwrap_or(now),
                     code: ERROR_TASK_POD,
-                    message: bounded(&job_failure(&reason, &message), MESSAGE_LIMIT),
+                    message: crate::pod_failure::bounded(
+                        &job_failure(&reason, &message),
+                        MESSAGE_LIMIT,
+                    ),
                 },
                 batch.uid(),
             )),
@@ -527,74 +529,6 @@ fn job_failure(reason: &str, message: &str) -> String {
         (true, false) => message.into(),
         (false, false) => format!("{reason}: {message}"),
     }
-}
-
-/// The error message of a failed task: the termination message (or reason and exit code) of the
-/// last container to fail in the batch Job's newest pod, else that pod's own reason, else
-/// `fallback` (the Job's condition). At most [`MESSAGE_LIMIT`] bytes.
-pub fn failure_message(pods: &[Pod], fallback: &str) -> String {
-    let newest = pods.iter().max_by(|a, b| {
-        (
-            a.metadata.creation_timestamp.as_ref(),
-            a.metadata.name.as_ref(),
-        )
-            .cmp(&(
-                b.metadata.creation_timestamp.as_ref(),
-                b.metadata.name.as_ref(),
-            ))
-    });
-    let from_pod = newest.and_then(|pod| {
-        let status = pod.status.as_ref()?;
-        let terminated = status
-            .container_statuses
-            .iter()
-            .flatten()
-            .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
-            .filter(|t| t.exit_code != 0)
-            .max_by(|a, b| a.finished_at.cmp(&b.finished_at));
-        let said = match terminated {
-            Some(t) => match t
-                .message
-                .as_deref()
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-            {
-                Some(m) => Some(format!("{m} (exit code {})", t.exit_code)),
-                None => Some(format!(
-                    "{} (exit code {})",
-                    t.reason.as_deref().unwrap_or("Error"),
-                    t.exit_code
-                )),
-            },
-            None => match (status.reason.as_deref(), status.message.as_deref()) {
-                (Some(r), Some(m)) => Some(format!("{r}: {m}")),
-                (Some(x), None) | (None, Some(x)) => Some(x.to_string()),
-                (None, None) => None,
-            },
-        };
-        said.map(|s| format!("pod {}: {s}", pod.name_any()))
-    });
-    bounded(
-        &from_pod.unwrap_or_else(|| fallback.to_string()),
-        MESSAGE_LIMIT,
-    )
-}
-
-/// `s` cut to at most `limit` bytes at a character boundary, with an ellipsis when cut.
-pub fn bounded(s: &str, limit: usize) -> String {
-    if s.len() <= limit {
-        return s.to_string();
-    }
-    let room = limit.saturating_sub('…'.len_utf8());
-    let mut out = String::with_capacity(limit);
-    for c in s.chars() {
-        if out.len().saturating_add(c.len_utf8()) > room {
-            break;
-        }
-        out.push(c);
-    }
-    out.push('…');
-    out
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ impl Runner {
                     api,
                     watcher::Config::default().labels(&selector).any_semantic(),
                 )
-                .backoff(crate::watch::WatchBackoff::default()),
+                .backoff(crate::backoff::WatchBackoff::default()),
             );
             tokio::spawn(events.for_each(move |event| {
                 match &event {
@@ -329,7 +329,7 @@ async fn create(
         // Created before (by this controller before a restart, or by the previous leader).
         Err(kube::Error::Api(s)) if s.code == 409 => Created::Existed,
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
-            let message = runner::bounded(&s.message, runner::MESSAGE_LIMIT);
+            let message = crate::pod_failure::bounded(&s.message, runner::MESSAGE_LIMIT);
             let owner = batch
                 .owner_references()
                 .first()
@@ -384,7 +384,7 @@ async fn report_task(
 async fn explain(pods: &Api<Pod>, uid: &str, fallback: &str) -> String {
     let params = ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={uid}"));
     match pods.list(&params).await {
-        Ok(list) => runner::failure_message(&list.items, fallback),
+        Ok(list) => crate::pod_failure::failure_message(&list.items, fallback),
         Err(e) => {
             warn!(error = %e, "cannot read a failed task's pods; using the batch Job's condition");
             fallback.to_string()

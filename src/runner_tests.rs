@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::pod_failure::failure_message;
 use crate::resources::{CostAnalysisJob, CostAnalysisJobTask, JobStatus};
 
 fn t0() -> DateTime<Utc> {

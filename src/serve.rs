@@ -19,11 +19,11 @@ impl Serve {
         let metrics = Arc::new(metrics::Metrics::new(self.common.metric_labels()));
         let stop = shutdown::on_signal();
         let stopping = Arc::new(AtomicBool::new(false));
-        let jobs = api::WatchedJobs::new(metrics.index_jobs.clone());
+        let jobs = api::SharedCatalog::new(metrics.index_jobs.clone());
         // Ready while not stopping and, with the API shim in the process, once its catalog holds
         // the initial list and unless its watch has been failing for longer than --index-grace.
         // Judged when /readyz is asked; nothing polls.
-        let trust: Option<(api::WatchedJobs, std::time::Duration)> =
+        let trust: Option<(api::SharedCatalog, std::time::Duration)> =
             self.api.as_ref().map(|args| {
                 (
                     jobs.clone(),
@@ -134,7 +134,7 @@ async fn run_controller(
             hub,
         )
     });
-    crate::controller::census_on_scrape(&caches, &config, &metrics);
+    crate::job_metrics::census_on_scrape(&caches, &config, &metrics);
     leader::run_while_leader(client.clone(), lease, metrics.clone(), stop, |until| {
         controller::run(caches, client, config, metrics, resync, runner, until)
     })

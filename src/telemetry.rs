@@ -20,8 +20,6 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cli::LogFormat;
-
 /// The trace exporter, when one runs; [`Telemetry::shutdown`] flushes it.
 #[must_use]
 pub struct Telemetry {
@@ -110,6 +108,13 @@ fn provider(export: &Export) -> Result<Option<SdkTracerProvider>, String> {
             .with_resource(resource.build())
             .build(),
     ))
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Installs the log subscriber (`RUST_LOG`, default `info`) and, when the environment asks for

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::body::{query_pairs, read_json};
 use super::caller::Caller;
 use super::error::{ServiceError, kubernetes_status};
-use super::labels::Selector;
+use super::label_selector::Selector;
 use super::service::{JobObject, JobService, Selection};
 use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION, UserInfo};
 const GV: &str = "query.cost-analysis.spaceone.dev/v1";
@@ -52,17 +52,17 @@ pub fn router() -> Router<JobService> {
 
 /// The group's OpenAPI documents, to any authenticated caller (as kube-apiserver serves its own:
 /// the aggregator downloads them as `system:aggregator`).
-async fn openapi_v2(State(s): State<JobService>, c: Caller) -> Reply {
+async fn openapi_v2(State(s): State<JobService>, c: Caller) -> StatusReply {
     caller(&s, &c).await?;
     Ok(json_ok(super::openapi::v2().clone()))
 }
 
-async fn openapi_v3_discovery(State(s): State<JobService>, c: Caller) -> Reply {
+async fn openapi_v3_discovery(State(s): State<JobService>, c: Caller) -> StatusReply {
     caller(&s, &c).await?;
     Ok(json_ok(super::openapi::v3_discovery()))
 }
 
-async fn openapi_v3(State(s): State<JobService>, c: Caller) -> Reply {
+async fn openapi_v3(State(s): State<JobService>, c: Caller) -> StatusReply {
     caller(&s, &c).await?;
     Ok(json_ok(super::openapi::v3().clone()))
 }
@@ -151,7 +151,7 @@ impl IntoResponse for StatusError {
     }
 }
 
-type Reply = Result<Response, StatusError>;
+type StatusReply = Result<Response, StatusError>;
 
 fn json_ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
@@ -161,14 +161,14 @@ async fn caller(s: &JobService, c: &Caller) -> Result<UserInfo, StatusError> {
     Ok(s.authenticate(c.peer(), c.headers()).await?)
 }
 
-async fn group_list(State(s): State<JobService>, c: Caller) -> Reply {
+async fn group_list(State(s): State<JobService>, c: Caller) -> StatusReply {
     caller(&s, &c).await?;
     Ok(json_ok(
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json()]}),
     ))
 }
 
-async fn group(State(s): State<JobService>, c: Caller) -> Reply {
+async fn group(State(s): State<JobService>, c: Caller) -> StatusReply {
     caller(&s, &c).await?;
     Ok(json_ok(group_json()))
 }
@@ -181,7 +181,7 @@ fn group_json() -> Value {
     })
 }
 
-async fn resources(State(s): State<JobService>, c: Caller) -> Reply {
+async fn resources(State(s): State<JobService>, c: Caller) -> StatusReply {
     caller(&s, &c).await?;
     Ok(json_ok(resource_list()))
 }
@@ -201,7 +201,7 @@ pub fn resource_list() -> Value {
 #[derive(Default, Debug, PartialEq)]
 pub struct ListOptions {
     label_selector: Selector,
-    field_selector: super::fields::FieldSelector,
+    field_selector: super::field_selector::FieldSelector,
     limit: Option<usize>,
     offset: usize,
     query: Option<Value>,
@@ -216,10 +216,10 @@ pub fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
                 o.label_selector = Selector::parse(&v).map_err(StatusError::bad_request)?
             }
             "fieldSelector" => {
-                o.field_selector = super::fields::FieldSelector::parse(&v).map_err(|e| {
+                o.field_selector = super::field_selector::FieldSelector::parse(&v).map_err(|e| {
                     let reason = match e {
-                        super::fields::FieldError::Invalid(m) => m,
-                        super::fields::FieldError::Unsupported(f) => {
+                        super::field_selector::FieldError::Invalid(m) => m,
+                        super::field_selector::FieldError::Unsupported(f) => {
                             format!("field label not supported: {f}")
                         }
                     };
@@ -276,7 +276,7 @@ fn decode_continue(token: &str) -> Result<usize, StatusError> {
         .ok_or_else(bad)
 }
 
-async fn list_all(State(s): State<JobService>, RawQuery(q): RawQuery, c: Caller) -> Reply {
+async fn list_all(State(s): State<JobService>, RawQuery(q): RawQuery, c: Caller) -> StatusReply {
     list(&s, None, q, c).await
 }
 
@@ -285,11 +285,11 @@ async fn list_namespaced(
     Path(ns): Path<String>,
     RawQuery(q): RawQuery,
     c: Caller,
-) -> Reply {
+) -> StatusReply {
     list(&s, Some(ns), q, c).await
 }
 
-async fn list(s: &JobService, ns: Option<String>, raw: Option<String>, c: Caller) -> Reply {
+async fn list(s: &JobService, ns: Option<String>, raw: Option<String>, c: Caller) -> StatusReply {
     let user = caller(s, &c).await?;
     s.allow(&user, "list", "jobs", ns.as_deref(), None).await?;
     let opts = list_options(raw.as_deref())?;
@@ -325,7 +325,7 @@ async fn get_one(
     State(s): State<JobService>,
     Path((ns, name)): Path<(String, String)>,
     c: Caller,
-) -> Reply {
+) -> StatusReply {
     let user = caller(&s, &c).await?;
     let obj = job_object(&s.get_object(&user, ns, name).await?);
     if wants_table(c.headers()) {
@@ -420,7 +420,7 @@ async fn create_stat(
     Path(ns): Path<String>,
     c: Caller,
     body: axum::body::Body,
-) -> Reply {
+) -> StatusReply {
     let user = caller(&s, &c).await?;
     s.allow(&user, "create", "jobstats", Some(&ns), None)
         .await?;

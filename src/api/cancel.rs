@@ -13,8 +13,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use super::catalog::{Catalog, LiveStatus};
 use super::error::ServiceError;
-use super::index::{JobCatalog, Live};
 use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus};
 
 /// Who wrote a cancel, in the job's managedFields.
@@ -26,7 +26,7 @@ const ATTEMPTS: usize = 10;
 /// What the index knows of a job in one namespace, for a cancel.
 #[derive(Debug)]
 pub enum Known {
-    Live(Box<Live>),
+    LiveStatus(Box<LiveStatus>),
     Final(spaceone_query::JobStatus),
     OtherDomain,
 }
@@ -34,7 +34,7 @@ pub enum Known {
 /// The index's copies of the request's job in every namespace that holds one. Existence and
 /// required parameters are judged exactly as `get` judges them.
 pub fn known_copies(
-    catalog: &JobCatalog,
+    catalog: &Catalog,
     scope: &spaceone_query::Scope,
     request: &Value,
 ) -> Result<Vec<(String, Known)>, ServiceError> {
@@ -46,7 +46,9 @@ pub fn known_copies(
         .iter()
         .map(|ns| {
             let known = match (catalog.live(ns, job_id), catalog.index.get(ns, job_id)) {
-                (Some(live), _) if live.domain_id == domain => Known::Live(Box::new(live.clone())),
+                (Some(live), _) if live.domain_id == domain => {
+                    Known::LiveStatus(Box::new(live.clone()))
+                }
                 (None, Some(job)) if job.domain_id == domain => Known::Final(job.status),
                 _ => Known::OtherDomain,
             };
@@ -78,7 +80,7 @@ impl Writer {
             match known {
                 Known::OtherDomain => continue,
                 Known::Final(state) => return Err(ServiceError::job_state(state.as_str())),
-                Known::Live(live) => {
+                Known::LiveStatus(live) => {
                     let created = live.created.unwrap_or_else(Utc::now);
                     let written = apply(
                         &api,
@@ -192,7 +194,7 @@ mod tests {
     }
 
     fn live(rv: &str) -> Known {
-        Known::Live(Box::new(Live {
+        Known::LiveStatus(Box::new(LiveStatus {
             domain_id: "d1".into(),
             resource_version: rv.into(),
             generation: Some(1),

@@ -13,17 +13,17 @@ use serde_json::Value;
 use spaceone_query::{Job, Limits, Scope};
 
 use super::answer_budget::{AnswerBudget, AnswerPermit};
+use super::catalog::{Catalog, SharedCatalog};
 use super::error::{Denied, ServiceError};
-use super::fields::FieldSelector;
-use super::index::{JobCatalog, WatchedJobs};
-use super::labels::Selector;
+use super::field_selector::FieldSelector;
+use super::label_selector::Selector;
 use super::pool::{CancelOnDrop, QueryPool};
 use crate::auth::{Authenticator, PeerIdentity, QUERY_GROUP, ResourceAttrs, UserInfo};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct JobService {
-    jobs: WatchedJobs,
+    jobs: SharedCatalog,
     auth: Arc<Authenticator>,
     client: Client,
     pool: QueryPool,
@@ -76,7 +76,7 @@ pub struct JobPage {
 
 impl JobService {
     pub fn new(
-        jobs: WatchedJobs,
+        jobs: SharedCatalog,
         auth: Arc<Authenticator>,
         client: Client,
         pool: QueryPool,
@@ -262,7 +262,7 @@ impl JobService {
     /// Runs `f` over the catalog on the query pool.
     async fn on_pool<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&JobCatalog) -> Result<T, ServiceError> + Send + 'static,
+        f: impl FnOnce(&Catalog) -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<T, ServiceError> {
         let jobs = self.jobs.clone();
         self.pool.run(move || f(&jobs.read())).await?
@@ -401,7 +401,7 @@ fn text(request: &Value, key: &str) -> String {
 
 /// The page of a Kubernetes list: the SpaceONE query first, then the selectors, then the page.
 fn select_page(
-    catalog: &JobCatalog,
+    catalog: &Catalog,
     namespace: Option<String>,
     selection: &Selection,
     limits: &Limits,

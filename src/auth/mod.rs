@@ -24,7 +24,7 @@ pub async fn watch_front_proxy(client: Client, tls: TlsState, auth: std::sync::A
     let api: Api<ConfigMap> = Api::namespaced(client, CONFIGMAP_NAMESPACE);
     let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
     let mut stream = watcher(api, config)
-        .backoff(crate::watch::WatchBackoff::default())
+        .backoff(crate::backoff::WatchBackoff::default())
         .applied_objects()
         .boxed();
     while let Some(event) = stream.next().await {

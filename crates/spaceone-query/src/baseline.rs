@@ -3,19 +3,19 @@
 
 use crate::index::Index;
 use crate::model::JobStatus;
-use crate::record::Rec;
+use crate::record::Record;
 use crate::render::{Projection, job_info};
 use serde_json::{Value, json};
 
 /// `list` of one domain's jobs in one status, newest first, first `limit` rows, as JobsInfo.
 pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit: usize) -> Value {
-    let mut rows: Vec<&Rec> = index
+    let mut rows: Vec<&Record> = index
         .slots()
         .iter()
         .filter(|r| r.status == status && r.domain.as_ref() == domain)
         .collect();
     let total = rows.len();
-    let order = |a: &&Rec, b: &&Rec| b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
+    let order = |a: &&Record, b: &&Record| b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
     if limit > 0 && limit < rows.len() {
         rows.select_nth_unstable_by(limit.saturating_sub(1), order);
         rows.truncate(limit);

@@ -11,7 +11,7 @@ use crate::limits::{Budget, Limits};
 use crate::message::{as_object, check_fields};
 use crate::model::{FieldPath, Job, JobStatus};
 use crate::query::{Query, append_keyword, parse_filters};
-use crate::record::{Rec, Scope};
+use crate::record::{Record, Scope};
 pub use crate::render::{InfoFields, JobsInfo, info_time};
 use crate::render::{Projection, job_info as render_info};
 use crate::scan::run;
@@ -264,7 +264,7 @@ pub fn select(
     let budget = Budget::new(limits);
     let q = parse(query, now, &budget)?;
     let (rows, total) = run(index.slots(), scope, &q, &budget)?;
-    Ok((rows.into_iter().map(Rec::to_job).collect(), total))
+    Ok((rows.into_iter().map(Record::to_job).collect(), total))
 }
 
 /// Parses a core `Query` once (its `keyword` OR-ed into `filter_or` on `job_id`), so it can be

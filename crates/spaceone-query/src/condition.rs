@@ -10,7 +10,7 @@ use crate::error::{Error, py_repr, py_repr_ordered, py_str};
 use crate::filter::{Cmp, Condition, Test, Values};
 use crate::limits::Budget;
 use crate::model::{FieldPath, FieldType};
-use crate::value::Val;
+use crate::value::Bson;
 
 /// The filter operators, in the order the reference lists them in its error message.
 pub const FILTER_OPERATORS: [&str; 24] = [
@@ -113,7 +113,7 @@ pub(crate) fn parse_condition(
         .map_err(Error::db_query)?;
 
     // Resolver-specific checks, still outside the query's try block.
-    let mut pre_value: Option<Val> = None;
+    let mut pre_value: Option<Bson> = None;
     // The exists and match resolvers rebuild the condition they report, with the key already in
     // mongoengine's `a__b` form.
     let resolver_repr = || {
@@ -133,19 +133,19 @@ pub(crate) fn parse_condition(
         }
         op if op.starts_with("datetime_") => {
             pre_value = Some(match value {
-                Value::String(s) => crate::time::isoparse(s).map(Val::Date).ok_or_else(|| {
+                Value::String(s) => crate::time::isoparse(s).map(Bson::Date).ok_or_else(|| {
                     Error::db_query(format!(
                         "The value of {op} operator is required ISO 8601 format."
                     ))
                 })?,
-                _ => Val::Null,
+                _ => Bson::Null,
             });
         }
         op if op.starts_with("timediff_") => {
             let parsed = value
                 .as_str()
                 .and_then(|s| crate::time::parse_timediff(s, now));
-            pre_value = Some(Val::Date(parsed.ok_or_else(|| {
+            pre_value = Some(Bson::Date(parsed.ok_or_else(|| {
                 let shown = value
                     .as_str()
                     .map_or_else(|| py_repr(value), str::to_string);
@@ -193,10 +193,10 @@ pub(crate) fn parse_condition(
         "lte" => Test::Cmp(Cmp::Lte, coerce(value)?),
         "gt" => Test::Cmp(Cmp::Gt, coerce(value)?),
         "gte" => Test::Cmp(Cmp::Gte, coerce(value)?),
-        "datetime_gt" | "timediff_gt" => Test::Cmp(Cmp::Gt, pre_value.unwrap_or(Val::Null)),
-        "datetime_lt" | "timediff_lt" => Test::Cmp(Cmp::Lt, pre_value.unwrap_or(Val::Null)),
-        "datetime_gte" | "timediff_gte" => Test::Cmp(Cmp::Gte, pre_value.unwrap_or(Val::Null)),
-        "datetime_lte" | "timediff_lte" => Test::Cmp(Cmp::Lte, pre_value.unwrap_or(Val::Null)),
+        "datetime_gt" | "timediff_gt" => Test::Cmp(Cmp::Gt, pre_value.unwrap_or(Bson::Null)),
+        "datetime_lt" | "timediff_lt" => Test::Cmp(Cmp::Lt, pre_value.unwrap_or(Bson::Null)),
+        "datetime_gte" | "timediff_gte" => Test::Cmp(Cmp::Gte, pre_value.unwrap_or(Bson::Null)),
+        "datetime_lte" | "timediff_lte" => Test::Cmp(Cmp::Lte, pre_value.unwrap_or(Bson::Null)),
         "in" | "not_in" => {
             let items = value
                 .as_array()
@@ -225,7 +225,7 @@ pub(crate) fn parse_condition(
                             Value::String(s) => patterns.push(regex::escape(s)),
                             // Dynamic (dict) fields compare other values by equality.
                             other if ty == FieldType::Dict => {
-                                equal.push(Val::from_proto_json(other))
+                                equal.push(Bson::from_proto_json(other))
                             }
                             other => {
                                 return Err(Error::db_query(format!(
@@ -280,7 +280,7 @@ pub(crate) fn parse_condition(
                 parts.push((
                     field.split("__").map(str::to_string).collect(),
                     op,
-                    Val::from_proto_json(v),
+                    Bson::from_proto_json(v),
                 ));
             }
             if ty == FieldType::Dict {
@@ -298,21 +298,21 @@ pub(crate) fn parse_condition(
 }
 
 /// mongoengine's `prepare_query_value` per field type.
-fn coerce(ty: FieldType, v: &Value) -> Result<Val, Error> {
+fn coerce(ty: FieldType, v: &Value) -> Result<Bson, Error> {
     Ok(match ty {
         FieldType::Int => match v {
-            Value::Null => Val::Null,
-            Value::Bool(b) => Val::Int(i64::from(*b)),
+            Value::Null => Bson::Null,
+            Value::Bool(b) => Bson::Int(i64::from(*b)),
             Value::Number(n) => {
                 let f = n.as_f64().unwrap_or(0.0);
                 if !f.is_finite() {
                     return Err(Error::db_query("cannot convert float infinity to integer"));
                 }
-                Val::Int(f.trunc() as i64)
+                Bson::Int(f.trunc() as i64)
             }
             Value::String(s) => {
                 let t = s.trim().replace('_', "");
-                t.parse::<i64>().map(Val::Int).map_err(|_| {
+                t.parse::<i64>().map(Bson::Int).map_err(|_| {
                     Error::db_query(format!(
                         "invalid literal for int() with base 10: {}",
                         crate::error::py_str(s)
@@ -327,10 +327,10 @@ fn coerce(ty: FieldType, v: &Value) -> Result<Val, Error> {
             }
         },
         FieldType::Date => match v {
-            Value::String(s) => crate::time::lenient_parse(s).map_or(Val::Null, Val::Date),
-            _ => Val::Null,
+            Value::String(s) => crate::time::lenient_parse(s).map_or(Bson::Null, Bson::Date),
+            _ => Bson::Null,
         },
-        FieldType::Str | FieldType::Dict => Val::from_proto_json(v),
+        FieldType::Str | FieldType::Dict => Bson::from_proto_json(v),
     })
 }
 

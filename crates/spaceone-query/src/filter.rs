@@ -7,8 +7,8 @@ use std::sync::Arc;
 use regex_automata::meta::Regex;
 
 use crate::model::{Field, FieldPath};
-use crate::record::Rec;
-use crate::value::Val;
+use crate::record::Record;
+use crate::value::Bson;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Cmp {
@@ -22,7 +22,7 @@ pub(crate) enum Cmp {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Test {
-    Cmp(Cmp, Val),
+    Cmp(Cmp, Bson),
     In(Values),
     NotIn(Values),
     Exists(bool),
@@ -30,7 +30,7 @@ pub(crate) enum Test {
     Regex(Vec<Regex>),
     /// At least one pattern does not match (not_contain, and the reference's OR-ed not_contain_in).
     NotRegex(Vec<Regex>),
-    ElemMatch(Vec<(Vec<String>, Cmp, Val)>),
+    ElemMatch(Vec<(Vec<String>, Cmp, Bson)>),
     Never,
     /// `eq` on an interned field, bound to one index: the index's shared copy of the string
     /// (`None`: no record holds it), so a match is a pointer comparison.
@@ -41,18 +41,18 @@ pub(crate) enum Test {
 /// whatever the list's length), other values compared one by one.
 #[derive(Clone, Debug)]
 pub(crate) struct Values {
-    all: Vec<Val>,
+    all: Vec<Bson>,
     strs: std::collections::HashSet<Arc<str>>,
-    others: Vec<Val>,
+    others: Vec<Bson>,
 }
 
 impl Values {
-    pub(crate) fn new(all: Vec<Val>) -> Values {
+    pub(crate) fn new(all: Vec<Bson>) -> Values {
         let mut strs = std::collections::HashSet::new();
         let mut others = Vec::new();
         for v in &all {
             match v {
-                Val::Str(s) => {
+                Bson::Str(s) => {
                     strs.insert(s.clone());
                 }
                 other => others.push(other.clone()),
@@ -63,10 +63,10 @@ impl Values {
 
     /// Whether the field equals one of the values as a query compares (a string only ever
     /// equals a string with the same bytes).
-    fn any_eq(&self, v: &Val) -> bool {
+    fn any_eq(&self, v: &Bson) -> bool {
         match v {
-            Val::Str(s) => self.strs.contains(s),
-            Val::Arr(_) => self.all.iter().any(|q| cmp_matches(Cmp::Eq, v, q)),
+            Bson::Str(s) => self.strs.contains(s),
+            Bson::Arr(_) => self.all.iter().any(|q| cmp_matches(Cmp::Eq, v, q)),
             _ => self.others.iter().any(|q| cmp_matches(Cmp::Eq, v, q)),
         }
     }
@@ -79,8 +79,8 @@ pub(crate) struct Condition {
     pub test: Test,
 }
 
-fn cmp_matches(op: Cmp, field: &Val, q: &Val) -> bool {
-    let single = |x: &Val| -> bool {
+fn cmp_matches(op: Cmp, field: &Bson, q: &Bson) -> bool {
+    let single = |x: &Bson| -> bool {
         match op {
             // `Ne` is the negation of `Eq` over the whole field, handled below.
             Cmp::Eq | Cmp::Ne => x.eq_query(q),
@@ -107,7 +107,7 @@ fn cmp_matches(op: Cmp, field: &Val, q: &Val) -> bool {
     match op {
         Cmp::Ne => !cmp_matches(Cmp::Eq, field, q),
         _ => match field {
-            Val::Arr(items) => single(field) || items.iter().any(single),
+            Bson::Arr(items) => single(field) || items.iter().any(single),
             _ => single(field),
         },
     }
@@ -124,28 +124,28 @@ enum Bracket {
     Date,
 }
 
-fn rank_bracket(v: &Val) -> Bracket {
+fn rank_bracket(v: &Bson) -> Bracket {
     match v {
-        Val::Missing | Val::Null => Bracket::Null,
-        Val::Int(_) | Val::Float(_) => Bracket::Num,
-        Val::Str(_) => Bracket::Str,
-        Val::Obj(_) => Bracket::Obj,
-        Val::Arr(_) => Bracket::Arr,
-        Val::Bool(_) => Bracket::Bool,
-        Val::Date(_) => Bracket::Date,
+        Bson::Missing | Bson::Null => Bracket::Null,
+        Bson::Int(_) | Bson::Float(_) => Bracket::Num,
+        Bson::Str(_) => Bracket::Str,
+        Bson::Obj(_) => Bracket::Obj,
+        Bson::Arr(_) => Bracket::Arr,
+        Bson::Bool(_) => Bracket::Bool,
+        Bson::Date(_) => Bracket::Date,
     }
 }
-fn regex_any(field: &Val, patterns: &[Regex]) -> bool {
+fn regex_any(field: &Bson, patterns: &[Regex]) -> bool {
     match field {
-        Val::Str(s) => patterns.iter().any(|p| p.is_match(s.as_ref())),
-        Val::Arr(items) => items.iter().any(|i| regex_any(i, patterns)),
+        Bson::Str(s) => patterns.iter().any(|p| p.is_match(s.as_ref())),
+        Bson::Arr(items) => items.iter().any(|i| regex_any(i, patterns)),
         _ => false,
     }
 }
 
 impl Condition {
     #[inline]
-    pub(crate) fn matches(&self, r: &Rec) -> bool {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
         let Some(path) = &self.path else { return false };
         if let Test::Interned(a) = &self.test {
             return match (path.field, a) {
@@ -156,7 +156,7 @@ impl Condition {
         }
         // Fast paths for the common shapes on scalar model fields (no allocation).
         if path.sub.is_empty() {
-            if let Test::Cmp(Cmp::Eq, Val::Str(q)) = &self.test {
+            if let Test::Cmp(Cmp::Eq, Bson::Str(q)) = &self.test {
                 match path.field {
                     Field::Status => return r.status.as_str() == q.as_ref(),
                     Field::DomainId => return r.domain.as_ref() == q.as_ref(),
@@ -175,13 +175,13 @@ impl Condition {
             Test::Cmp(op, q) => cmp_matches(*op, &v, q),
             Test::In(items) => items.any_eq(&v),
             Test::NotIn(items) => !items.any_eq(&v),
-            Test::Exists(want) => !matches!(v, Val::Missing) == *want,
+            Test::Exists(want) => !matches!(v, Bson::Missing) == *want,
             Test::Regex(p) => regex_any(&v, p),
             Test::NotRegex(p) => p
                 .iter()
                 .any(|one| !regex_any(&v, std::slice::from_ref(one))),
             Test::ElemMatch(parts) => match &v {
-                Val::Arr(items) => items.iter().any(|item| {
+                Bson::Arr(items) => items.iter().any(|item| {
                     parts
                         .iter()
                         .all(|(sub, op, q)| cmp_matches(*op, &item.path(sub), q))
@@ -205,7 +205,7 @@ pub(crate) struct Filter {
 
 impl Condition {
     fn bound(&self, interned: &impl Fn(&str) -> Option<Arc<str>>) -> Condition {
-        if let (Some(path), Test::Cmp(Cmp::Eq, Val::Str(q))) = (&self.path, &self.test)
+        if let (Some(path), Test::Cmp(Cmp::Eq, Bson::Str(q))) = (&self.path, &self.test)
             && path.sub.is_empty()
             && matches!(path.field, Field::DomainId | Field::DataSourceId)
         {
@@ -281,7 +281,7 @@ impl Filter {
     }
 
     #[inline]
-    pub(crate) fn matches(&self, r: &Rec) -> bool {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
         self.and.iter().all(|c| c.matches(r))
             && (self.or.is_empty() || self.or.iter().any(|c| c.matches(r)))
     }

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::limits::{Budget, Limits};
 use crate::model::Job;
 use crate::query::Query;
-use crate::record::{Rec, Scope};
+use crate::record::{Record, Scope};
 use crate::scan;
 use crate::slots::Slots;
 
@@ -44,7 +44,7 @@ impl Index {
     }
 
     pub fn get(&self, namespace: &str, job_id: &str) -> Option<Job> {
-        self.slots.rec(namespace, job_id).map(Rec::to_job)
+        self.slots.rec(namespace, job_id).map(Record::to_job)
     }
 
     /// The (namespace, job_id) keys of the page a parsed query selects, in its order, and the

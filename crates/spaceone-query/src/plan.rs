@@ -5,8 +5,8 @@
 use crate::filter::Filter;
 use crate::limits::Budget;
 use crate::model::Field;
-use crate::record::{Rec, Scope};
-use crate::slots::{Created, Posted, Slots, addr, to_u32};
+use crate::record::{Record, Scope};
+use crate::slots::{Created, PostingField, Slots, addr, to_u32};
 
 /// How a call visits the index: which slots, tested first on their packed fields, then (for
 /// the conditions left) on their records.
@@ -17,7 +17,7 @@ pub(crate) struct Plan<'a> {
     nothing: bool,
     ns: Option<usize>,
     domains: Option<Vec<usize>>,
-    eqs: Vec<(Posted, usize)>,
+    eqs: Vec<(PostingField, usize)>,
     rest: Filter,
 }
 
@@ -43,7 +43,7 @@ impl<'a> Plan<'a> {
             }
         };
         if let Some(ns) = &scope.namespace {
-            consider(slots.posting(Posted::Namespace, ns));
+            consider(slots.posting(PostingField::Namespace, ns));
             match slots.interned(ns) {
                 Some(a) => plan.ns = Some(addr(&a)),
                 None => plan.nothing = true,
@@ -51,7 +51,7 @@ impl<'a> Plan<'a> {
         }
         if let Some(domains) = &scope.domains {
             if let [d] = domains.as_slice() {
-                consider(slots.posting(Posted::Domain, d));
+                consider(slots.posting(PostingField::Domain, d));
             }
             let known: Vec<usize> = domains
                 .iter()
@@ -63,8 +63,8 @@ impl<'a> Plan<'a> {
         }
         for (field, value) in eqs {
             let p = match field {
-                Field::DomainId => Posted::Domain,
-                Field::DataSourceId => Posted::DataSource,
+                Field::DomainId => PostingField::Domain,
+                Field::DataSourceId => PostingField::DataSource,
                 _ => continue,
             };
             match value {
@@ -93,9 +93,9 @@ impl<'a> Plan<'a> {
         }
         for &(p, want) in &self.eqs {
             let have = match p {
-                Posted::Namespace => h.ns,
-                Posted::Domain => h.domain,
-                Posted::DataSource => h.data_source,
+                PostingField::Namespace => h.ns,
+                PostingField::Domain => h.domain,
+                PostingField::DataSource => h.data_source,
             };
             if have != want {
                 return false;
@@ -118,9 +118,9 @@ impl<'a> Plan<'a> {
         let mut source = None;
         for &(p, a) in &self.eqs {
             let slot = match p {
-                Posted::Domain => &mut domain,
-                Posted::DataSource => &mut source,
-                Posted::Namespace => return None,
+                PostingField::Domain => &mut domain,
+                PostingField::DataSource => &mut source,
+                PostingField::Namespace => return None,
             };
             if slot.is_some_and(|have| have != a) {
                 // Two different values of one field: nothing matches; the scan says so.
@@ -159,7 +159,7 @@ pub(crate) fn matching<'a, 'b>(
     scope: &Scope,
     filter: &Filter,
     budget: &'b Budget<'_>,
-) -> impl Iterator<Item = &'a Rec> + 'b
+) -> impl Iterator<Item = &'a Record> + 'b
 where
     'a: 'b,
 {

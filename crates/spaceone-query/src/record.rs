@@ -9,12 +9,12 @@ use serde_json::Map;
 
 use crate::model::{Field, FieldPath, Job, JobStatus};
 use crate::time::{Millis, from_millis};
-use crate::value::Val;
+use crate::value::Bson;
 
 pub(crate) const NO_TIME: Millis = i64::MIN;
 
 #[derive(Clone, Debug)]
-pub(crate) struct Rec {
+pub(crate) struct Record {
     pub ns: Arc<str>,
     pub job_id: Arc<str>,
     pub status: JobStatus,
@@ -43,27 +43,27 @@ fn status_str(s: JobStatus) -> Arc<str> {
         .unwrap_or_else(|| Arc::from(s.as_str()))
 }
 
-fn time(ms: Millis) -> Val {
+fn time(ms: Millis) -> Bson {
     if ms == NO_TIME {
-        Val::Null
+        Bson::Null
     } else {
-        Val::Date(ms)
+        Bson::Date(ms)
     }
 }
 
-impl Rec {
+impl Record {
     /// The stored value of a model field. Nullable fields are stored as explicit nulls.
-    pub fn field(&self, f: Field) -> Val {
+    pub fn field(&self, f: Field) -> Bson {
         match f {
-            Field::JobId => Val::Str(self.job_id.clone()),
-            Field::Status => Val::Str(status_str(self.status)),
-            Field::ErrorCode => self.error_code.clone().map_or(Val::Null, Val::Str),
-            Field::ErrorMessage => self.error_message.as_deref().map_or(Val::Null, Val::str),
-            Field::TotalTasks => Val::Int(self.total),
-            Field::RemainedTasks => Val::Int(self.remained),
-            Field::DataSourceId => Val::Str(self.data_source.clone()),
-            Field::DomainId => Val::Str(self.domain.clone()),
-            Field::Options => self.options_val().unwrap_or(Val::Obj(Vec::new())),
+            Field::JobId => Bson::Str(self.job_id.clone()),
+            Field::Status => Bson::Str(status_str(self.status)),
+            Field::ErrorCode => self.error_code.clone().map_or(Bson::Null, Bson::Str),
+            Field::ErrorMessage => self.error_message.as_deref().map_or(Bson::Null, Bson::str),
+            Field::TotalTasks => Bson::Int(self.total),
+            Field::RemainedTasks => Bson::Int(self.remained),
+            Field::DataSourceId => Bson::Str(self.data_source.clone()),
+            Field::DomainId => Bson::Str(self.domain.clone()),
+            Field::Options => self.options_val().unwrap_or(Bson::Obj(Vec::new())),
             Field::CreatedAt => time(self.created),
             Field::UpdatedAt => time(self.updated),
             Field::FinishedAt => time(self.finished),
@@ -71,27 +71,27 @@ impl Rec {
         }
     }
 
-    pub fn get(&self, path: &FieldPath) -> Val {
+    pub fn get(&self, path: &FieldPath) -> Bson {
         if path.sub.is_empty() {
             return self.field(path.field);
         }
         match self.options_val() {
             Some(o) => o.path(&path.sub),
-            None => Val::Missing,
+            None => Bson::Missing,
         }
     }
 
     /// The options as a value, as they were before the record kept them as text.
-    fn options_val(&self) -> Option<Val> {
+    fn options_val(&self) -> Option<Bson> {
         let text = self.options.as_deref()?;
         serde_json::from_str::<serde_json::Value>(text)
             .ok()
-            .map(|v| Val::from_json(&v))
+            .map(|v| Bson::from_json(&v))
     }
 
     /// The whole stored document, in the model's field order.
-    pub fn document(&self) -> Val {
-        Val::Obj(
+    pub fn document(&self) -> Bson {
+        Bson::Obj(
             Field::ALL
                 .iter()
                 .map(|f| (Arc::from(f.name()), self.field(*f)))
@@ -100,7 +100,7 @@ impl Rec {
     }
 
     /// Stand-in for MongoDB's `_id` order (insertion order): creation time, then identity.
-    pub fn natural_cmp(&self, other: &Rec) -> std::cmp::Ordering {
+    pub fn natural_cmp(&self, other: &Record) -> std::cmp::Ordering {
         self.created
             .cmp(&other.created)
             .then_with(|| self.ns.cmp(&other.ns))
@@ -150,7 +150,7 @@ impl Scope {
     }
 
     #[inline]
-    pub(crate) fn admits(&self, r: &Rec) -> bool {
+    pub(crate) fn admits(&self, r: &Record) -> bool {
         self.namespace.as_deref().is_none_or(|n| n == r.ns.as_ref())
             && self
                 .domains

@@ -5,7 +5,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::model::{Field, Job};
-use crate::record::{NO_TIME, Rec};
+use crate::record::{NO_TIME, Record};
 use crate::slots::Slots;
 use crate::time::{Millis, render_info};
 
@@ -46,7 +46,7 @@ pub struct InfoFields<'a> {
 }
 
 impl<'a> InfoFields<'a> {
-    pub(crate) fn of(r: &'a Rec, projection: &Projection<'_>) -> Self {
+    pub(crate) fn of(r: &'a Record, projection: &Projection<'_>) -> Self {
         let loaded = |f: Field| match projection {
             Projection::Full => true,
             Projection::Minimal => MINIMAL_FIELDS.contains(&f),
@@ -91,7 +91,7 @@ pub fn info_time(ms: Millis) -> String {
 /// One JobInfo, serialized straight from the record (no intermediate `Value`): the fields of
 /// [`InfoFields`] in field-number order, default values left out.
 pub(crate) struct Info<'a> {
-    pub rec: &'a Rec,
+    pub rec: &'a Record,
     pub projection: &'a Projection<'a>,
 }
 
@@ -140,7 +140,7 @@ fn put_time<M: SerializeMap>(m: &mut M, name: &str, ms: Option<Millis>) -> Resul
     }
 }
 
-pub(crate) fn job_info(r: &Rec, projection: &Projection<'_>) -> Value {
+pub(crate) fn job_info(r: &Record, projection: &Projection<'_>) -> Value {
     serde_json::to_value(Info { rec: r, projection }).unwrap_or(Value::Null)
 }
 
@@ -148,7 +148,7 @@ pub(crate) fn job_info(r: &Rec, projection: &Projection<'_>) -> Value {
 /// `0`) are always there, so a JSON client can index them without a key check (spec, Corrections).
 /// The JobInfo objects inside keep leaving out default-valued fields.
 pub struct JobsInfo<'a> {
-    pub(crate) rows: &'a [&'a Rec],
+    pub(crate) rows: &'a [&'a Record],
     pub(crate) total: usize,
     pub(crate) projection: &'a Projection<'a>,
 }

@@ -9,18 +9,18 @@ use crate::limits::Budget;
 use crate::model::Field;
 use crate::plan::Plan;
 use crate::query::{Query, SortKey};
-use crate::record::{NO_TIME, Rec, Scope};
+use crate::record::{NO_TIME, Record, Scope};
 use crate::slots::{Created, Slots};
-use crate::value::Val;
+use crate::value::Bson;
 
-fn sort_value(r: &Rec, key: &SortKey) -> Val {
+fn sort_value(r: &Record, key: &SortKey) -> Bson {
     match &key.path {
         Ok(p) => r.get(p),
-        Err(_) => Val::Missing,
+        Err(_) => Bson::Missing,
     }
 }
 
-fn compare(a: &Rec, b: &Rec, keys: &[SortKey]) -> Ordering {
+fn compare(a: &Record, b: &Record, keys: &[SortKey]) -> Ordering {
     if keys.is_empty() {
         return b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
     }
@@ -73,7 +73,7 @@ fn order<'a>(
     slots: &[u32],
     keys: &[SortKey],
     end: Option<usize>,
-) -> Vec<&'a Rec> {
+) -> Vec<&'a Record> {
     if let Some((field, desc)) = integer_key(keys) {
         // Extract each key once; records are touched only to break ties.
         let mut keyed: Vec<Keyed> = slots.iter().map(|&s| (index.key_of(s, field), s)).collect();
@@ -111,7 +111,7 @@ fn order<'a>(
             .filter_map(|(_, s)| index.slot(s))
             .collect();
     }
-    let mut rows: Vec<&Rec> = slots.iter().filter_map(|&s| index.slot(s)).collect();
+    let mut rows: Vec<&Record> = slots.iter().filter_map(|&s| index.slot(s)).collect();
     partial_sort(&mut rows, end, |a, b| compare(a, b, keys));
     rows
 }
@@ -123,7 +123,7 @@ fn first_by_created<'a>(
     set: &Created,
     desc: bool,
     end: Option<usize>,
-) -> Vec<&'a Rec> {
+) -> Vec<&'a Record> {
     let end = end.unwrap_or(set.len());
     let key = |ms: i64| (ms != NO_TIME).then_some(ms);
     let walk: Box<dyn Iterator<Item = &(i64, u32)>> = if desc {
@@ -166,7 +166,7 @@ pub(crate) fn run<'a>(
     scope: &Scope,
     q: &Query,
     budget: &Budget<'_>,
-) -> Result<(Vec<&'a Rec>, usize), Error> {
+) -> Result<(Vec<&'a Record>, usize), Error> {
     let (rows, total) = run_unchecked(index, scope, q, budget);
     budget.check_time().map_err(Error::db_query)?;
     Ok((rows, total))
@@ -177,7 +177,7 @@ fn run_unchecked<'a>(
     scope: &Scope,
     q: &Query,
     budget: &Budget<'_>,
-) -> (Vec<&'a Rec>, usize) {
+) -> (Vec<&'a Record>, usize) {
     let filter = q.filter.bound(&|s| index.interned(s));
     let plan = Plan::new(index, scope, &filter);
     let created_order = integer_key(&q.sort).filter(|(f, _)| *f == Field::CreatedAt);

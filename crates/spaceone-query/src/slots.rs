@@ -2,7 +2,7 @@
 //! low-cardinality strings (namespace, domain, data source, error code) interned and shared.
 //! Posting lists of slots per namespace, domain and data source let a call that names one of them
 //! (every SpaceONE call names its domain) visit only those records; per slot, the fields most
-//! calls test and sort on are packed ([`Hot`]); per domain and data source, the slots in creation
+//! calls test and sort on are packed ([`ScanRow`]); per domain and data source, the slots in creation
 //! order ([`Created`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -11,32 +11,36 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::model::{Field, Job};
-use crate::record::{NO_TIME, Rec};
+use crate::record::{NO_TIME, Record};
 use crate::time::{Millis, to_millis};
 
 /// The fields with posting lists, in the order of `Slots::postings` and `Slots::positions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Posted {
+pub(crate) enum PostingField {
     Namespace = 0,
     Domain = 1,
     DataSource = 2,
 }
 
-impl Posted {
-    const ALL: [Posted; 3] = [Posted::Namespace, Posted::Domain, Posted::DataSource];
+impl PostingField {
+    const ALL: [PostingField; 3] = [
+        PostingField::Namespace,
+        PostingField::Domain,
+        PostingField::DataSource,
+    ];
 
-    fn of(self, r: &Rec) -> &Arc<str> {
+    fn of(self, r: &Record) -> &Arc<str> {
         match self {
-            Posted::Namespace => &r.ns,
-            Posted::Domain => &r.domain,
-            Posted::DataSource => &r.data_source,
+            PostingField::Namespace => &r.ns,
+            PostingField::Domain => &r.domain,
+            PostingField::DataSource => &r.data_source,
         }
     }
 }
 
 #[derive(Default, Debug)]
 pub(crate) struct Slots {
-    slots: Vec<Option<Rec>>,
+    slots: Vec<Option<Record>>,
     free: Vec<u32>,
     by_key: HashMap<(Arc<str>, Arc<str>), u32>,
     interned: HashSet<Arc<str>>,
@@ -46,7 +50,7 @@ pub(crate) struct Slots {
     positions: Vec<[u32; 3]>,
     /// Per slot: what most calls test and sort on, packed, so a scan reads 32 bytes per
     /// candidate instead of the whole record (all zero for a free slot).
-    hot: Vec<Hot>,
+    hot: Vec<ScanRow>,
     /// Per (domain, data source or 0 for all of the domain's): its slots by creation time. The
     /// most common call, a domain's or a data source's newest jobs a page at a time, reads a
     /// page's worth of these instead of scanning (keys are interned-string addresses).
@@ -59,7 +63,7 @@ pub(crate) type Created = BTreeSet<(Millis, u32)>;
 static NO_SLOTS: Created = BTreeSet::new();
 
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Hot {
+pub(crate) struct ScanRow {
     /// Addresses of the interned strings (stable: interned strings are never freed; 0: a free
     /// slot).
     pub ns: usize,
@@ -68,9 +72,9 @@ pub(crate) struct Hot {
     pub created: Millis,
 }
 
-impl Hot {
-    fn of(r: &Rec) -> Hot {
-        Hot {
+impl ScanRow {
+    fn of(r: &Record) -> ScanRow {
+        ScanRow {
             ns: addr(&r.ns),
             domain: addr(&r.domain),
             data_source: addr(&r.data_source),
@@ -80,7 +84,7 @@ impl Hot {
 }
 
 /// Whether two records sit at the same place in the creation orders.
-fn same_order_keys(a: &Rec, b: &Rec) -> bool {
+fn same_order_keys(a: &Record, b: &Record) -> bool {
     a.created == b.created
         && Arc::ptr_eq(&a.domain, &b.domain)
         && Arc::ptr_eq(&a.data_source, &b.data_source)
@@ -109,7 +113,7 @@ impl Slots {
     pub(crate) fn upsert(&mut self, job: Job) {
         let ms = |t: Option<DateTime<Utc>>| t.map_or(NO_TIME, to_millis);
         let ns = self.intern(&job.namespace);
-        let rec = Rec {
+        let rec = Record {
             job_id: Arc::from(job.job_id.as_str()),
             status: job.status,
             error_code: job.error_code.as_deref().map(|c| self.intern(c)),
@@ -136,7 +140,7 @@ impl Slots {
             // Domain and data source are immutable on the cluster, but a replayed or hand-made
             // record may still move between posting lists.
             if let Some(old) = self.slots.get_mut(slot as usize).and_then(Option::take) {
-                for p in Posted::ALL {
+                for p in PostingField::ALL {
                     if !Arc::ptr_eq(p.of(&old), p.of(&rec)) {
                         self.unpost(p, p.of(&old), slot);
                         self.post(p, p.of(&rec).clone(), slot);
@@ -158,11 +162,11 @@ impl Slots {
             None => {
                 self.slots.push(None);
                 self.positions.push([0; 3]);
-                self.hot.push(Hot::default());
+                self.hot.push(ScanRow::default());
                 to_u32(self.slots.len().saturating_sub(1))
             }
         };
-        for p in Posted::ALL {
+        for p in PostingField::ALL {
             self.post(p, p.of(&rec).clone(), slot);
         }
         self.order(&rec, slot, true);
@@ -176,20 +180,20 @@ impl Slots {
             return false;
         };
         if let Some(old) = self.slots.get_mut(slot as usize).and_then(Option::take) {
-            for p in Posted::ALL {
+            for p in PostingField::ALL {
                 self.unpost(p, p.of(&old), slot);
             }
             self.order(&old, slot, false);
         }
         if let Some(h) = self.hot.get_mut(slot as usize) {
-            *h = Hot::default();
+            *h = ScanRow::default();
         }
         self.free.push(slot);
         true
     }
 
     /// Adds the slot to (or removes it from) its domain's and its data source's creation order.
-    fn order(&mut self, r: &Rec, slot: u32, add: bool) {
+    fn order(&mut self, r: &Record, slot: u32, add: bool) {
         let domain = addr(&r.domain);
         for key in [(domain, 0), (domain, addr(&r.data_source))] {
             if add {
@@ -207,38 +211,38 @@ impl Slots {
     }
 
     /// Stores a record (and its packed fields) in an allocated slot.
-    fn put(&mut self, slot: u32, rec: Rec) {
+    fn put(&mut self, slot: u32, rec: Record) {
         if let Some(h) = self.hot.get_mut(slot as usize) {
-            *h = Hot::of(&rec);
+            *h = ScanRow::of(&rec);
         }
         if let Some(s) = self.slots.get_mut(slot as usize) {
             *s = Some(rec);
         }
     }
 
-    fn postings_of(&self, p: Posted) -> &HashMap<Arc<str>, Vec<u32>> {
+    fn postings_of(&self, p: PostingField) -> &HashMap<Arc<str>, Vec<u32>> {
         let [ns, domain, source] = &self.postings;
         match p {
-            Posted::Namespace => ns,
-            Posted::Domain => domain,
-            Posted::DataSource => source,
+            PostingField::Namespace => ns,
+            PostingField::Domain => domain,
+            PostingField::DataSource => source,
         }
     }
 
-    fn postings_of_mut(&mut self, p: Posted) -> &mut HashMap<Arc<str>, Vec<u32>> {
+    fn postings_of_mut(&mut self, p: PostingField) -> &mut HashMap<Arc<str>, Vec<u32>> {
         let [ns, domain, source] = &mut self.postings;
         match p {
-            Posted::Namespace => ns,
-            Posted::Domain => domain,
-            Posted::DataSource => source,
+            PostingField::Namespace => ns,
+            PostingField::Domain => domain,
+            PostingField::DataSource => source,
         }
     }
 
-    fn position_mut(&mut self, slot: u32, p: Posted) -> Option<&mut u32> {
+    fn position_mut(&mut self, slot: u32, p: PostingField) -> Option<&mut u32> {
         self.positions.get_mut(slot as usize)?.get_mut(p as usize)
     }
 
-    fn post(&mut self, p: Posted, value: Arc<str>, slot: u32) {
+    fn post(&mut self, p: PostingField, value: Arc<str>, slot: u32) {
         let list = self.postings_of_mut(p).entry(value).or_default();
         list.push(slot);
         let at = to_u32(list.len().saturating_sub(1));
@@ -247,7 +251,7 @@ impl Slots {
         }
     }
 
-    fn unpost(&mut self, p: Posted, value: &Arc<str>, slot: u32) {
+    fn unpost(&mut self, p: PostingField, value: &Arc<str>, slot: u32) {
         let Some(at) = self.position_mut(slot, p).map(|a| *a as usize) else {
             return;
         };
@@ -272,12 +276,12 @@ impl Slots {
 
     /// The slots holding `value` in field `p` (empty when none does).
     #[inline]
-    pub(crate) fn posting(&self, p: Posted, value: &str) -> &[u32] {
+    pub(crate) fn posting(&self, p: PostingField, value: &str) -> &[u32] {
         self.postings_of(p).get(value).map_or(&[], Vec::as_slice)
     }
 
     #[inline]
-    pub(crate) fn slot(&self, slot: u32) -> Option<&Rec> {
+    pub(crate) fn slot(&self, slot: u32) -> Option<&Record> {
         self.slots.get(slot as usize)?.as_ref()
     }
 
@@ -289,7 +293,7 @@ impl Slots {
 
     /// A slot's packed fields (all zero for a free slot).
     #[inline]
-    pub(crate) fn hot(&self, slot: u32) -> Option<&Hot> {
+    pub(crate) fn hot(&self, slot: u32) -> Option<&ScanRow> {
         self.hot.get(slot as usize)
     }
 
@@ -317,8 +321,8 @@ impl Slots {
     }
 
     /// Every record named `job_id`, one per namespace that holds one.
-    pub(crate) fn named<'a>(&'a self, job_id: &'a str) -> impl Iterator<Item = &'a Rec> + 'a {
-        self.postings_of(Posted::Namespace)
+    pub(crate) fn named<'a>(&'a self, job_id: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
+        self.postings_of(PostingField::Namespace)
             .keys()
             .filter_map(move |ns| self.rec(ns, job_id))
     }
@@ -331,7 +335,7 @@ impl Slots {
         self.by_key.is_empty()
     }
 
-    pub(crate) fn rec(&self, namespace: &str, job_id: &str) -> Option<&Rec> {
+    pub(crate) fn rec(&self, namespace: &str, job_id: &str) -> Option<&Record> {
         let key: (Arc<str>, Arc<str>) = (Arc::from(namespace), Arc::from(job_id));
         let slot = *self.by_key.get(&key)?;
         self.slots.get(slot as usize)?.as_ref()
@@ -342,7 +346,7 @@ impl Slots {
         self.interned.get(s).cloned()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Rec> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Record> {
         self.slots.iter().flatten()
     }
 
@@ -351,7 +355,7 @@ impl Slots {
     // estimate cannot overflow a usize on any index that fits in memory.
     #[allow(clippy::arithmetic_side_effects)]
     pub(crate) fn approx_heap_bytes(&self) -> usize {
-        let slots = self.slots.capacity() * std::mem::size_of::<Option<Rec>>();
+        let slots = self.slots.capacity() * std::mem::size_of::<Option<Record>>();
         let free = self.free.capacity() * 4;
         let postings: usize = self
             .postings
@@ -362,7 +366,7 @@ impl Slots {
             })
             .sum::<usize>()
             + self.positions.capacity() * 12
-            + self.hot.capacity() * std::mem::size_of::<Hot>()
+            + self.hot.capacity() * std::mem::size_of::<ScanRow>()
             // B-tree leaves hold up to 11 keys, about 2/3 full on average.
             + self.by_created.values().map(|s| s.len() * 16 * 3 / 2).sum::<usize>();
         // hashbrown: key + value + one control byte per bucket, buckets ~ capacity * 8/7.

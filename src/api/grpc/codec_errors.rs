@@ -3,7 +3,7 @@
 //! have), reshaped as SpaceONE's: a SpaceONE client splits the details at the first colon and
 //! shows the code, so tonic's bare text ("Error, decoded message length too large ...") would
 //! reach it as an unknown error. Every status a Job method returns already has that shape
-//! ([`super::status_of`]) and is left alone.
+//! ([`super::status::status_of`]) and is left alone.
 
 use axum::extract::Request;
 use axum::http::HeaderMap;
@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tonic::{Code, Status};
 
-use super::{MAX_MESSAGE, status_of};
+use super::status::{MAX_MESSAGE, SERVICE, status_of};
 use crate::api::error::ServiceError;
 
 /// The SpaceONE form of a status tonic answered for a Job request, or `None` when the status
@@ -47,7 +47,7 @@ pub async fn spaceone_shaped(request: Request, next: Next) -> Response {
         .uri()
         .path()
         .strip_prefix('/')
-        .and_then(|p| p.strip_prefix(super::SERVICE))
+        .and_then(|p| p.strip_prefix(SERVICE))
         .is_some_and(|rest| rest.starts_with('/'));
     let mut response = next.run(request).await;
     if job {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Number, Value, json};
 
-use super::pb::core as q;
-use super::pb::job as j;
+use super::pb::core as query_pb;
+use super::pb::job as job_pb;
 
 /// Adds `key: value` when `value` is not the default (empty string).
 fn put_str(m: &mut Map<String, Value>, key: &str, value: &str) {
@@ -58,23 +58,23 @@ fn text(s: &str) -> Value {
 }
 
 aliases! {
-    q::filter::KeyAlias { Key, K } => text;
-    q::filter::ValueAlias { Value, V } => value;
-    q::filter::OperatorAlias { Operator, O } => text;
-    q::aggregate_group_key::KeyAlias { Key, K } => text;
-    q::aggregate_group_key::NameAlias { Name, N } => text;
-    q::aggregate_group_field::KeyAlias { Key, K } => text;
-    q::aggregate_group_field::NameAlias { Name, N } => text;
-    q::aggregate_group_field::OperatorAlias { Operator, O } => text;
-    q::aggregate_group_field::ConditionAlias { Condition, C } => sub_condition;
-    q::aggregate_group_sub_field::KeyAlias { Key, K } => text;
-    q::aggregate_group_sub_field::NameAlias { Name, N } => text;
-    q::aggregate_group_sub_condition::KeyAlias { Key, K } => text;
-    q::aggregate_group_sub_condition::ValueAlias { Value, V } => text;
-    q::aggregate_group_sub_condition::OperatorAlias { Operator, O } => text;
-    q::aggregate_project_field::KeyAlias { Key, K } => text;
-    q::aggregate_project_field::NameAlias { Name, N } => text;
-    q::aggregate_project_field::OperatorAlias { Operator, O } => text;
+    query_pb::filter::KeyAlias { Key, K } => text;
+    query_pb::filter::ValueAlias { Value, V } => value;
+    query_pb::filter::OperatorAlias { Operator, O } => text;
+    query_pb::aggregate_group_key::KeyAlias { Key, K } => text;
+    query_pb::aggregate_group_key::NameAlias { Name, N } => text;
+    query_pb::aggregate_group_field::KeyAlias { Key, K } => text;
+    query_pb::aggregate_group_field::NameAlias { Name, N } => text;
+    query_pb::aggregate_group_field::OperatorAlias { Operator, O } => text;
+    query_pb::aggregate_group_field::ConditionAlias { Condition, C } => sub_condition;
+    query_pb::aggregate_group_sub_field::KeyAlias { Key, K } => text;
+    query_pb::aggregate_group_sub_field::NameAlias { Name, N } => text;
+    query_pb::aggregate_group_sub_condition::KeyAlias { Key, K } => text;
+    query_pb::aggregate_group_sub_condition::ValueAlias { Value, V } => text;
+    query_pb::aggregate_group_sub_condition::OperatorAlias { Operator, O } => text;
+    query_pb::aggregate_project_field::KeyAlias { Key, K } => text;
+    query_pb::aggregate_project_field::NameAlias { Name, N } => text;
+    query_pb::aggregate_project_field::OperatorAlias { Operator, O } => text;
 }
 
 /// The member of an alias oneof that is set, under its own name.
@@ -119,7 +119,7 @@ fn number(n: f64) -> Value {
     Number::from_f64(n).map_or(Value::Null, Value::Number)
 }
 
-fn filter(f: &q::Filter) -> Value {
+fn filter(f: &query_pb::Filter) -> Value {
     let mut m = Map::new();
     put_alias(&mut m, KEY, f.key_alias.as_ref());
     put_alias(&mut m, VALUE, f.value_alias.as_ref());
@@ -127,14 +127,14 @@ fn filter(f: &q::Filter) -> Value {
     Value::Object(m)
 }
 
-fn sort_key(k: &q::SortKey) -> Value {
+fn sort_key(k: &query_pb::SortKey) -> Value {
     let mut m = Map::new();
     put_str(&mut m, "key", &k.key);
     put_bool(&mut m, "desc", k.desc);
     Value::Object(m)
 }
 
-fn page(p: &q::Page) -> Value {
+fn page(p: &query_pb::Page) -> Value {
     let mut m = Map::new();
     if p.start != 0 {
         m.insert("start".into(), json!(p.start));
@@ -146,7 +146,7 @@ fn page(p: &q::Page) -> Value {
 }
 
 /// `spaceone.api.core.v1.Query`.
-pub fn query(query: &q::Query) -> Value {
+pub fn query(query: &query_pb::Query) -> Value {
     let mut m = Map::new();
     put_list(&mut m, "filter", query.filter.iter().map(filter).collect());
     put_list(
@@ -171,7 +171,7 @@ pub fn query(query: &q::Query) -> Value {
     Value::Object(m)
 }
 
-fn group_key(k: &q::AggregateGroupKey) -> Value {
+fn group_key(k: &query_pb::AggregateGroupKey) -> Value {
     let mut m = Map::new();
     put_alias(&mut m, KEY, k.key_alias.as_ref());
     put_alias(&mut m, NAME, k.name_alias.as_ref());
@@ -179,7 +179,7 @@ fn group_key(k: &q::AggregateGroupKey) -> Value {
     Value::Object(m)
 }
 
-fn group_field(f: &q::AggregateGroupField) -> Value {
+fn group_field(f: &query_pb::AggregateGroupField) -> Value {
     let mut m = Map::new();
     put_alias(&mut m, KEY, f.key_alias.as_ref());
     put_alias(&mut m, NAME, f.name_alias.as_ref());
@@ -199,7 +199,7 @@ fn group_field(f: &q::AggregateGroupField) -> Value {
     Value::Object(m)
 }
 
-fn sub_condition(c: &q::AggregateGroupSubCondition) -> Value {
+fn sub_condition(c: &query_pb::AggregateGroupSubCondition) -> Value {
     let mut m = Map::new();
     put_alias(&mut m, KEY, c.key_alias.as_ref());
     put_alias(&mut m, VALUE, c.value_alias.as_ref());
@@ -207,8 +207,8 @@ fn sub_condition(c: &q::AggregateGroupSubCondition) -> Value {
     Value::Object(m)
 }
 
-fn aggregate(a: &q::StatisticsAggregate) -> Value {
-    use q::statistics_aggregate::AggregateAlias as A;
+fn aggregate(a: &query_pb::StatisticsAggregate) -> Value {
+    use query_pb::statistics_aggregate::AggregateAlias as A;
     let Some(stage) = &a.aggregate_alias else {
         return json!({});
     };
@@ -259,7 +259,7 @@ fn aggregate(a: &q::StatisticsAggregate) -> Value {
 }
 
 /// `spaceone.api.core.v1.StatisticsQuery`.
-pub fn statistics_query(sq: &q::StatisticsQuery) -> Value {
+pub fn statistics_query(sq: &query_pb::StatisticsQuery) -> Value {
     let mut m = Map::new();
     put_list(&mut m, "filter", sq.filter.iter().map(filter).collect());
     put_list(
@@ -289,27 +289,27 @@ fn with_domain(mut m: Map<String, Value>, body_domain: &str, meta_domain: Option
     Value::Object(m)
 }
 
-pub fn job_request(r: &j::JobRequest, meta_domain: Option<&str>) -> Value {
+pub fn job_request(r: &job_pb::JobRequest, meta_domain: Option<&str>) -> Value {
     let mut m = Map::new();
     put_str(&mut m, "job_id", &r.job_id);
     with_domain(m, &r.domain_id, meta_domain)
 }
 
-pub fn get_job_request(r: &j::GetJobRequest, meta_domain: Option<&str>) -> Value {
+pub fn get_job_request(r: &job_pb::GetJobRequest, meta_domain: Option<&str>) -> Value {
     let mut m = Map::new();
     put_str(&mut m, "job_id", &r.job_id);
     put_list(&mut m, "only", strings(&r.only));
     with_domain(m, &r.domain_id, meta_domain)
 }
 
-pub fn job_query(r: &j::JobQuery, meta_domain: Option<&str>) -> Value {
+pub fn job_query(r: &job_pb::JobQuery, meta_domain: Option<&str>) -> Value {
     let mut m = Map::new();
     if let Some(qr) = &r.query {
         m.insert("query".into(), query(qr));
     }
     put_str(&mut m, "job_id", &r.job_id);
-    match j::job_query::Status::try_from(r.status) {
-        Ok(j::job_query::Status::ScopeNone) => {}
+    match job_pb::job_query::Status::try_from(r.status) {
+        Ok(job_pb::job_query::Status::ScopeNone) => {}
         Ok(s) => put_str(&mut m, "status", s.as_str_name()),
         // MessageToDict gives an unknown enum number as the number.
         Err(_) => {
@@ -320,7 +320,7 @@ pub fn job_query(r: &j::JobQuery, meta_domain: Option<&str>) -> Value {
     with_domain(m, &r.domain_id, meta_domain)
 }
 
-pub fn job_stat_query(r: &j::JobStatQuery, meta_domain: Option<&str>) -> Value {
+pub fn job_stat_query(r: &job_pb::JobStatQuery, meta_domain: Option<&str>) -> Value {
     let mut m = Map::new();
     if let Some(qr) = &r.query {
         m.insert("query".into(), statistics_query(qr));
@@ -348,7 +348,7 @@ struct JobInfoJson {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct JobsInfoJson {
+struct JobsInfoText {
     results: Vec<JobInfoJson>,
     total_count: Option<f64>,
 }
@@ -358,10 +358,10 @@ fn int32(n: Option<f64>) -> i32 {
     n.map_or(0, |n| n as i32)
 }
 
-fn job_info_of(i: JobInfoJson) -> j::JobInfo {
-    j::JobInfo {
+fn job_info_of(i: JobInfoJson) -> job_pb::JobInfo {
+    job_pb::JobInfo {
         job_id: i.job_id,
-        status: j::job_info::Status::from_str_name(&i.status).map_or(0, |s| s as i32),
+        status: job_pb::job_info::Status::from_str_name(&i.status).map_or(0, |s| s as i32),
         error_code: i.error_code,
         error_message: i.error_message,
         total_tasks: int32(i.total_tasks),
@@ -376,14 +376,14 @@ fn job_info_of(i: JobInfoJson) -> j::JobInfo {
 }
 
 /// A JobInfo answer; `None` if it is not one (a bug behind the boundary, answered as INTERNAL).
-pub fn job_info(v: Value) -> Option<j::JobInfo> {
+pub fn job_info(v: Value) -> Option<job_pb::JobInfo> {
     serde_json::from_value(v).ok().map(job_info_of)
 }
 
 /// A JobsInfo answer from JSON text.
-pub fn jobs_info(text: &[u8]) -> Option<j::JobsInfo> {
-    let jobs: JobsInfoJson = serde_json::from_slice(text).ok()?;
-    Some(j::JobsInfo {
+pub fn jobs_info(text: &[u8]) -> Option<job_pb::JobsInfo> {
+    let jobs: JobsInfoText = serde_json::from_slice(text).ok()?;
+    Some(job_pb::JobsInfo {
         results: jobs.results.into_iter().map(job_info_of).collect(),
         total_count: int32(jobs.total_count),
     })
@@ -391,7 +391,7 @@ pub fn jobs_info(text: &[u8]) -> Option<j::JobsInfo> {
 
 /// A list's answer as JobsInfo, built from the engine's fields of each job (no JSON in between:
 /// that round trip made a gRPC list cost 2.4-2.7 times a REST one).
-pub struct JobsProto(pub j::JobsInfo);
+pub struct JobsProto(pub job_pb::JobsInfo);
 
 impl spaceone_query::calls::AnswerForm for JobsProto {
     /// Not used for lists (the engine calls [`Self::from_jobs`]); kept exact all the same.
@@ -409,9 +409,9 @@ impl spaceone_query::calls::AnswerForm for JobsProto {
         let time = |ms: Option<i64>| ms.map(info_time).unwrap_or_default();
         let results = jobs
             .infos()
-            .map(|f| j::JobInfo {
+            .map(|f| job_pb::JobInfo {
                 job_id: f.job_id.to_owned(),
-                status: j::job_info::Status::from_str_name(f.status).map_or(0, |s| s as i32),
+                status: job_pb::job_info::Status::from_str_name(f.status).map_or(0, |s| s as i32),
                 error_code: f.error_code.to_owned(),
                 error_message: f.error_message.to_owned(),
                 total_tasks: saturating_i32(f.total_tasks),
@@ -424,7 +424,7 @@ impl spaceone_query::calls::AnswerForm for JobsProto {
                 last_changed_at: time(f.last_changed_at),
             })
             .collect();
-        JobsProto(j::JobsInfo {
+        JobsProto(job_pb::JobsInfo {
             results,
             total_count: i32::try_from(jobs.total()).unwrap_or(i32::MAX),
         })
@@ -500,107 +500,5 @@ pub fn from_struct(s: &prost_types::Struct) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-    use super::*;
-
-    #[test]
-    fn requests_become_message_to_dict_json() {
-        let r = j::JobQuery {
-            query: Some(q::Query {
-                filter: vec![q::Filter {
-                    key_alias: Some(q::filter::KeyAlias::K("status".into())),
-                    value_alias: Some(q::filter::ValueAlias::V(to_value(json!(["SUCCESS"])))),
-                    operator_alias: Some(q::filter::OperatorAlias::O("in".into())),
-                }],
-                page: Some(q::Page { start: 0, limit: 2 }),
-                sort: Some(q::Sort::default()),
-                ..Default::default()
-            }),
-            status: j::job_query::Status::Failure as i32,
-            ..Default::default()
-        };
-        assert_eq!(
-            job_query(&r, Some("d-1")),
-            json!({"query": {"filter": [{"k": "status", "v": ["SUCCESS"], "o": "in"}],
-                             "sort": {}, "page": {"limit": 2}},
-                   "status": "FAILURE", "domain_id": "d-1"})
-        );
-        let r = j::JobRequest {
-            job_id: "job-1".into(),
-            domain_id: "d-body".into(),
-        };
-        assert_eq!(
-            job_request(&r, Some("d-meta")),
-            json!({"job_id": "job-1", "domain_id": "d-body"})
-        );
-        assert_eq!(number(3.0), json!(3));
-        assert_eq!(number(2.5), json!(2.5));
-    }
-
-    #[test]
-    fn answers_become_messages() {
-        let info = job_info(
-            json!({"job_id": "job-1", "status": "CANCELED", "total_tasks": 3,
-                                   "domain_id": "d"}),
-        )
-        .unwrap();
-        assert_eq!(info.status, j::job_info::Status::Canceled as i32);
-        assert_eq!(info.total_tasks, 3);
-        let jobs = jobs_info(br#"{"results":[{"job_id":"a"}],"total_count":7}"#).unwrap();
-        assert_eq!(jobs.total_count, 7);
-        assert_eq!(jobs.results.len(), 1);
-        let s = to_struct(
-            json!({"results": [{"n": 1.0, "k": null}]})
-                .as_object()
-                .unwrap()
-                .clone(),
-        );
-        assert_eq!(from_struct(&s), json!({"results": [{"n": 1, "k": null}]}));
-    }
-
-    /// The JobsInfo built from the engine's fields equals the one the JSON text converts to, for
-    /// every projection (full, minimal, only) and for values at the edges (no times, counts
-    /// beyond int32, error fields, the latest date chrono has).
-    #[test]
-    fn a_list_built_from_fields_equals_the_json_route() {
-        use spaceone_query::calls::{self, Encoded};
-        use spaceone_query::{Index, Job, JobStatus, Limits, Scope};
-        let mut index = Index::new();
-        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        for (i, status) in JobStatus::ALL.into_iter().enumerate() {
-            index.upsert(Job {
-                namespace: "ns".into(),
-                job_id: format!("job-{i}"),
-                status,
-                error_code: (i % 2 == 0).then(|| "ERROR_JOB_TASK".into()),
-                error_message: (i % 2 == 0).then(|| "One or more job tasks have failed.".into()),
-                total_tasks: [0, 3, i64::MAX, -5, 1 << 40][i % 5],
-                remained_tasks: [0, 1, i64::MIN, 2, 0][i % 5],
-                data_source_id: format!("ds-{i}"),
-                domain_id: "d".into(),
-                options: serde_json::Map::new(),
-                created_at: Some(at("2024-01-02T03:04:05.678Z")),
-                updated_at: (i % 2 == 1).then(|| at("2024-01-02T03:04:06Z")),
-                finished_at: (i == 3).then_some(chrono::DateTime::<chrono::Utc>::MAX_UTC),
-                last_changed_at: None,
-            });
-        }
-        let queries = [
-            json!({}),
-            json!({"minimal": true}),
-            json!({"only": ["job_id", "created_at", "total_tasks"]}),
-            json!({"only": ["error_code"]}),
-            json!({"page": {"start": 2, "limit": 2}, "sort": [{"key": "job_id", "desc": true}]}),
-            json!({"filter": [{"k": "status", "v": "nothing", "o": "eq"}]}),
-        ];
-        for query in queries {
-            let request = json!({"domain_id": "d", "query": query});
-            let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
-            let text = calls::list_as::<Encoded>(&index, &scope, &request, now, &limits).unwrap();
-            let proto =
-                calls::list_as::<JobsProto>(&index, &scope, &request, now, &limits).unwrap();
-            assert_eq!(proto.0, jobs_info(&text.0).unwrap(), "{query}");
-        }
-    }
-}
+#[path = "convert_tests.rs"]
+mod tests;

@@ -1,7 +1,7 @@
 //! SpaceONE's own protocol: `spaceone.api.cost_analysis.v1.Job` over gRPC (tonic), with server
 //! reflection (v1alpha, which spacectl needs, and v1) and the standard health service.
 //!
-//! The adapter only decodes, calls [`backend::call`] and encodes: a request message becomes the
+//! The adapter only decodes, calls [`dispatch::call`] and encodes: a request message becomes the
 //! JSON request the REST adapter passes ([`convert`]), the answer becomes JobInfo / JobsInfo /
 //! `google.protobuf.Struct`, and an error becomes the gRPC status of SpaceONE's table with the
 //! details `"ERROR_CODE: message"`. The caller is the Kubernetes ServiceAccount token in the
@@ -11,9 +11,11 @@
 //! see [`routes`] and `api::run`) and, when asked for, on a plaintext HTTP/2 (h2c) port for
 //! in-cluster SpaceONE services that dial `grpc://` (both by [`crate::server`]).
 
-pub mod backend;
 pub mod codec_errors;
 pub mod convert;
+pub mod dispatch;
+pub mod pb;
+pub mod status;
 
 use std::time::Duration;
 
@@ -21,87 +23,21 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
-use super::JobService;
 use super::answer_budget::{PermitSlot, hold_until_sent};
 use super::error::ServiceError;
 use super::service::Answered;
+use super::service::JobService;
 use crate::auth::{PeerIdentity, UserInfo};
-use backend::{Answer, Method};
-
-/// The generated messages, server and client. Generated code is not held to the workspace's
-/// panic lints; it decodes with prost, which returns errors for malformed input.
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects,
-    missing_docs
-)]
-pub mod pb {
-    pub mod spaceone {
-        pub mod api {
-            pub mod core {
-                pub mod v1 {
-                    include!(concat!(env!("OUT_DIR"), "/spaceone.api.core.v1.rs"));
-                }
-            }
-            pub mod cost_analysis {
-                pub mod v1 {
-                    include!(concat!(
-                        env!("OUT_DIR"),
-                        "/spaceone.api.cost_analysis.v1.rs"
-                    ));
-                }
-            }
-        }
-    }
-    pub mod google {
-        pub mod api {
-            include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
-        }
-    }
-    pub use spaceone::api::core::v1 as core;
-    pub use spaceone::api::cost_analysis::v1 as job;
-
-    /// The compiled `proto/` files (job.proto and its imports), for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/spaceone_descriptor.bin"));
-}
+use dispatch::{Answer, Method};
+pub use status::{MAX_MESSAGE, SERVICE, status_of};
 
 use pb::job;
 
-/// The fully qualified name of the Job service.
-pub const SERVICE: &str = "spaceone.api.cost_analysis.v1.Job";
-
-/// Largest request message accepted, the same as a REST body.
-pub const MAX_MESSAGE: usize = super::body::MAX_BODY;
-
-/// The Job service: the adapter around [`backend::call`].
+/// The Job service: the adapter around [`dispatch::call`].
 #[derive(Clone)]
 pub struct JobGrpc {
     state: JobService,
     request_timeout: Duration,
-}
-
-/// SpaceONE's error as a gRPC status: the code of SpaceONE's table and the details
-/// `"ERROR_CODE: message"` (clients split at the first colon).
-pub fn status_of(e: &ServiceError) -> Status {
-    use spaceone_query::GrpcCode as G;
-    let s = e.spaceone();
-    let code = match s.grpc {
-        G::InvalidArgument => tonic::Code::InvalidArgument,
-        G::NotFound => tonic::Code::NotFound,
-        G::AlreadyExists => tonic::Code::AlreadyExists,
-        G::PermissionDenied => tonic::Code::PermissionDenied,
-        G::Unauthenticated => tonic::Code::Unauthenticated,
-        G::Unavailable => tonic::Code::Unavailable,
-        G::Internal => tonic::Code::Internal,
-    };
-    Status::new(code, format!("{}: {}", s.code, s.message))
 }
 
 /// The caller's `token` metadata, checked with a TokenReview (cached like REST's bearer tokens).
@@ -154,7 +90,7 @@ impl JobGrpc {
             let user = caller(&self.state, request.metadata()).await?;
             let domain = meta_domain(request.metadata());
             let body = decode(request.get_ref(), domain.as_deref());
-            backend::call(&self.state, &user, method, body).await
+            dispatch::call(&self.state, &user, method, body).await
         })
         .await
         .unwrap_or_else(|_| {

@@ -11,7 +11,7 @@ use super::rows::{
 use crate::error::Error;
 use crate::limits::{Budget, StageUse};
 use crate::message::Page;
-use crate::value::Val;
+use crate::value::Bson;
 
 /// Runs the built stages over `recs`, then takes the page.
 pub(super) fn run<'a>(
@@ -67,11 +67,11 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
         let value = row.at(&at);
         charge(budget, &value)?;
         match value {
-            Val::Arr(items) => {
+            Bson::Arr(items) => {
                 // The array leaves the document first: each output row is then a copy of the rest
                 // plus its own element, and is charged exactly that (what MongoDB's limit counts),
                 // not a copy of the whole array per element.
-                let rest = set_path(row.into_doc(), parts, Val::Null);
+                let rest = set_path(row.into_doc(), parts, Bson::Null);
                 let rest_bytes = rest.approx_bytes();
                 let rest_units = units(&rest);
                 for item in items {
@@ -82,7 +82,7 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
                     out.push(Row::Doc(set_path(rest.clone(), parts, item)));
                 }
             }
-            Val::Missing | Val::Null => {}
+            Bson::Missing | Bson::Null => {}
             _ => {
                 let doc = row.into_doc();
                 stage.reserve(1, doc.approx_bytes()).map_err(over)?;
@@ -94,25 +94,25 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
     Ok(())
 }
 
-fn set_path(doc: Val, parts: &[String], value: Val) -> Val {
+fn set_path(doc: Bson, parts: &[String], value: Bson) -> Bson {
     let Some((first, rest)) = parts.split_first() else {
         return value;
     };
     match doc {
-        Val::Obj(mut fields) => {
+        Bson::Obj(mut fields) => {
             if let Some(slot) = fields
                 .iter_mut()
                 .find(|(k, _)| k.as_ref() == first.as_str())
             {
-                let inner = std::mem::replace(&mut slot.1, Val::Null);
+                let inner = std::mem::replace(&mut slot.1, Bson::Null);
                 slot.1 = set_path(inner, rest, value);
             } else {
                 fields.push((
                     Arc::from(first.as_str()),
-                    set_path(Val::Obj(Vec::new()), rest, value),
+                    set_path(Bson::Obj(Vec::new()), rest, value),
                 ));
             }
-            Val::Obj(fields)
+            Bson::Obj(fields)
         }
         other => other,
     }
@@ -123,9 +123,9 @@ fn count(p: &mut Pipeline<'_>, name: &str) {
     p.rows = if n == 0 {
         Vec::new()
     } else {
-        vec![Row::Doc(Val::Obj(vec![(
+        vec![Row::Doc(Bson::Obj(vec![(
             Arc::from(name),
-            Val::Int(n as i64),
+            Bson::Int(n as i64),
         )]))]
     };
 }
@@ -137,7 +137,7 @@ fn sort(p: &mut Pipeline<'_>, keys: &[(String, bool)]) -> Result<(), Error> {
         .iter()
         .map(|(k, _)| P::within(k, budget))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut decorated: Vec<(Vec<Val>, Row<'_>)> = Vec::with_capacity(p.rows.len());
+    let mut decorated: Vec<(Vec<Bson>, Row<'_>)> = Vec::with_capacity(p.rows.len());
     for r in std::mem::take(&mut p.rows) {
         let mut k = Vec::with_capacity(at.len());
         for a in &at {
@@ -176,7 +176,7 @@ fn project(p: &mut Pipeline<'_>, rules: &[ProjectRule], exclude: bool) -> Result
         .map(|(_, key, _)| P::within(key, budget))
         .collect::<Result<Vec<_>, _>>()?;
     for row in std::mem::take(&mut p.rows) {
-        let mut fields: Vec<(Arc<str>, Val)> = Vec::new();
+        let mut fields: Vec<(Arc<str>, Bson)> = Vec::new();
         if !exclude {
             let v = row.at(&id);
             charge(budget, &v)?;
@@ -188,7 +188,7 @@ fn project(p: &mut Pipeline<'_>, rules: &[ProjectRule], exclude: bool) -> Result
             let v = match op.as_deref() {
                 None => v,
                 Some("size") => match v {
-                    Val::Arr(a) => Val::Int(a.len() as i64),
+                    Bson::Arr(a) => Bson::Int(a.len() as i64),
                     other => {
                         return Err(raw(format!(
                             "The argument to $size must be an array. Type of argument: {}",
@@ -197,15 +197,15 @@ fn project(p: &mut Pipeline<'_>, rules: &[ProjectRule], exclude: bool) -> Result
                     }
                 },
                 Some("sum") => match v {
-                    Val::Arr(a) => Val::Float(a.iter().filter_map(Val::as_f64).sum()),
-                    other => Val::Float(other.as_f64().unwrap_or(0.0)),
+                    Bson::Arr(a) => Bson::Float(a.iter().filter_map(Bson::as_f64).sum()),
+                    other => Bson::Float(other.as_f64().unwrap_or(0.0)),
                 },
                 Some("array_to_object") => array_to_object(v)?,
                 Some(_) => object_to_array(v)?,
             };
             fields.push((Arc::from(name.as_str()), v));
         }
-        let doc = Val::Obj(fields);
+        let doc = Bson::Obj(fields);
         stage.reserve(1, doc.approx_bytes()).map_err(over)?;
         out.push(Row::Doc(doc));
     }
@@ -213,21 +213,21 @@ fn project(p: &mut Pipeline<'_>, rules: &[ProjectRule], exclude: bool) -> Result
     Ok(())
 }
 
-fn array_to_object(v: Val) -> Result<Val, Error> {
+fn array_to_object(v: Bson) -> Result<Bson, Error> {
     match v {
-        Val::Null | Val::Missing => Ok(Val::Null),
-        Val::Arr(items) => {
-            let mut out: Vec<(Arc<str>, Val)> = Vec::new();
+        Bson::Null | Bson::Missing => Ok(Bson::Null),
+        Bson::Arr(items) => {
+            let mut out: Vec<(Arc<str>, Bson)> = Vec::new();
             for item in items {
                 let (k, v) = match item {
-                    Val::Arr(mut pair) if pair.len() == 2 => {
-                        let v = pair.pop().unwrap_or(Val::Null);
-                        (pair.pop().unwrap_or(Val::Null), v)
+                    Bson::Arr(mut pair) if pair.len() == 2 => {
+                        let v = pair.pop().unwrap_or(Bson::Null);
+                        (pair.pop().unwrap_or(Bson::Null), v)
                     }
-                    Val::Obj(o) => (item_field(&o, "k"), item_field(&o, "v")),
+                    Bson::Obj(o) => (item_field(&o, "k"), item_field(&o, "v")),
                     _ => return Err(raw("$arrayToObject requires an array of key-value pairs")),
                 };
-                let Val::Str(k) = k else {
+                let Bson::Str(k) = k else {
                     return Err(raw("$arrayToObject requires an object keys of type string"));
                 };
                 match out.iter_mut().find(|(ok, _)| *ok == k) {
@@ -235,7 +235,7 @@ fn array_to_object(v: Val) -> Result<Val, Error> {
                     None => out.push((k, v)),
                 }
             }
-            Ok(Val::Obj(out))
+            Ok(Bson::Obj(out))
         }
         other => Err(raw(format!(
             "$arrayToObject requires an array input, found: {}",
@@ -244,18 +244,18 @@ fn array_to_object(v: Val) -> Result<Val, Error> {
     }
 }
 
-fn item_field(o: &[(Arc<str>, Val)], name: &str) -> Val {
+fn item_field(o: &[(Arc<str>, Bson)], name: &str) -> Bson {
     o.iter()
         .find(|(k, _)| k.as_ref() == name)
-        .map_or(Val::Missing, |(_, v)| v.clone())
+        .map_or(Bson::Missing, |(_, v)| v.clone())
 }
 
-fn object_to_array(v: Val) -> Result<Val, Error> {
+fn object_to_array(v: Bson) -> Result<Bson, Error> {
     match v {
-        Val::Null | Val::Missing => Ok(Val::Null),
-        Val::Obj(o) => Ok(Val::Arr(
+        Bson::Null | Bson::Missing => Ok(Bson::Null),
+        Bson::Obj(o) => Ok(Bson::Arr(
             o.into_iter()
-                .map(|(k, v)| Val::Obj(vec![(Arc::from("k"), Val::Str(k)), (Arc::from("v"), v)]))
+                .map(|(k, v)| Bson::Obj(vec![(Arc::from("k"), Bson::Str(k)), (Arc::from("v"), v)]))
                 .collect(),
         )),
         other => Err(raw(format!(
@@ -279,8 +279,8 @@ mod tests {
     fn projecting_a_large_value_counts_its_values() {
         let limits = Limits::default();
         let budget = Budget::new(&limits);
-        let big = Val::Arr((0..5_000).map(Val::Int).collect());
-        let doc = Val::Obj(vec![(Arc::from("big"), big)]);
+        let big = Bson::Arr((0..5_000).map(Bson::Int).collect());
+        let doc = Bson::Obj(vec![(Arc::from("big"), big)]);
         let mut p = Pipeline {
             recs: None,
             rows: vec![Row::Doc(doc.clone()), Row::Doc(doc)],

@@ -10,12 +10,12 @@ use super::rows::{Pipeline, Row, Source, bson_type, charge, over, raw};
 use crate::error::Error;
 use crate::limits::StageUse;
 use crate::plan::matching;
-use crate::record::Rec;
-use crate::value::Val;
+use crate::record::Record;
+use crate::value::Bson;
 
 /// For a single group key on a stored record's low-cardinality field: a number that identifies the
 /// value without building it (the status's ordinal, or the address of the interned string).
-fn fast_key(r: &Rec, field: crate::model::Field) -> Option<usize> {
+fn fast_key(r: &Record, field: crate::model::Field) -> Option<usize> {
     use crate::model::Field;
     match field {
         Field::Status => Some(r.status as usize),
@@ -33,33 +33,33 @@ fn fast_key(r: &Rec, field: crate::model::Field) -> Option<usize> {
 /// arrays all fed the hasher the same (empty) input, and every hash-based stage degraded into a
 /// quadratic search. The hasher itself is keyed per process ([`RandomState`]), so knowing the
 /// encoding does not let a client pick colliding values either.
-fn hash_val<H: Hasher>(v: &Val, h: &mut H) {
+fn hash_val<H: Hasher>(v: &Bson, h: &mut H) {
     match v {
-        Val::Missing | Val::Null => h.write_u8(0),
-        Val::Int(_) | Val::Float(_) => {
+        Bson::Missing | Bson::Null => h.write_u8(0),
+        Bson::Int(_) | Bson::Float(_) => {
             h.write_u8(1);
             let f = v.as_f64().unwrap_or(0.0);
             let f = if f == 0.0 || f.is_nan() { 0.0f64 } else { f };
             h.write_u64(f.to_bits());
         }
-        Val::Str(s) => {
+        Bson::Str(s) => {
             h.write_u8(2);
             hash_str(s, h);
         }
-        Val::Bool(b) => {
+        Bson::Bool(b) => {
             h.write_u8(3);
             h.write_u8(u8::from(*b));
         }
-        Val::Date(d) => {
+        Bson::Date(d) => {
             h.write_u8(4);
             h.write_i64(*d);
         }
-        Val::Arr(a) => {
+        Bson::Arr(a) => {
             h.write_u8(5);
             h.write_usize(a.len());
             a.iter().for_each(|x| hash_val(x, h));
         }
-        Val::Obj(o) => {
+        Bson::Obj(o) => {
             h.write_u8(6);
             h.write_usize(o.len());
             o.iter().for_each(|(k, x)| {
@@ -76,7 +76,7 @@ fn hash_str<H: Hasher>(s: &str, h: &mut H) {
 }
 
 /// A value hashed as [`hash_val`] does.
-struct Hashed<'v>(&'v Val);
+struct Hashed<'v>(&'v Bson);
 
 impl Hash for Hashed<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
@@ -86,7 +86,7 @@ impl Hash for Hashed<'_> {
 
 /// Hashable wrapper with MongoDB's equality (2 == 2.0, null == missing).
 #[derive(Clone, Debug)]
-struct Key(Vec<Val>);
+struct Key(Vec<Bson>);
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
@@ -110,7 +110,7 @@ impl Hash for Key {
 /// search through the kept values would be quadratic.
 #[derive(Default)]
 pub(super) struct Dedup {
-    pub(super) items: Vec<Val>,
+    pub(super) items: Vec<Bson>,
     /// The indexes in `items` of the values with each hash.
     slots: HashMap<u64, Vec<usize>>,
     hasher: RandomState,
@@ -119,7 +119,7 @@ pub(super) struct Dedup {
 impl Dedup {
     /// Keeps `v` unless a kept value equals it by `eq` (which must imply equal [`hash_val`]s);
     /// true when kept.
-    pub(super) fn insert(&mut self, v: Val, eq: impl Fn(&Val, &Val) -> bool) -> bool {
+    pub(super) fn insert(&mut self, v: Bson, eq: impl Fn(&Bson, &Bson) -> bool) -> bool {
         let bucket = self
             .slots
             .entry(self.hasher.hash_one(Hashed(&v)))
@@ -146,13 +146,13 @@ enum Acc {
     Count(f64),
     Sum(f64),
     Avg(f64, u64),
-    Max(Option<Val>),
-    Min(Option<Val>),
-    First(Option<Val>),
-    Last(Val),
-    Push(Vec<Val>),
+    Max(Option<Bson>),
+    Min(Option<Bson>),
+    First(Option<Bson>),
+    Last(Bson),
+    Push(Vec<Bson>),
     Set(Dedup),
-    Merge(Vec<(Arc<str>, Val)>),
+    Merge(Vec<(Arc<str>, Bson)>),
 }
 
 /// The groups built so far, and how a row finds its own.
@@ -164,7 +164,7 @@ struct Groups<'s> {
     /// (fast key, slot) pairs: few distinct values in practice, and a short list beats hashing.
     fast: Vec<(usize, usize)>,
     index: HashMap<Key, usize>,
-    groups: Vec<(Vec<Val>, Vec<Acc>)>,
+    groups: Vec<(Vec<Bson>, Vec<Acc>)>,
     stage: StageUse<'s, 's>,
 }
 
@@ -172,7 +172,7 @@ impl Groups<'_> {
     #[inline]
     fn slot(&mut self, row: &Row<'_>) -> Result<usize, Error> {
         let quick = match (row, self.fast_field) {
-            (Row::Rec(r), Some(f)) => fast_key(r, f),
+            (Row::Record(r), Some(f)) => fast_key(r, f),
             _ => None,
         };
         if let Some(q) = quick
@@ -195,8 +195,10 @@ impl Groups<'_> {
             key.push(match fmt {
                 None => v,
                 Some(fmt) => match v {
-                    Val::Date(ms) => Val::str(&crate::time::date_to_string(ms, fmt).map_err(raw)?),
-                    Val::Null | Val::Missing => Val::Null,
+                    Bson::Date(ms) => {
+                        Bson::str(&crate::time::date_to_string(ms, fmt).map_err(raw)?)
+                    }
+                    Bson::Null | Bson::Missing => Bson::Null,
                     other => {
                         return Err(raw(format!(
                             "can't convert from BSON type {} to Date",
@@ -298,7 +300,7 @@ pub(super) fn group(
     match p.recs.take() {
         Some(Source::Picked(recs)) => {
             for r in recs {
-                add(&mut g, &Row::Rec(r))?;
+                add(&mut g, &Row::Record(r))?;
             }
         }
         Some(Source::Scan {
@@ -307,7 +309,7 @@ pub(super) fn group(
             filter,
         }) => {
             for r in matching(index, scope, filter, budget) {
-                add(&mut g, &Row::Rec(r))?;
+                add(&mut g, &Row::Record(r))?;
             }
             budget.check_time().map_err(over)?;
         }
@@ -320,15 +322,15 @@ pub(super) fn group(
     let mut groups = g.groups;
     if !p.ordered {
         // The input came in no meaningful order: give the groups a deterministic one.
-        groups.sort_by(|(a, _), (b, _)| Val::Arr(a.clone()).cmp_bson(&Val::Arr(b.clone())));
+        groups.sort_by(|(a, _), (b, _)| Bson::Arr(a.clone()).cmp_bson(&Bson::Arr(b.clone())));
     }
     p.rows = groups
         .into_iter()
         .map(|(key, accs)| {
             let id = if rules.is_empty() {
-                Val::Null
+                Bson::Null
             } else {
-                Val::Obj(
+                Bson::Obj(
                     rules
                         .iter()
                         .zip(key)
@@ -340,7 +342,7 @@ pub(super) fn group(
             for (spec, acc) in specs.iter().zip(accs) {
                 fields.push((Arc::from(spec.name.as_str()), finish(acc)));
             }
-            Row::Doc(Val::Obj(fields))
+            Row::Doc(Bson::Obj(fields))
         })
         .collect();
     Ok(())
@@ -354,7 +356,7 @@ fn new_acc(spec: &GroupField) -> Acc {
         "max" => Acc::Max(None),
         "min" => Acc::Min(None),
         "first" => Acc::First(None),
-        "last" => Acc::Last(Val::Null),
+        "last" => Acc::Last(Bson::Null),
         "push" => Acc::Push(Vec::new()),
         "add_to_set" => Acc::Set(Dedup::default()),
         _ => Acc::Merge(Vec::new()),
@@ -391,8 +393,8 @@ fn accumulate(
     stage: &mut StageUse<'_, '_>,
 ) -> Result<(), Error> {
     let budget = stage.budget();
-    let value = || -> Result<Val, Error> {
-        let v = spec.key.as_ref().map_or(Val::Missing, |k| row.at(k));
+    let value = || -> Result<Bson, Error> {
+        let v = spec.key.as_ref().map_or(Bson::Missing, |k| row.at(k));
         charge(budget, &v)?;
         Ok(v)
     };
@@ -409,7 +411,7 @@ fn accumulate(
             }
         }
         Acc::Avg(s, n) => {
-            let v = if holds { value()? } else { Val::Int(0) };
+            let v = if holds { value()? } else { Bson::Int(0) };
             if let Some(f) = v.as_f64() {
                 *s += f;
                 *n = n.saturating_add(1);
@@ -431,14 +433,14 @@ fn accumulate(
         Acc::First(f) => {
             if f.is_none() {
                 *f = Some(match value()? {
-                    Val::Missing => Val::Null,
+                    Bson::Missing => Bson::Null,
                     v => v,
                 });
             }
         }
         Acc::Last(l) => {
             *l = match value()? {
-                Val::Missing => Val::Null,
+                Bson::Missing => Bson::Null,
                 v => v,
             }
         }
@@ -449,17 +451,17 @@ fn accumulate(
                 // The seed pushes datetimes as they are: the answer then fails to render.
                 let v = row.at(key);
                 charge(budget, &v)?;
-                if !matches!(v, Val::Missing) {
+                if !matches!(v, Bson::Missing) {
                     obj.push((Arc::from(name.as_str()), v));
                 }
             }
-            let v = Val::Obj(obj);
+            let v = Bson::Obj(obj);
             stage.add_bytes(v.approx_bytes()).map_err(over)?;
             items.push(v);
         }
         Acc::Set(set) => {
             let v = value()?;
-            if !matches!(v, Val::Missing) {
+            if !matches!(v, Bson::Missing) {
                 let bytes = v.approx_bytes();
                 if set.insert(v, |x, v| x.cmp_bson(v).is_eq()) {
                     stage.add_bytes(bytes).map_err(over)?;
@@ -467,7 +469,7 @@ fn accumulate(
             }
         }
         Acc::Merge(fields) => match value()? {
-            Val::Obj(o) => {
+            Bson::Obj(o) => {
                 if !stage.tick(fields.len().saturating_mul(o.len())) {
                     return Err(over(stage.time_exceeded()));
                 }
@@ -479,7 +481,7 @@ fn accumulate(
                     }
                 }
             }
-            Val::Null | Val::Missing => {}
+            Bson::Null | Bson::Missing => {}
             other => {
                 return Err(raw(format!(
                     "$mergeObjects requires object inputs, but input {} is of type {}",
@@ -495,23 +497,23 @@ fn accumulate(
     Ok(())
 }
 
-fn finish(acc: Acc) -> Val {
+fn finish(acc: Acc) -> Bson {
     match acc {
-        Acc::Count(n) => Val::Float(n),
-        Acc::Sum(s) => Val::Float(s),
+        Acc::Count(n) => Bson::Float(n),
+        Acc::Sum(s) => Bson::Float(s),
         Acc::Avg(s, n) => {
             if n == 0 {
-                Val::Null
+                Bson::Null
             } else {
-                Val::Float(s / n as f64)
+                Bson::Float(s / n as f64)
             }
         }
-        Acc::Max(m) | Acc::Min(m) => m.unwrap_or(Val::Null),
-        Acc::First(f) => f.unwrap_or(Val::Null),
+        Acc::Max(m) | Acc::Min(m) => m.unwrap_or(Bson::Null),
+        Acc::First(f) => f.unwrap_or(Bson::Null),
         Acc::Last(l) => l,
-        Acc::Push(items) => Val::Arr(items),
-        Acc::Set(set) => Val::Arr(set.items),
-        Acc::Merge(fields) => Val::Obj(fields),
+        Acc::Push(items) => Bson::Arr(items),
+        Acc::Set(set) => Bson::Arr(set.items),
+        Acc::Merge(fields) => Bson::Obj(fields),
     }
 }
 

@@ -23,9 +23,9 @@ use crate::limits::{Budget, StageUse};
 use crate::message::{Page, as_list, as_object, check_fields, parse_page};
 use crate::model::FieldPath;
 use crate::plan::matching;
-use crate::record::{Rec, Scope};
+use crate::record::{Record, Scope};
 use crate::slots::Slots;
-use crate::value::Val;
+use crate::value::Bson;
 
 /// Runs a StatisticsQuery (its filter already compiled) and renders the Struct answer.
 pub(crate) fn stat(
@@ -63,7 +63,7 @@ pub(crate) fn stat(
     let ordered = !stages.first().is_some_and(Stage::is_unordered_group);
     let filter = &filter.bound(&|s| index.interned(s));
     let source = if ordered {
-        let mut recs: Vec<&Rec> = matching(index, scope, filter, budget).collect();
+        let mut recs: Vec<&Record> = matching(index, scope, filter, budget).collect();
         budget.check_time().map_err(Error::db_query)?;
         recs.sort_unstable_by(|a, b| a.natural_cmp(b));
         Source::Picked(recs)
@@ -108,7 +108,7 @@ pub(crate) fn stat(
 /// `distinct`: the values (array elements flattened, nulls included, missing skipped), each once,
 /// sorted as Python's `sort()` sorts them, or in stored order when it cannot.
 fn distinct_values(
-    recs: &[&Rec],
+    recs: &[&Record],
     key: &str,
     page: &Page,
     budget: &Budget<'_>,
@@ -119,11 +119,11 @@ fn distinct_values(
     budget.work(path.sub.len()).map_err(over)?;
     let mut set = Dedup::default();
     let mut stage = StageUse::new(budget, "distinct");
-    let mut push = |v: Val| -> Result<(), Error> {
+    let mut push = |v: Bson| -> Result<(), Error> {
         if !budget.tick(1) {
             return budget.check_time().map_err(over);
         }
-        if matches!(v, Val::Missing) {
+        if matches!(v, Bson::Missing) {
             return Ok(());
         }
         let bytes = v.approx_bytes();
@@ -138,7 +138,7 @@ fn distinct_values(
         let v = r.get(&path);
         rows::charge(budget, &v)?;
         match v {
-            Val::Arr(items) => {
+            Bson::Arr(items) => {
                 for v in items {
                     push(v)?;
                 }
@@ -148,10 +148,10 @@ fn distinct_values(
     }
     let mut values = set.items;
     // Python's sort() fails on mixed types and leaves the list as returned.
-    let bracket = |v: &Val| match v {
-        Val::Int(_) | Val::Float(_) | Val::Bool(_) => 1,
-        Val::Str(_) => 2,
-        Val::Date(_) => 3,
+    let bracket = |v: &Bson| match v {
+        Bson::Int(_) | Bson::Float(_) | Bson::Bool(_) => 1,
+        Bson::Str(_) => 2,
+        Bson::Date(_) => 3,
         _ => 0,
     };
     if values
@@ -159,12 +159,12 @@ fn distinct_values(
         .all(|v| bracket(v) != 0 && values.first().is_some_and(|f| bracket(v) == bracket(f)))
     {
         values.sort_by(|a, b| match (a, b) {
-            (Val::Bool(x), y) | (y, Val::Bool(x)) if !matches!(y, Val::Bool(_)) => {
+            (Bson::Bool(x), y) | (y, Bson::Bool(x)) if !matches!(y, Bson::Bool(_)) => {
                 let xf = f64::from(u8::from(*x));
                 let o = xf
                     .partial_cmp(&y.as_f64().unwrap_or(0.0))
                     .unwrap_or(std::cmp::Ordering::Equal);
-                if matches!(a, Val::Bool(_)) {
+                if matches!(a, Bson::Bool(_)) {
                     o
                 } else {
                     o.reverse()
@@ -184,8 +184,8 @@ fn distinct_values(
 }
 
 /// Group keys lifted to the top level; a null `_id` (a group without keys) dropped.
-fn render_row(doc: Val) -> Result<Value, Error> {
-    let Val::Obj(fields) = doc else {
+fn render_row(doc: Bson) -> Result<Value, Error> {
+    let Bson::Obj(fields) = doc else {
         return Err(Error::unknown("Unexpected type"));
     };
     let mut m = Map::new();
@@ -193,12 +193,12 @@ fn render_row(doc: Val) -> Result<Value, Error> {
     for (k, v) in fields {
         if k.as_ref() == "_id" {
             match v {
-                Val::Obj(keys) => {
+                Bson::Obj(keys) => {
                     for (kk, vv) in keys {
                         m.insert(kk.to_string(), vv.to_struct_json(true).map_err(unexpected)?);
                     }
                 }
-                Val::Null | Val::Missing => {}
+                Bson::Null | Bson::Missing => {}
                 other => {
                     m.insert(
                         "_id".into(),
@@ -208,7 +208,7 @@ fn render_row(doc: Val) -> Result<Value, Error> {
             }
             continue;
         }
-        if matches!(v, Val::Missing) {
+        if matches!(v, Bson::Missing) {
             continue;
         }
         m.insert(

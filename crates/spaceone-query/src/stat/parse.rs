@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::rows::{P, raw};
 use crate::error::{Error, py_repr_ordered};
 use crate::message::{as_bool, as_list, as_object, check_fields};
-use crate::value::Val;
+use crate::value::Bson;
 
 pub(super) const GROUP_OPERATORS: [&str; 10] = [
     "count",
@@ -58,7 +58,7 @@ pub(super) struct GroupField {
     pub(super) op: &'static str,
     pub(super) key: Option<P>,
     pub(super) push_fields: Vec<(String, P)>,
-    pub(super) conditions: Vec<(P, &'static str, Val)>,
+    pub(super) conditions: Vec<(P, &'static str, Bson)>,
 }
 
 /// A group key: its output name, the path it reads and its `date_format`.
@@ -420,7 +420,7 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
     })
 }
 
-fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static str, Val)>, Error> {
+fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static str, Bson)>, Error> {
     let mut conditions = Vec::new();
     for c in as_list(fm.get("conditions"), "aggregate.group.fields.conditions")? {
         let cm = as_object(c, "aggregate.group.fields.conditions")?;
@@ -458,7 +458,7 @@ fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static s
                 "'aggregate.group.fields.conditions.operator' condition's operator is not supported: supported operator = eq | not | gt | gte | lt | lte",
             ));
         };
-        conditions.push((P::new(&b.key_path(&ck)), co, Val::from_proto_json(cv)));
+        conditions.push((P::new(&b.key_path(&ck)), co, Bson::from_proto_json(cv)));
     }
     Ok(conditions)
 }

@@ -7,9 +7,9 @@ use crate::filter::Filter;
 use crate::limits::Budget;
 use crate::model::FieldPath;
 use crate::plan::matching;
-use crate::record::{Rec, Scope};
+use crate::record::{Record, Scope};
 use crate::slots::Slots;
-use crate::value::Val;
+use crate::value::Bson;
 
 /// A raw failure (MongoDB's or Python's own): wrapped once as ERROR_DB_QUERY.
 pub(super) fn raw(message: impl Into<String>) -> Error {
@@ -21,38 +21,38 @@ pub(super) fn over(reason: String) -> Error {
     raw(reason)
 }
 
-pub(super) fn bson_type(v: &Val) -> &'static str {
+pub(super) fn bson_type(v: &Bson) -> &'static str {
     match v {
-        Val::Missing => "missing",
-        Val::Null => "null",
-        Val::Bool(_) => "bool",
-        Val::Int(_) => "long",
-        Val::Float(_) => "double",
-        Val::Str(_) => "string",
-        Val::Date(_) => "date",
-        Val::Arr(_) => "array",
-        Val::Obj(_) => "object",
+        Bson::Missing => "missing",
+        Bson::Null => "null",
+        Bson::Bool(_) => "bool",
+        Bson::Int(_) => "long",
+        Bson::Float(_) => "double",
+        Bson::Str(_) => "string",
+        Bson::Date(_) => "date",
+        Bson::Arr(_) => "array",
+        Bson::Obj(_) => "object",
     }
 }
 
 /// A document in the pipeline: a stored record read in place, or a document a stage made.
 #[derive(Clone)]
 pub(super) enum Row<'a> {
-    Rec(&'a Rec),
-    Doc(Val),
+    Record(&'a Record),
+    Doc(Bson),
 }
 
 impl Row<'_> {
-    pub(super) fn at(&self, p: &P) -> Val {
+    pub(super) fn at(&self, p: &P) -> Bson {
         match self {
-            Row::Rec(r) => p.field.as_ref().map_or(Val::Missing, |f| r.get(f)),
+            Row::Record(r) => p.field.as_ref().map_or(Bson::Missing, |f| r.get(f)),
             Row::Doc(d) => d.path(&p.parts),
         }
     }
 
-    pub(super) fn into_doc(self) -> Val {
+    pub(super) fn into_doc(self) -> Bson {
         match self {
-            Row::Rec(r) => r.document(),
+            Row::Record(r) => r.document(),
             Row::Doc(d) => d,
         }
     }
@@ -60,24 +60,24 @@ impl Row<'_> {
 
 pub(super) enum Rendered {
     /// A distinct value.
-    Value(Val),
+    Value(Bson),
     /// A pipeline row (group keys still under `_id`).
-    Row(Val),
+    Row(Bson),
 }
 
 pub(super) type Output = (Vec<Rendered>, Option<usize>);
 
 /// Units of work a value stands for: about one per value it holds (what reading, copying,
 /// hashing or comparing it costs).
-pub(super) fn units(v: &Val) -> usize {
+pub(super) fn units(v: &Bson) -> usize {
     v.approx_bytes()
-        .checked_div(std::mem::size_of::<Val>())
+        .checked_div(std::mem::size_of::<Bson>())
         .unwrap_or(0)
         .max(1)
 }
 
 /// Counts a value read or copied for a row as work (see [`units`]).
-pub(super) fn charge(budget: &Budget<'_>, v: &Val) -> Result<(), Error> {
+pub(super) fn charge(budget: &Budget<'_>, v: &Bson) -> Result<(), Error> {
     budget.work(units(v)).map_err(over)
 }
 
@@ -108,7 +108,7 @@ impl P {
 /// Where the pipeline's first documents come from.
 pub(super) enum Source<'a> {
     /// Records already selected (scope and filter applied), in the order the pipeline needs.
-    Picked(Vec<&'a Rec>),
+    Picked(Vec<&'a Record>),
     /// Not selected yet: a leading order-insensitive `group` applies scope and filter while it
     /// scans, so no list of matches is built at all.
     Scan {
@@ -119,7 +119,7 @@ pub(super) enum Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    pub(super) fn into_recs(self, budget: &Budget<'_>) -> Result<Vec<&'a Rec>, Error> {
+    pub(super) fn into_recs(self, budget: &Budget<'_>) -> Result<Vec<&'a Record>, Error> {
         match self {
             Source::Picked(recs) => Ok(recs),
             Source::Scan {
@@ -150,7 +150,7 @@ impl Pipeline<'_> {
             self.rows = recs
                 .into_recs(self.budget)?
                 .into_iter()
-                .map(Row::Rec)
+                .map(Row::Record)
                 .collect();
         }
         Ok(())

@@ -124,7 +124,10 @@ fn paths(code: &str, children: &BTreeSet<String>) -> Vec<String> {
             }
             let path = &code[i..j];
             let first = path.split("::").next().unwrap_or_default();
+            // `super::{a, b}` is a use group, read by the `use` parser above: its prefix alone
+            // names no item.
             if path.contains("::")
+                && !path.ends_with("::")
                 && (matches!(first, "crate" | "super" | "self") || children.contains(first))
             {
                 out.push(path.trim_end_matches(':').to_string());

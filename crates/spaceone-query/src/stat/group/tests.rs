@@ -13,16 +13,16 @@ use super::*;
 /// Every ordered tree of up to `nodes` nodes, as values built of nothing but empty arrays
 /// (`[]`, `[[]]`, `[[],[]]`, `[[[]]]`, ...): all distinct, and the shape the review flooded
 /// the old hash with.
-fn empty_array_trees(nodes: usize) -> Vec<Val> {
+fn empty_array_trees(nodes: usize) -> Vec<Bson> {
     // forests[n]: every ordered forest of n nodes.
-    let mut forests: Vec<Vec<Vec<Val>>> = vec![vec![Vec::new()]];
+    let mut forests: Vec<Vec<Vec<Bson>>> = vec![vec![Vec::new()]];
     for n in 1..nodes {
         let mut all = Vec::new();
         // The first tree takes k + 1 nodes (a root over a forest of k), the rest n - k - 1.
         for k in 0..n {
             for inner in &forests[k] {
                 for rest in &forests[n - k - 1] {
-                    let mut f = vec![Val::Arr(inner.clone())];
+                    let mut f = vec![Bson::Arr(inner.clone())];
                     f.extend(rest.iter().cloned());
                     all.push(f);
                 }
@@ -30,7 +30,7 @@ fn empty_array_trees(nodes: usize) -> Vec<Val> {
         }
         forests.push(all);
     }
-    forests.into_iter().flatten().map(Val::Arr).collect()
+    forests.into_iter().flatten().map(Bson::Arr).collect()
 }
 
 #[test]
@@ -58,19 +58,19 @@ fn crafted_empty_array_values_do_not_collide() {
 #[test]
 fn equal_values_hash_alike() {
     let hasher = RandomState::new();
-    let h = |v: &Val| hasher.hash_one(Hashed(v));
+    let h = |v: &Bson| hasher.hash_one(Hashed(v));
     let same = [
-        (Val::Int(2), Val::Float(2.0)),
-        (Val::Float(0.0), Val::Float(-0.0)),
-        (Val::Float(f64::NAN), Val::Float(-f64::NAN)),
-        (Val::Null, Val::Missing),
+        (Bson::Int(2), Bson::Float(2.0)),
+        (Bson::Float(0.0), Bson::Float(-0.0)),
+        (Bson::Float(f64::NAN), Bson::Float(-f64::NAN)),
+        (Bson::Null, Bson::Missing),
         (
-            Val::Arr(vec![Val::Int(1), Val::Null]),
-            Val::Arr(vec![Val::Float(1.0), Val::Missing]),
+            Bson::Arr(vec![Bson::Int(1), Bson::Null]),
+            Bson::Arr(vec![Bson::Float(1.0), Bson::Missing]),
         ),
         (
-            Val::Obj(vec![(Arc::from("a"), Val::Int(3))]),
-            Val::Obj(vec![(Arc::from("a"), Val::Float(3.0))]),
+            Bson::Obj(vec![(Arc::from("a"), Bson::Int(3))]),
+            Bson::Obj(vec![(Arc::from("a"), Bson::Float(3.0))]),
         ),
     ];
     for (a, b) in &same {
@@ -79,22 +79,25 @@ fn equal_values_hash_alike() {
     }
     // Values that only a length or a type tag tells apart.
     let apart = [
-        (Val::str("ab"), Val::Arr(vec![Val::str("a"), Val::str("b")])),
         (
-            Val::Arr(vec![Val::str("ab"), Val::str("")]),
-            Val::Arr(vec![Val::str("a"), Val::str("b")]),
+            Bson::str("ab"),
+            Bson::Arr(vec![Bson::str("a"), Bson::str("b")]),
         ),
         (
-            Val::Arr(vec![Val::Arr(vec![]), Val::Int(1)]),
-            Val::Arr(vec![Val::Arr(vec![Val::Int(1)])]),
+            Bson::Arr(vec![Bson::str("ab"), Bson::str("")]),
+            Bson::Arr(vec![Bson::str("a"), Bson::str("b")]),
         ),
         (
-            Val::Obj(vec![(Arc::from("a"), Val::Arr(vec![]))]),
-            Val::Arr(vec![Val::str("a")]),
+            Bson::Arr(vec![Bson::Arr(vec![]), Bson::Int(1)]),
+            Bson::Arr(vec![Bson::Arr(vec![Bson::Int(1)])]),
         ),
-        (Val::Bool(true), Val::Int(1)),
-        (Val::Date(1), Val::Int(1)),
-        (Val::Null, Val::Arr(vec![])),
+        (
+            Bson::Obj(vec![(Arc::from("a"), Bson::Arr(vec![]))]),
+            Bson::Arr(vec![Bson::str("a")]),
+        ),
+        (Bson::Bool(true), Bson::Int(1)),
+        (Bson::Date(1), Bson::Int(1)),
+        (Bson::Null, Bson::Arr(vec![])),
     ];
     for (a, b) in &apart {
         assert_ne!(h(a), h(b), "{a:?} {b:?}");

@@ -30,7 +30,7 @@ pub fn router() -> Router<JobService> {
         .route("/cost-analysis/v1/jobs/stat", post(stat_body))
 }
 
-type Reply = Result<Response, RestError>;
+type RestReply = Result<Response, RestError>;
 
 fn ok(v: Value) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
@@ -91,17 +91,17 @@ pub fn error_response(e: &ServiceError) -> Response {
     response
 }
 
-async fn get_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply {
+async fn get_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(s.get(&user, body).await?))
 }
 
-async fn list_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply {
+async fn list_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(encoded(s.list(&user, body).await?))
 }
 
-async fn stat_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply {
+async fn stat_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
     let answer = s.stat(&user, body, |v| {
         serde_json::to_vec(&v)
@@ -111,7 +111,7 @@ async fn stat_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply 
     Ok(encoded(answer.await?))
 }
 
-async fn cancel_body(State(s): State<JobService>, c: Caller, body: Body) -> Reply {
+async fn cancel_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(s.cancel(&user, body).await?))
 }
@@ -121,7 +121,7 @@ async fn get_path(
     Path(job_id): Path<String>,
     RawQuery(query): RawQuery,
     c: Caller,
-) -> Reply {
+) -> RestReply {
     let user = authenticate(&s, &c).await?;
     let request = path_request(
         job_id,
@@ -137,14 +137,18 @@ async fn cancel_path(
     RawQuery(query): RawQuery,
     c: Caller,
     body: Body,
-) -> Reply {
+) -> RestReply {
     let query = query_params(query.as_deref().unwrap_or(""))?;
     let (user, body) = authenticated_body(&s, &c, body).await?;
     let request = path_request(job_id, query, body)?;
     Ok(ok(s.cancel(&user, request).await?))
 }
 
-async fn list_query(State(s): State<JobService>, RawQuery(query): RawQuery, c: Caller) -> Reply {
+async fn list_query(
+    State(s): State<JobService>,
+    RawQuery(query): RawQuery,
+    c: Caller,
+) -> RestReply {
     let user = authenticate(&s, &c).await?;
     let body = query_params(query.as_deref().unwrap_or(""))?;
     Ok(encoded(s.list(&user, Value::Object(body)).await?))

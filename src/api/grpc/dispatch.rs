@@ -1,11 +1,11 @@
 //! The gRPC adapter's side of the Job service: which call a method is, and the answer forms it
-//! gets back. Everything behind [`call`] is the shared service ([`crate::api::JobService`]).
+//! gets back. Everything behind [`call`] is the shared service ([`crate::api::service::JobService`]).
 
 use serde_json::Value;
 
-use crate::api::JobService;
 use crate::api::error::ServiceError;
 use crate::api::service::Answered;
+use crate::api::service::JobService;
 use crate::auth::UserInfo;
 
 /// The four calls of `spaceone.api.cost_analysis.v1.Job`.

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use chrono::{DateTime, Utc};
 
-use super::InitialList;
+use super::options::InitialList;
 use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus};
 
 type Key = (String, String);
@@ -27,7 +27,7 @@ type Key = (String, String);
 /// from (so a write the shim made itself is never
 /// rolled back by an older watch event arriving after it).
 #[derive(Default)]
-pub struct JobCatalog {
+pub struct Catalog {
     pub index: Index,
     labels: HashMap<Key, BTreeMap<String, String>>,
     versions: HashMap<Key, u64>,
@@ -35,13 +35,13 @@ pub struct JobCatalog {
     namespaces: HashMap<String, Vec<String>>,
     /// Jobs still in progress, with what a cancel writes from: kept only for those, since a
     /// terminal state never changes back.
-    live: HashMap<Key, Live>,
+    live: HashMap<Key, LiveStatus>,
 }
 
 /// An in-progress job as last seen: enough to compute and conditionally apply its cancel without
 /// reading it first (the resourceVersion precondition catches a stale copy).
 #[derive(Clone, Debug)]
-pub struct Live {
+pub struct LiveStatus {
     pub domain_id: String,
     pub resource_version: String,
     pub generation: Option<i64>,
@@ -49,7 +49,7 @@ pub struct Live {
     pub status: Option<CostAnalysisJobStatus>,
 }
 
-impl JobCatalog {
+impl Catalog {
     /// Namespaces holding a job named `job_id`.
     pub fn namespaces_of(&self, job_id: &str) -> &[String] {
         self.namespaces
@@ -58,7 +58,7 @@ impl JobCatalog {
             .unwrap_or(&[])
     }
 
-    pub fn live(&self, namespace: &str, name: &str) -> Option<&Live> {
+    pub fn live(&self, namespace: &str, name: &str) -> Option<&LiveStatus> {
         self.live.get(&(namespace.to_string(), name.to_string()))
     }
 
@@ -99,7 +99,7 @@ impl JobCatalog {
             (true, Some(rv)) => {
                 self.live.insert(
                     key.clone(),
-                    Live {
+                    LiveStatus {
                         domain_id: job.spec.domain_id.clone(),
                         resource_version: rv,
                         generation: job.metadata.generation,
@@ -134,11 +134,11 @@ impl JobCatalog {
     }
 }
 
-/// The shared [`JobCatalog`], kept current by a watch: whether its initial list has completed, and
+/// The shared [`Catalog`], kept current by a watch: whether its initial list has completed, and
 /// since when its watch has been failing (milliseconds since `epoch`; 0: it is not).
 #[derive(Clone)]
-pub struct WatchedJobs {
-    pub catalog: Arc<RwLock<JobCatalog>>,
+pub struct SharedCatalog {
+    pub catalog: Arc<RwLock<Catalog>>,
     pub synced: Arc<AtomicBool>,
     epoch: Instant,
     failing_since_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -152,9 +152,9 @@ pub struct WatchedJobs {
 type Fed =
     futures::channel::mpsc::UnboundedReceiver<Result<Event<CostAnalysisJob>, watcher::Error>>;
 
-impl Default for WatchedJobs {
+impl Default for SharedCatalog {
     fn default() -> Self {
-        WatchedJobs::new(Gauge::default())
+        SharedCatalog::new(Gauge::default())
     }
 }
 
@@ -166,10 +166,10 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(2);
 /// Watch events applied under one write lock at most.
 const BATCH: usize = 1024;
 
-impl WatchedJobs {
+impl SharedCatalog {
     /// An empty catalog that reports its size in `size`.
     pub fn new(size: Gauge<i64, AtomicI64>) -> Self {
-        WatchedJobs {
+        SharedCatalog {
             catalog: Arc::default(),
             synced: Arc::default(),
             epoch: Instant::now(),
@@ -221,7 +221,7 @@ impl WatchedJobs {
 
     /// The store for reading. A write that panicked half-way poisons the lock; what it left is still
     /// served (the next re-list replaces it) rather than failing every request from then on.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, JobCatalog> {
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         self.catalog.read().unwrap_or_else(|p| {
             warn!("the job index was poisoned by a panic while writing; serving it as it is");
             p.into_inner()
@@ -233,11 +233,11 @@ impl WatchedJobs {
     /// query in flight). After [`WRITE_PATIENCE`] it queues on a blocking thread instead.
     pub async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut JobCatalog) -> R + Send + 'static,
+        f: impl FnOnce(&mut Catalog) -> R + Send + 'static,
     ) -> Option<R> {
         let started = Instant::now();
         let size = self.size.clone();
-        let apply = move |catalog: &mut JobCatalog| {
+        let apply = move |catalog: &mut Catalog| {
             let out = f(catalog);
             size.set(i64::try_from(catalog.index.len()).unwrap_or(i64::MAX));
             out
@@ -288,7 +288,7 @@ impl WatchedJobs {
                 // After "410 Gone" the watcher lists again.
                 InitialList::Paged => watcher::Config::default().page_size(500).any_semantic(),
             };
-            let events = crate::watch::watch(api.clone(), config).boxed();
+            let events = crate::backoff::watch(api.clone(), config).boxed();
             match self.follow(events, initial).await {
                 Followed::Ended => return,
                 Followed::StreamingRefused(e) => {
@@ -308,7 +308,7 @@ impl WatchedJobs {
         initial: InitialList,
     ) -> Followed {
         use futures::FutureExt;
-        let mut pending = JobCatalog::default();
+        let mut pending = Catalog::default();
         while let Some(first) = stream.next().await {
             let mut events = vec![first];
             while events.len() < BATCH {
@@ -328,7 +328,7 @@ impl WatchedJobs {
             }
             for event in events {
                 match event {
-                    Ok(Event::Init) => pending = JobCatalog::default(),
+                    Ok(Event::Init) => pending = Catalog::default(),
                     Ok(Event::InitApply(job)) => pending.upsert(&job),
                     Ok(Event::InitDone) => {
                         ops.push(Op::Replace(Box::new(std::mem::take(&mut pending))));
@@ -386,7 +386,7 @@ impl WatchedJobs {
 
 /// One change to the store, taken from the watch.
 enum Op {
-    Replace(Box<JobCatalog>),
+    Replace(Box<Catalog>),
     Upsert(Box<CostAnalysisJob>),
     Remove(String, String),
 }
@@ -446,8 +446,8 @@ mod tests {
 
     #[test]
     fn only_jobs_in_progress_keep_what_a_cancel_writes_from() {
-        let mut store = JobCatalog::default();
-        let live_rv = |s: &JobCatalog| s.live("ns", "job-1").map(|l| l.resource_version.clone());
+        let mut store = Catalog::default();
+        let live_rv = |s: &Catalog| s.live("ns", "job-1").map(|l| l.resource_version.clone());
         store.upsert(&job("5", None));
         assert_eq!(live_rv(&store).as_deref(), Some("5"));
         store.upsert(&job("6", Some(JobStatus::InProgress)));
@@ -471,7 +471,7 @@ mod tests {
     /// replaces it once complete, and a failing watch is reported.
     #[tokio::test]
     async fn the_catalog_follows_a_shared_watch() {
-        let jobs = WatchedJobs::default();
+        let jobs = SharedCatalog::default();
         let tx = jobs.feed();
         let mut other = job("3", None);
         other.metadata.name = Some("job-2".into());

@@ -35,8 +35,8 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Run the API shim: the SpaceONE REST API and the Kubernetes aggregated API over a
-    /// watch-fed index of jobs (stateless; run as many replicas as you like).
+    /// Run the API shim: SpaceONE's REST and gRPC APIs and the Kubernetes aggregated API over a
+    /// watch-fed catalog of jobs (stateless; run as many replicas as you like).
     Api {
         #[command(flatten)]
         api: ApiArgs,
@@ -103,7 +103,7 @@ pub struct ApiArgs {
     /// Serve only jobs of this namespace (default: all namespaces).
     #[arg(long = "api-namespace", env = "API_WATCH_NAMESPACE")]
     pub api_namespace: Option<String>,
-    /// How the index loads the jobs: `streaming` (a watch that first sends every job, Kubernetes
+    /// How the catalog loads the jobs: `streaming` (a watch that first sends every job, Kubernetes
     /// WatchList; falls back to `paged` when the API server refuses it) or `paged` (LIST in pages
     /// of 500, then watch).
     #[arg(long, value_enum, default_value_t = api::InitialList::Streaming, env = "API_INITIAL_LIST")]
@@ -155,7 +155,7 @@ pub struct LimitArgs {
     /// (ERROR_DB_QUERY).
     #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..))]
     pub max_answer_bytes: u64,
-    /// Seconds the index's watch may fail before /readyz turns unready (the index is then
+    /// Seconds the catalog's watch may fail before /readyz turns unready (the catalog is then
     /// stale: a Service sends clients to replicas that can see the API server).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub index_grace: u64,

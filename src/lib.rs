@@ -1,16 +1,28 @@
 //! cost-analysis-operator: the SpaceONE cost-analysis Job API as a Kubernetes operator.
 //!
-//! - [`resources`]: the `CostAnalysisJob` and `CostAnalysisJobTask` custom resources;
-//! - [`lifecycle`]: the pure decision of what a job's status should be (no I/O);
-//! - [`controller`]: the kube-rs shell that applies those decisions;
-//! - [`runner`] and [`runner_shell`]: templated tasks run as batch/v1 Jobs (decision and I/O);
-//! - [`leader`]: Lease-based leader election;
-//! - [`health`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
-//! - [`api`]: the API shim (SpaceONE REST and the Kubernetes aggregated API over a watch-fed index);
-//! - [`auth`]: front-proxy client certificates, TokenReview and SubjectAccessReview;
-//! - [`server`]: the one HTTP server (TLS and h2c) every listener uses, with its connection limits;
-//! - [`telemetry`]: request and reconcile spans, OpenTelemetry export (opt-in);
-//! - [`crd`]: CRD YAML generation.
+//! The resources and the pure decisions:
+//! - [`resources`]: the `CostAnalysisJob` and `CostAnalysisJobTask` custom resources and the one
+//!   mapping of a job to a SpaceONE Job; [`crd`]: their CRD YAML;
+//! - [`lifecycle`]: what a job's status should be (no I/O); [`runner`]: what a templated task's
+//!   batch/v1 Job should be and what its state means; [`pod_failure`]: what a failed pod says.
+//!
+//! The controller:
+//! - [`controller`]: the kube-rs shell that applies the decisions; [`caches`]: its watch-fed
+//!   caches and triggers; [`passes`]: looks at every job, most urgent first; [`own_writes`]: its
+//!   recent writes, so their echoes trigger nothing; [`runner_shell`]: the task runner's
+//!   requests; [`leader`]: Lease-based leader election; [`backoff`]: the watches' retry policy;
+//!   [`job_metrics`]: what decisions and the cache tell the metrics.
+//!
+//! The API shim:
+//! - [`api`]: SpaceONE's REST and gRPC APIs and the Kubernetes aggregated API over a watch-fed
+//!   catalog of jobs; [`auth`]: front-proxy certificates, TokenReview and SubjectAccessReview;
+//!   [`server`]: the one HTTP server (TLS and h2c) every listener uses, with its limits.
+//!
+//! The process:
+//! - [`cli`]: flags and their defaults; [`serve`]: the wiring of `controller`, `api` and `run`;
+//!   [`offline`]: the offline `query` command; [`health`] and [`metrics`]: `/healthz`, `/readyz`,
+//!   `/metrics`; [`telemetry`]: logs, request and reconcile spans, OpenTelemetry export (opt-in);
+//!   [`shutdown`]: signals; [`timestamp`] and [`percent`]: small codecs.
 
 pub mod api;
 pub mod auth;

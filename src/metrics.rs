@@ -49,7 +49,7 @@ pub struct Metrics {
     pub leader: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub api_cancels: Counter,
     pub api_requests: Histograms<RequestLabels>,
-    pub index_jobs: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub catalog_jobs: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Panics contained to one reconcile (`reconcile`) or one request (`request`).
     pub panics: Family<ComponentLabels, Counter>,
     pub request_panics: Counter,
@@ -98,7 +98,7 @@ impl Metrics {
         let api_cancels = Counter::default();
         let api_requests: Histograms<RequestLabels> =
             Family::new_with_constructor(request_histogram);
-        let index_jobs = Gauge::default();
+        let catalog_jobs = Gauge::default();
         let panics = Family::<ComponentLabels, Counter>::default();
         let request_panics = panics
             .get_or_create(&ComponentLabels {
@@ -144,9 +144,9 @@ impl Metrics {
             api_cancels.clone(),
         );
         registry.register(
-            "index_jobs",
-            "Jobs held in the API index",
-            index_jobs.clone(),
+            "catalog_jobs",
+            "Jobs held in the API shim's catalog",
+            catalog_jobs.clone(),
         );
         registry.register("reconciles", "Job reconciliations", reconciles.clone());
         registry.register(
@@ -192,7 +192,7 @@ impl Metrics {
             leader,
             api_cancels,
             api_requests,
-            index_jobs,
+            catalog_jobs,
             panics,
             request_panics,
             reconcile_panics,

@@ -19,7 +19,7 @@ impl Serve {
         let metrics = Arc::new(metrics::Metrics::new(self.common.metric_labels()));
         let stop = shutdown::on_signal();
         let stopping = Arc::new(AtomicBool::new(false));
-        let jobs = api::SharedCatalog::new(metrics.index_jobs.clone());
+        let jobs = api::SharedCatalog::new(metrics.catalog_jobs.clone());
         // Ready while not stopping and, with the API shim in the process, once its catalog holds
         // the initial list and unless its watch has been failing for longer than --index-grace.
         // Judged when /readyz is asked; nothing polls.

@@ -71,7 +71,7 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
     let catalog_size = |metrics: &str| -> Option<i64> {
         support::http_get(metrics, "/metrics")
             .lines()
-            .find_map(|l| l.strip_prefix("cost_analysis_operator_index_jobs "))
+            .find_map(|l| l.strip_prefix("cost_analysis_operator_catalog_jobs "))
             .and_then(|v| v.trim().parse().ok())
     };
     // Other tests' jobs count too: the catalog watches every namespace.

@@ -223,7 +223,7 @@ impl SharedCatalog {
     /// served (the next re-list replaces it) rather than failing every request from then on.
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         self.catalog.read().unwrap_or_else(|p| {
-            warn!("the job index was poisoned by a panic while writing; serving it as it is");
+            warn!("the job catalog was poisoned by a panic while writing; serving it as it is");
             p.into_inner()
         })
     }
@@ -373,7 +373,7 @@ impl SharedCatalog {
                     });
                 if let Some(n) = synced {
                     self.synced.store(true, Ordering::Release);
-                    info!(jobs = n, "job index synced");
+                    info!(jobs = n, "job catalog synced");
                 }
             }
             if let Some(e) = refused {

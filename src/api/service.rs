@@ -1,5 +1,5 @@
 //! The Job service: SpaceONE's `get`, `list`, `stat` and `cancel`, and the Kubernetes views of the
-//! same jobs, behind one layer that owns authorization, the index, the query engine, the query
+//! same jobs, behind one layer that owns authorization, the catalog, the query engine, the query
 //! pool and the cancel write. The protocol adapters (REST, the aggregated API, gRPC) only decode a
 //! request, call this, and encode the answer or the [`ServiceError`].
 
@@ -295,7 +295,7 @@ impl JobService {
         .await
     }
 
-    /// Authorizes reading the request's domain, then answers from the index on the query pool.
+    /// Authorizes reading the request's domain, then answers from the catalog on the query pool.
     async fn read<F, A>(&self, user: &UserInfo, request: Value, call: F) -> Result<A, ServiceError>
     where
         F: FnOnce(

@@ -19,7 +19,7 @@ use std::time::Duration;
 use cost_analysis_operator::resources::JobStatus;
 use kube::Api;
 use serde_json::json;
-use support::shim::{WAIT, d, job, rest, rest_via, shim_client, wait_listed, world};
+use support::shim::{Reply, WAIT, World, d, job, rest, rest_via, shim_client, wait_listed, world};
 use support::{cluster, eventually};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,22 +110,59 @@ fn race_jobs() -> usize {
         .unwrap_or(12)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
-    let w = world("race").await;
-    let c = cluster();
+/// The start of both race tests: a world and [`race_jobs`] more jobs in its first domain, named
+/// `{prefix}-{i}` with one task `t` and `extra_spec` appended to their spec, all indexed.
+async fn race_world(world_prefix: &str, prefix: &str, extra_spec: &str) -> (World, String, usize) {
+    let w = world(world_prefix).await;
     let d1 = d(&w, 1);
     let n = race_jobs();
     let yaml: String = (0..n)
-        .map(|i| job(&format!("race-{i}"), &d1, &["t"]))
+        .map(|i| job(&format!("{prefix}-{i}"), &d1, &["t"]) + extra_spec)
         .collect();
-    let out = c.apply_yaml(&w.ns, &yaml);
+    let out = cluster().apply_yaml(&w.ns, &yaml);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     wait_listed(&w, &d1, 2 + n as u64).await;
+    (w, d1, n)
+}
+
+/// The first terminal state of job `name`.
+async fn terminal(w: &World, name: &str) -> JobStatus {
+    eventually(WAIT, &format!("{name} terminal"), || async {
+        let s = w.jobs.get(name).await.ok()?.status?.status?;
+        s.is_terminal().then_some(s)
+    })
+    .await
+}
+
+/// The cancel's answer tells the truth: 200 only for a job that ended CANCELED, otherwise
+/// `ERROR_JOB_STATE` naming the state that won.
+fn assert_answer_agrees(name: &str, answer: &Reply, final_state: JobStatus) {
+    match answer.status {
+        200 => assert_eq!(
+            final_state,
+            JobStatus::Canceled,
+            "{name}: the API said CANCELED"
+        ),
+        500 => assert_eq!(
+            answer.body["detail"]["message"],
+            format!(
+                " Only running jobs can be canceled. (job_state = {})",
+                final_state.as_str()
+            ),
+            "{name}"
+        ),
+        other => panic!("{name}: unexpected answer {other}: {}", answer.body),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
+    let (w, d1, n) = race_world("race", "race", "").await;
+    let c = cluster();
     eventually(WAIT, "all race tasks created", || async {
         let out = c.kubectl(&["get", "cajt", "-n", &w.ns, "-o", "name"]);
         (String::from_utf8_lossy(&out.stdout)
@@ -177,40 +214,15 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
     }
     let mut seen = std::collections::BTreeMap::new();
     for (name, answer) in outcomes {
-        let final_state = eventually(WAIT, &format!("{name} terminal"), || async {
-            let s = w.jobs.get(&name).await.ok()?.status?.status?;
-            s.is_terminal().then_some(s)
-        })
-        .await;
+        let final_state = terminal(&w, &name).await;
         // Settled: it never changes again.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let later = w.jobs.get(&name).await.ok().and_then(|j| j.status?.status);
         assert_eq!(later, Some(final_state), "{name} changed after settling");
-        match answer.status {
-            200 => {
-                assert_eq!(answer.body["status"], "CANCELED");
-                assert_eq!(
-                    final_state,
-                    JobStatus::Canceled,
-                    "{name}: the API said CANCELED"
-                );
-            }
-            500 => {
-                let msg = answer.body["detail"]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                assert_eq!(
-                    msg,
-                    format!(
-                        " Only running jobs can be canceled. (job_state = {})",
-                        final_state.as_str()
-                    ),
-                    "{name}"
-                );
-            }
-            other => panic!("{name}: unexpected answer {other}: {}", answer.body),
+        if answer.status == 200 {
+            assert_eq!(answer.body["status"], "CANCELED");
         }
+        assert_answer_agrees(&name, &answer, final_state);
         assert!(
             matches!(final_state, JobStatus::Canceled | JobStatus::Success),
             "{name}: {final_state:?}"
@@ -227,23 +239,10 @@ async fn cancel_racing_completion_ends_in_exactly_one_terminal_state() {
 /// again, and the API's answer tells the truth about which.
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_racing_timeout_ends_in_exactly_one_terminal_state() {
-    let w = world("tmrace").await;
-    let c = cluster();
-    let d1 = d(&w, 1);
-    let n = race_jobs();
     // 1 s in the suite; longer for many jobs, so that every job is created and indexed before its
     // own deadline (otherwise most of them time out before any cancel is sent, and race nothing).
-    let timeout = 1 + n / 50;
-    let yaml: String = (0..n)
-        .map(|i| job(&format!("tm-{i}"), &d1, &["t"]) + &format!("  timeoutSeconds: {timeout}\n"))
-        .collect();
-    let out = c.apply_yaml(&w.ns, &yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_listed(&w, &d1, 2 + n as u64).await;
+    let timeout = 1 + race_jobs() / 50;
+    let (w, d1, n) = race_world("tmrace", "tm", &format!("  timeoutSeconds: {timeout}\n")).await;
     // Cancels spread over the moment each job's timeout fires (created + timeout + 1 s
     // allowance).
     let created: std::collections::HashMap<String, i64> = w
@@ -285,27 +284,8 @@ async fn cancel_racing_timeout_ends_in_exactly_one_terminal_state() {
     let mut finals = Vec::new();
     for h in handles {
         let (name, answer) = h.await.expect("cancel task");
-        let final_state = eventually(WAIT, &format!("{name} terminal"), || async {
-            let s = w.jobs.get(&name).await.ok()?.status?.status?;
-            s.is_terminal().then_some(s)
-        })
-        .await;
-        match answer.status {
-            200 => assert_eq!(
-                final_state,
-                JobStatus::Canceled,
-                "{name}: the API said CANCELED"
-            ),
-            500 => assert_eq!(
-                answer.body["detail"]["message"],
-                format!(
-                    " Only running jobs can be canceled. (job_state = {})",
-                    final_state.as_str()
-                ),
-                "{name}"
-            ),
-            other => panic!("{name}: unexpected answer {other}: {}", answer.body),
-        }
+        let final_state = terminal(&w, &name).await;
+        assert_answer_agrees(&name, &answer, final_state);
         assert!(
             matches!(final_state, JobStatus::Canceled | JobStatus::Timeout),
             "{name}: {final_state:?}"

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+/// The API shim registered as the APIService, and its clients (REST and aggregated-API tests).
+pub mod shim;
+
 pub const LEASE_NAME: &str = "cost-analysis-operator-test";
 
 pub fn root() -> PathBuf {

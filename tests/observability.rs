@@ -93,6 +93,9 @@ pub fn start_operator(c: &Cluster, command: &str, name: &str, env: &[(&str, Stri
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("start the operator");
+    // The stack may live in a static that is never dropped: the process must not outlive this
+    // test binary (it would hold the test lease the next binaries wait for).
+    support::watchdog(&format!("kill -TERM {} 2>/dev/null", child.id()));
     if command == "run" {
         support::wait_for_leader(c, &identity, WAIT);
     }

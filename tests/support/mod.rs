@@ -104,7 +104,7 @@ fn start_private_cluster() -> PathBuf {
 }
 
 /// Runs `cleanup` (a shell command) once this test process has exited.
-fn watchdog(cleanup: &str) {
+pub fn watchdog(cleanup: &str) {
     let script = format!(
         "while kill -0 {} 2>/dev/null; do sleep 0.3; done; {cleanup}",
         std::process::id()

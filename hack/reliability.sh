@@ -55,7 +55,7 @@ cargo bench --quiet --profile "$profile" --bench load || status=1
 echo "==> cancel races at RACE_JOBS=$RACE_JOBS"
 log="$root/target/reliability-races.log"
 set +e
-cargo test --quiet --test api -- racing --nocapture --test-threads 1 >"$log" 2>&1
+cargo test --quiet --test cancel -- racing --nocapture --test-threads 1 >"$log" 2>&1
 rc=$?
 set -e
 grep -E 'cancel against|test result|panicked|FAILED' "$log" || true

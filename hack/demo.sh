@@ -9,7 +9,9 @@
 # --in-cluster: the same demo with the operator installed by Helm on a real node instead of run as
 # a local process: a control plane with a node (hack/cluster.sh up --node; root, one per machine),
 # the image built offline and imported, the README's "Install on a cluster" block as written, and
-# the REST API reached through the chart's Service. `hack/demo.sh --in-cluster down` stops it.
+# the REST API reached through the chart's Service; then the task runner turned on and a job whose
+# templated tasks run as batch/v1 Jobs (one succeeds, one fails and says why). `hack/demo.sh
+# --in-cluster down` stops it.
 #   usage: hack/demo.sh [--in-cluster] [up|down]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -141,6 +143,49 @@ kubectl get caj,cajt -n "$ns"
 echo
 kubectl get events -n "$ns" --field-selector involvedObject.kind=CostAnalysisJob \
   -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message | head -20
+
+if [ "$incluster" = 1 ]; then
+  echo
+  echo "==> the task runner: a task with a pod template runs as a batch/v1 Job (taskRunner.enabled)"
+  eval "$(bash hack/task-image.sh)"   # IMAGE, ARCHIVE: a static busybox, FROM scratch, offline
+  ctr -n k8s.io images import "$ARCHIVE" >/dev/null
+  helm upgrade cost-analysis-operator charts/cost-analysis-operator -n cost-analysis-system --reuse-values \
+    --set taskRunner.enabled=true --set "taskRunner.namespaces={$ns}" --wait >/dev/null
+  kubectl apply -n "$ns" -f - <<YAML
+apiVersion: cost-analysis.spaceone.dev/v1
+kind: CostAnalysisJob
+metadata: {name: demo-runner}
+spec:
+  domainId: domain-demo
+  dataSourceId: ds-runner
+  tasks:
+  - id: sync
+    template:
+      spec:
+        restartPolicy: Never
+        containers:
+        - name: sync
+          image: $IMAGE
+          imagePullPolicy: Never
+          command: [sh, -c, 'echo "syncing \$SPACEONE_JOB_TASK_ID of \$SPACEONE_JOB_ID"; sleep 2']
+  - id: flaky
+    backoffLimit: 1
+    template:
+      spec:
+        restartPolicy: Never
+        containers:
+        - name: flaky
+          image: $IMAGE
+          imagePullPolicy: Never
+          command: [sh, -c, 'echo "the source refused the credentials" >/dev/termination-log; exit 1']
+YAML
+  kubectl wait -n "$ns" --for=condition=Finished caj/demo-runner --timeout=180s >/dev/null || true
+  kubectl get caj demo-runner -n "$ns"
+  kubectl get cajt -n "$ns" -l cost-analysis.spaceone.dev/job=demo-runner
+  kubectl get jobs.batch,pods -n "$ns"
+  echo "    why demo-runner failed (its flaky task, from the last pod's termination message):"
+  kubectl get cajt demo-runner.flaky -n "$ns" -o jsonpath='{.status.errorCode}: {.status.errorMessage}{"\n"}'
+fi
 
 echo
 echo "==> the aggregated API: kubectl get jobs.query.cost-analysis.spaceone.dev -n $ns"

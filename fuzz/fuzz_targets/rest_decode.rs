@@ -3,7 +3,7 @@
 //! options and label selectors. Never a panic; decoded requests then go through the engine.
 #![no_main]
 
-use cost_analysis_operator::api::{aggregated, body, labels};
+use cost_analysis_operator::api::{aggregated, body, label_selector};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = aggregated::list_options(Some(&text));
         }
         _ => {
-            let _ = labels::Selector::parse(&text);
+            let _ = label_selector::Selector::parse(&text);
         }
     }
 });

@@ -1,5 +1,5 @@
 //! The largest answers a SpaceONE client can ask for, many at once (issue 22, finding 6): an API
-//! shim over `LARGE_JOBS` jobs (default 20,000) with ~1.5 KB of options each, `LARGE_CLIENTS`
+//! shim over `LARGE_JOBS` jobs (default 20,000) with ~1.2 KB of options each, `LARGE_CLIENTS`
 //! clients (default 16) repeating `stat {distinct: "options"}` for `LARGE_SECONDS` (default 20)
 //! over REST, then as long over gRPC, while a probe asks `/healthz` every 20 ms. Reported per
 //! protocol: answers, refusals (ERROR_UNAVAILAVBLE while the answer budget is taken), the probe's
@@ -41,7 +41,7 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// About 1.5 KB of options, different for every job, as a cost data source's would be.
+/// About 1.2 KB of options, different for every job, as a cost data source's would be.
 fn options(i: usize) -> Map<String, Value> {
     let accounts: Vec<Value> = (0..36)
         .map(|k| json!(format!("account-{:06}-{k:02}", (i * 31 + k) % 100_000)))

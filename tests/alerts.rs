@@ -8,32 +8,18 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
 )]
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tool(name: &str) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("hack/observability-bin.sh"))
-        .arg(name)
-        .output()
-        .expect("run hack/observability-bin.sh");
-    assert!(
-        out.status.success(),
-        "hack/observability-bin.sh {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(name)
-}
+use support::root;
 
 fn promtool(args: &[&str]) -> String {
-    let out = Command::new(tool("promtool"))
+    let out = Command::new(support::observability_tool("promtool"))
         .args(args)
         .current_dir(root().join("tests/fixtures"))
         .output()

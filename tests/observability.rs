@@ -29,20 +29,6 @@ use support::{Cluster, cluster, eventually, free_port, root};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn tool(name: &str) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("hack/observability-bin.sh"))
-        .arg(name)
-        .output()
-        .expect("run hack/observability-bin.sh");
-    assert!(
-        out.status.success(),
-        "hack/observability-bin.sh {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(name)
-}
-
 /// A child process killed when the test process ends (or the value is dropped).
 struct Proc(Child);
 
@@ -277,7 +263,7 @@ fn start_prometheus(c: &Cluster, target: &str) -> Prometheus {
     )
     .unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(tool("prometheus"))
+    let child = Command::new(support::observability_tool("prometheus"))
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -422,7 +408,7 @@ exporters:
         ),
     )
     .unwrap();
-    let child = Command::new(tool("jaeger"))
+    let child = Command::new(support::observability_tool("jaeger"))
         .arg(format!("--config={}", config.display()))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("jaeger.log")).unwrap())

@@ -32,6 +32,22 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A test tool built from its Go module by hack/observability-bin.sh (promtool, prometheus,
+/// jaeger; cached outside the checkout).
+pub fn observability_tool(name: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("hack/observability-bin.sh"))
+        .arg(name)
+        .output()
+        .expect("run hack/observability-bin.sh");
+    assert!(
+        out.status.success(),
+        "hack/observability-bin.sh {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(name)
+}
+
 pub struct Cluster {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,

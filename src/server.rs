@@ -105,7 +105,8 @@ pub async fn serve(
         };
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
-        let Some(admitted) = admission.admit(remote.ip()) else {
+        // One host, one count: an IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d.
+        let Some(admitted) = admission.admit(remote.ip().to_canonical()) else {
             debug!(%remote, "connection limit reached (in total or for this address); closing the new connection");
             continue;
         };

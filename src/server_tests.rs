@@ -251,3 +251,17 @@ async fn four_thousand_idle_strangers_do_not_shut_out_the_plaintext_port() {
     }
     assert_eq!(open, defaults.max_connections_per_peer);
 }
+
+#[test]
+fn an_ipv4_peer_counts_once_whether_or_not_it_arrives_mapped_to_ipv6() {
+    let admission = Admission::new(&ServerLimits {
+        max_connections_per_peer: 1,
+        ..ServerLimits::default()
+    });
+    let v4: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+    let _held = admission
+        .admit(v4.to_canonical())
+        .expect("the first connection");
+    assert!(admission.admit(mapped.to_canonical()).is_none());
+}

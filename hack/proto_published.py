@@ -16,7 +16,11 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
-FILES = ["spaceone/api/core/v1/query_pb2.py", "spaceone/api/cost_analysis/v1/job_pb2.py"]
+FILES = [
+    "spaceone/api/core/v1/query_pb2.py",
+    "spaceone/api/cost_analysis/v1/job_pb2.py",
+    "spaceone/api/cost_analysis/v1/job_task_pb2.py",
+]
 LABELS = {1: "optional", 2: "required", 3: "repeated"}
 
 

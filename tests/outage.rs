@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use cost_analysis_operator::resources::{CostAnalysisJob, JobStatus};
 use kube::Api;
+use kube::api::ListParams;
 use support::{Operator, cluster, create, eventually, job_yaml, wait_for_leader};
 use tokio::sync::Mutex;
 
@@ -74,8 +75,21 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
             .find_map(|l| l.strip_prefix("cost_analysis_operator_catalog_jobs "))
             .and_then(|v| v.trim().parse().ok())
     };
-    // Other tests' jobs count too: the catalog watches every namespace.
-    let before = catalog_size(&health).expect("the catalog's size");
+    // Other tests' jobs count too: the catalog watches every namespace. The baseline is taken
+    // once the catalog equals what the API server holds, so that deletions still under way
+    // elsewhere (a namespace being emptied) do not move it during the measurement.
+    let all: Api<CostAnalysisJob> = Api::all(c.client().await);
+    let before = eventually(
+        Duration::from_secs(120),
+        "the catalog to equal the API server's count",
+        || async {
+            let page = all.list_metadata(&ListParams::default().limit(1)).await.ok()?;
+            let total = page.items.len() as i64
+                + page.metadata.remaining_item_count.unwrap_or(0);
+            (catalog_size(&health) == Some(total)).then_some(total)
+        },
+    )
+    .await;
 
     // The outage: the shim turns unready once its watch has been failing for --index-grace.
     let (tx, rx) = std::sync::mpsc::channel();

@@ -1,17 +1,22 @@
-//! What tracing costs (issue 21): the shim's list and a reconcile pass, each measured with tracing
-//! off (the default: JSON logs at `info`, no exporter) and on (the same plus spans exported over
-//! OTLP HTTP/protobuf to a running Jaeger, always sampled), interleaved round by round in one run.
-//! - list: what one REST `list` request adds around the engine: the `request` span continuing a
+//! What tracing costs (issue 21), tracing off (the default: JSON logs at `info`, no exporter)
+//! against on (the same plus spans exported over OTLP HTTP/protobuf to a running Jaeger, always
+//! sampled), side by side in one run:
+//! - the shim's list as P1 measures it: a REST list (filter by data source, newest first, a page
+//!   of 100 of BENCH_REST_JOBS jobs) over HTTPS with a ServiceAccount token, against two `api`
+//!   processes on one control plane, one exporting and one not, called alternately;
+//! - in process, what one REST `list` adds around the engine: the `request` span continuing a
 //!   `traceparent`, its fields (domain, code), the request metric, then the engine's list of one
-//!   domain's jobs (a 100-job page, newest first, of BENCH_JOBS jobs) and the JSON answer.
-//! - reconcile pass: BENCH_PASS IN_PROGRESS jobs of one task each, every one in its `reconcile`
-//!   span with the decision recorded, as the controller's pass decides them (no API writes, which
-//!   would only make the ratio smaller).
+//!   domain's jobs (a 100-job page, newest first, of BENCH_JOBS jobs) and the JSON answer;
+//! - reconcile passes as the controller makes them: BENCH_PASS settled IN_PROGRESS jobs (nothing
+//!   to write: no span, `crate::controller::Traced`), and BENCH_PASS jobs whose decision writes
+//!   (a new job: its status and its task; each gets its `reconcile` span; the API writes
+//!   themselves are left out, so the ratio is the span's cost against the decision alone).
 //!
-//! TLS, HTTP and authentication are left out (they too only make the ratio smaller). Prints
-//! medians and p99 and the ratio on / off at the median.
-//!   cargo bench --bench tracing_overhead     (Jaeger from hack/observability-bin.sh)
-//!   BENCH_NO_LOGS=1 cargo bench --bench tracing_overhead   (the same without the JSON log layer)
+//! Prints medians and p99 and the ratio on / off at the median.
+//!   cargo bench --bench tracing_overhead     (Jaeger from hack/observability-bin.sh; a control
+//!                                             plane as in tests/, or COST_ANALYSIS_CLUSTER_DIR)
+//!   BENCH_REST=0 ...   (no control plane: the in-process parts only)
+//!   BENCH_NO_LOGS=1 ...   (the in-process parts without the JSON log layer)
 
 #![allow(
     clippy::unwrap_used,
@@ -21,6 +26,9 @@
     clippy::arithmetic_side_effects,
     clippy::cast_possible_truncation
 )]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +40,7 @@ use cost_analysis_operator::metrics::outcomes::CallLabels;
 use cost_analysis_operator::resources::{
     CostAnalysisJob, CostAnalysisJobSpec, TaskState, TaskTemplate,
 };
-use cost_analysis_operator::telemetry;
+use cost_analysis_operator::{job_metrics, telemetry};
 use serde_json::json;
 use spaceone_query::{Index, Job, JobStatus, Limits, Scope, calls as api};
 use tracing_subscriber::Layer as _;
@@ -174,6 +182,13 @@ fn main() {
         let dir = std::env::temp_dir().join(format!("tracing-overhead-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (mut jaeger, otlp) = jaeger(&dir);
+        if std::env::var("BENCH_REST").as_deref() != Ok("0") {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(rest_list(&otlp, env_or("BENCH_REST_JOBS", 10_000), rounds));
+        }
         let status = Command::new(std::env::current_exe().unwrap())
             .args(std::env::args().skip(1))
             .env("TRACING_OVERHEAD_CHILD", "1")
@@ -264,23 +279,40 @@ fn main() {
 
     let objects = jobs(pass);
     let config = lifecycle::Config::default();
-    let tasks = [TaskView {
+    let running = [TaskView {
         task_id: "t1".into(),
         state: TaskState::InProgress,
         finished_at: None,
     }];
-    let reconcile_pass = || {
-        for job in &objects {
+    // As the controller reconciles: decide, and open the span only when there is something to
+    // trace (`controller::Traced`).
+    let reconcile = |job: &CostAnalysisJob, tasks: &[TaskView]| {
+        let view = JobView::of(job).unwrap();
+        let decision = lifecycle::decide(&view, tasks, Utc::now(), &config);
+        if !job_metrics::is_settled(&decision) {
             let span = telemetry::reconcile_span("ns", job.metadata.name.as_deref().unwrap());
-            span.in_scope(|| {
-                let view = JobView::of(job).unwrap();
-                let decision = lifecycle::decide(&view, &tasks, Utc::now(), &config);
-                let span = tracing::Span::current();
-                span.record("decision", "IN_PROGRESS (written)");
-                span.record("writes", decision.create_tasks.len() + 1);
-                tracing::debug!(status = "IN_PROGRESS", "decided");
-                std::hint::black_box(decision.requeue_after);
-            });
+            job_metrics::record_decision(&span, &decision);
+            span.in_scope(|| std::hint::black_box(decision.create_tasks.len()));
+        }
+        std::hint::black_box(decision.requeue_after);
+    };
+    let settled: Vec<CostAnalysisJob> = objects
+        .iter()
+        .map(|job| {
+            let mut job = job.clone();
+            let view = JobView::of(&job).unwrap();
+            job.status = Some(lifecycle::decide(&view, &running, Utc::now(), &config).status);
+            job
+        })
+        .collect();
+    let settled_pass = || {
+        for job in &settled {
+            reconcile(job, &running);
+        }
+    };
+    let deciding_pass = || {
+        for job in &objects {
+            reconcile(job, &[]);
         }
     };
 
@@ -289,7 +321,11 @@ fn main() {
     );
     for (name, work) in [
         ("shim list (100 of one domain)", &list as &dyn Fn()),
-        ("reconcile pass", &reconcile_pass as &dyn Fn()),
+        ("reconcile pass, settled jobs", &settled_pass as &dyn Fn()),
+        (
+            "reconcile pass, jobs whose decision writes",
+            &deciding_pass as &dyn Fn(),
+        ),
     ] {
         // Warm-up under both.
         for d in [&off, &on] {
@@ -313,4 +349,148 @@ fn main() {
     }
     let exported = runtime.spawn_blocking(move || provider.shutdown());
     let _ = runtime.block_on(exported);
+}
+
+/// The shim's list as P1 measures it, over HTTPS with a token, against two `api` processes on one
+/// control plane (one exporting spans to `otlp`, one not), called alternately round by round.
+async fn rest_list(otlp: &str, n: usize, rounds: usize) {
+    use futures::StreamExt;
+    use kube::Api;
+    use kube::api::PostParams;
+    let c = support::cluster();
+    let ns = c.namespace("tracing");
+    let jobs: Api<CostAnalysisJob> = Api::namespaced(c.client().await, &ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let jobs = jobs.clone();
+            async move {
+                let job = CostAnalysisJob::new(
+                    &format!("job-{i:08}"),
+                    CostAnalysisJobSpec {
+                        domain_id: "domain-bench".into(),
+                        data_source_id: format!("ds-{}", i % 10),
+                        options: None,
+                        tasks: Vec::new(),
+                        timeout_seconds: None,
+                        cancel: false,
+                        ttl_seconds_after_finished: None,
+                        last_changed_at: None,
+                    },
+                );
+                for _ in 0..5 {
+                    match jobs.create(&PostParams::default(), &job).await {
+                        Ok(_) => return,
+                        Err(kube::Error::Api(e)) if e.code == 409 => return,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+            }
+        })
+        .buffer_unordered(48)
+        .collect::<Vec<_>>()
+        .await;
+    let tls = support::serving_cert(&c.dir, "tracing", "cost-analysis-system");
+    let shim = |exporting: bool| {
+        let (port, metrics) = (support::free_port(), support::free_port());
+        let log = std::fs::File::create(c.dir.join(format!("tracing-{exporting}.log"))).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"));
+        command
+            .args(["api", "--log-format", "json"])
+            .args(["--api-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--tls-cert-file", &tls.cert.to_string_lossy()])
+            .args(["--tls-key-file", &tls.key.to_string_lossy()])
+            .env("KUBECONFIG", &c.kubeconfig)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if exporting {
+            command
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+                .env("OTEL_SERVICE_NAME", "tracing-overhead-bench");
+        }
+        let child = command.spawn().expect("start the shim");
+        let started = Instant::now();
+        while !support::http_get(&format!("127.0.0.1:{metrics}"), "/readyz").contains("200 OK") {
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "the shim did not sync"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (child, port)
+    };
+    let (mut off_shim, off_port) = shim(false);
+    let (mut on_shim, on_port) = shim(true);
+
+    c.kubectl_ok(&["create", "serviceaccount", "bench", "-n", &ns]);
+    let rbac = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {ns}}}\nrules:\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [domains]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}}}\nsubjects: [{{kind: ServiceAccount, name: bench, namespace: {ns}}}]\n"
+    );
+    c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+    let token = c
+        .kubectl_ok(&["create", "token", "bench", "-n", &ns, "--duration=2h"])
+        .trim()
+        .to_string();
+    let client = |port: u16| {
+        let mut config =
+            kube::Config::new(format!("https://127.0.0.1:{port}").parse().expect("url"));
+        config.root_cert = Some(vec![tls.der.clone()]);
+        config.auth_info.token = Some(token.clone().into());
+        kube::Client::try_from(config).expect("client")
+    };
+    let (off, on) = (client(off_port), client(on_port));
+    let body = serde_json::to_vec(&json!({"domain_id": "domain-bench", "query": {
+        "filter": [{"k": "data_source_id", "v": "ds-3", "o": "eq"}],
+        "sort": [{"key": "created_at", "desc": true}], "page": {"start": 1, "limit": 100}}}))
+    .unwrap();
+    let list = |client: kube::Client| {
+        let body = body.clone();
+        async move {
+            let request = http::Request::post("/cost-analysis/v1/jobs/search")
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .body(body)
+                .unwrap();
+            let answer = client.request_text(request).await.expect("list");
+            assert!(answer.contains("\"total_count\""), "{answer}");
+        }
+    };
+    for _ in 0..10 {
+        list(off.clone()).await;
+        list(on.clone()).await;
+    }
+    let _ = support::settle(&c.dir, Duration::from_secs(300)).await;
+    let (mut t_off, mut t_on) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Which goes first alternates too, so neither always follows the other's work.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for exporting in order {
+            let t = Instant::now();
+            if exporting {
+                list(on.clone()).await;
+                t_on.push(t.elapsed());
+            } else {
+                list(off.clone()).await;
+                t_off.push(t.elapsed());
+            }
+        }
+    }
+    let ((m_off, p_off), (m_on, p_on)) = (stats(t_off), stats(t_on));
+    println!(
+        "shim REST list as P1 (100 of {n} jobs, HTTPS, {rounds} rounds): off median {m_off:.1} p99 {p_off:.1}; on median {m_on:.1} p99 {p_on:.1}; on/off at the median {:.3}",
+        m_on / m_off
+    );
+    for shim in [&mut off_shim, &mut on_shim] {
+        let _ = shim.kill();
+        let _ = shim.wait();
+    }
+    let _ = c.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -160,24 +160,18 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.started.add(1);
     let started = Instant::now();
-    let span = crate::telemetry::reconcile_span(
-        job.namespace().as_deref().unwrap_or_default(),
-        &job.name_any(),
-    );
-    let result = {
-        use tracing::Instrument;
-        match tokio::time::timeout(
-            RECONCILE_TIMEOUT,
-            contain(reconcile_inner(&job, &ctx), &ctx.metrics),
-        )
-        .instrument(span.clone())
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ReconcileError::TimedOut(RECONCILE_TIMEOUT)),
-        }
+    let traced = Traced::new(&job);
+    let result = match tokio::time::timeout(
+        RECONCILE_TIMEOUT,
+        contain(reconcile_inner(&job, &ctx, &traced), &ctx.metrics),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(ReconcileError::TimedOut(RECONCILE_TIMEOUT)),
     };
     if let Err(e) = &result {
+        let span = traced.span();
         span.record("error", e.label());
         span.record("otel.status_code", "ERROR");
     }
@@ -189,6 +183,34 @@ async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Actio
         b.remove(&ObjectRef::from_obj(job.as_ref()));
     }
     result
+}
+
+/// The `reconcile` span of one reconcile, opened only once there is something to trace: a
+/// decision that writes, the task runner's work, or an error. A reconcile that finds its job
+/// settled (most of a resync pass) is counted in the reconcile metrics but not traced: its trace
+/// would say nothing, and exporting one span per settled job made a pass 4-5 times as long
+/// (docs/observability.md, "Overhead").
+struct Traced<'a> {
+    job: &'a CostAnalysisJob,
+    span: std::sync::OnceLock<tracing::Span>,
+}
+
+impl<'a> Traced<'a> {
+    fn new(job: &'a CostAnalysisJob) -> Self {
+        Traced {
+            job,
+            span: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn span(&self) -> &tracing::Span {
+        self.span.get_or_init(|| {
+            crate::telemetry::reconcile_span(
+                self.job.namespace().as_deref().unwrap_or_default(),
+                &self.job.name_any(),
+            )
+        })
+    }
 }
 
 /// A panic inside one reconcile stays there: it is logged and counted, the job is retried with
@@ -208,7 +230,11 @@ async fn contain<T>(
     }
 }
 
-async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn reconcile_inner(
+    job: &CostAnalysisJob,
+    ctx: &Context,
+    traced: &Traced<'_>,
+) -> Result<Action, ReconcileError> {
     if job.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -256,9 +282,17 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
         .collect();
 
     let decision = lifecycle::decide(&view, &observed, Utc::now(), &ctx.config);
-    job_metrics::record_decision(&decision);
-    apply(job, &ns, &name, &decision, ctx).await?;
-    if let Some(runner) = ctx.runner.as_ref().filter(|r| r.runs_in(&ns)) {
+    let runner = ctx.runner.as_ref().filter(|r| r.runs_in(&ns));
+    if !job_metrics::is_settled(&decision) || runner.is_some() {
+        use tracing::Instrument;
+        let span = traced.span();
+        job_metrics::record_decision(span, &decision);
+        apply(job, &ns, &name, &decision, ctx)
+            .instrument(span.clone())
+            .await?;
+    }
+    if let Some(runner) = runner {
+        use tracing::Instrument;
         let state = decision.status.status.unwrap_or(JobStatus::InProgress);
         let tasks: Vec<_> = job
             .spec
@@ -268,6 +302,7 @@ async fn reconcile_inner(job: &CostAnalysisJob, ctx: &Context) -> Result<Action,
             .collect();
         let done = runner
             .reconcile(job, state, &tasks, &ctx.own, &ctx.recorder, &ctx.config)
+            .instrument(traced.span().clone())
             .await?;
         debug!(job = name, ?done, "task runner");
     }

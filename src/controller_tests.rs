@@ -17,7 +17,7 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
-use super::{Context, FIELD_MANAGER, reconcile_inner};
+use super::{Context, FIELD_MANAGER, Traced, reconcile_inner};
 use crate::fake_apiserver::{self, FakeApiServer, status};
 use crate::lifecycle;
 use crate::metrics::Metrics;
@@ -100,7 +100,11 @@ async fn start(
 ) {
     let run = tokio::spawn({
         let (job, ctx) = (job.clone(), ctx.clone());
-        async move { reconcile_inner(&job, &ctx).await.map_err(|e| e.to_string()) }
+        async move {
+            reconcile_inner(&job, &ctx, &Traced::new(&job))
+                .await
+                .map_err(|e| e.to_string())
+        }
     });
     let answer = serde_json::to_value(job).unwrap();
     let written = server
@@ -234,7 +238,9 @@ async fn a_settled_job_costs_no_request() {
         Some(crate::resources::JobStatus::Success)
     );
     let (ctx, mut server) = context(tasks);
-    reconcile_inner(&job, &ctx).await.expect("reconciled");
+    reconcile_inner(&job, &ctx, &Traced::new(&job))
+        .await
+        .expect("reconciled");
     server.expect_nothing_more(200).await;
     assert_eq!(ctx.metrics.status_writes.get(), 0);
 }
@@ -256,14 +262,17 @@ async fn a_look_before_the_cache_shows_its_own_writes_sends_nothing() {
     run.await.unwrap().expect("reconciled");
     // Another event of the job comes before the watch brought the status write: the cached job
     // is the one decided from. Without the memory this is a conditional write bound to fail.
-    let again = reconcile_inner(&job, &ctx).await.expect("reconciled");
+    let again = reconcile_inner(&job, &ctx, &Traced::new(&job))
+        .await
+        .expect("reconciled");
     assert_eq!(
         again,
         kube::runtime::controller::Action::requeue(crate::own_writes::GRACE)
     );
     server.expect_nothing_more(100).await;
     // The job's write arrived, the task's not yet: the task is not canceled a second time.
-    reconcile_inner(&as_written(&job, &written), &ctx)
+    let written = as_written(&job, &written);
+    reconcile_inner(&written, &ctx, &Traced::new(&written))
         .await
         .expect("reconciled");
     server.expect_nothing_more(100).await;
@@ -283,7 +292,8 @@ async fn tasks_created_a_moment_ago_are_not_created_again() {
     server.expect("POST", EVENTS, 201, json!({})).await;
     run.await.unwrap().expect("reconciled");
     // The status write is in the cache, the two tasks not yet.
-    reconcile_inner(&as_written(&job, &written), &ctx)
+    let written = as_written(&job, &written);
+    reconcile_inner(&written, &ctx, &Traced::new(&written))
         .await
         .expect("reconciled");
     server.expect_nothing_more(100).await;

@@ -10,14 +10,23 @@ use crate::lifecycle::{self, Decision, JobView};
 use crate::metrics::Metrics;
 use crate::resources::{CostAnalysisJob, TaskState};
 
-/// The decision on the reconcile's span: the status it leads to and the writes it asks for.
-pub fn record_decision(decision: &Decision) {
-    let span = tracing::Span::current();
-    let status = decision.status.status.map_or("IN_PROGRESS", |s| s.as_str());
-    let writes = usize::from(decision.status_changed)
+/// How many API writes a decision asks for.
+pub fn writes(decision: &Decision) -> usize {
+    usize::from(decision.status_changed)
         .saturating_add(decision.create_tasks.len())
         .saturating_add(decision.cancel_tasks.len())
-        .saturating_add(usize::from(decision.delete_job));
+        .saturating_add(usize::from(decision.delete_job))
+}
+
+/// Whether a decision changes nothing: no write and no event (a settled job).
+pub fn is_settled(decision: &Decision) -> bool {
+    writes(decision) == 0 && decision.events.is_empty()
+}
+
+/// The decision on the reconcile's span: the status it leads to and the writes it asks for.
+pub fn record_decision(span: &tracing::Span, decision: &Decision) {
+    let status = decision.status.status.map_or("IN_PROGRESS", |s| s.as_str());
+    let writes = writes(decision);
     span.record(
         "decision",
         tracing::field::display(format_args!(
@@ -31,6 +40,7 @@ pub fn record_decision(decision: &Decision) {
     );
     span.record("writes", writes);
     debug!(
+        parent: span,
         status,
         creates = decision.create_tasks.len(),
         cancels = decision.cancel_tasks.len(),

@@ -1,7 +1,8 @@
 //! Logs and traces (issue 21). Every REST, gRPC and aggregated API request runs in a `request`
 //! span (protocol, method, domain, SpaceONE code) that continues the caller's W3C `traceparent`
-//! (an HTTP header, or gRPC metadata, which travels as one); every reconcile runs in a
-//! `reconcile` span (job, decision, writes). Spans are exported over OTLP only when
+//! (an HTTP header, or gRPC metadata, which travels as one); every reconcile that writes, runs
+//! the task runner or fails has a `reconcile` span (job, decision, writes; see
+//! `controller::Traced`). Spans are exported over OTLP only when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the standard
 //! `OTEL_*` variables apply (`OTEL_EXPORTER_OTLP_PROTOCOL` `grpc` or `http/protobuf`,
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` / `_ARG`,

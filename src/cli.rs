@@ -150,7 +150,8 @@ pub struct LimitArgs {
     /// Seconds a request waits for a query slot before it is answered ERROR_UNAVAILAVBLE (503).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub query_queue_timeout: u64,
-    /// Bytes of list and stat answers built and not yet sent, in all; an answer waits up to
+    /// Bytes of list and stat answers (SpaceONE's and the aggregated API's) built and not yet
+    /// sent, in all; an answer waits up to
     /// --query-queue-timeout for room (then ERROR_UNAVAILAVBLE), one larger than this is refused
     /// (ERROR_DB_QUERY).
     #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..))]

@@ -478,8 +478,9 @@ async fn create_tasks(
     // The futures are built in a loop, not by a closure: a closure returning a future that
     // borrows from this function is not accepted where the reconcile future must be `Send`.
     let mut writes = Vec::with_capacity(templates.len());
+    let now = Utc::now();
     for template in templates {
-        let task = CostAnalysisJobTask::of_job(job, name, template, owner.clone());
+        let task = CostAnalysisJobTask::of_job(job, name, template, owner.clone(), now);
         let (tasks, params) = (&tasks, &params);
         writes.push(async move {
             let created = match tasks.create(params, &task).await {

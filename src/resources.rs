@@ -5,7 +5,7 @@
 // kube-derive's repeated `printcolumn(type_ = ...)` arguments look like duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::{CustomResource, KubeSchema, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -218,6 +218,16 @@ pub struct CostAnalysisJobTaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub options: Option<Map<String, Value>>,
+    /// When the controller created the task, to the millisecond: SpaceONE's JobTask
+    /// `created_at` (the object's creationTimestamp has whole seconds). Immutable.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::opt"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("createdAt is immutable"))]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// SpaceONE job task status values.
@@ -281,6 +291,7 @@ impl CostAnalysisJobTask {
         job_name: &str,
         template: &TaskTemplate,
         owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+        created_at: DateTime<Utc>,
     ) -> CostAnalysisJobTask {
         let mut task = CostAnalysisJobTask::new(
             &task_object_name(job_name, &template.id),
@@ -290,6 +301,11 @@ impl CostAnalysisJobTask {
                 domain_id: job.spec.domain_id.clone(),
                 data_source_id: job.spec.data_source_id.clone(),
                 options: template.options.clone(),
+                created_at: Some(
+                    created_at
+                        .duration_trunc(chrono::Duration::milliseconds(1))
+                        .unwrap_or(created_at),
+                ),
             },
         );
         task.metadata.namespace = job.namespace();

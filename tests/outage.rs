@@ -83,9 +83,11 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
         Duration::from_secs(120),
         "the catalog to equal the API server's count",
         || async {
-            let page = all.list_metadata(&ListParams::default().limit(1)).await.ok()?;
-            let total = page.items.len() as i64
-                + page.metadata.remaining_item_count.unwrap_or(0);
+            let page = all
+                .list_metadata(&ListParams::default().limit(1))
+                .await
+                .ok()?;
+            let total = page.items.len() as i64 + page.metadata.remaining_item_count.unwrap_or(0);
             (catalog_size(&health) == Some(total)).then_some(total)
         },
     )

@@ -242,3 +242,71 @@ async fn heavy_queries_never_starve_health_or_the_lease() {
         "the lease changed hands under load"
     );
 }
+
+/// Issue 22, item 6, on the Kubernetes surface: the aggregated API's answers are built on the
+/// query pool and counted in the bytes-in-flight budget like SpaceONE's. A JobStat answer echoes
+/// the object posted (its metadata and spec), so one posted just under the 1 MiB body limit
+/// answers just over a 1 MiB budget: refused with a Kubernetes Status naming the limit, while the
+/// same JobStat is created by a shim with the default budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregated_answers_count_in_the_answer_budget() {
+    let w = world("agg-budget").await;
+    let c = cluster();
+    let rbac = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: stats, namespace: {ns}}}\nrules:\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [jobstats]\n  verbs: [create]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: stats, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: stats}}\nsubjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]\n",
+        ns = w.ns
+    );
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tight = tight_shim(&["--max-answer-bytes", "1048576"]).await;
+    let stat = |filler: usize| {
+        json!({
+            "apiVersion": "query.cost-analysis.spaceone.dev/v1",
+            "kind": "JobStat",
+            "metadata": {"name": "big", "annotations": {"filler": "x".repeat(filler)}},
+            "spec": {"query": {"aggregate": [{"count": {"name": "n"}}]}},
+        })
+    };
+    let path = format!(
+        "/apis/query.cost-analysis.spaceone.dev/v1/namespaces/{}/jobstats",
+        w.ns
+    );
+    // Just under the body limit (1 MiB), so the answer (which adds the namespace, a
+    // creationTimestamp and the results) is just over the budget.
+    let filler = 1_048_576 - 10 - stat(0).to_string().len();
+    let body = stat(filler);
+    assert_eq!(body.to_string().len(), 1_048_576 - 10);
+    let short = |v: &serde_json::Value| v.to_string().chars().take(300).collect::<String>();
+    let post = |port: u16| rest_at(port, "POST", &path, Some(&w.reader), Some(&body), &[]);
+    let refused = post(tight.port);
+    assert_eq!(refused.status, 500, "{}", short(&refused.body));
+    assert_eq!(refused.body["kind"], "Status", "{}", short(&refused.body));
+    let message = refused.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ERROR_DB_QUERY") && message.contains("max_answer_bytes = 1048576"),
+        "{message}"
+    );
+    let created = post(shim().port);
+    assert_eq!(created.status, 201, "{}", short(&created.body));
+    assert_eq!(created.body["kind"], "JobStat");
+    assert_eq!(
+        created.body["metadata"]["annotations"]["filler"]
+            .as_str()
+            .map(str::len),
+        Some(filler)
+    );
+    // A small one fits the tight budget.
+    let small = rest_at(
+        tight.port,
+        "POST",
+        &path,
+        Some(&w.reader),
+        Some(&stat(10)),
+        &[],
+    );
+    assert_eq!(small.status, 201, "{}", short(&small.body));
+}

@@ -216,6 +216,7 @@ impl Plain {
                     domain_id: job.spec.domain_id.clone(),
                     data_source_id: job.spec.data_source_id.clone(),
                     options: None,
+                    created_at: Some(chrono::Utc::now()),
                 },
             );
             task.metadata.owner_references = Some(vec![owner.clone()]);

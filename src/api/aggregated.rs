@@ -21,6 +21,7 @@ use super::error::{ServiceError, kubernetes_status};
 use super::label_selector::Selector;
 use super::service::{JobObject, JobService, Selection};
 use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION, UserInfo};
+use spaceone_query::calls::Encoded;
 const GV: &str = "query.cost-analysis.spaceone.dev/v1";
 
 pub fn router() -> Router<JobService> {
@@ -300,25 +301,35 @@ async fn list(s: &JobService, ns: Option<String>, raw: Option<String>, c: Caller
         offset: opts.offset,
         limit: opts.limit,
     };
-    let page = s.list_objects(&user, ns, selection).await?;
-    let cont = (page.end < page.total).then(|| encode_continue(page.end));
-    let mut meta = serde_json::Map::new();
-    meta.insert("resourceVersion".into(), json!(""));
-    if let Some(c) = cont {
-        meta.insert("continue".into(), json!(c));
-        meta.insert(
-            "remainingItemCount".into(),
-            json!(page.total.saturating_sub(page.end)),
-        );
-    }
-    let items: Vec<Value> = page.items.iter().map(job_object).collect();
-    let meta = Value::Object(meta);
-    if wants_table(c.headers()) {
-        return Ok(table(items, meta));
-    }
-    Ok(json_ok(
-        json!({"kind": "JobList", "apiVersion": GV, "metadata": meta, "items": items}),
-    ))
+    let as_table = wants_table(c.headers());
+    let answer = s.list_objects(&user, ns, selection, move |page| {
+        let cont = (page.end < page.total).then(|| encode_continue(page.end));
+        let mut meta = serde_json::Map::new();
+        meta.insert("resourceVersion".into(), json!(""));
+        if let Some(c) = cont {
+            meta.insert("continue".into(), json!(c));
+            meta.insert(
+                "remainingItemCount".into(),
+                json!(page.total.saturating_sub(page.end)),
+            );
+        }
+        let items: Vec<Value> = page.items.iter().map(job_object).collect();
+        let meta = Value::Object(meta);
+        let body = if as_table {
+            table(items, meta)
+        } else {
+            json!({"kind": "JobList", "apiVersion": GV, "metadata": meta, "items": items})
+        };
+        encode(&body)
+    });
+    Ok(super::rest::encoded_with(StatusCode::OK, answer.await?))
+}
+
+/// An answer's JSON text, made on the query pool.
+fn encode(body: &Value) -> Result<Encoded, ServiceError> {
+    serde_json::to_vec(body)
+        .map(Encoded)
+        .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
 }
 
 async fn get_one(
@@ -329,7 +340,7 @@ async fn get_one(
     let user = caller(&s, &c).await?;
     let obj = job_object(&s.get_object(&user, ns, name).await?);
     if wants_table(c.headers()) {
-        return Ok(table(vec![obj], json!({"resourceVersion": ""})));
+        return Ok(json_ok(table(vec![obj], json!({"resourceVersion": ""}))));
     }
     Ok(json_ok(obj))
 }
@@ -362,7 +373,7 @@ fn wants_table(headers: &HeaderMap) -> bool {
 }
 
 /// kubectl's server-side printing: the same columns as the CRD's printer columns.
-fn table(items: Vec<Value>, meta: Value) -> Response {
+fn table(items: Vec<Value>, meta: Value) -> Value {
     let now = Utc::now();
     let rows: Vec<Value> = items
         .iter()
@@ -386,7 +397,7 @@ fn table(items: Vec<Value>, meta: Value) -> Response {
         })
         .collect();
     let col = |name: &str, ty: &str, format: &str, description: &str| json!({"name": name, "type": ty, "format": format, "description": description, "priority": 0});
-    let body = json!({
+    json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
         "columnDefinitions": [
             col("Name", "string", "name", "SpaceONE job_id"),
@@ -397,8 +408,7 @@ fn table(items: Vec<Value>, meta: Value) -> Response {
             col("Age", "string", "", ""),
         ],
         "rows": rows,
-    });
-    (StatusCode::OK, axum::Json(body)).into_response()
+    })
 }
 
 /// Kubernetes' short human durations (`45s`, `12m`, `5h`, `3d`, `2y`).
@@ -454,7 +464,6 @@ async fn create_stat(
             ));
         }
     };
-    let result = s.stat_objects(&user, ns.clone(), domains, query).await?;
     let mut meta = match body.get("metadata") {
         Some(Value::Object(m)) => m.clone(),
         _ => serde_json::Map::new(),
@@ -464,8 +473,13 @@ async fn create_stat(
         "creationTimestamp".into(),
         json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
     );
-    let out = json!({"apiVersion": GV, "kind": "JobStat", "metadata": meta, "spec": spec, "status": result});
-    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+    let answer = s.stat_objects(&user, ns, domains, query, move |result| {
+        encode(&json!({"apiVersion": GV, "kind": "JobStat", "metadata": meta, "spec": spec, "status": result}))
+    });
+    Ok(super::rest::encoded_with(
+        StatusCode::CREATED,
+        answer.await?,
+    ))
 }
 
 #[cfg(test)]

@@ -39,6 +39,11 @@ fn ok(v: Value) -> Response {
 /// JSON text built on the query pool; its share of the bytes-in-flight budget is given back when
 /// the body has been sent.
 fn encoded(answered: Answered<Encoded>) -> Response {
+    encoded_with(StatusCode::OK, answered)
+}
+
+/// [`encoded`] with another status (the aggregated API's `201 Created`).
+pub(super) fn encoded_with(status: StatusCode, answered: Answered<Encoded>) -> Response {
     let Answered { answer, permit } = answered;
     let body = http_body_util::BodyExt::map_frame(
         http_body_util::Full::new(axum::body::Bytes::from(answer.0)),
@@ -48,7 +53,7 @@ fn encoded(answered: Answered<Encoded>) -> Response {
         },
     );
     (
-        StatusCode::OK,
+        status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         axum::body::Body::new(body),
     )

@@ -186,18 +186,28 @@ impl JobService {
         ))
     }
 
-    /// Kubernetes `list jobs` (in `namespace`, or every namespace): the page `selection` asks for.
-    pub async fn list_objects(
+    /// Kubernetes `list jobs` (in `namespace`, or every namespace): the page `selection` asks for,
+    /// put in its wire form by `form` on the query pool and counted in the answer budget (a list
+    /// without `limit` is every job the caller may see).
+    pub async fn list_objects<A, F>(
         &self,
         user: &UserInfo,
         namespace: Option<String>,
         selection: Selection,
-    ) -> Result<JobPage, ServiceError> {
+        form: F,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        A: WireSize + Send + 'static,
+        F: FnOnce(JobPage) -> Result<A, ServiceError> + Send + 'static,
+    {
         self.allow(user, "list", "jobs", namespace.as_deref(), None)
             .await?;
-        let (limits, _stop) = self.request_limits();
-        self.on_pool(move |catalog| select_page(catalog, namespace, &selection, &limits))
-            .await
+        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
+        self.on_pool(move |catalog| {
+            let page = select_page(catalog, namespace, &selection, &limits)?;
+            sized(form(page)?, &answers)
+        })
+        .await
     }
 
     /// Kubernetes `get jobs/<name>` in `namespace`.
@@ -224,29 +234,35 @@ impl JobService {
     }
 
     /// Kubernetes `create jobstats` in `namespace`: a StatisticsQuery over its jobs, in `domains`
-    /// if given.
-    pub async fn stat_objects(
+    /// if given, put in its wire form by `form` on the query pool and counted in the answer budget.
+    pub async fn stat_objects<A, F>(
         &self,
         user: &UserInfo,
         namespace: String,
         domains: Option<Vec<String>>,
         query: Value,
-    ) -> Result<Value, ServiceError> {
+        form: F,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        A: WireSize + Send + 'static,
+        F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
+    {
         self.allow(user, "create", "jobstats", Some(&namespace), None)
             .await?;
         let scope = Scope {
             namespace: Some(namespace),
             domains,
         };
-        let (limits, _stop) = self.request_limits();
+        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
         self.on_pool(move |catalog| {
-            Ok(spaceone_query::calls::stat_query(
+            let result = spaceone_query::calls::stat_query(
                 &catalog.index,
                 &scope,
                 &query,
                 Utc::now(),
                 &limits,
-            )?)
+            )?;
+            sized(form(result)?, &answers)
         })
         .await
     }

@@ -4,7 +4,7 @@
 use crate::index::Index;
 use crate::model::JobStatus;
 use crate::record::Record;
-use crate::render::{Projection, job_info};
+use crate::render::{Projection, info};
 use serde_json::{Value, json};
 
 /// `list` of one domain's jobs in one status, newest first, first `limit` rows, as JobsInfo.
@@ -12,7 +12,7 @@ pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit:
     let mut rows: Vec<&Record> = index
         .slots()
         .iter()
-        .filter(|r| r.status == status && r.domain.as_ref() == domain)
+        .filter(|r| r.status == status as u8 && r.domain.as_ref() == domain)
         .collect();
     let total = rows.len();
     let order = |a: &&Record, b: &&Record| b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
@@ -21,9 +21,10 @@ pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit:
         rows.truncate(limit);
     }
     rows.sort_unstable_by(order);
+    let schema = index.slots().schema();
     let results: Vec<Value> = rows
         .iter()
-        .map(|r| job_info(r, &Projection::Full))
+        .map(|r| info(r, schema, &Projection::Full))
         .collect();
     json!({"results": results, "total_count": total})
 }
@@ -33,7 +34,7 @@ pub fn count_by_status(index: &Index, domain: &str) -> Value {
     let mut counts = [0u64; 5];
     for r in index.slots().iter() {
         if r.domain.as_ref() == domain
-            && let Some(n) = counts.get_mut(r.status as usize)
+            && let Some(n) = counts.get_mut(usize::from(r.status))
         {
             *n = n.saturating_add(1);
         }

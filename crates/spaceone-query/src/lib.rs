@@ -33,15 +33,21 @@ mod query;
 mod record;
 mod render;
 mod scan;
+mod schema;
 mod slots;
 mod stat;
+mod task;
 mod time;
 mod value;
 
 pub use condition::FILTER_OPERATORS;
 pub use error::{Error, GrpcCode};
-pub use index::Index;
+pub use index::{Index, TaskIndex};
 pub use limits::{Cancel, Limits};
-pub use model::{Field, FieldType, Job, JobStatus};
+pub use model::{JOB, Job, JobStatus};
 pub use query::Query;
 pub use record::Scope;
+pub use schema::{
+    Column, Columns, Field, FieldDef, FieldPath, FieldType, Resource, Schema, Statuses,
+};
+pub use task::{JOB_TASK, JobTask, JobTaskStatus};

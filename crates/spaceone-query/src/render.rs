@@ -1,35 +1,94 @@
-//! JobInfo in proto3 JSON, as SpaceONE's REST gateway prints it: field-number order, default values
-//! (empty strings, zeros) left out, enums by name, datetimes as `2022-04-02T09:17:44.031Z`.
+//! An Info message (JobInfo, JobTaskInfo) in proto3 JSON, as SpaceONE's REST gateway prints it:
+//! the table's Info fields in field-number order, default values (empty strings, zeros) left out,
+//! enums by name, datetimes as `2022-04-02T09:17:44.031Z`, a Struct as its object.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use crate::model::{Field, Job};
 use crate::record::{NO_TIME, Record};
+use crate::schema::{Column, Field, Resource, Schema};
 use crate::slots::Slots;
 use crate::time::{Millis, render_info};
 
-/// `JobInfo(minimal=True)`.
-const MINIMAL_FIELDS: [Field; 5] = [
-    Field::JobId,
-    Field::Status,
-    Field::TotalTasks,
-    Field::RemainedTasks,
-    Field::DataSourceId,
-];
-
 pub(crate) enum Projection<'a> {
     Full,
+    /// `Info(minimal=True)`: the table's minimal fields.
     Minimal,
     /// Only these fields were loaded; the others show model defaults.
     Only(&'a [Field]),
 }
 
-/// One JobInfo's fields, for an answer form that is not JSON (protobuf): projected as the JSON
-/// form is, so a field that was not loaded has its default (`status` then reads `IN_PROGRESS`, the
-/// model's default), and the datetimes are milliseconds, `None` when unset ([`info_time`] gives
-/// their text).
+impl Projection<'_> {
+    #[inline]
+    fn loaded(&self, f: Field) -> bool {
+        match self {
+            Projection::Full => true,
+            Projection::Minimal => f.def().minimal,
+            Projection::Only(fields) => fields.contains(&f),
+        }
+    }
+}
+
+/// One Info field's value as the message carries it, projected: a field that was not loaded has
+/// its model default (a status then reads the model's default state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InfoValue<'a> {
+    /// A string ("": unset).
+    Str(&'a str),
+    /// An enum, by name.
+    Enum(&'static str),
+    /// A number (0: unset).
+    Int(i64),
+    /// A datetime in milliseconds ([`info_time`] gives its text; `None`: unset).
+    Time(Option<Millis>),
+    /// A Struct, as compact JSON text (`None`: unset, as in a minimal Info).
+    Struct(Option<&'a str>),
+}
+
+fn info_value<'a>(r: &'a Record, f: Field, projection: &Projection<'_>) -> InfoValue<'a> {
+    let loaded = projection.loaded(f);
+    let text = |s: &'a str| InfoValue::Str(if loaded { s } else { "" });
+    let time = |ms: Millis| InfoValue::Time((loaded && ms != NO_TIME).then_some(ms));
+    match f.column() {
+        Column::Id => text(&r.id),
+        Column::Status(s) => InfoValue::Enum(s.name(if loaded { r.status } else { s.default })),
+        Column::Domain => text(&r.domain),
+        Column::Interned(k) => text(r.str_at(k).map_or("", |s| s)),
+        Column::Text => text(r.text.as_deref().unwrap_or("")),
+        Column::Int(k) => InfoValue::Int(if loaded { r.num(k) } else { 0 }),
+        Column::Created => time(r.created),
+        Column::Time(k) => time(r.num(k)),
+        // The seed always sets the Struct (to the model's `{}` when not loaded), except in a
+        // minimal Info.
+        Column::Options => InfoValue::Struct(match projection {
+            Projection::Minimal => None,
+            _ if loaded => Some(r.options.as_deref().unwrap_or("{}")),
+            _ => Some("{}"),
+        }),
+    }
+}
+
+/// One Info's fields in field-number order, for an answer form that is not JSON (protobuf).
+#[derive(Clone, Copy)]
+pub struct InfoRow<'a> {
+    rec: &'a Record,
+    schema: &'static Schema,
+    projection: &'a Projection<'a>,
+}
+
+impl<'a> InfoRow<'a> {
+    /// The Info message's fields (the table's field numbers say where each goes) and values.
+    pub fn values(&self) -> impl Iterator<Item = (Field, InfoValue<'a>)> + '_ {
+        self.schema
+            .info_fields()
+            .map(|f| (f, info_value(self.rec, f, self.projection)))
+    }
+}
+
+/// One JobInfo's fields, for the Job's protobuf answer: projected as the JSON form is, so a field
+/// that was not loaded has its default (`status` then reads `IN_PROGRESS`, the model's default),
+/// and the datetimes are milliseconds, `None` when unset ([`info_time`] gives their text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct InfoFields<'a> {
     pub job_id: &'a str,
     pub status: &'static str,
@@ -46,36 +105,26 @@ pub struct InfoFields<'a> {
 }
 
 impl<'a> InfoFields<'a> {
-    pub(crate) fn of(r: &'a Record, projection: &Projection<'_>) -> Self {
-        let loaded = |f: Field| match projection {
-            Projection::Full => true,
-            Projection::Minimal => MINIMAL_FIELDS.contains(&f),
-            Projection::Only(fields) => fields.contains(&f),
-        };
-        let text = |f: Field, s: &'a str| if loaded(f) { s } else { "" };
-        let number = |f: Field, n: i64| if loaded(f) { n } else { 0 };
-        let time = |f: Field, ms: Millis| (loaded(f) && ms != NO_TIME).then_some(ms);
-        InfoFields {
-            job_id: text(Field::JobId, &r.job_id),
-            status: if loaded(Field::Status) {
-                r.status.as_str()
-            } else {
-                crate::model::JobStatus::InProgress.as_str()
-            },
-            error_code: text(Field::ErrorCode, r.error_code.as_deref().unwrap_or("")),
-            error_message: text(
-                Field::ErrorMessage,
-                r.error_message.as_deref().unwrap_or(""),
-            ),
-            total_tasks: number(Field::TotalTasks, r.total),
-            remained_tasks: number(Field::RemainedTasks, r.remained),
-            data_source_id: text(Field::DataSourceId, &r.data_source),
-            domain_id: text(Field::DomainId, &r.domain),
-            created_at: time(Field::CreatedAt, r.created),
-            updated_at: time(Field::UpdatedAt, r.updated),
-            finished_at: time(Field::FinishedAt, r.finished),
-            last_changed_at: time(Field::LastChangedAt, r.last_changed),
+    fn of(row: &InfoRow<'a>) -> Self {
+        let mut out = InfoFields::default();
+        for (f, v) in row.values() {
+            match (f.name(), v) {
+                ("job_id", InfoValue::Str(s)) => out.job_id = s,
+                ("status", InfoValue::Enum(s)) => out.status = s,
+                ("error_code", InfoValue::Str(s)) => out.error_code = s,
+                ("error_message", InfoValue::Str(s)) => out.error_message = s,
+                ("total_tasks", InfoValue::Int(n)) => out.total_tasks = n,
+                ("remained_tasks", InfoValue::Int(n)) => out.remained_tasks = n,
+                ("data_source_id", InfoValue::Str(s)) => out.data_source_id = s,
+                ("domain_id", InfoValue::Str(s)) => out.domain_id = s,
+                ("created_at", InfoValue::Time(t)) => out.created_at = t,
+                ("updated_at", InfoValue::Time(t)) => out.updated_at = t,
+                ("finished_at", InfoValue::Time(t)) => out.finished_at = t,
+                ("last_changed_at", InfoValue::Time(t)) => out.last_changed_at = t,
+                _ => {}
+            }
         }
+        out
     }
 }
 
@@ -88,29 +137,31 @@ pub fn info_time(ms: Millis) -> String {
     }
 }
 
-/// One JobInfo, serialized straight from the record (no intermediate `Value`): the fields of
-/// [`InfoFields`] in field-number order, default values left out.
+/// One Info, serialized straight from the record (no intermediate `Value`): the table's Info
+/// fields in field-number order, default values left out.
 pub(crate) struct Info<'a> {
     pub rec: &'a Record,
+    pub schema: &'static Schema,
     pub projection: &'a Projection<'a>,
 }
 
 impl Serialize for Info<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let f = InfoFields::of(self.rec, self.projection);
         let mut m = serializer.serialize_map(None)?;
-        put_str(&mut m, Field::JobId.name(), f.job_id)?;
-        m.serialize_entry(Field::Status.name(), f.status)?;
-        put_str(&mut m, Field::ErrorCode.name(), f.error_code)?;
-        put_str(&mut m, Field::ErrorMessage.name(), f.error_message)?;
-        put_int(&mut m, Field::TotalTasks.name(), f.total_tasks)?;
-        put_int(&mut m, Field::RemainedTasks.name(), f.remained_tasks)?;
-        put_str(&mut m, Field::DataSourceId.name(), f.data_source_id)?;
-        put_str(&mut m, Field::DomainId.name(), f.domain_id)?;
-        put_time(&mut m, Field::CreatedAt.name(), f.created_at)?;
-        put_time(&mut m, Field::UpdatedAt.name(), f.updated_at)?;
-        put_time(&mut m, Field::FinishedAt.name(), f.finished_at)?;
-        put_time(&mut m, Field::LastChangedAt.name(), f.last_changed_at)?;
+        for f in self.schema.info_fields() {
+            let name = f.name();
+            match info_value(self.rec, f, self.projection) {
+                InfoValue::Str(s) => put_str(&mut m, name, s)?,
+                InfoValue::Enum(s) => m.serialize_entry(name, s)?,
+                InfoValue::Int(n) => put_int(&mut m, name, n)?,
+                InfoValue::Time(t) => put_time(&mut m, name, t)?,
+                InfoValue::Struct(None) => {}
+                InfoValue::Struct(Some(text)) => {
+                    let v: Value = serde_json::from_str(text).unwrap_or_default();
+                    m.serialize_entry(name, &v)?;
+                }
+            }
+        }
         m.end()
     }
 }
@@ -140,28 +191,49 @@ fn put_time<M: SerializeMap>(m: &mut M, name: &str, ms: Option<Millis>) -> Resul
     }
 }
 
-pub(crate) fn job_info(r: &Record, projection: &Projection<'_>) -> Value {
-    serde_json::to_value(Info { rec: r, projection }).unwrap_or(Value::Null)
+pub(crate) fn info(r: &Record, schema: &'static Schema, projection: &Projection<'_>) -> Value {
+    serde_json::to_value(Info {
+        rec: r,
+        schema,
+        projection,
+    })
+    .unwrap_or(Value::Null)
 }
 
-/// JobsInfo as the REST surfaces answer it: `results` (possibly `[]`) and `total_count` (possibly
-/// `0`) are always there, so a JSON client can index them without a key check (spec, Corrections).
-/// The JobInfo objects inside keep leaving out default-valued fields.
+/// A list's answer (JobsInfo, JobTasksInfo) as the REST surfaces answer it: `results` (possibly
+/// `[]`) and `total_count` (possibly `0`) are always there, so a JSON client can index them
+/// without a key check (spec, Corrections). The Info objects inside keep leaving out
+/// default-valued fields.
 pub struct JobsInfo<'a> {
     pub(crate) rows: &'a [&'a Record],
     pub(crate) total: usize,
+    pub(crate) schema: &'static Schema,
     pub(crate) projection: &'a Projection<'a>,
 }
 
 impl<'a> JobsInfo<'a> {
-    /// How many jobs matched (`total_count`), not only those of the page.
+    /// How many records matched (`total_count`), not only those of the page.
     pub fn total(&self) -> usize {
         self.total
     }
 
-    /// The page's JobInfos, as [`InfoFields`].
+    /// The resource the rows are of.
+    pub fn schema(&self) -> &'static Schema {
+        self.schema
+    }
+
+    /// The page's Infos, field by field (any resource).
+    pub fn rows(&self) -> impl Iterator<Item = InfoRow<'a>> + '_ {
+        self.rows.iter().map(|r| InfoRow {
+            rec: r,
+            schema: self.schema,
+            projection: self.projection,
+        })
+    }
+
+    /// The page's JobInfos, as [`InfoFields`] (a page of jobs).
     pub fn infos(&self) -> impl Iterator<Item = InfoFields<'a>> + '_ {
-        self.rows.iter().map(|r| InfoFields::of(r, self.projection))
+        self.rows().map(|row| InfoFields::of(&row))
     }
 }
 
@@ -173,6 +245,7 @@ impl Serialize for JobsInfo<'_> {
             .iter()
             .map(|rec| Info {
                 rec,
+                schema: self.schema,
                 projection: self.projection,
             })
             .collect();
@@ -182,12 +255,14 @@ impl Serialize for JobsInfo<'_> {
     }
 }
 
-/// JobInfo of a plain job record.
-pub fn job_info_of(job: &Job) -> Value {
-    let mut index = Slots::default();
-    let (ns, id) = (job.namespace.clone(), job.job_id.clone());
-    index.upsert(job.clone());
+/// The Info of a plain record (JobInfo of a Job, JobTaskInfo of a JobTask).
+pub fn info_of<R: Resource + Clone>(record: &R) -> Value {
+    let schema = R::schema();
+    let mut index = Slots::new(schema);
+    let columns = record.clone().into_columns();
+    let (ns, id) = (columns.namespace.clone(), columns.id.clone());
+    index.upsert(columns);
     index
         .rec(&ns, &id)
-        .map_or(Value::Null, |r| job_info(r, &Projection::Full))
+        .map_or(Value::Null, |r| info(r, schema, &Projection::Full))
 }

@@ -11,16 +11,18 @@ use crate::error::Error;
 use crate::limits::StageUse;
 use crate::plan::matching;
 use crate::record::Record;
+use crate::schema::{Column, Field};
 use crate::value::Bson;
 
 /// For a single group key on a stored record's low-cardinality field: a number that identifies the
 /// value without building it (the status's ordinal, or the address of the interned string).
-fn fast_key(r: &Record, field: crate::model::Field) -> Option<usize> {
-    use crate::model::Field;
-    match field {
-        Field::Status => Some(r.status as usize),
-        Field::DataSourceId => Some(Arc::as_ptr(&r.data_source) as *const u8 as usize),
-        Field::DomainId => Some(Arc::as_ptr(&r.domain) as *const u8 as usize),
+fn fast_key(r: &Record, field: Field) -> Option<usize> {
+    match field.column() {
+        Column::Status(_) => Some(usize::from(r.status)),
+        Column::Interned(k) if field.def().posted => {
+            r.str_at(k).map(|s| Arc::as_ptr(s) as *const u8 as usize)
+        }
+        Column::Domain => Some(Arc::as_ptr(&r.domain) as *const u8 as usize),
         _ => None,
     }
 }
@@ -160,7 +162,7 @@ struct Groups<'s> {
     rules: &'s [GroupKey],
     specs: &'s [GroupField],
     /// A single plain key on a stored field identified by [`fast_key`].
-    fast_field: Option<crate::model::Field>,
+    fast_field: Option<Field>,
     /// (fast key, slot) pairs: few distinct values in practice, and a short list beats hashing.
     fast: Vec<(usize, usize)>,
     index: HashMap<Key, usize>,

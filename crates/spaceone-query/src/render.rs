@@ -158,11 +158,33 @@ impl Serialize for Info<'_> {
                 InfoValue::Struct(None) => {}
                 InfoValue::Struct(Some(text)) => {
                     let v: Value = serde_json::from_str(text).unwrap_or_default();
-                    m.serialize_entry(name, &v)?;
+                    m.serialize_entry(name, &struct_numbers(v))?;
                 }
             }
         }
         m.end()
+    }
+}
+
+/// A Struct holds every number as a double, printed without a fraction when it has none
+/// (`retries: 0`, `ratio: 0.25`).
+fn struct_numbers(v: Value) -> Value {
+    match v {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                // Integral and within ±2^53: exactly an i64.
+                #[allow(clippy::cast_possible_truncation)]
+                Value::from(f as i64)
+            } else {
+                Value::Number(n)
+            }
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(struct_numbers).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, struct_numbers(v))).collect())
+        }
+        other => other,
     }
 }
 

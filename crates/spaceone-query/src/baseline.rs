@@ -5,14 +5,25 @@ use crate::index::Index;
 use crate::model::JobStatus;
 use crate::record::Record;
 use crate::render::{Projection, info};
+use crate::schema::Resource;
 use serde_json::{Value, json};
 
 /// `list` of one domain's jobs in one status, newest first, first `limit` rows, as JobsInfo.
 pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit: usize) -> Value {
+    list_status_newest_of(index, domain, status as u8, limit)
+}
+
+/// [`list_status_newest`] for any resource, the status by its stored ordinal.
+pub fn list_status_newest_of<R: Resource>(
+    index: &Index<R>,
+    domain: &str,
+    status: u8,
+    limit: usize,
+) -> Value {
     let mut rows: Vec<&Record> = index
         .slots()
         .iter()
-        .filter(|r| r.status == status as u8 && r.domain.as_ref() == domain)
+        .filter(|r| r.status == status && r.domain.as_ref() == domain)
         .collect();
     let total = rows.len();
     let order = |a: &&Record, b: &&Record| b.created.cmp(&a.created).then_with(|| a.natural_cmp(b));
@@ -31,7 +42,13 @@ pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit:
 
 /// `stat` of one domain's jobs grouped by status with a count, as the Struct answer.
 pub fn count_by_status(index: &Index, domain: &str) -> Value {
-    let mut counts = [0u64; 5];
+    count_by_status_of(index, domain)
+}
+
+/// [`count_by_status`] for any resource.
+pub fn count_by_status_of<R: Resource>(index: &Index<R>, domain: &str) -> Value {
+    let statuses = R::schema().statuses().map_or(&[][..], |s| s.stored);
+    let mut counts = [0u64; 8];
     for r in index.slots().iter() {
         if r.domain.as_ref() == domain
             && let Some(n) = counts.get_mut(usize::from(r.status))
@@ -40,10 +57,9 @@ pub fn count_by_status(index: &Index, domain: &str) -> Value {
         }
     }
     let mut rows: Vec<Value> = Vec::new();
-    for s in JobStatus::ALL {
-        let n = counts.get(s as usize).copied().unwrap_or(0);
+    for (name, n) in statuses.iter().zip(counts) {
         if n > 0 {
-            rows.push(json!({"status": s.as_str(), "count": n as f64}));
+            rows.push(json!({"status": name, "count": n as f64}));
         }
     }
     rows.sort_by(|a, b| a["status"].as_str().cmp(&b["status"].as_str()));

@@ -5,6 +5,9 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+use std::sync::OnceLock;
+
+use crate::model::JOB;
 use crate::record::{NO_TIME, Record};
 use crate::schema::{Column, Field, Resource, Schema};
 use crate::slots::Slots;
@@ -104,27 +107,80 @@ pub struct InfoFields<'a> {
     pub last_changed_at: Option<Millis>,
 }
 
+/// JobInfo's fields in [`InfoFields`] order, looked up in the Job's table once.
+fn job_info_fields() -> Option<&'static [Field; 12]> {
+    static FIELDS: OnceLock<Option<[Field; 12]>> = OnceLock::new();
+    FIELDS
+        .get_or_init(|| {
+            let names = [
+                "job_id",
+                "status",
+                "error_code",
+                "error_message",
+                "total_tasks",
+                "remained_tasks",
+                "data_source_id",
+                "domain_id",
+                "created_at",
+                "updated_at",
+                "finished_at",
+                "last_changed_at",
+            ];
+            let fields: Option<Vec<Field>> = names.iter().map(|n| JOB.field(n)).collect();
+            fields?.try_into().ok()
+        })
+        .as_ref()
+}
+
 impl<'a> InfoFields<'a> {
     fn of(row: &InfoRow<'a>) -> Self {
-        let mut out = InfoFields::default();
-        for (f, v) in row.values() {
-            match (f.name(), v) {
-                ("job_id", InfoValue::Str(s)) => out.job_id = s,
-                ("status", InfoValue::Enum(s)) => out.status = s,
-                ("error_code", InfoValue::Str(s)) => out.error_code = s,
-                ("error_message", InfoValue::Str(s)) => out.error_message = s,
-                ("total_tasks", InfoValue::Int(n)) => out.total_tasks = n,
-                ("remained_tasks", InfoValue::Int(n)) => out.remained_tasks = n,
-                ("data_source_id", InfoValue::Str(s)) => out.data_source_id = s,
-                ("domain_id", InfoValue::Str(s)) => out.domain_id = s,
-                ("created_at", InfoValue::Time(t)) => out.created_at = t,
-                ("updated_at", InfoValue::Time(t)) => out.updated_at = t,
-                ("finished_at", InfoValue::Time(t)) => out.finished_at = t,
-                ("last_changed_at", InfoValue::Time(t)) => out.last_changed_at = t,
-                _ => {}
-            }
+        let Some(fields) = job_info_fields().filter(|_| std::ptr::eq(row.schema, &JOB)) else {
+            return InfoFields::default();
+        };
+        let [
+            id,
+            status,
+            code,
+            message,
+            total,
+            remained,
+            source,
+            domain,
+            c,
+            u,
+            f,
+            l,
+        ] = fields;
+        let value = |f: &Field| info_value(row.rec, *f, row.projection);
+        let text = |f: &Field| match value(f) {
+            InfoValue::Str(s) => s,
+            _ => "",
+        };
+        let number = |f: &Field| match value(f) {
+            InfoValue::Int(n) => n,
+            _ => 0,
+        };
+        let time = |f: &Field| match value(f) {
+            InfoValue::Time(t) => t,
+            _ => None,
+        };
+        InfoFields {
+            job_id: text(id),
+            status: match value(status) {
+                InfoValue::Enum(s) => s,
+                _ => "",
+            },
+            error_code: text(code),
+            error_message: text(message),
+            total_tasks: number(total),
+            remained_tasks: number(remained),
+            data_source_id: text(source),
+            domain_id: text(domain),
+            created_at: time(c),
+            updated_at: time(u),
+            finished_at: time(f),
+            last_changed_at: time(l),
         }
-        out
     }
 }
 

@@ -157,3 +157,63 @@ fn tasks_round_trip_and_stay_apart_from_jobs() {
     let bad = r#"{"items": [{"metadata": {"name": "x.y"}, "status": {"status": "TIMEOUT"}}]}"#;
     assert!(offline::load_tasks(bad).is_err());
 }
+
+/// The field-by-field view of a page (what a protobuf encoder reads) says what its JSON says, for
+/// jobs ([`calls::InfoFields`]) and tasks ([`calls::InfoRow`]) alike.
+#[test]
+fn info_rows_agree_with_the_json_answers() {
+    struct Rows(Vec<Value>, Value);
+    impl calls::AnswerForm for Rows {
+        fn from_serialize(_: &impl serde::Serialize) -> Self {
+            Rows(Vec::new(), Value::Null)
+        }
+        fn from_jobs(page: &calls::JobsInfo<'_>) -> Self {
+            let rows = page
+                .rows()
+                .map(|row| {
+                    let mut m = serde_json::Map::new();
+                    for (f, v) in row.values() {
+                        let v = match v {
+                            calls::InfoValue::Str("") | calls::InfoValue::Int(0) => continue,
+                            calls::InfoValue::Time(None) | calls::InfoValue::Struct(None) => {
+                                continue;
+                            }
+                            calls::InfoValue::Str(s) | calls::InfoValue::Enum(s) => s.into(),
+                            calls::InfoValue::Int(n) => n.into(),
+                            calls::InfoValue::Time(Some(ms)) => calls::info_time(ms).into(),
+                            calls::InfoValue::Struct(Some(t)) => serde_json::from_str(t).unwrap(),
+                        };
+                        m.insert(f.name().into(), v);
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            let jobs: Vec<Value> = page
+                .infos()
+                .map(|i| serde_json::json!([i.job_id, i.status, i.total_tasks, i.created_at]))
+                .collect();
+            Rows(rows, Value::Array(jobs))
+        }
+    }
+    let (scope, limits, now) = (Scope::all(), Limits::default(), Utc::now());
+    let req = serde_json::json!({"domain_id": "domain-1", "query": {}});
+    let tasks = fixture();
+    let json = calls::list(&tasks, &scope, &req, now, &limits).unwrap();
+    let rows: Rows = calls::list_as(&tasks, &scope, &req, now, &limits).unwrap();
+    assert_eq!(
+        normalize(&Value::Array(rows.0)),
+        normalize(&json["results"])
+    );
+    let mut jobs = spaceone_query::Index::new();
+    for job in offline::load_jobs(include_str!("fixtures/jobs.json")).unwrap() {
+        jobs.upsert(job);
+    }
+    let json = calls::list(&jobs, &scope, &req, now, &limits).unwrap();
+    let rows: Rows = calls::list_as(&jobs, &scope, &req, now, &limits).unwrap();
+    assert_eq!(Value::Array(rows.0), json["results"]);
+    let first = &json["results"][0];
+    assert_eq!(rows.1[0][0], first["job_id"]);
+    assert_eq!(rows.1[0][1], first["status"]);
+    assert_eq!(rows.1[0][2], first["total_tasks"]);
+    assert!(rows.1[0][3].is_i64());
+}

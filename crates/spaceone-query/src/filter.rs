@@ -281,6 +281,37 @@ impl Filter {
         self.and.is_empty() && self.or.is_empty()
     }
 
+    /// Splits the AND-ed `eq` and `in` conditions on the status out of a filter, as the set of
+    /// stored ordinals they all admit (bit `i`: ordinal `i`; `None`: no such condition), so a plan
+    /// tests them on the packed per-slot fields. The conditions left are the filter returned.
+    pub(crate) fn split_status(self) -> (Option<u32>, Filter) {
+        let mut mask: Option<u32> = None;
+        let mut rest = Vec::with_capacity(self.and.len());
+        for c in self.and {
+            let admitted = match (&c.path, &c.test) {
+                (Some(p), test) if p.sub.is_empty() => match (p.field.column(), test) {
+                    (Column::Status(s), Test::Cmp(Cmp::Eq, Bson::Str(q))) => {
+                        Some(s.mask(|name| name == q.as_ref()))
+                    }
+                    (Column::Status(s), Test::In(values)) => {
+                        Some(s.mask(|name| values.strs.contains(name)))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            match admitted {
+                Some(m) => mask = Some(mask.unwrap_or(u32::MAX) & m),
+                None => rest.push(c),
+            }
+        }
+        let rest = Filter {
+            and: rest,
+            or: self.or,
+        };
+        (mask, rest)
+    }
+
     #[inline]
     pub(crate) fn matches(&self, r: &Record) -> bool {
         self.and.iter().all(|c| c.matches(r))

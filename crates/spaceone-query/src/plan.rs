@@ -18,6 +18,8 @@ pub(crate) struct Plan<'a> {
     domains: Option<Vec<usize>>,
     /// (posting list, value address) pairs every answer has.
     eqs: Vec<(usize, usize)>,
+    /// The status ordinals the filter admits (bit `i`: ordinal `i`; `None`: any).
+    status: Option<u32>,
     rest: Filter,
 }
 
@@ -28,13 +30,15 @@ impl<'a> Plan<'a> {
     /// by address; test the other conditions on the record.
     pub(crate) fn new(slots: &'a Slots, scope: &Scope, filter: &Filter) -> Plan<'a> {
         let (eqs, rest) = filter.split_interned();
+        let (status, rest) = rest.split_status();
         let mut plan = Plan {
             slots,
             candidates: None,
-            nothing: false,
+            nothing: status == Some(0),
             ns: None,
             domains: None,
             eqs: Vec::new(),
+            status,
             rest,
         };
         let mut consider = |list: &'a [u32]| {
@@ -94,13 +98,18 @@ impl<'a> Plan<'a> {
                 return false;
             }
         }
+        if let Some(mask) = self.status
+            && mask & 1u32.checked_shl(u32::from(h.status)).unwrap_or(0) == 0
+        {
+            return false;
+        }
         self.rest.is_empty() || self.slots.slot(slot).is_some_and(|r| self.rest.matches(r))
     }
 
     /// The admitted slots in creation order, when the plan admits exactly one domain's records
     /// (or those of one value of one of its posted fields) with no other condition.
     pub(crate) fn by_created(&self) -> Option<&'a Created> {
-        if self.nothing || self.ns.is_some() || !self.rest.is_empty() {
+        if self.nothing || self.ns.is_some() || self.status.is_some() || !self.rest.is_empty() {
             return None;
         }
         let mut domain = match self.domains.as_deref() {
@@ -147,6 +156,19 @@ impl<'a> Plan<'a> {
             .take_while(move |_| budget.tick(cost))
             .filter(move |&s| self.admits(s))
     }
+}
+
+/// The slots of the records in `scope` that the bound `filter` admits (see [`Plan::new`]).
+pub(crate) fn matching_slots<'a, 'b>(
+    slots: &'a Slots,
+    scope: &Scope,
+    filter: &Filter,
+    budget: &'b Budget<'_>,
+) -> impl Iterator<Item = u32> + 'b
+where
+    'a: 'b,
+{
+    Plan::new(slots, scope, filter).into_slots(budget)
 }
 
 /// Records in `scope` that the bound `filter` admits (see [`Plan::new`]).

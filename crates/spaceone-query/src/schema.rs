@@ -67,6 +67,20 @@ impl Statuses {
         u8::try_from(i).ok()
     }
 
+    /// The stored ordinals whose name `admits`, as a bit set (bit `i`: ordinal `i`).
+    pub(crate) fn mask(&self, admits: impl Fn(&str) -> bool) -> u32 {
+        self.stored
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| admits(name))
+            .fold(0, |m, (i, _)| {
+                m | u32::try_from(i)
+                    .ok()
+                    .and_then(|i| 1u32.checked_shl(i))
+                    .unwrap_or(0)
+            })
+    }
+
     /// A shared copy of a stored name, so reading a record's status allocates nothing.
     pub(crate) fn shared(&self, ordinal: u8) -> Arc<str> {
         let all = self

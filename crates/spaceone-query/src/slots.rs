@@ -43,7 +43,7 @@ pub(crate) struct Slots {
     postings: [HashMap<Arc<str>, Vec<u32>>; POSTINGS],
     /// Per slot: where it sits in each of its posting lists, so removal is a swap_remove.
     positions: Vec<[u32; POSTINGS]>,
-    /// Per slot: what most calls test and sort on, packed, so a scan reads 40 bytes per
+    /// Per slot: what most calls test and sort on, packed, so a scan reads 48 bytes per
     /// candidate instead of the whole record (all zero for a free slot).
     hot: Vec<ScanRow>,
     /// Per (domain, posted field and value, or 0 for all of the domain's): its slots by
@@ -67,6 +67,8 @@ pub(crate) struct ScanRow {
     /// The posted `Interned(k)` columns.
     pub posted: [usize; MAX_POSTED],
     pub created: Millis,
+    /// The status's stored ordinal.
+    pub status: u8,
 }
 
 impl ScanRow {
@@ -76,6 +78,7 @@ impl ScanRow {
             domain: addr(&r.domain),
             posted: [0; MAX_POSTED],
             created: r.created,
+            status: r.status,
         };
         for (k, (want, at)) in posted.iter().zip(row.posted.iter_mut()).enumerate() {
             if *want {

@@ -9,7 +9,7 @@ use super::parse::{GroupField, GroupKey};
 use super::rows::{Pipeline, Row, Source, bson_type, charge, over, raw};
 use crate::error::Error;
 use crate::limits::StageUse;
-use crate::plan::matching;
+use crate::plan::{matching, matching_slots};
 use crate::record::Record;
 use crate::schema::{Column, Field};
 use crate::value::Bson;
@@ -304,6 +304,44 @@ pub(super) fn group(
             for r in recs {
                 add(&mut g, &Row::Record(r))?;
             }
+        }
+        Some(Source::Scan {
+            index,
+            scope,
+            filter,
+        }) if plain_counts
+            && fast_field.is_some_and(|f| matches!(f.column(), Column::Status(_))) =>
+        {
+            // Counts by status: the packed status finds the group; a record is read only for the
+            // first row of each status (to build its key).
+            let mut by_status: [Option<usize>; 32] = [None; 32];
+            for s in matching_slots(index, scope, filter, budget) {
+                let Some(ordinal) = index.hot(s).map(|h| usize::from(h.status)) else {
+                    continue;
+                };
+                let known = by_status.get(ordinal).copied().flatten();
+                let Some(slot) = known else {
+                    if let Some(r) = index.slot(s) {
+                        add(&mut g, &Row::Record(r))?;
+                        if let Some(at) = by_status.get_mut(ordinal) {
+                            *at = g.fast.iter().find(|(k, _)| *k == ordinal).map(|(_, s)| *s);
+                        }
+                    }
+                    continue;
+                };
+                if !budget.tick(1) {
+                    budget.check_time().map_err(over)?;
+                    continue;
+                }
+                if let Some((_, accs)) = g.groups.get_mut(slot) {
+                    for acc in accs.iter_mut() {
+                        if let Acc::Count(n) = acc {
+                            *n += 1.0;
+                        }
+                    }
+                }
+            }
+            budget.check_time().map_err(over)?;
         }
         Some(Source::Scan {
             index,

@@ -217,3 +217,87 @@ fn info_rows_agree_with_the_json_answers() {
     assert_eq!(rows.1[0][2], first["total_tasks"]);
     assert!(rows.1[0][3].is_i64());
 }
+
+/// Status `eq`/`in` conditions are tested on the packed per-slot status, and counts by status read
+/// it too: both agree with the same conditions evaluated on the records (a `regex_in` on the
+/// status, and a group that also reads another field), for every set of names.
+#[test]
+fn the_packed_status_agrees_with_the_records() {
+    let (scope, limits, now) = (Scope::all(), Limits::default(), Utc::now());
+    let tasks = fixture();
+    let mut jobs = spaceone_query::Index::new();
+    for job in offline::load_jobs(include_str!("fixtures/jobs.json")).unwrap() {
+        jobs.upsert(job);
+    }
+    let names = [
+        "PENDING",
+        "IN_PROGRESS",
+        "SUCCESS",
+        "FAILURE",
+        "TIMEOUT",
+        "CANCELED",
+        "X",
+    ];
+    let total = |body: Value| body["total_count"].as_u64().unwrap();
+    for bits in 0u32..(1 << names.len()) {
+        let set: Vec<&str> = (0..names.len())
+            .filter(|i| bits & (1 << i) != 0)
+            .map(|i| names[i])
+            .collect();
+        let patterns: Vec<String> = set.iter().map(|n| format!("^{n}$")).collect();
+        for domain in ["domain-1", "domain-2"] {
+            let req = |k: &str, v: Value, o: &str| {
+                serde_json::json!({"domain_id": domain, "query": {
+                    "filter": [{"k": k, "v": v, "o": o}], "count_only": true}})
+            };
+            let packed = req("status", serde_json::json!(set), "in");
+            let records = req("status", serde_json::json!(patterns), "regex_in");
+            assert_eq!(
+                total(calls::list(&tasks, &scope, &packed, now, &limits).unwrap()),
+                total(calls::list(&tasks, &scope, &records, now, &limits).unwrap()),
+                "tasks {set:?} {domain}"
+            );
+            assert_eq!(
+                total(calls::list(&jobs, &scope, &packed, now, &limits).unwrap()),
+                total(calls::list(&jobs, &scope, &records, now, &limits).unwrap()),
+                "jobs {set:?} {domain}"
+            );
+            if let [one] = set.as_slice() {
+                let eq = req("status", serde_json::json!(one), "eq");
+                assert_eq!(
+                    total(calls::list(&tasks, &scope, &eq, now, &limits).unwrap()),
+                    total(calls::list(&tasks, &scope, &records, now, &limits).unwrap()),
+                );
+            }
+        }
+    }
+    let stat = |fields: Value| {
+        serde_json::json!({"domain_id": "domain-1", "query": {"aggregate": [
+            {"group": {"keys": [{"key": "status", "name": "s"}], "fields": fields}},
+            {"sort": [{"key": "s"}]}]}})
+    };
+    let counts = stat(serde_json::json!([{"name": "c", "operator": "count"}]));
+    let mixed = stat(serde_json::json!([{"name": "c", "operator": "count"},
+        {"name": "m", "operator": "max", "key": "created_at"}]));
+    for (plain, full) in [
+        (
+            calls::stat(&tasks, &scope, &counts, now, &limits).unwrap(),
+            calls::stat(&tasks, &scope, &mixed, now, &limits).unwrap(),
+        ),
+        (
+            calls::stat(&jobs, &scope, &counts, now, &limits).unwrap(),
+            calls::stat(&jobs, &scope, &mixed, now, &limits).unwrap(),
+        ),
+    ] {
+        let rows = |v: &Value| -> Vec<(Value, Value)> {
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["s"].clone(), r["c"].clone()))
+                .collect()
+        };
+        assert!(!rows(&plain).is_empty());
+        assert_eq!(rows(&plain), rows(&full));
+    }
+}

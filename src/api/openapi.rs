@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
-use spaceone_query::{Field, FieldType, JobStatus};
+use spaceone_query::{Column, FieldType, JOB};
 
 use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION};
 
@@ -31,12 +31,11 @@ fn gvk(kind: &str) -> Value {
 
 /// The JobInfo of a `Job`, one property per field of the engine's table.
 fn job_info_schema() -> Value {
-    let statuses: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let properties: Map<String, Value> = Field::ALL
-        .iter()
+    let properties: Map<String, Value> = JOB
+        .all()
         .map(|f| {
-            let schema = match (f, f.ty()) {
-                (Field::Status, _) => json!({"type": "string", "enum": statuses}),
+            let schema = match (f.def().column, f.ty()) {
+                (Column::Status(s), _) => json!({"type": "string", "enum": s.stored}),
                 (_, FieldType::Str) => json!({"type": "string"}),
                 (_, FieldType::Int) => json!({"type": "integer", "format": "int64"}),
                 (_, FieldType::Date) => json!({"type": "string", "format": "date-time"}),
@@ -307,7 +306,7 @@ mod tests {
             );
         }
         let info = &v3["components"]["schemas"][name("JobInfo")]["properties"];
-        for f in Field::ALL {
+        for f in JOB.all() {
             assert!(info.get(f.name()).is_some(), "{} is described", f.name());
         }
         assert_eq!(info["status"]["enum"].as_array().map(Vec::len), Some(5));

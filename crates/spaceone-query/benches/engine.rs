@@ -1,6 +1,7 @@
 //! The engine beside hand-written loops over the same records (spaceone_query::baseline), in one
 //! run: `list` (filter + default created_at order + page of 100) and `stat` (group by status,
-//! count), at 10k, 100k and 1M jobs. Also prints the index's heap bytes per job.
+//! count), at 10k, 100k and 1M jobs, and the same at 1M job tasks (100,000 jobs of 10 tasks),
+//! with the tasks of one job newest first. Also prints the index's heap bytes per job and per task.
 //!   cargo bench -p spaceone-query --bench engine
 
 #![allow(
@@ -15,7 +16,9 @@
 use chrono::{TimeZone, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use spaceone_query::{Index, Job, JobStatus, Limits, Scope, baseline, calls};
+use spaceone_query::{
+    Index, Job, JobStatus, JobTask, JobTaskStatus, Limits, Scope, TaskIndex, baseline, calls,
+};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -152,5 +155,102 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// 100,000 jobs of 10 tasks each: one in ten FAILURE, in two domains and ten data sources, with
+/// millisecond creation times.
+fn tasks(n: usize) -> TaskIndex {
+    let mut index = TaskIndex::empty();
+    for i in 0..n {
+        let job = i / 10;
+        let status = match i % 10 {
+            0 => JobTaskStatus::Failure,
+            1 => JobTaskStatus::InProgress,
+            2 => JobTaskStatus::Pending,
+            3 => JobTaskStatus::Canceled,
+            _ => JobTaskStatus::Success,
+        };
+        let mut options = serde_json::Map::new();
+        options.insert("month".into(), json!(format!("2024-{:02}", i % 12 + 1)));
+        let created = Utc
+            .timestamp_millis_opt(1_700_000_000_000 + (i as i64) * 7_001)
+            .single();
+        let failed = status == JobTaskStatus::Failure;
+        index.upsert(JobTask {
+            namespace: format!("ns-{}", job % 3),
+            job_task_id: format!("job-{job:012x}.task-{}", i % 10),
+            status,
+            options,
+            created_count: (i % 100) as i64,
+            error_code: failed.then(|| "ERROR_UNKNOWN".into()),
+            error_message: failed.then(|| "connection reset by peer".into()),
+            job_id: format!("job-{job:012x}"),
+            data_source_id: format!("ds-{}", job % 10),
+            domain_id: format!("domain-{}", job % 2),
+            created_at: created,
+            started_at: (status != JobTaskStatus::Pending)
+                .then_some(created)
+                .flatten(),
+            finished_at: matches!(status, JobTaskStatus::Success | JobTaskStatus::Failure)
+                .then_some(created)
+                .flatten(),
+        });
+    }
+    index
+}
+
+fn bench_tasks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tasks");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    let now = Utc::now();
+    let n = 1_000_000usize;
+    let index = tasks(n);
+    eprintln!(
+        "index heap bytes per task at {n} tasks: {}",
+        index.approx_heap_bytes() / n
+    );
+    let list_req = json!({"domain_id": "domain-0", "query": {
+        "filter": [{"k": "status", "v": "FAILURE", "o": "eq"}], "page": {"start": 1, "limit": 100}}});
+    let stat_req = json!({"domain_id": "domain-0", "query": {"aggregate": [
+        {"group": {"keys": [{"key": "status", "name": "status"}], "fields": [{"name": "count", "operator": "count"}]}},
+        {"sort": [{"key": "status"}]}]}});
+    // spacectl list cost_analysis.JobTask -p job_id=...: one job's tasks, newest first.
+    let by_job_req = json!({"domain_id": "domain-0", "job_id": "job-000000000064", "query": {}});
+    let failure = JobTaskStatus::Failure as u8;
+    let (scope, limits) = (Scope::all(), Limits::default());
+    let engine = calls::list(&index, &scope, &list_req, now, &limits).unwrap_or_default();
+    let tight = baseline::list_status_newest_of(&index, "domain-0", failure, 100);
+    assert_eq!(engine, tight, "task list answers differ");
+    let engine = calls::stat(&index, &scope, &stat_req, now, &limits).unwrap_or_default();
+    assert_eq!(
+        engine,
+        baseline::count_by_status_of(&index, "domain-0"),
+        "task stat answers differ"
+    );
+    let by_job = calls::list(&index, &scope, &by_job_req, now, &limits).unwrap();
+    assert_eq!(by_job["total_count"], 10, "{by_job}");
+    group.bench_function(BenchmarkId::new("list/engine", n), |b| {
+        b.iter(|| black_box(calls::list(&index, &scope, &list_req, now, &limits)))
+    });
+    group.bench_function(BenchmarkId::new("list/tight-loop", n), |b| {
+        b.iter(|| {
+            black_box(baseline::list_status_newest_of(
+                &index, "domain-0", failure, 100,
+            ))
+        })
+    });
+    group.bench_function(BenchmarkId::new("list-by-job/engine", n), |b| {
+        b.iter(|| black_box(calls::list(&index, &scope, &by_job_req, now, &limits)))
+    });
+    group.bench_function(BenchmarkId::new("stat/engine", n), |b| {
+        b.iter(|| black_box(calls::stat(&index, &scope, &stat_req, now, &limits)))
+    });
+    group.bench_function(BenchmarkId::new("stat/tight-loop", n), |b| {
+        b.iter(|| black_box(baseline::count_by_status_of(&index, "domain-0")))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_tasks);
 criterion_main!(benches);

@@ -4,11 +4,22 @@
 use crate::index::Index;
 use crate::model::JobStatus;
 use crate::record::Record;
-use crate::render::{Projection, job_info};
+use crate::render::{Projection, info};
+use crate::schema::Resource;
 use serde_json::{Value, json};
 
 /// `list` of one domain's jobs in one status, newest first, first `limit` rows, as JobsInfo.
 pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit: usize) -> Value {
+    list_status_newest_of(index, domain, status as u8, limit)
+}
+
+/// [`list_status_newest`] for any resource, the status by its stored ordinal.
+pub fn list_status_newest_of<R: Resource>(
+    index: &Index<R>,
+    domain: &str,
+    status: u8,
+    limit: usize,
+) -> Value {
     let mut rows: Vec<&Record> = index
         .slots()
         .iter()
@@ -21,28 +32,34 @@ pub fn list_status_newest(index: &Index, domain: &str, status: JobStatus, limit:
         rows.truncate(limit);
     }
     rows.sort_unstable_by(order);
+    let schema = index.slots().schema();
     let results: Vec<Value> = rows
         .iter()
-        .map(|r| job_info(r, &Projection::Full))
+        .map(|r| info(r, schema, &Projection::Full))
         .collect();
     json!({"results": results, "total_count": total})
 }
 
 /// `stat` of one domain's jobs grouped by status with a count, as the Struct answer.
 pub fn count_by_status(index: &Index, domain: &str) -> Value {
-    let mut counts = [0u64; 5];
+    count_by_status_of(index, domain)
+}
+
+/// [`count_by_status`] for any resource.
+pub fn count_by_status_of<R: Resource>(index: &Index<R>, domain: &str) -> Value {
+    let statuses = R::schema().statuses().map_or(&[][..], |s| s.stored);
+    let mut counts = [0u64; 8];
     for r in index.slots().iter() {
         if r.domain.as_ref() == domain
-            && let Some(n) = counts.get_mut(r.status as usize)
+            && let Some(n) = counts.get_mut(usize::from(r.status))
         {
             *n = n.saturating_add(1);
         }
     }
     let mut rows: Vec<Value> = Vec::new();
-    for s in JobStatus::ALL {
-        let n = counts.get(s as usize).copied().unwrap_or(0);
+    for (name, n) in statuses.iter().zip(counts) {
         if n > 0 {
-            rows.push(json!({"status": s.as_str(), "count": n as f64}));
+            rows.push(json!({"status": name, "count": n as f64}));
         }
     }
     rows.sort_by(|a, b| a["status"].as_str().cmp(&b["status"].as_str()));

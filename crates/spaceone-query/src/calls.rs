@@ -1,6 +1,8 @@
-//! The Job API calls of the seed (spaceone-cost-analysis 1.8.7): the request messages as REST JSON
-//! bodies, validated as protobuf would, passed through the service's decorators
+//! The Job and JobTask API calls of the seed (spaceone-cost-analysis 1.8.7): the request messages
+//! as REST JSON bodies, validated as protobuf would, passed through the service's decorators
 //! (`check_required`, `append_query_filter`, `append_keyword_filter`) and answered in proto3 JSON.
+//! Every call is generic over the resource: its table names the list parameters, the keyword's
+//! field, the id `get` looks up and the Info fields.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -9,16 +11,32 @@ use crate::error::Error;
 use crate::index::Index;
 use crate::limits::{Budget, Limits};
 use crate::message::{as_object, check_fields};
-use crate::model::{FieldPath, Job, JobStatus};
+use crate::model::Job;
 use crate::query::{Query, append_keyword, parse_filters};
-use crate::record::{Record, Scope};
-pub use crate::render::{InfoFields, JobsInfo, info_time};
-use crate::render::{Projection, job_info as render_info};
+use crate::record::Scope;
+pub use crate::render::{InfoFields, InfoRow, InfoValue, JobsInfo, info_time};
+use crate::render::{Projection, info as render_info};
 use crate::scan::run;
+use crate::schema::{FieldPath, Resource, Schema};
+
+/// The name of the resource's id field (`job_id`, `job_task_id`).
+fn id_name(schema: &'static Schema) -> &'static str {
+    schema.id().map_or("", |f| f.name())
+}
+
+/// The name of the resource's domain field (`domain_id`).
+fn domain_name(schema: &'static Schema) -> &'static str {
+    schema.domain().map_or("domain_id", |f| f.name())
+}
 
 /// Request fields after protobuf's MessageToDict: default values (empty strings, SCOPE_NONE) are
 /// absent, other types are refused as invalid parameters.
-fn params(request: &Value, allowed: &[&str]) -> Result<Map<String, Value>, Error> {
+fn params(
+    schema: &'static Schema,
+    request: &Value,
+    allowed: &[&str],
+) -> Result<Map<String, Value>, Error> {
+    let statuses = schema.statuses();
     let req = match request {
         Value::Null => return Ok(Map::new()),
         v => as_object(v, "request")?,
@@ -45,7 +63,7 @@ fn params(request: &Value, allowed: &[&str]) -> Result<Map<String, Value>, Error
                 if s == "SCOPE_NONE" || s.is_empty() {
                     continue;
                 }
-                if s.parse::<JobStatus>().is_err() {
+                if !statuses.is_some_and(|e| e.api.contains(&s.as_str())) {
                     return Err(Error::invalid_parameter(
                         "status",
                         &format!("unknown enum value {s}"),
@@ -120,9 +138,10 @@ impl AnswerForm for Encoded {
     }
 }
 
-/// `Job.list`: JobQuery -> JobsInfo, within `limits`.
-pub fn list(
-    index: &Index,
+/// `list` (`Job.list`: JobQuery -> JobsInfo; `JobTask.list`: JobTaskQuery -> JobTasksInfo),
+/// within `limits`.
+pub fn list<R: Resource>(
+    index: &Index<R>,
     scope: &Scope,
     request: &Value,
     now: DateTime<Utc>,
@@ -133,22 +152,21 @@ pub fn list(
 
 /// [`list`], answered as a [`Value`] or as [`Encoded`] JSON text.
 pub fn list_as<A: AnswerForm>(
-    index: &Index,
+    index: &Index<impl Resource>,
     scope: &Scope,
     request: &Value,
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> Result<A, Error> {
     let budget = Budget::new(limits);
-    let mut p = params(
-        request,
-        &["query", "job_id", "status", "data_source_id", "domain_id"],
-    )?;
-    check_required(&p, &["domain_id"])?;
-    let mut query =
-        append_query_filter(&mut p, &["job_id", "status", "data_source_id", "domain_id"]);
-    append_keyword(&mut query)?;
-    let q = crate::query::parse_query(&Value::Object(query), now, &budget)?;
+    let schema = index.slots().schema();
+    let filters: Vec<&str> = schema.params().collect();
+    let allowed: Vec<&str> = std::iter::once("query").chain(schema.params()).collect();
+    let mut p = params(schema, request, &allowed)?;
+    check_required(&p, &[domain_name(schema)])?;
+    let mut query = append_query_filter(&mut p, &filters);
+    append_keyword(&mut query, id_name(schema))?;
+    let q = crate::query::parse_query(schema, &Value::Object(query), now, &budget)?;
     let (rows, total) = run(index.slots(), scope, &q, &budget)?;
     let projection = match (&q.minimal, &q.only) {
         (true, _) => Projection::Minimal,
@@ -158,36 +176,40 @@ pub fn list_as<A: AnswerForm>(
     Ok(A::from_jobs(&JobsInfo {
         rows: &rows,
         total,
+        schema,
         projection: &projection,
     }))
 }
 
-/// `Job.stat`: JobStatQuery -> Struct, within `limits`.
-pub fn stat(
-    index: &Index,
+/// `stat` (`Job.stat`: JobStatQuery -> Struct; `JobTask.stat`: JobTaskStatQuery -> Struct),
+/// within `limits`.
+pub fn stat<R: Resource>(
+    index: &Index<R>,
     scope: &Scope,
     request: &Value,
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> Result<Value, Error> {
-    let mut p = params(request, &["query", "domain_id"])?;
+    let domain = domain_name(R::schema());
+    let mut p = params(R::schema(), request, &["query", domain])?;
     if !p.contains_key("query") && request.get("query").is_some_and(Value::is_object) {
         p.insert("query".into(), json!({}));
     }
-    check_required(&p, &["query", "domain_id"])?;
-    let query = append_query_filter(&mut p, &["domain_id"]);
+    check_required(&p, &["query", domain])?;
+    let query = append_query_filter(&mut p, &[domain]);
     stat_query(index, scope, &Value::Object(query), now, limits)
 }
 
 /// A StatisticsQuery on its own (the Kubernetes `JobStat` resource): keyword, filter, aggregate.
-pub fn stat_query(
-    index: &Index,
+pub fn stat_query<R: Resource>(
+    index: &Index<R>,
     scope: &Scope,
     query: &Value,
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> Result<Value, Error> {
     let budget = Budget::new(limits);
+    let schema = R::schema();
     let mut q = as_object(query, "query")?.clone();
     check_fields(
         &q,
@@ -202,18 +224,20 @@ pub fn stat_query(
         ],
     )?;
     // A keyword that is not a string is refused here.
-    append_keyword(&mut q)?;
-    let filter = parse_filters(&q, "query.", now, &budget)?;
+    append_keyword(&mut q, id_name(schema))?;
+    let filter = parse_filters(schema, &q, "query.", now, &budget)?;
     crate::stat::stat(index.slots(), scope, &filter, &q, &budget)
 }
 
-/// `Job.get`: GetJobRequest -> JobInfo.
-pub fn get(index: &Index, scope: &Scope, request: &Value) -> Result<Value, Error> {
-    let p = params(request, &["job_id", "domain_id", "only"])?;
-    check_required(&p, &["job_id", "domain_id"])?;
-    let job_id = p.get("job_id").and_then(Value::as_str).unwrap_or_default();
+/// `get` (`Job.get`: GetJobRequest -> JobInfo; `JobTask.get`: GetJobTaskRequest -> JobTaskInfo).
+pub fn get<R: Resource>(index: &Index<R>, scope: &Scope, request: &Value) -> Result<Value, Error> {
+    let schema = R::schema();
+    let (id_key, domain_key) = (id_name(schema), domain_name(schema));
+    let p = params(schema, request, &[id_key, domain_key, "only"])?;
+    check_required(&p, &[id_key, domain_key])?;
+    let id = p.get(id_key).and_then(Value::as_str).unwrap_or_default();
     let domain = p
-        .get("domain_id")
+        .get(domain_key)
         .and_then(Value::as_str)
         .unwrap_or_default();
     let only = match p.get("only").and_then(Value::as_array) {
@@ -221,7 +245,7 @@ pub fn get(index: &Index, scope: &Scope, request: &Value) -> Result<Value, Error
         Some(keys) => {
             let mut fields = Vec::new();
             for k in keys.iter().filter_map(Value::as_str) {
-                let f = FieldPath::resolve(k).map_err(Error::unknown)?.field;
+                let f = FieldPath::resolve(schema, k).map_err(Error::unknown)?.field;
                 if !fields.contains(&f) {
                     fields.push(f);
                 }
@@ -231,51 +255,72 @@ pub fn get(index: &Index, scope: &Scope, request: &Value) -> Result<Value, Error
     };
     let found = index
         .slots()
-        .named(job_id)
+        .named(id)
         .filter(|r| r.domain.as_ref() == domain && scope.admits(r))
         .min_by(|a, b| a.natural_cmp(b));
     let Some(rec) = found else {
-        return Err(Error::not_found(
-            &["job_id", "domain_id"],
-            &[job_id, domain],
-        ));
+        return Err(Error::not_found(&[id_key, domain_key], &[id, domain]));
     };
     let projection = match &only {
         Some(fields) => Projection::Only(fields),
         None => Projection::Full,
     };
-    Ok(render_info(rec, &projection))
+    Ok(render_info(rec, schema, &projection))
 }
 
 /// JobInfo of one job (used for the answer of a cancel).
 pub fn job_info(job: &Job) -> Value {
-    crate::render::job_info_of(job)
+    crate::render::info_of(job)
+}
+
+/// The Info of one plain record (JobInfo, JobTaskInfo).
+pub fn info<R: Resource + Clone>(record: &R) -> Value {
+    crate::render::info_of(record)
 }
 
 /// Filter, order and page a core `Query` (no request wrapper, no required domain): the typed entry
 /// point of the Kubernetes aggregated API. Returns the page and the total before paging.
-pub fn select(
-    index: &Index,
+pub fn select<R: Resource>(
+    index: &Index<R>,
     scope: &Scope,
     query: &Value,
     now: DateTime<Utc>,
     limits: &Limits,
-) -> Result<(Vec<Job>, usize), Error> {
+) -> Result<(Vec<R>, usize), Error> {
     let budget = Budget::new(limits);
-    let q = parse(query, now, &budget)?;
+    let q = parse(R::schema(), query, now, &budget)?;
     let (rows, total) = run(index.slots(), scope, &q, &budget)?;
-    Ok((rows.into_iter().map(Record::to_job).collect(), total))
+    Ok((
+        rows.into_iter()
+            .map(|r| R::from_columns(r.to_columns()))
+            .collect(),
+        total,
+    ))
 }
 
 /// Parses a core `Query` once (its `keyword` OR-ed into `filter_or` on `job_id`), so it can be
 /// evaluated many times with [`Index::query`]. `now` resolves `timediff_*` values; `limits`
 /// bound its values and regular expressions.
 pub fn parse_query(query: &Value, now: DateTime<Utc>, limits: &Limits) -> Result<Query, Error> {
-    parse(query, now, &Budget::new(limits))
+    parse_query_of::<Job>(query, now, limits)
 }
 
-fn parse(query: &Value, now: DateTime<Utc>, budget: &Budget<'_>) -> Result<Query, Error> {
+/// [`parse_query`] for the resource `R` (its keyword on its id), evaluated with an `Index<R>`.
+pub fn parse_query_of<R: Resource>(
+    query: &Value,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Query, Error> {
+    parse(R::schema(), query, now, &Budget::new(limits))
+}
+
+fn parse(
+    schema: &'static Schema,
+    query: &Value,
+    now: DateTime<Utc>,
+    budget: &Budget<'_>,
+) -> Result<Query, Error> {
     let mut q = as_object(query, "query")?.clone();
-    append_keyword(&mut q)?;
-    crate::query::parse_query(&Value::Object(q), now, budget)
+    append_keyword(&mut q, id_name(schema))?;
+    crate::query::parse_query(schema, &Value::Object(q), now, budget)
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, py_repr, py_repr_ordered, py_str};
 use crate::filter::{Cmp, Condition, Test, Values};
 use crate::limits::Budget;
-use crate::model::{FieldPath, FieldType};
+use crate::schema::{FieldPath, FieldType, Schema};
 use crate::value::Bson;
 
 /// The filter operators, in the order the reference lists them in its error message.
@@ -60,6 +60,7 @@ fn py_type(v: &Value) -> &'static str {
 
 /// Validates and compiles one condition.
 pub(crate) fn parse_condition(
+    schema: &'static Schema,
     raw: &Value,
     now: DateTime<Utc>,
     budget: &Budget<'_>,
@@ -173,13 +174,13 @@ pub(crate) fn parse_condition(
         // One expression for all the patterns: one automaton, one pass per value.
         let compiled = compile(budget, &strings)?.into_iter().collect();
         return Ok(Condition {
-            path: FieldPath::resolve(key).ok(),
+            path: FieldPath::resolve(schema, key).ok(),
             test: Test::Regex(compiled),
         });
     }
 
     // From here on the reference is inside its try block: errors are ERROR_DB_QUERY(str(e)).
-    let path = FieldPath::resolve(key).map_err(Error::db_query)?;
+    let path = FieldPath::resolve(schema, key).map_err(Error::db_query)?;
     let ty = if path.sub.is_empty() {
         path.field.ty()
     } else {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use regex_automata::meta::Regex;
 
-use crate::model::{Field, FieldPath};
 use crate::record::Record;
+use crate::schema::{Column, Field, FieldPath};
 use crate::value::Bson;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -148,26 +148,27 @@ impl Condition {
     pub(crate) fn matches(&self, r: &Record) -> bool {
         let Some(path) = &self.path else { return false };
         if let Test::Interned(a) = &self.test {
-            return match (path.field, a) {
-                (Field::DomainId, Some(a)) => Arc::ptr_eq(&r.domain, a),
-                (Field::DataSourceId, Some(a)) => Arc::ptr_eq(&r.data_source, a),
+            return match (path.field.column(), a) {
+                (Column::Domain, Some(a)) => Arc::ptr_eq(&r.domain, a),
+                (Column::Interned(k), Some(a)) => r.str_at(k).is_some_and(|s| Arc::ptr_eq(s, a)),
                 _ => false,
             };
         }
         // Fast paths for the common shapes on scalar model fields (no allocation).
         if path.sub.is_empty() {
             if let Test::Cmp(Cmp::Eq, Bson::Str(q)) = &self.test {
-                match path.field {
-                    Field::Status => return r.status.as_str() == q.as_ref(),
-                    Field::DomainId => return r.domain.as_ref() == q.as_ref(),
-                    Field::DataSourceId => return r.data_source.as_ref() == q.as_ref(),
-                    Field::JobId => return r.job_id.as_ref() == q.as_ref(),
+                match path.field.column() {
+                    Column::Status(s) => return s.name(r.status) == q.as_ref(),
+                    Column::Domain => return r.domain.as_ref() == q.as_ref(),
+                    Column::Interned(k) if path.field.def().posted => {
+                        return r.str_at(k).is_some_and(|s| s.as_ref() == q.as_ref());
+                    }
+                    Column::Id => return r.id.as_ref() == q.as_ref(),
                     _ => {}
                 }
             }
-            if let (Field::Status, Test::In(items)) = (path.field, &self.test) {
-                let s = r.status.as_str();
-                return items.strs.contains(s);
+            if let (Column::Status(s), Test::In(items)) = (path.field.column(), &self.test) {
+                return items.strs.contains(s.name(r.status));
             }
         }
         let v = r.get(path);
@@ -207,7 +208,7 @@ impl Condition {
     fn bound(&self, interned: &impl Fn(&str) -> Option<Arc<str>>) -> Condition {
         if let (Some(path), Test::Cmp(Cmp::Eq, Bson::Str(q))) = (&self.path, &self.test)
             && path.sub.is_empty()
-            && matches!(path.field, Field::DomainId | Field::DataSourceId)
+            && path.field.posting().is_some()
         {
             return Condition {
                 path: self.path.clone(),
@@ -278,6 +279,37 @@ impl Filter {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.and.is_empty() && self.or.is_empty()
+    }
+
+    /// Splits the AND-ed `eq` and `in` conditions on the status out of a filter, as the set of
+    /// stored ordinals they all admit (bit `i`: ordinal `i`; `None`: no such condition), so a plan
+    /// tests them on the packed per-slot fields. The conditions left are the filter returned.
+    pub(crate) fn split_status(self) -> (Option<u32>, Filter) {
+        let mut mask: Option<u32> = None;
+        let mut rest = Vec::with_capacity(self.and.len());
+        for c in self.and {
+            let admitted = match (&c.path, &c.test) {
+                (Some(p), test) if p.sub.is_empty() => match (p.field.column(), test) {
+                    (Column::Status(s), Test::Cmp(Cmp::Eq, Bson::Str(q))) => {
+                        Some(s.mask(|name| name == q.as_ref()))
+                    }
+                    (Column::Status(s), Test::In(values)) => {
+                        Some(s.mask(|name| values.strs.contains(name)))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            match admitted {
+                Some(m) => mask = Some(mask.unwrap_or(u32::MAX) & m),
+                None => rest.push(c),
+            }
+        }
+        let rest = Filter {
+            and: rest,
+            or: self.or,
+        };
+        (mask, rest)
     }
 
     #[inline]

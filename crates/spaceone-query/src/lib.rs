@@ -1,10 +1,11 @@
-//! SpaceONE's `Query` and `StatisticsQuery` languages for the cost-analysis Job API, evaluated
-//! over an in-memory index of compact job records, with the reference's exact semantics and
+//! SpaceONE's `Query` and `StatisticsQuery` languages for the cost-analysis Job and JobTask APIs,
+//! evaluated over an in-memory index of compact records, with the reference's exact semantics and
 //! errors (spaceone-cost-analysis 1.8.7 / spaceone-core 1.8.8). No Kubernetes dependency: the
 //! operator feeds the [`Index`] from a watch, the offline command from a file.
 //!
 //! - [`calls`]: the calls (`list`, `stat`, `get`) on REST request bodies, plus typed entry points;
-//! - [`Index`] / [`Job`]: the records; [`Scope`]: what a caller may see at all;
+//! - [`Index`] / [`Job`], [`TaskIndex`] / [`JobTask`]: the records; [`Scope`]: what a caller may
+//!   see at all; [`Schema`] / [`Resource`]: one field table per resource, which every stage reads;
 //! - [`Error`]: SpaceONE's error codes, messages and gRPC statuses;
 //! - [`offline`]: the `query` command's loading and rendering.
 //!
@@ -15,7 +16,8 @@
 //! - `filter` (the compiled filter), `plan` (which slots to visit), `scan` (list: plan, order,
 //!   page), `stat` (the aggregation pipeline);
 //! - `index` (the public [`Index`]) over `slots` (its storage) over `record` ([`Scope`], records);
-//! - `render` (JobInfo in proto3 JSON); leaves: `model`, `value`, `time`, `limits`, `error`.
+//! - `render` (an Info in proto3 JSON); the tables `model` (Job) and `task` (JobTask) over
+//!   `schema`; leaves: `value`, `time`, `limits`, `error`.
 
 #[doc(hidden)]
 pub mod baseline;
@@ -33,15 +35,21 @@ mod query;
 mod record;
 mod render;
 mod scan;
+mod schema;
 mod slots;
 mod stat;
+mod task;
 mod time;
 mod value;
 
 pub use condition::FILTER_OPERATORS;
 pub use error::{Error, GrpcCode};
-pub use index::Index;
+pub use index::{Index, TaskIndex};
 pub use limits::{Cancel, Limits};
-pub use model::{Field, FieldType, Job, JobStatus};
+pub use model::{JOB, Job, JobStatus};
 pub use query::Query;
 pub use record::Scope;
+pub use schema::{
+    Column, Columns, Field, FieldDef, FieldPath, FieldType, Resource, Schema, Statuses,
+};
+pub use task::{JOB_TASK, JobTask, JobTaskStatus};

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::schema::{Column, Columns, FieldDef, Resource, Schema, Statuses};
+
 /// SpaceONE's job states, as the Job API and the `CostAnalysisJob` status spell them.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -72,102 +74,117 @@ pub struct Job {
     pub last_changed_at: Option<DateTime<Utc>>,
 }
 
-/// The fields a query may name, with their mongoengine types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Field {
-    JobId,
-    Status,
-    ErrorCode,
-    ErrorMessage,
-    TotalTasks,
-    RemainedTasks,
-    DataSourceId,
-    DomainId,
-    Options,
-    CreatedAt,
-    UpdatedAt,
-    FinishedAt,
-    LastChangedAt,
-}
+// Where a Job keeps its fields (the table below is the one place that says which field is where).
+const DATA_SOURCE: usize = 0;
+const ERROR_CODE: usize = 1;
+const TOTAL: usize = 0;
+const REMAINED: usize = 1;
+const UPDATED: usize = 2;
+const FINISHED: usize = 3;
+const LAST_CHANGED: usize = 4;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldType {
-    Str,
-    Int,
-    Date,
-    Dict,
-}
+static JOB_STATUSES: Statuses = Statuses::new(
+    &["IN_PROGRESS", "SUCCESS", "FAILURE", "TIMEOUT", "CANCELED"],
+    &["IN_PROGRESS", "SUCCESS", "FAILURE", "TIMEOUT", "CANCELED"],
+    0,
+);
 
-impl Field {
-    /// In the model's declaration order (the order raw documents show).
-    pub const ALL: [Field; 13] = [
-        Field::JobId,
-        Field::Status,
-        Field::Options,
-        Field::ErrorCode,
-        Field::ErrorMessage,
-        Field::TotalTasks,
-        Field::RemainedTasks,
-        Field::DataSourceId,
-        Field::DomainId,
-        Field::CreatedAt,
-        Field::UpdatedAt,
-        Field::FinishedAt,
-        Field::LastChangedAt,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::JobId => "job_id",
-            Field::Status => "status",
-            Field::ErrorCode => "error_code",
-            Field::ErrorMessage => "error_message",
-            Field::TotalTasks => "total_tasks",
-            Field::RemainedTasks => "remained_tasks",
-            Field::DataSourceId => "data_source_id",
-            Field::DomainId => "domain_id",
-            Field::Options => "options",
-            Field::CreatedAt => "created_at",
-            Field::UpdatedAt => "updated_at",
-            Field::FinishedAt => "finished_at",
-            Field::LastChangedAt => "last_changed_at",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == name)
-    }
-
-    pub fn ty(self) -> FieldType {
-        match self {
-            Field::TotalTasks | Field::RemainedTasks => FieldType::Int,
-            Field::CreatedAt | Field::UpdatedAt | Field::FinishedAt | Field::LastChangedAt => {
-                FieldType::Date
-            }
-            Field::Options => FieldType::Dict,
-            _ => FieldType::Str,
-        }
+const fn field(name: &'static str, column: Column, info: Option<u32>) -> FieldDef {
+    FieldDef {
+        name,
+        column,
+        minimal: false,
+        posted: false,
+        param: false,
+        info,
     }
 }
 
-/// A key as a query names it: a model field plus, for `options`, a dotted sub-path.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FieldPath {
-    pub field: Field,
-    pub sub: Vec<String>,
-}
+/// The seed's Job model (`model/job_model.py`), in declaration order, with JobInfo's field
+/// numbers (spaceone-api 1.8.7); minimal fields: job_id, status, total_tasks, remained_tasks,
+/// data_source_id; list parameters: job_id, status, data_source_id, domain_id.
+static JOB_FIELDS: [FieldDef; 13] = [
+    FieldDef {
+        minimal: true,
+        param: true,
+        ..field("job_id", Column::Id, Some(1))
+    },
+    FieldDef {
+        minimal: true,
+        param: true,
+        ..field("status", Column::Status(&JOB_STATUSES), Some(2))
+    },
+    field("options", Column::Options, None),
+    field("error_code", Column::Interned(ERROR_CODE), Some(3)),
+    field("error_message", Column::Text, Some(4)),
+    FieldDef {
+        minimal: true,
+        ..field("total_tasks", Column::Int(TOTAL), Some(5))
+    },
+    FieldDef {
+        minimal: true,
+        ..field("remained_tasks", Column::Int(REMAINED), Some(6))
+    },
+    FieldDef {
+        minimal: true,
+        posted: true,
+        param: true,
+        ..field("data_source_id", Column::Interned(DATA_SOURCE), Some(11))
+    },
+    FieldDef {
+        posted: true,
+        param: true,
+        ..field("domain_id", Column::Domain, Some(12))
+    },
+    field("created_at", Column::Created, Some(21)),
+    field("updated_at", Column::Time(UPDATED), Some(22)),
+    field("finished_at", Column::Time(FINISHED), Some(23)),
+    field("last_changed_at", Column::Time(LAST_CHANGED), Some(24)),
+];
 
-impl FieldPath {
-    /// Resolves a key; unknown fields are mongoengine's `Cannot resolve field "x"`.
-    pub fn resolve(key: &str) -> Result<FieldPath, String> {
-        let mut parts = key.split('.');
-        let head = parts.next().unwrap_or_default();
-        let field = Field::parse(head).ok_or_else(|| format!("Cannot resolve field \"{head}\""))?;
-        let sub: Vec<String> = parts.map(str::to_string).collect();
-        if !sub.is_empty() && field != Field::Options {
-            let first = sub.first().map_or("", String::as_str);
-            return Err(format!("Cannot resolve field \"{first}\""));
+/// The Job resource's table.
+pub static JOB: Schema = Schema::new("Job", &JOB_FIELDS);
+
+impl Resource for Job {
+    fn schema() -> &'static Schema {
+        &JOB
+    }
+
+    fn into_columns(self) -> Columns {
+        let mut c = Columns::new(self.namespace, self.job_id, self.domain_id);
+        c.status = self.status as u8;
+        c.set_str(DATA_SOURCE, Some(self.data_source_id));
+        c.set_str(ERROR_CODE, self.error_code);
+        c.text = self.error_message;
+        c.set_int(TOTAL, self.total_tasks);
+        c.set_int(REMAINED, self.remained_tasks);
+        c.created = self.created_at;
+        c.set_time(UPDATED, self.updated_at);
+        c.set_time(FINISHED, self.finished_at);
+        c.set_time(LAST_CHANGED, self.last_changed_at);
+        c.options = self.options;
+        c
+    }
+
+    fn from_columns(mut c: Columns) -> Job {
+        Job {
+            status: JobStatus::ALL
+                .get(usize::from(c.status))
+                .copied()
+                .unwrap_or(JobStatus::InProgress),
+            data_source_id: c.take_str(DATA_SOURCE).unwrap_or_default(),
+            error_code: c.take_str(ERROR_CODE),
+            total_tasks: c.int(TOTAL),
+            remained_tasks: c.int(REMAINED),
+            updated_at: c.time(UPDATED),
+            finished_at: c.time(FINISHED),
+            last_changed_at: c.time(LAST_CHANGED),
+            created_at: c.created,
+            error_message: c.text,
+            options: c.options,
+            namespace: c.namespace,
+            job_id: c.id,
+            domain_id: c.domain,
         }
-        Ok(FieldPath { field, sub })
     }
 }

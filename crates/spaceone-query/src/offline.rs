@@ -1,4 +1,4 @@
-//! The offline `query` command: the same calls over jobs read from a file.
+//! The offline `query` command: the same calls over jobs or job tasks read from a file.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -7,6 +7,8 @@ use crate::index::Index;
 use crate::limits::Limits;
 use crate::model::{Job, JobStatus};
 use crate::record::Scope;
+use crate::schema::Resource;
+use crate::task::{JobTask, JobTaskStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
@@ -104,10 +106,10 @@ pub fn run(
     run_over(verb, &index, request, now, limits)
 }
 
-/// [`run`] over jobs already in an index (the command fills one as it reads the file).
-pub fn run_over(
+/// [`run`] over records already in an index (the command fills one as it reads the file).
+pub fn run_over<R: Resource>(
     verb: Verb,
-    index: &Index,
+    index: &Index<R>,
     request: &Value,
     now: DateTime<Utc>,
     limits: &Limits,
@@ -125,4 +127,81 @@ pub fn run_over(
             (serde_json::to_string_pretty(&body).unwrap_or_default(), 1)
         }
     }
+}
+
+/// Job tasks: the JSON array `kubectl get cajt -A -o json` prints under `items` (or that array, or
+/// one object), each a `CostAnalysisJobTask`.
+pub fn load_tasks(text: &str) -> Result<Vec<JobTask>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    tasks_from_objects(&v)
+}
+
+/// [`load_tasks`] over parsed JSON.
+pub fn tasks_from_objects(v: &Value) -> Result<Vec<JobTask>, String> {
+    match v.get("items").unwrap_or(v) {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| task_from_object(i, t))
+            .collect(),
+        Value::Object(_) => task_from_object(0, v).map(|t| vec![t]),
+        _ => Err("expected a Kubernetes list of job tasks".into()),
+    }
+}
+
+/// Task #`i`: a `CostAnalysisJobTask` object. Its name is the `job_task_id`; `created_at` is the
+/// status's `createdAt` (milliseconds, as a job's) when the object has one, else its
+/// `creationTimestamp` (whole seconds); a task with no status yet is PENDING.
+pub fn task_from_object(i: usize, v: &Value) -> Result<JobTask, String> {
+    let at = |e: String| format!("task #{i}: {e}");
+    let meta = v.get("metadata");
+    let spec = v.get("spec");
+    let status = v.get("status");
+    let name = text(meta.and_then(|m| m.get("name")))
+        .ok_or_else(|| format!("task #{i} has no metadata.name"))?;
+    let state = match status.and_then(|s| s.get("status")).and_then(Value::as_str) {
+        None | Some("") => JobTaskStatus::Pending,
+        Some(s) => s.parse().map_err(|_| at(format!("unknown status {s:?}")))?,
+    };
+    let created = match time(status.and_then(|s| s.get("createdAt"))).map_err(at)? {
+        Some(t) => Some(t),
+        None => time(meta.and_then(|m| m.get("creationTimestamp"))).map_err(at)?,
+    };
+    Ok(JobTask {
+        namespace: text(field(meta, "namespace")).unwrap_or_default(),
+        job_task_id: name,
+        status: state,
+        options: field(spec, "options")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        created_count: int(field(status, "createdCount")),
+        error_code: text(field(status, "errorCode")),
+        error_message: text(field(status, "errorMessage")),
+        job_id: text(field(spec, "jobName")).unwrap_or_default(),
+        data_source_id: text(field(spec, "dataSourceId")).unwrap_or_default(),
+        domain_id: text(field(spec, "domainId")).unwrap_or_default(),
+        created_at: created,
+        started_at: time(field(status, "startedAt")).map_err(at)?,
+        finished_at: time(field(status, "finishedAt")).map_err(at)?,
+    })
+}
+
+/// The REST response body and the exit status of a call over job tasks.
+pub fn run_tasks(
+    verb: Verb,
+    tasks: Vec<JobTask>,
+    request: &Value,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> (String, i32) {
+    let mut index = Index::<JobTask>::empty();
+    for t in tasks {
+        index.upsert(t);
+    }
+    run_over(verb, &index, request, now, limits)
+}
+
+fn field<'a>(m: Option<&'a Value>, k: &str) -> Option<&'a Value> {
+    m.and_then(|m| m.get(k))
 }

@@ -4,9 +4,8 @@
 
 use crate::filter::Filter;
 use crate::limits::Budget;
-use crate::model::Field;
 use crate::record::{Record, Scope};
-use crate::slots::{Created, PostingField, Slots, addr, to_u32};
+use crate::slots::{Created, DOMAIN, NAMESPACE, Slots, addr, to_u32};
 
 /// How a call visits the index: which slots, tested first on their packed fields, then (for
 /// the conditions left) on their records.
@@ -17,7 +16,10 @@ pub(crate) struct Plan<'a> {
     nothing: bool,
     ns: Option<usize>,
     domains: Option<Vec<usize>>,
-    eqs: Vec<(PostingField, usize)>,
+    /// (posting list, value address) pairs every answer has.
+    eqs: Vec<(usize, usize)>,
+    /// The status ordinals the filter admits (bit `i`: ordinal `i`; `None`: any).
+    status: Option<u32>,
     rest: Filter,
 }
 
@@ -28,13 +30,15 @@ impl<'a> Plan<'a> {
     /// by address; test the other conditions on the record.
     pub(crate) fn new(slots: &'a Slots, scope: &Scope, filter: &Filter) -> Plan<'a> {
         let (eqs, rest) = filter.split_interned();
+        let (status, rest) = rest.split_status();
         let mut plan = Plan {
             slots,
             candidates: None,
-            nothing: false,
+            nothing: status == Some(0),
             ns: None,
             domains: None,
             eqs: Vec::new(),
+            status,
             rest,
         };
         let mut consider = |list: &'a [u32]| {
@@ -43,7 +47,7 @@ impl<'a> Plan<'a> {
             }
         };
         if let Some(ns) = &scope.namespace {
-            consider(slots.posting(PostingField::Namespace, ns));
+            consider(slots.posting(NAMESPACE, ns));
             match slots.interned(ns) {
                 Some(a) => plan.ns = Some(addr(&a)),
                 None => plan.nothing = true,
@@ -51,7 +55,7 @@ impl<'a> Plan<'a> {
         }
         if let Some(domains) = &scope.domains {
             if let [d] = domains.as_slice() {
-                consider(slots.posting(PostingField::Domain, d));
+                consider(slots.posting(DOMAIN, d));
             }
             let known: Vec<usize> = domains
                 .iter()
@@ -62,10 +66,8 @@ impl<'a> Plan<'a> {
             plan.domains = Some(known);
         }
         for (field, value) in eqs {
-            let p = match field {
-                Field::DomainId => PostingField::Domain,
-                Field::DataSourceId => PostingField::DataSource,
-                _ => continue,
+            let Some(p) = field.posting() else {
+                continue;
             };
             match value {
                 Some(v) => {
@@ -92,22 +94,22 @@ impl<'a> Plan<'a> {
             return false;
         }
         for &(p, want) in &self.eqs {
-            let have = match p {
-                PostingField::Namespace => h.ns,
-                PostingField::Domain => h.domain,
-                PostingField::DataSource => h.data_source,
-            };
-            if have != want {
+            if h.at(p) != want {
                 return false;
             }
+        }
+        if let Some(mask) = self.status
+            && mask & 1u32.checked_shl(u32::from(h.status)).unwrap_or(0) == 0
+        {
+            return false;
         }
         self.rest.is_empty() || self.slots.slot(slot).is_some_and(|r| self.rest.matches(r))
     }
 
-    /// The admitted slots in creation order, when the plan admits exactly one domain's jobs (or
-    /// one of its data sources') with no other condition.
+    /// The admitted slots in creation order, when the plan admits exactly one domain's records
+    /// (or those of one value of one of its posted fields) with no other condition.
     pub(crate) fn by_created(&self) -> Option<&'a Created> {
-        if self.nothing || self.ns.is_some() || !self.rest.is_empty() {
+        if self.nothing || self.ns.is_some() || self.status.is_some() || !self.rest.is_empty() {
             return None;
         }
         let mut domain = match self.domains.as_deref() {
@@ -115,20 +117,23 @@ impl<'a> Plan<'a> {
             Some(_) => return None,
             None => None,
         };
-        let mut source = None;
+        let mut other: Option<(usize, usize)> = None;
         for &(p, a) in &self.eqs {
-            let slot = match p {
-                PostingField::Domain => &mut domain,
-                PostingField::DataSource => &mut source,
-                PostingField::Namespace => return None,
-            };
-            if slot.is_some_and(|have| have != a) {
-                // Two different values of one field: nothing matches; the scan says so.
+            if p == DOMAIN {
+                if domain.is_some_and(|have| have != a) {
+                    // Two different domains: nothing matches; the scan says so.
+                    return None;
+                }
+                domain = Some(a);
+            } else if p == NAMESPACE || other.is_some_and(|have| have != (p, a)) {
+                // Two different values (or two posted fields): the scan decides.
                 return None;
+            } else {
+                other = Some((p, a));
             }
-            *slot = Some(a);
         }
-        Some(self.slots.created_order(domain?, source.unwrap_or(0)))
+        let (p, value) = other.unwrap_or((0, 0));
+        Some(self.slots.created_order(domain?, p, value))
     }
 
     /// The admitted slots. Each candidate visited counts against the budget's clock; the scan
@@ -151,6 +156,19 @@ impl<'a> Plan<'a> {
             .take_while(move |_| budget.tick(cost))
             .filter(move |&s| self.admits(s))
     }
+}
+
+/// The slots of the records in `scope` that the bound `filter` admits (see [`Plan::new`]).
+pub(crate) fn matching_slots<'a, 'b>(
+    slots: &'a Slots,
+    scope: &Scope,
+    filter: &Filter,
+    budget: &'b Budget<'_>,
+) -> impl Iterator<Item = u32> + 'b
+where
+    'a: 'b,
+{
+    Plan::new(slots, scope, filter).into_slots(budget)
 }
 
 /// Records in `scope` that the bound `filter` admits (see [`Plan::new`]).

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::filter::Filter;
 use crate::limits::Budget;
 use crate::message::{Page, as_bool, as_list, as_object, check_fields, parse_page};
-use crate::model::{Field, FieldPath};
+use crate::schema::{Field, FieldPath, Schema};
 
 #[derive(Clone, Debug)]
 pub(crate) struct SortKey {
@@ -24,6 +24,8 @@ pub(crate) struct SortKey {
 /// with `timediff` values already resolved against the clock given to [`crate::calls::parse_query`].
 #[derive(Clone, Debug, Default)]
 pub struct Query {
+    /// The resource whose table resolved its fields (`None`: no field named).
+    pub(crate) schema: Option<&'static Schema>,
     pub(crate) filter: Filter,
     pub(crate) sort: Vec<SortKey>,
     pub(crate) page: Page,
@@ -46,6 +48,7 @@ impl Query {
 }
 
 pub(crate) fn parse_filters(
+    schema: &'static Schema,
     q: &Map<String, Value>,
     prefix: &str,
     now: DateTime<Utc>,
@@ -53,15 +56,15 @@ pub(crate) fn parse_filters(
 ) -> Result<Filter, Error> {
     let mut filter = Filter::default();
     for c in as_list(q.get("filter"), &format!("{prefix}filter"))? {
-        filter.and.push(parse_condition(c, now, budget)?);
+        filter.and.push(parse_condition(schema, c, now, budget)?);
     }
     for c in as_list(q.get("filter_or"), &format!("{prefix}filter_or"))? {
-        filter.or.push(parse_condition(c, now, budget)?);
+        filter.or.push(parse_condition(schema, c, now, budget)?);
     }
     Ok(filter)
 }
 
-fn sort_entry(e: &Value) -> Result<SortKey, Error> {
+fn sort_entry(schema: &'static Schema, e: &Value) -> Result<SortKey, Error> {
     let m = as_object(e, "query.sort")?;
     check_fields(m, "query.sort", &["key", "desc"])?;
     let key = match m.get("key") {
@@ -70,27 +73,30 @@ fn sort_entry(e: &Value) -> Result<SortKey, Error> {
         Some(_) => return Err(Error::invalid_parameter_type("query.sort.key", "str")),
     };
     Ok(SortKey {
-        path: FieldPath::resolve(key),
+        path: FieldPath::resolve(schema, key),
         desc: as_bool(m.get("desc"), "query.sort.desc")?,
     })
 }
 
 /// v1 `{key, desc}` / `{keys: [...]}` (key wins), or the v2 list.
-pub(crate) fn parse_sort(v: Option<&Value>) -> Result<Vec<SortKey>, Error> {
+pub(crate) fn parse_sort(
+    schema: &'static Schema,
+    v: Option<&Value>,
+) -> Result<Vec<SortKey>, Error> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(entries)) => entries.iter().map(sort_entry).collect(),
+        Some(Value::Array(entries)) => entries.iter().map(|e| sort_entry(schema, e)).collect(),
         Some(Value::Object(m)) => {
             check_fields(m, "query.sort", &["key", "desc", "keys"])?;
             match m.get("key") {
                 Some(Value::String(k)) if !k.is_empty() => Ok(vec![SortKey {
-                    path: FieldPath::resolve(k),
+                    path: FieldPath::resolve(schema, k),
                     desc: as_bool(m.get("desc"), "query.sort.desc")?,
                 }]),
                 Some(Value::String(_)) | None | Some(Value::Null) => {
                     as_list(m.get("keys"), "query.sort.keys")?
                         .iter()
-                        .map(sort_entry)
+                        .map(|e| sort_entry(schema, e))
                         .collect()
                 }
                 Some(_) => Err(Error::invalid_parameter_type("query.sort.key", "str")),
@@ -101,6 +107,7 @@ pub(crate) fn parse_sort(v: Option<&Value>) -> Result<Vec<SortKey>, Error> {
 }
 
 pub(crate) fn parse_query(
+    schema: &'static Schema,
     v: &Value,
     now: DateTime<Utc>,
     budget: &Budget<'_>,
@@ -120,8 +127,8 @@ pub(crate) fn parse_query(
             "keyword",
         ],
     )?;
-    let filter = parse_filters(q, "query.", now, budget)?;
-    let sort = parse_sort(q.get("sort"))?;
+    let filter = parse_filters(schema, q, "query.", now, budget)?;
+    let sort = parse_sort(schema, q.get("sort"))?;
     let page = parse_page(q.get("page"), "query.page")?;
     let minimal = as_bool(q.get("minimal"), "query.minimal")?;
     let count_only = as_bool(q.get("count_only"), "query.count_only")?;
@@ -133,14 +140,16 @@ pub(crate) fn parse_query(
                 let Some(k) = k.as_str() else {
                     return Err(Error::invalid_parameter_type("query.only", "str"));
                 };
-                let path = FieldPath::resolve(k).map_err(Error::db_query)?;
+                let path = FieldPath::resolve(schema, k).map_err(Error::db_query)?;
                 if !fields.contains(&path.field) {
                     fields.push(path.field);
                 }
             }
             // The ordering keys in use are loaded too.
-            if sort.is_empty() {
-                fields.push(Field::CreatedAt);
+            if sort.is_empty()
+                && let Some(created) = schema.created()
+            {
+                fields.push(created);
             }
             // The sort keys are added to `only`: one the model lacks fails as an `only` key does.
             for s in &sort {
@@ -153,6 +162,7 @@ pub(crate) fn parse_query(
         }
     };
     Ok(Query {
+        schema: Some(schema),
         filter,
         sort,
         page,
@@ -162,10 +172,11 @@ pub(crate) fn parse_query(
     })
 }
 
-/// `append_keyword_filter`: the keyword's words, OR-ed as `contain_in` on `job_id`. A keyword that
+/// `append_keyword_filter`: the keyword's words, OR-ed as `contain_in` on `key` (the resource's
+/// id: `job_id`, `job_task_id`). A keyword that
 /// is not a string cannot pass protobuf (`string keyword`): refused as an invalid parameter type,
 /// by list and stat alike.
-pub(crate) fn append_keyword(query: &mut Map<String, Value>) -> Result<(), Error> {
+pub(crate) fn append_keyword(query: &mut Map<String, Value>, key: &str) -> Result<(), Error> {
     let Some(keyword) = query.remove("keyword") else {
         return Ok(());
     };
@@ -187,7 +198,7 @@ pub(crate) fn append_keyword(query: &mut Map<String, Value>) -> Result<(), Error
         return Ok(());
     }
     if let Value::Array(or) = or {
-        or.push(serde_json::json!({"k": "job_id", "v": words, "o": "contain_in"}));
+        or.push(serde_json::json!({"k": key, "v": words, "o": "contain_in"}));
     }
     Ok(())
 }

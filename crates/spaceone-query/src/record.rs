@@ -1,46 +1,33 @@
-//! The stored form of a job: one compact record per job, and the scope a caller may see. Low-
-//! cardinality strings (namespace, domain, data source, error code) are shared copies from the
-//! index; timestamps are milliseconds with a sentinel for "none"; `options` is kept as compact
-//! JSON text, only when a job has any, and parsed when a query reads it.
+//! The stored form of a record: one compact record per job or task, and the scope a caller may
+//! see. Columns are the table's ([`crate::schema`]): low-cardinality strings (namespace, domain,
+//! data source, error code) are shared copies from the index; timestamps are milliseconds with a
+//! sentinel for "none"; `options` is kept as compact JSON text, only when a record has any, and
+//! parsed when a query reads it.
 
 use std::sync::Arc;
 
 use serde_json::Map;
 
-use crate::model::{Field, FieldPath, Job, JobStatus};
+use crate::schema::{Column, Columns, Field, FieldPath, MAX_NUMS, MAX_STRS, Schema};
 use crate::time::{Millis, from_millis};
 use crate::value::Bson;
 
-pub(crate) const NO_TIME: Millis = i64::MIN;
+pub(crate) use crate::schema::NO_TIME;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Record {
     pub ns: Arc<str>,
-    pub job_id: Arc<str>,
-    pub status: JobStatus,
-    pub error_code: Option<Arc<str>>,
-    pub error_message: Option<Box<str>>,
-    pub total: i64,
-    pub remained: i64,
-    pub data_source: Arc<str>,
+    pub id: Arc<str>,
     pub domain: Arc<str>,
+    pub strs: [Option<Arc<str>>; MAX_STRS],
+    pub text: Option<Box<str>>,
     /// Compact JSON text. A parsed tree of a realistic 1.5 KB object took about 9 KB (a value, a
     /// key string and a string allocation per entry), the bulk of a replica's memory, while most
     /// calls never look inside options; a query that does parses each record it reads them from.
     pub options: Option<Box<str>>,
+    pub nums: [i64; MAX_NUMS],
     pub created: Millis,
-    pub updated: Millis,
-    pub finished: Millis,
-    pub last_changed: Millis,
-}
-
-/// Shared status strings, so reading a record's status allocates nothing.
-fn status_str(s: JobStatus) -> Arc<str> {
-    static STRS: std::sync::OnceLock<[Arc<str>; 5]> = std::sync::OnceLock::new();
-    let strs = STRS.get_or_init(|| JobStatus::ALL.map(|s| Arc::from(s.as_str())));
-    strs.get(s as usize)
-        .cloned()
-        .unwrap_or_else(|| Arc::from(s.as_str()))
+    pub status: u8,
 }
 
 fn time(ms: Millis) -> Bson {
@@ -52,22 +39,28 @@ fn time(ms: Millis) -> Bson {
 }
 
 impl Record {
+    #[inline]
+    pub fn num(&self, k: usize) -> i64 {
+        self.nums.get(k).copied().unwrap_or(NO_TIME)
+    }
+
+    #[inline]
+    pub fn str_at(&self, k: usize) -> Option<&Arc<str>> {
+        self.strs.get(k).and_then(Option::as_ref)
+    }
+
     /// The stored value of a model field. Nullable fields are stored as explicit nulls.
     pub fn field(&self, f: Field) -> Bson {
-        match f {
-            Field::JobId => Bson::Str(self.job_id.clone()),
-            Field::Status => Bson::Str(status_str(self.status)),
-            Field::ErrorCode => self.error_code.clone().map_or(Bson::Null, Bson::Str),
-            Field::ErrorMessage => self.error_message.as_deref().map_or(Bson::Null, Bson::str),
-            Field::TotalTasks => Bson::Int(self.total),
-            Field::RemainedTasks => Bson::Int(self.remained),
-            Field::DataSourceId => Bson::Str(self.data_source.clone()),
-            Field::DomainId => Bson::Str(self.domain.clone()),
-            Field::Options => self.options_val().unwrap_or(Bson::Obj(Vec::new())),
-            Field::CreatedAt => time(self.created),
-            Field::UpdatedAt => time(self.updated),
-            Field::FinishedAt => time(self.finished),
-            Field::LastChangedAt => time(self.last_changed),
+        match f.column() {
+            Column::Id => Bson::Str(self.id.clone()),
+            Column::Status(s) => Bson::Str(s.shared(self.status)),
+            Column::Domain => Bson::Str(self.domain.clone()),
+            Column::Interned(k) => self.str_at(k).cloned().map_or(Bson::Null, Bson::Str),
+            Column::Text => self.text.as_deref().map_or(Bson::Null, Bson::str),
+            Column::Int(k) => Bson::Int(self.nums.get(k).copied().unwrap_or(0)),
+            Column::Created => time(self.created),
+            Column::Time(k) => time(self.num(k)),
+            Column::Options => self.options_val().unwrap_or(Bson::Obj(Vec::new())),
         }
     }
 
@@ -90,11 +83,11 @@ impl Record {
     }
 
     /// The whole stored document, in the model's field order.
-    pub fn document(&self) -> Bson {
+    pub fn document(&self, schema: &'static Schema) -> Bson {
         Bson::Obj(
-            Field::ALL
-                .iter()
-                .map(|f| (Arc::from(f.name()), self.field(*f)))
+            schema
+                .all()
+                .map(|f| (Arc::from(f.name()), self.field(f)))
                 .collect(),
         )
     }
@@ -104,26 +97,25 @@ impl Record {
         self.created
             .cmp(&other.created)
             .then_with(|| self.ns.cmp(&other.ns))
-            .then_with(|| self.job_id.cmp(&other.job_id))
+            .then_with(|| self.id.cmp(&other.id))
     }
 
-    pub fn to_job(&self) -> Job {
-        let opt = |ms: Millis| if ms == NO_TIME { None } else { from_millis(ms) };
-        Job {
+    /// The record as plain data.
+    pub fn to_columns(&self) -> Columns {
+        Columns {
             namespace: self.ns.to_string(),
-            job_id: self.job_id.to_string(),
+            id: self.id.to_string(),
+            domain: self.domain.to_string(),
             status: self.status,
-            error_code: self.error_code.as_deref().map(str::to_string),
-            error_message: self.error_message.as_deref().map(str::to_string),
-            total_tasks: self.total,
-            remained_tasks: self.remained,
-            data_source_id: self.data_source.to_string(),
-            domain_id: self.domain.to_string(),
+            strs: self.strs.clone().map(|s| s.as_deref().map(str::to_string)),
+            text: self.text.as_deref().map(str::to_string),
+            nums: self.nums,
+            created: if self.created == NO_TIME {
+                None
+            } else {
+                from_millis(self.created)
+            },
             options: self.raw_options(),
-            created_at: opt(self.created),
-            updated_at: opt(self.updated),
-            finished_at: opt(self.finished),
-            last_changed_at: opt(self.last_changed),
         }
     }
 

@@ -6,10 +6,10 @@ use std::cmp::Ordering;
 
 use crate::error::Error;
 use crate::limits::Budget;
-use crate::model::Field;
 use crate::plan::Plan;
 use crate::query::{Query, SortKey};
 use crate::record::{NO_TIME, Record, Scope};
+use crate::schema::{Column, Field};
 use crate::slots::{Created, Slots};
 use crate::value::Bson;
 
@@ -36,21 +36,16 @@ fn compare(a: &Record, b: &Record, keys: &[SortKey]) -> Ordering {
 
 /// The sort as one integer field, when it is a single top-level time or count field (or the
 /// default order, created_at descending): its key is `None` where BSON has null, which sorts first.
-fn integer_key(keys: &[SortKey]) -> Option<(Field, bool)> {
+fn integer_key(index: &Slots, keys: &[SortKey]) -> Option<(Field, bool)> {
     let [key] = keys else {
-        return keys.is_empty().then_some((Field::CreatedAt, true));
+        return keys
+            .is_empty()
+            .then(|| index.schema().created())
+            .flatten()
+            .map(|created| (created, true));
     };
     let path = key.path.as_ref().ok()?;
-    let integer = matches!(
-        path.field,
-        Field::CreatedAt
-            | Field::UpdatedAt
-            | Field::FinishedAt
-            | Field::LastChangedAt
-            | Field::TotalTasks
-            | Field::RemainedTasks
-    );
-    (path.sub.is_empty() && integer).then_some((path.field, key.desc))
+    (path.sub.is_empty() && path.field.is_integer()).then_some((path.field, key.desc))
 }
 
 type Keyed = (Option<i64>, u32);
@@ -74,7 +69,7 @@ fn order<'a>(
     keys: &[SortKey],
     end: Option<usize>,
 ) -> Vec<&'a Record> {
-    if let Some((field, desc)) = integer_key(keys) {
+    if let Some((field, desc)) = integer_key(index, keys) {
         // Extract each key once; records are touched only to break ties.
         let mut keyed: Vec<Keyed> = slots.iter().map(|&s| (index.key_of(s, field), s)).collect();
         let by_key = |a: &Keyed, b: &Keyed| {
@@ -167,6 +162,12 @@ pub(crate) fn run<'a>(
     q: &Query,
     budget: &Budget<'_>,
 ) -> Result<(Vec<&'a Record>, usize), Error> {
+    if q.schema.is_some_and(|s| !std::ptr::eq(s, index.schema())) {
+        return Err(Error::db_query(format!(
+            "the query was parsed for another resource than {}",
+            index.schema().resource
+        )));
+    }
     let (rows, total) = run_unchecked(index, scope, q, budget);
     budget.check_time().map_err(Error::db_query)?;
     Ok((rows, total))
@@ -180,7 +181,8 @@ fn run_unchecked<'a>(
 ) -> (Vec<&'a Record>, usize) {
     let filter = q.filter.bound(&|s| index.interned(s));
     let plan = Plan::new(index, scope, &filter);
-    let created_order = integer_key(&q.sort).filter(|(f, _)| *f == Field::CreatedAt);
+    let created_order =
+        integer_key(index, &q.sort).filter(|(f, _)| matches!(f.column(), Column::Created));
     if let (Some((_, desc)), Some(set)) = (created_order, plan.by_created()) {
         let total = set.len();
         if q.count_only {

@@ -11,6 +11,7 @@ use super::rows::{
 use crate::error::Error;
 use crate::limits::{Budget, StageUse};
 use crate::message::Page;
+use crate::schema::Schema;
 use crate::value::Bson;
 
 /// Runs the built stages over `recs`, then takes the page.
@@ -20,12 +21,14 @@ pub(super) fn run<'a>(
     stages: &[Stage],
     page: &Page,
     budget: &'a Budget<'a>,
+    schema: &'static Schema,
 ) -> Result<Output, Error> {
     let mut p = Pipeline {
         recs: Some(recs),
         rows: Vec::new(),
         ordered,
         budget,
+        schema,
     };
     for stage in stages {
         if !matches!(stage, Stage::Group { .. }) {
@@ -52,7 +55,7 @@ pub(super) fn run<'a>(
     };
     Ok((
         rows.into_iter()
-            .map(|r| Rendered::Row(r.into_doc()))
+            .map(|r| Rendered::Row(r.into_doc(schema)))
             .collect(),
         total,
     ))
@@ -62,7 +65,8 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
     let mut out = Vec::new();
     let mut stage = StageUse::new(p.budget, "unwind");
     let budget = p.budget;
-    let at = P::within(path, budget)?;
+    let schema = p.schema;
+    let at = P::within(schema, path, budget)?;
     for row in std::mem::take(&mut p.rows) {
         let value = row.at(&at);
         charge(budget, &value)?;
@@ -71,7 +75,7 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
                 // The array leaves the document first: each output row is then a copy of the rest
                 // plus its own element, and is charged exactly that (what MongoDB's limit counts),
                 // not a copy of the whole array per element.
-                let rest = set_path(row.into_doc(), parts, Bson::Null);
+                let rest = set_path(row.into_doc(schema), parts, Bson::Null);
                 let rest_bytes = rest.approx_bytes();
                 let rest_units = units(&rest);
                 for item in items {
@@ -84,7 +88,7 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
             }
             Bson::Missing | Bson::Null => {}
             _ => {
-                let doc = row.into_doc();
+                let doc = row.into_doc(schema);
                 stage.reserve(1, doc.approx_bytes()).map_err(over)?;
                 out.push(Row::Doc(doc));
             }
@@ -135,7 +139,7 @@ fn sort(p: &mut Pipeline<'_>, keys: &[(String, bool)]) -> Result<(), Error> {
     let budget = p.budget;
     let at = keys
         .iter()
-        .map(|(k, _)| P::within(k, budget))
+        .map(|(k, _)| P::within(p.schema, k, budget))
         .collect::<Result<Vec<_>, _>>()?;
     let mut decorated: Vec<(Vec<Bson>, Row<'_>)> = Vec::with_capacity(p.rows.len());
     for r in std::mem::take(&mut p.rows) {
@@ -170,10 +174,10 @@ fn project(p: &mut Pipeline<'_>, rules: &[ProjectRule], exclude: bool) -> Result
     let mut out = Vec::with_capacity(p.rows.len());
     let mut stage = StageUse::new(p.budget, "project");
     let budget = p.budget;
-    let id = P::new("_id");
+    let id = P::new(p.schema, "_id");
     let at = rules
         .iter()
-        .map(|(_, key, _)| P::within(key, budget))
+        .map(|(_, key, _)| P::within(p.schema, key, budget))
         .collect::<Result<Vec<_>, _>>()?;
     for row in std::mem::take(&mut p.rows) {
         let mut fields: Vec<(Arc<str>, Bson)> = Vec::new();
@@ -286,6 +290,7 @@ mod tests {
             rows: vec![Row::Doc(doc.clone()), Row::Doc(doc)],
             ordered: true,
             budget: &budget,
+            schema: &crate::model::JOB,
         };
         let rules = vec![(String::from("x"), String::from("big"), None)];
         project(&mut p, &rules, true).unwrap();

@@ -9,18 +9,20 @@ use super::parse::{GroupField, GroupKey};
 use super::rows::{Pipeline, Row, Source, bson_type, charge, over, raw};
 use crate::error::Error;
 use crate::limits::StageUse;
-use crate::plan::matching;
+use crate::plan::{matching, matching_slots};
 use crate::record::Record;
+use crate::schema::{Column, Field};
 use crate::value::Bson;
 
 /// For a single group key on a stored record's low-cardinality field: a number that identifies the
 /// value without building it (the status's ordinal, or the address of the interned string).
-fn fast_key(r: &Record, field: crate::model::Field) -> Option<usize> {
-    use crate::model::Field;
-    match field {
-        Field::Status => Some(r.status as usize),
-        Field::DataSourceId => Some(Arc::as_ptr(&r.data_source) as *const u8 as usize),
-        Field::DomainId => Some(Arc::as_ptr(&r.domain) as *const u8 as usize),
+fn fast_key(r: &Record, field: Field) -> Option<usize> {
+    match field.column() {
+        Column::Status(_) => Some(usize::from(r.status)),
+        Column::Interned(k) if field.def().posted => {
+            r.str_at(k).map(|s| Arc::as_ptr(s) as *const u8 as usize)
+        }
+        Column::Domain => Some(Arc::as_ptr(&r.domain) as *const u8 as usize),
         _ => None,
     }
 }
@@ -160,7 +162,7 @@ struct Groups<'s> {
     rules: &'s [GroupKey],
     specs: &'s [GroupField],
     /// A single plain key on a stored field identified by [`fast_key`].
-    fast_field: Option<crate::model::Field>,
+    fast_field: Option<Field>,
     /// (fast key, slot) pairs: few distinct values in practice, and a short list beats hashing.
     fast: Vec<(usize, usize)>,
     index: HashMap<Key, usize>,
@@ -302,6 +304,44 @@ pub(super) fn group(
             for r in recs {
                 add(&mut g, &Row::Record(r))?;
             }
+        }
+        Some(Source::Scan {
+            index,
+            scope,
+            filter,
+        }) if plain_counts
+            && fast_field.is_some_and(|f| matches!(f.column(), Column::Status(_))) =>
+        {
+            // Counts by status: the packed status finds the group; a record is read only for the
+            // first row of each status (to build its key).
+            let mut by_status: [Option<usize>; 32] = [None; 32];
+            for s in matching_slots(index, scope, filter, budget) {
+                let Some(ordinal) = index.hot(s).map(|h| usize::from(h.status)) else {
+                    continue;
+                };
+                let known = by_status.get(ordinal).copied().flatten();
+                let Some(slot) = known else {
+                    if let Some(r) = index.slot(s) {
+                        add(&mut g, &Row::Record(r))?;
+                        if let Some(at) = by_status.get_mut(ordinal) {
+                            *at = g.fast.iter().find(|(k, _)| *k == ordinal).map(|(_, s)| *s);
+                        }
+                    }
+                    continue;
+                };
+                if !budget.tick(1) {
+                    budget.check_time().map_err(over)?;
+                    continue;
+                }
+                if let Some((_, accs)) = g.groups.get_mut(slot) {
+                    for acc in accs.iter_mut() {
+                        if let Acc::Count(n) = acc {
+                            *n += 1.0;
+                        }
+                    }
+                }
+            }
+            budget.check_time().map_err(over)?;
         }
         Some(Source::Scan {
             index,

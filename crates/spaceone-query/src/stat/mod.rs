@@ -21,9 +21,9 @@ use crate::error::Error;
 use crate::filter::Filter;
 use crate::limits::{Budget, StageUse};
 use crate::message::{Page, as_list, as_object, check_fields, parse_page};
-use crate::model::FieldPath;
 use crate::plan::matching;
 use crate::record::{Record, Scope};
+use crate::schema::{FieldPath, Schema};
 use crate::slots::Slots;
 use crate::value::Bson;
 
@@ -57,7 +57,8 @@ pub(crate) fn stat(
         return Err(Error::required_parameter("aggregate"));
     }
     // The whole pipeline is built before a single document is read (spec, Corrections).
-    let stages = parse::pipeline(aggregate).map_err(Error::rewrap_db_query)?;
+    let schema = index.schema();
+    let stages = parse::pipeline(schema, aggregate).map_err(Error::rewrap_db_query)?;
     // Documents flow in natural (insertion) order, as a collection scan returns them; a pipeline
     // that starts with an order-insensitive group does not need that order.
     let ordered = !stages.first().is_some_and(Stage::is_unordered_group);
@@ -77,6 +78,7 @@ pub(crate) fn stat(
     let (rows, total) = if stages.is_empty() {
         source.into_recs(budget).and_then(|recs| {
             distinct_values(
+                schema,
                 &recs,
                 distinct.as_deref().unwrap_or_default(),
                 &page,
@@ -84,7 +86,7 @@ pub(crate) fn stat(
             )
         })
     } else {
-        eval::run(source, ordered, &stages, &page, budget)
+        eval::run(source, ordered, &stages, &page, budget, schema)
     }
     .map_err(Error::rewrap_db_query)?;
     // Building the Struct answer happens after the query, outside its error wrapping.
@@ -108,12 +110,13 @@ pub(crate) fn stat(
 /// `distinct`: the values (array elements flattened, nulls included, missing skipped), each once,
 /// sorted as Python's `sort()` sorts them, or in stored order when it cannot.
 fn distinct_values(
+    schema: &'static Schema,
     recs: &[&Record],
     key: &str,
     page: &Page,
     budget: &Budget<'_>,
 ) -> Result<Output, Error> {
-    let Ok(path) = FieldPath::resolve(key) else {
+    let Ok(path) = FieldPath::resolve(schema, key) else {
         return Ok((Vec::new(), None));
     };
     budget.work(path.sub.len()).map_err(over)?;

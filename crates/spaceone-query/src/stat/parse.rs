@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::rows::{P, raw};
 use crate::error::{Error, py_repr_ordered};
 use crate::message::{as_bool, as_list, as_object, check_fields};
+use crate::schema::Schema;
 use crate::value::Bson;
 
 pub(super) const GROUP_OPERATORS: [&str; 10] = [
@@ -106,6 +107,8 @@ struct Builder {
     group_keys: Vec<String>,
     /// The first error MongoDB would raise parsing the pipeline, kept until every stage is built.
     mongo: Option<Error>,
+    /// The resource the stored records are of.
+    schema: &'static Schema,
 }
 
 impl Builder {
@@ -123,10 +126,11 @@ impl Builder {
 }
 
 /// Builds the whole `aggregate` list, or answers its first error in the seed's order.
-pub(super) fn pipeline(stages: &[Value]) -> Result<Vec<Stage>, Error> {
+pub(super) fn pipeline(schema: &'static Schema, stages: &[Value]) -> Result<Vec<Stage>, Error> {
     let mut b = Builder {
         group_keys: Vec::new(),
         mongo: None,
+        schema,
     };
     let mut out = Vec::with_capacity(stages.len());
     for stage in stages {
@@ -317,7 +321,7 @@ fn group(b: &mut Builder, body: &Value) -> Result<Stage, Error> {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        rules.push((name, P::new(&b.key_path(&key)), fmt));
+        rules.push((name, P::new(b.schema, &b.key_path(&key)), fmt));
     }
     let mut specs = Vec::new();
     for f in fields {
@@ -356,7 +360,7 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
     };
     let name = named(fm, "name", "n")
         .ok_or_else(|| requires("aggregate.group.fields", "a name", repr()))?;
-    let key = named(fm, "key", "k").map(|k| P::new(&b.key_path(&k)));
+    let key = named(fm, "key", "k").map(|k| P::new(b.schema, &b.key_path(&k)));
     let mut push_fields = Vec::new();
     for pf in as_list(fm.get("fields"), "aggregate.group.fields.fields")? {
         let pm = as_object(pf, "aggregate.group.fields.fields")?;
@@ -370,7 +374,7 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
             .ok_or_else(|| requires("aggregate.group.fields.fields", "a key", repr()))?;
         let n = named(pm, "name", "n")
             .ok_or_else(|| requires("aggregate.group.fields.fields", "a name", repr()))?;
-        push_fields.push((n, P::new(&b.key_path(&k))));
+        push_fields.push((n, P::new(b.schema, &b.key_path(&k))));
     }
     let conditions = conditions(b, fm)?;
     let requires_key = || requires("aggregate.group.fields", "a key", repr());
@@ -458,7 +462,11 @@ fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static s
                 "'aggregate.group.fields.conditions.operator' condition's operator is not supported: supported operator = eq | not | gt | gte | lt | lte",
             ));
         };
-        conditions.push((P::new(&b.key_path(&ck)), co, Bson::from_proto_json(cv)));
+        conditions.push((
+            P::new(b.schema, &b.key_path(&ck)),
+            co,
+            Bson::from_proto_json(cv),
+        ));
     }
     Ok(conditions)
 }

@@ -5,9 +5,9 @@
 use crate::error::Error;
 use crate::filter::Filter;
 use crate::limits::Budget;
-use crate::model::FieldPath;
 use crate::plan::matching;
 use crate::record::{Record, Scope};
+use crate::schema::{FieldPath, Schema};
 use crate::slots::Slots;
 use crate::value::Bson;
 
@@ -50,9 +50,9 @@ impl Row<'_> {
         }
     }
 
-    pub(super) fn into_doc(self) -> Bson {
+    pub(super) fn into_doc(self, schema: &'static Schema) -> Bson {
         match self {
-            Row::Record(r) => r.document(),
+            Row::Record(r) => r.document(schema),
             Row::Doc(d) => d,
         }
     }
@@ -90,16 +90,20 @@ pub(super) struct P {
 }
 
 impl P {
-    pub(super) fn new(raw: &str) -> P {
+    pub(super) fn new(schema: &'static Schema, raw: &str) -> P {
         P {
             parts: raw.split('.').map(str::to_string).collect(),
-            field: FieldPath::resolve(raw).ok(),
+            field: FieldPath::resolve(schema, raw).ok(),
         }
     }
 
     /// Resolves a path inside a running stage, its segments counted as work.
-    pub(super) fn within(raw: &str, budget: &Budget<'_>) -> Result<P, Error> {
-        let p = P::new(raw);
+    pub(super) fn within(
+        schema: &'static Schema,
+        raw: &str,
+        budget: &Budget<'_>,
+    ) -> Result<P, Error> {
+        let p = P::new(schema, raw);
         budget.work(p.parts.len()).map_err(over)?;
         Ok(p)
     }
@@ -142,6 +146,8 @@ pub(super) struct Pipeline<'a> {
     /// Whether rows are in natural order (order-insensitive pipelines skip that sort).
     pub(super) ordered: bool,
     pub(super) budget: &'a Budget<'a>,
+    /// The resource the stored records are of.
+    pub(super) schema: &'static Schema,
 }
 
 impl Pipeline<'_> {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::{Notify, watch};
 use tracing::warn;
@@ -110,7 +110,7 @@ impl Caches {
         client: Client,
         namespace: Option<&str>,
         metrics: Arc<Metrics>,
-        catalog: Option<Feed>,
+        feeds: Feeds,
     ) -> Caches {
         let (jobs, tasks): (Api<CostAnalysisJob>, Api<CostAnalysisJobTask>) = match namespace {
             Some(ns) => (
@@ -119,6 +119,10 @@ impl Caches {
             ),
             None => (Api::all(client.clone()), Api::all(client)),
         };
+        let Feeds {
+            jobs: job_feed,
+            tasks: task_feed,
+        } = feeds;
         let hub = Arc::new(Hub::default());
         let (job_reader, job_writer) = reflector::store();
         let (task_reader, task_writer) = reflector::store();
@@ -129,7 +133,7 @@ impl Caches {
                 metrics.clone(),
                 "jobs",
             )
-            .filter_map(move |event| futures::future::ready(share(event, catalog.as_ref()))),
+            .filter_map(move |event| futures::future::ready(share(event, job_feed.as_ref()))),
         )
         .map(|e| job_trigger(&e));
         let task_events = reflector::reflector(
@@ -139,7 +143,7 @@ impl Caches {
                 metrics,
                 "tasks",
             )
-            .modify(CostAnalysisJobTask::slim_for_controller),
+            .filter_map(move |event| futures::future::ready(share(event, task_feed.as_ref()))),
         )
         .map(|e| task_trigger(&e));
         let (jobs_listed, jobs_ready) = watch::channel(false);
@@ -173,18 +177,62 @@ impl Caches {
     }
 }
 
-/// Where the job watch hands its events to the API shim's catalog.
-pub type Feed = mpsc::UnboundedSender<Result<watcher::Event<CostAnalysisJob>, watcher::Error>>;
+/// Where a watch of the controller's hands its events to the API shim's catalog of the same
+/// resource.
+pub type Feed<K = CostAnalysisJob> =
+    mpsc::UnboundedSender<Result<watcher::Event<K>, watcher::Error>>;
 
-/// The job event as the controller's cache takes it, the full event (less what nothing reads)
+/// The API shim's catalogs in the same process, which the controller's watches feed.
+#[derive(Default)]
+pub struct Feeds {
+    pub jobs: Option<Feed<CostAnalysisJob>>,
+    pub tasks: Option<Feed<CostAnalysisJobTask>>,
+}
+
+/// What the controller's cache keeps of an object, and its copy of one the catalog takes whole.
+pub trait Slim: Clone {
+    fn slim_for_controller(&mut self);
+    /// The controller's copy of `self`, which keeps what the catalog reads (so what both drop is
+    /// dropped before copying).
+    fn controller_copy(&mut self) -> Self;
+}
+
+impl Slim for CostAnalysisJob {
+    fn slim_for_controller(&mut self) {
+        CostAnalysisJob::slim_for_controller(self);
+    }
+
+    fn controller_copy(&mut self) -> Self {
+        slim_copy(self)
+    }
+}
+
+impl Slim for CostAnalysisJobTask {
+    fn slim_for_controller(&mut self) {
+        CostAnalysisJobTask::slim_for_controller(self);
+    }
+
+    fn controller_copy(&mut self) -> Self {
+        crate::resources::slim_metadata(&mut self.metadata);
+        let options = self.spec.options.take();
+        let labels = self.metadata.labels.take();
+        let mut mine = self.clone();
+        mine.slim_for_controller();
+        self.spec.options = options;
+        self.metadata.labels = labels;
+        mine
+    }
+}
+
+/// The event as the controller's cache takes it, the full event (less what nothing reads)
 /// handed to `catalog` first. Errors go to the catalog only: they are already retried, counted and
 /// logged, and the cache ignores them.
-fn share(
-    event: Result<watcher::Event<CostAnalysisJob>, watcher::Error>,
-    catalog: Option<&Feed>,
-) -> Option<Result<watcher::Event<CostAnalysisJob>, watcher::Error>> {
+fn share<K: Slim>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+    catalog: Option<&Feed<K>>,
+) -> Option<Result<watcher::Event<K>, watcher::Error>> {
     let Some(catalog) = catalog else {
-        return Some(event.map(|e| e.modify(CostAnalysisJob::slim_for_controller)));
+        return Some(event.map(|e| e.modify(K::slim_for_controller)));
     };
     match event {
         Err(e) => {
@@ -195,9 +243,9 @@ fn share(
         Ok(mut event) => {
             use watcher::Event;
             let mine = match &mut event {
-                Event::Apply(job) => Event::Apply(slim_copy(job)),
-                Event::Delete(job) => Event::Delete(slim_copy(job)),
-                Event::InitApply(job) => Event::InitApply(slim_copy(job)),
+                Event::Apply(object) => Event::Apply(object.controller_copy()),
+                Event::Delete(object) => Event::Delete(object.controller_copy()),
+                Event::InitApply(object) => Event::InitApply(object.controller_copy()),
                 Event::Init => Event::Init,
                 Event::InitDone => Event::InitDone,
             };

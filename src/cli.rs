@@ -233,10 +233,15 @@ pub struct QueryArgs {
     #[arg(value_enum)]
     pub verb: QueryVerb,
     /// Jobs: a JSON array of SpaceONE JobInfo objects, or a Kubernetes List of CostAnalysisJobs
-    /// (`kubectl get caj -A -o json`).
+    /// (`kubectl get caj -A -o json`). The call is then a Job API call.
+    #[arg(long, required_unless_present = "tasks", conflicts_with = "tasks")]
+    pub jobs: Option<PathBuf>,
+    /// Job tasks: a Kubernetes List of CostAnalysisJobTasks (`kubectl get cajt -A -o json`), or
+    /// a JSON array of such objects. The call is then a JobTask API call.
     #[arg(long)]
-    pub jobs: PathBuf,
-    /// The REST request body (JobQuery, JobStatQuery or GetJobRequest); `-` reads standard input.
+    pub tasks: Option<PathBuf>,
+    /// The REST request body (JobQuery, JobStatQuery or GetJobRequest; JobTaskQuery,
+    /// JobTaskStatQuery or GetJobTaskRequest with --tasks); `-` reads standard input.
     #[arg(long, default_value = "-")]
     pub request: String,
     /// The current time for `timediff_*` operators (RFC 3339; default: now).

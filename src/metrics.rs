@@ -50,6 +50,7 @@ pub struct Metrics {
     pub api_cancels: Counter,
     pub api_requests: Histograms<RequestLabels>,
     pub catalog_jobs: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub catalog_tasks: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Panics contained to one reconcile (`reconcile`) or one request (`request`).
     pub panics: Family<ComponentLabels, Counter>,
     pub request_panics: Counter,
@@ -99,6 +100,7 @@ impl Metrics {
         let api_requests: Histograms<RequestLabels> =
             Family::new_with_constructor(request_histogram);
         let catalog_jobs = Gauge::default();
+        let catalog_tasks = Gauge::default();
         let panics = Family::<ComponentLabels, Counter>::default();
         let request_panics = panics
             .get_or_create(&ComponentLabels {
@@ -148,6 +150,11 @@ impl Metrics {
             "Jobs held in the API shim's catalog",
             catalog_jobs.clone(),
         );
+        registry.register(
+            "catalog_tasks",
+            "Job tasks held in the API shim's catalog",
+            catalog_tasks.clone(),
+        );
         registry.register("reconciles", "Job reconciliations", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -193,6 +200,7 @@ impl Metrics {
             api_cancels,
             api_requests,
             catalog_jobs,
+            catalog_tasks,
             panics,
             request_panics,
             reconcile_panics,

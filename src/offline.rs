@@ -1,5 +1,5 @@
-//! The offline `query` command: a SpaceONE Job API request evaluated over a JSON file of jobs,
-//! with no cluster. The answer goes to standard output; the exit code says whether it is an error.
+//! The offline `query` command: a SpaceONE Job (or JobTask) API request evaluated over a JSON
+//! file of jobs (or job tasks), with no cluster. The answer goes to standard output; the exit code says whether it is an error.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,22 +8,34 @@ use serde::Deserialize;
 use serde::de::DeserializeSeed;
 
 use crate::cli::{QueryArgs, QueryVerb};
-use crate::resources::CostAnalysisJob;
+use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
 
-/// `cost-analysis-operator query`: one Job API call over a file of jobs.
+/// `cost-analysis-operator query`: one Job API call over a file of jobs, or one JobTask API call
+/// over a file of job tasks.
 pub fn run(args: QueryArgs) -> ExitCode {
-    let file = match std::fs::File::open(&args.jobs) {
+    match (&args.jobs, &args.tasks) {
+        (Some(path), _) => run_over::<spaceone_query::Job>(path, "--jobs", &args),
+        (None, Some(path)) => run_over::<spaceone_query::JobTask>(path, "--tasks", &args),
+        (None, None) => {
+            eprintln!("error: one of --jobs or --tasks is required");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_over<R: Loaded>(path: &std::path::Path, flag: &str, args: &QueryArgs) -> ExitCode {
+    let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: cannot read --jobs {}: {e}", args.jobs.display());
+            eprintln!("error: cannot read {flag} {}: {e}", path.display());
             return ExitCode::from(2);
         }
     };
-    // Each job goes into the index as it is read: neither the file's text nor a parsed tree of
-    // it is ever held whole (they were 24 times the file).
-    let mut index = spaceone_query::Index::new();
-    if let Err(e) = read_jobs(std::io::BufReader::new(file), &mut |job| index.upsert(job)) {
-        eprintln!("error: --jobs {}: {e}", args.jobs.display());
+    // Each record goes into the index as it is read: neither the file's text nor a parsed tree
+    // of it is ever held whole (they were 24 times the file).
+    let mut index = spaceone_query::Index::<R>::default();
+    if let Err(e) = read_records::<R>(std::io::BufReader::new(file), &mut |r| index.upsert(r)) {
+        eprintln!("error: {flag} {}: {e}", path.display());
         return ExitCode::from(2);
     }
     let request_text = if args.request == "-" {
@@ -85,11 +97,52 @@ pub fn run(args: QueryArgs) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// A record the offline command reads: from an element of a JSON array, or from the custom
+/// resource object of a Kubernetes `List`'s `items` (read as the operator reads it from a watch).
+pub trait Loaded: spaceone_query::Resource + Sized {
+    type Object: serde::de::DeserializeOwned + kube::Resource;
+    /// What the file must be, for errors.
+    const EXPECTED: &'static str;
+    fn from_element(i: usize, v: &serde_json::Value) -> Result<Self, String>;
+    fn from_object(object: Self::Object) -> Self;
+}
+
+impl Loaded for spaceone_query::Job {
+    type Object = CostAnalysisJob;
+    const EXPECTED: &'static str = "a JSON array of jobs, or a Kubernetes List (with items)";
+
+    fn from_element(i: usize, v: &serde_json::Value) -> Result<Self, String> {
+        spaceone_query::offline::job_from_info(i, v)
+    }
+
+    fn from_object(object: CostAnalysisJob) -> Self {
+        object.spaceone_job()
+    }
+}
+
+impl Loaded for spaceone_query::JobTask {
+    type Object = CostAnalysisJobTask;
+    const EXPECTED: &'static str =
+        "a JSON array of job tasks, or a Kubernetes List (with items) of CostAnalysisJobTasks";
+
+    fn from_element(i: usize, v: &serde_json::Value) -> Result<Self, String> {
+        let object = CostAnalysisJobTask::deserialize(v).map_err(|e| format!("task #{i}: {e}"))?;
+        if object.metadata.name.as_deref().is_none_or(str::is_empty) {
+            return Err(format!("task #{i} has no metadata.name"));
+        }
+        Ok(object.spaceone_task())
+    }
+
+    fn from_object(object: CostAnalysisJobTask) -> Self {
+        object.spaceone_task()
+    }
+}
+
 /// A JSON array of SpaceONE JobInfo objects, or a Kubernetes `List` of CostAnalysisJob objects
 /// (`kubectl get caj -A -o json`), read as the operator reads them from a watch.
 pub fn load_jobs(text: &str) -> Result<Vec<spaceone_query::Job>, String> {
     let mut jobs = Vec::new();
-    read_jobs(text.as_bytes(), &mut |job| jobs.push(job))?;
+    read_records(text.as_bytes(), &mut |job| jobs.push(job))?;
     Ok(jobs)
 }
 
@@ -99,9 +152,17 @@ pub fn read_jobs(
     reader: impl std::io::Read,
     sink: &mut dyn FnMut(spaceone_query::Job),
 ) -> Result<(), String> {
+    read_records(reader, sink)
+}
+
+/// Records of `R` from a reader, each handed to `sink` as soon as it is read.
+pub fn read_records<R: Loaded>(
+    reader: impl std::io::Read,
+    sink: &mut dyn FnMut(R),
+) -> Result<(), String> {
     use serde_json::error::Category;
     let mut de = serde_json::Deserializer::from_reader(reader);
-    Jobs(sink)
+    Doc(sink)
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|e| match e.classify() {
@@ -110,37 +171,32 @@ pub fn read_jobs(
         })
 }
 
-/// The document: an array of JobInfo objects, or a List whose `items` are jobs.
-struct Jobs<'s>(&'s mut dyn FnMut(spaceone_query::Job));
+/// The document: an array of records, or a List whose `items` are objects.
+struct Doc<'s, R>(&'s mut dyn FnMut(R));
 
 /// The `items` of a List.
-struct Items<'s>(&'s mut dyn FnMut(spaceone_query::Job));
+struct Items<'s, R>(&'s mut dyn FnMut(R));
 
 /// Item #`.0` of a List.
-struct Item(usize);
+struct Item<R>(usize, std::marker::PhantomData<fn() -> R>);
 
-const EXPECTED: &str = "a JSON array of jobs, or a Kubernetes List (with items)";
-
-impl<'de> DeserializeSeed<'de> for Jobs<'_> {
+impl<'de, R: Loaded> DeserializeSeed<'de> for Doc<'_, R> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Jobs<'_> {
+impl<'de, R: Loaded> serde::de::Visitor<'de> for Doc<'_, R> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(EXPECTED)
+        f.write_str(R::EXPECTED)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
         while let Some(item) = seq.next_element::<serde_json::Value>()? {
-            (self.0)(
-                spaceone_query::offline::job_from_info(i, &item)
-                    .map_err(serde::de::Error::custom)?,
-            );
+            (self.0)(R::from_element(i, &item).map_err(serde::de::Error::custom)?);
             i = i.saturating_add(1);
         }
         Ok(())
@@ -159,43 +215,50 @@ impl<'de> serde::de::Visitor<'de> for Jobs<'_> {
         if found {
             Ok(())
         } else {
-            Err(serde::de::Error::custom(format!("expected {EXPECTED}")))
+            Err(serde::de::Error::custom(format!(
+                "expected {}",
+                R::EXPECTED
+            )))
         }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Items<'_> {
+impl<'de, R: Loaded> DeserializeSeed<'de> for Items<'_, R> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Items<'_> {
+impl<'de, R: Loaded> serde::de::Visitor<'de> for Items<'_, R> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array of jobs in items")
+        f.write_str("a JSON array of objects in items")
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
-        while let Some(object) = seq.next_element_seed(Item(i))? {
-            if object.metadata.name.as_deref().is_none_or(str::is_empty) {
+        while let Some(object) = seq.next_element_seed(Item::<R>(i, std::marker::PhantomData))? {
+            if kube::Resource::meta(&object)
+                .name
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
                 return Err(serde::de::Error::custom(format!(
                     "item #{i} has no metadata.name"
                 )));
             }
-            (self.0)(object.spaceone_job());
+            (self.0)(R::from_object(object));
             i = i.saturating_add(1);
         }
         Ok(())
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Item {
-    type Value = CostAnalysisJob;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<CostAnalysisJob, D::Error> {
-        CostAnalysisJob::deserialize(d)
+impl<'de, R: Loaded> DeserializeSeed<'de> for Item<R> {
+    type Value = R::Object;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<R::Object, D::Error> {
+        R::Object::deserialize(d)
             .map_err(|e| serde::de::Error::custom(format!("item #{}: {e}", self.0)))
     }
 }

@@ -442,3 +442,38 @@ impl CostAnalysisJob {
         }
     }
 }
+
+impl CostAnalysisJobTask {
+    /// The SpaceONE JobTask this object holds (`job_task_id` is the object's name, `job_id` its
+    /// job's): what the watch-fed index answers from, as the offline `query` command reads it.
+    pub fn spaceone_task(&self) -> spaceone_query::JobTask {
+        let status = self.status.clone().unwrap_or_default();
+        let created = self.spec.created_at.or_else(|| {
+            self.metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(crate::timestamp::from_k8s)
+        });
+        spaceone_query::JobTask {
+            namespace: self.namespace().unwrap_or_default(),
+            job_task_id: self.name_any(),
+            status: match self.state() {
+                TaskState::Pending => spaceone_query::JobTaskStatus::Pending,
+                TaskState::InProgress => spaceone_query::JobTaskStatus::InProgress,
+                TaskState::Success => spaceone_query::JobTaskStatus::Success,
+                TaskState::Failure => spaceone_query::JobTaskStatus::Failure,
+                TaskState::Canceled => spaceone_query::JobTaskStatus::Canceled,
+            },
+            options: self.spec.options.clone().unwrap_or_default(),
+            created_count: status.created_count.unwrap_or(0),
+            error_code: status.error_code,
+            error_message: status.error_message,
+            job_id: self.spec.job_name.clone(),
+            data_source_id: self.spec.data_source_id.clone(),
+            domain_id: self.spec.domain_id.clone(),
+            created_at: created,
+            started_at: status.started_at,
+            finished_at: status.finished_at,
+        }
+    }
+}

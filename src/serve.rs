@@ -19,17 +19,16 @@ impl Serve {
         let metrics = Arc::new(metrics::Metrics::new(self.common.metric_labels()));
         let stop = shutdown::on_signal();
         let stopping = Arc::new(AtomicBool::new(false));
-        let jobs = api::SharedCatalog::new(metrics.catalog_jobs.clone());
-        // Ready while not stopping and, with the API shim in the process, once its catalog holds
-        // the initial list and unless its watch has been failing for longer than --index-grace.
+        let catalogs = api::Catalogs::new(&metrics);
+        // Ready while not stopping and, with the API shim in the process, once its catalogs hold
+        // their initial lists and unless a watch has been failing for longer than --index-grace.
         // Judged when /readyz is asked; nothing polls.
-        let trust: Option<(api::SharedCatalog, std::time::Duration)> =
-            self.api.as_ref().map(|args| {
-                (
-                    jobs.clone(),
-                    std::time::Duration::from_secs(args.limits.index_grace),
-                )
-            });
+        let trust: Option<(api::Catalogs, std::time::Duration)> = self.api.as_ref().map(|args| {
+            (
+                catalogs.clone(),
+                std::time::Duration::from_secs(args.limits.index_grace),
+            )
+        });
         let ready: health::Readiness = {
             let stopping = stopping.clone();
             let trust_ready = trust.clone();
@@ -62,21 +61,21 @@ impl Serve {
         .await?;
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
 
-        // One job watch for both components when they watch the same jobs.
-        let feed = match (&self.controller, &self.api) {
-            (Some(c), Some(a)) if c.namespace == a.api_namespace => Some(jobs.feed()),
-            _ => None,
+        // One watch per resource for both components when they watch the same namespaces.
+        let feeds = match (&self.controller, &self.api) {
+            (Some(c), Some(a)) if c.namespace == a.api_namespace => catalogs.feeds(),
+            _ => caches::Feeds::default(),
         };
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(args) = self.api {
             let options = args.options();
             let (c, m) = (client.clone(), metrics.clone());
             let until = shutdown::requested(stop.clone());
-            tasks.spawn(async move { api::run(c, options, jobs, m, until).await });
+            tasks.spawn(async move { api::run(c, options, catalogs, m, until).await });
         }
         if let Some(args) = self.controller {
             let (client, metrics, stop) = (client.clone(), metrics.clone(), stop.clone());
-            tasks.spawn(async move { run_controller(client, args, metrics, stop, feed).await });
+            tasks.spawn(async move { run_controller(client, args, metrics, stop, feeds).await });
         }
         let mut result = Ok(());
         // Whichever component ends first (shutdown, lost lease, fatal error) ends the process.
@@ -97,7 +96,7 @@ async fn run_controller(
     args: ControllerArgs,
     metrics: Arc<metrics::Metrics>,
     stop: tokio::sync::watch::Receiver<bool>,
-    feed: Option<caches::Feed>,
+    feeds: caches::Feeds,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let runner_config = args.runner();
     let identity = args.identity.unwrap_or_else(|| {
@@ -123,7 +122,7 @@ async fn run_controller(
         client.clone(),
         args.namespace.as_deref(),
         metrics.clone(),
-        feed,
+        feeds,
     );
     let runner = args.task_runner.then(|| {
         let hub = caches.hub.clone();

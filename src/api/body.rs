@@ -79,6 +79,16 @@ pub fn path_request(
     query: Map<String, Value>,
     body: Value,
 ) -> Result<Value, ServiceError> {
+    path_request_of("job_id", job_id, query, body)
+}
+
+/// [`path_request`] for a path parameter named `key` (`job_task_id`).
+pub fn path_request_of(
+    key: &str,
+    id: String,
+    query: Map<String, Value>,
+    body: Value,
+) -> Result<Value, ServiceError> {
     let mut body = match body {
         Value::Object(m) => m,
         Value::Null => Map::new(),
@@ -90,7 +100,7 @@ pub fn path_request(
         }
     };
     body.extend(query);
-    body.insert("job_id".into(), Value::String(job_id));
+    body.insert(key.into(), Value::String(id));
     Ok(Value::Object(body))
 }
 

@@ -1,6 +1,7 @@
-//! The shim's in-memory view of every CostAnalysisJob, fed by a watch and read by the handlers.
-//! It keeps compact records (see `spaceone_query::Index`), not whole objects: managed fields,
-//! annotations and conditions are dropped on arrival.
+//! The shim's in-memory view of every CostAnalysisJob and CostAnalysisJobTask, each fed by a
+//! watch and read by the handlers. It keeps compact records (see `spaceone_query::Index`), not
+//! whole objects: managed fields, annotations and conditions are dropped on arrival. One
+//! [`Catalog`] per resource; what differs between them is the [`Cataloged`] impl.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -18,17 +19,75 @@ use tracing::{info, warn};
 use chrono::{DateTime, Utc};
 
 use super::options::InitialList;
-use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus};
+use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus, CostAnalysisJobTask};
+
+/// A custom resource the shim catalogs: its engine record, and (jobs only) what a cancel writes
+/// from.
+pub trait Cataloged:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Record: spaceone_query::Resource;
+    /// What the logs call one ("job", "task").
+    const NOUN: &'static str;
+    fn record(&self) -> Self::Record;
+    /// What a cancel of this object would write from, while one is possible.
+    fn live(&self) -> Option<LiveStatus> {
+        None
+    }
+}
+
+impl Cataloged for CostAnalysisJob {
+    type Record = spaceone_query::Job;
+    const NOUN: &'static str = "job";
+
+    fn record(&self) -> spaceone_query::Job {
+        self.spaceone_job()
+    }
+
+    fn live(&self) -> Option<LiveStatus> {
+        let in_progress = self
+            .status
+            .as_ref()
+            .and_then(|s| s.status)
+            .is_none_or(|s| s == JobStatus::InProgress);
+        let rv = self.resource_version().filter(|_| in_progress)?;
+        Some(LiveStatus {
+            domain_id: self.spec.domain_id.clone(),
+            resource_version: rv,
+            generation: self.metadata.generation,
+            created: self
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(crate::timestamp::from_k8s),
+            status: self.status.clone(),
+        })
+    }
+}
+
+impl Cataloged for CostAnalysisJobTask {
+    type Record = spaceone_query::JobTask;
+    const NOUN: &'static str = "task";
+
+    fn record(&self) -> spaceone_query::JobTask {
+        self.spaceone_task()
+    }
+}
 
 type Key = (String, String);
 
-/// Every job the shim knows: the query engine's index, and what the service needs beyond it:
-/// labels (for label selectors on the Kubernetes surface) and the resourceVersion each record came
-/// from (so a write the shim made itself is never
-/// rolled back by an older watch event arriving after it).
-#[derive(Default)]
-pub struct Catalog {
-    pub index: Index,
+/// Every object of one resource the shim knows: the query engine's index, and what the service
+/// needs beyond it: labels (for label selectors on the Kubernetes surface) and the
+/// resourceVersion each record came from (so a write the shim made itself is never rolled back
+/// by an older watch event arriving after it).
+pub struct Catalog<W: Cataloged = CostAnalysisJob> {
+    pub index: Index<W::Record>,
     labels: HashMap<Key, BTreeMap<String, String>>,
     versions: HashMap<Key, u64>,
     /// SpaceONE addresses a job by job_id alone; this finds the namespaces that hold one.
@@ -36,6 +95,21 @@ pub struct Catalog {
     /// Jobs still in progress, with what a cancel writes from: kept only for those, since a
     /// terminal state never changes back.
     live: HashMap<Key, LiveStatus>,
+}
+
+/// The catalog of job tasks.
+pub type TaskCatalog = Catalog<CostAnalysisJobTask>;
+
+impl<W: Cataloged> Default for Catalog<W> {
+    fn default() -> Self {
+        Catalog {
+            index: Index::default(),
+            labels: HashMap::new(),
+            versions: HashMap::new(),
+            namespaces: HashMap::new(),
+            live: HashMap::new(),
+        }
+    }
 }
 
 /// An in-progress job as last seen: enough to compute and conditionally apply its cancel without
@@ -49,13 +123,10 @@ pub struct LiveStatus {
     pub status: Option<CostAnalysisJobStatus>,
 }
 
-impl Catalog {
-    /// Namespaces holding a job named `job_id`.
-    pub fn namespaces_of(&self, job_id: &str) -> &[String] {
-        self.namespaces
-            .get(job_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+impl<W: Cataloged> Catalog<W> {
+    /// Namespaces holding an object named `name`.
+    pub fn namespaces_of(&self, name: &str) -> &[String] {
+        self.namespaces.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
     pub fn live(&self, namespace: &str, name: &str) -> Option<&LiveStatus> {
@@ -66,12 +137,12 @@ impl Catalog {
         self.labels.get(&(namespace.to_string(), name.to_string()))
     }
 
-    /// Inserts or replaces a job unless the store already holds a newer version of it.
-    pub fn upsert(&mut self, job: &CostAnalysisJob) {
-        let (Some(ns), name) = (job.namespace(), job.name_any()) else {
+    /// Inserts or replaces an object unless the store already holds a newer version of it.
+    pub fn upsert(&mut self, object: &W) {
+        let (Some(ns), name) = (object.namespace(), object.name_any()) else {
             return;
         };
-        let version = job
+        let version = object
             .resource_version()
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
@@ -79,8 +150,8 @@ impl Catalog {
         if self.versions.get(&key).is_some_and(|v| *v > version) {
             return;
         }
-        self.index.upsert(job.spaceone_job());
-        let labels = job.labels();
+        self.index.upsert(object.record());
+        let labels = object.labels();
         if labels.is_empty() {
             self.labels.remove(&key);
         } else {
@@ -90,29 +161,11 @@ impl Catalog {
         if !spaces.contains(&key.0) {
             spaces.push(key.0.clone());
         }
-        let in_progress = job
-            .status
-            .as_ref()
-            .and_then(|s| s.status)
-            .is_none_or(|s| s == JobStatus::InProgress);
-        match (in_progress, job.resource_version()) {
-            (true, Some(rv)) => {
-                self.live.insert(
-                    key.clone(),
-                    LiveStatus {
-                        domain_id: job.spec.domain_id.clone(),
-                        resource_version: rv,
-                        generation: job.metadata.generation,
-                        created: job
-                            .metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .and_then(crate::timestamp::from_k8s),
-                        status: job.status.clone(),
-                    },
-                );
+        match object.live() {
+            Some(live) => {
+                self.live.insert(key.clone(), live);
             }
-            _ => {
+            None => {
                 self.live.remove(&key);
             }
         }
@@ -136,23 +189,37 @@ impl Catalog {
 
 /// The shared [`Catalog`], kept current by a watch: whether its initial list has completed, and
 /// since when its watch has been failing (milliseconds since `epoch`; 0: it is not).
-#[derive(Clone)]
-pub struct SharedCatalog {
-    pub catalog: Arc<RwLock<Catalog>>,
+pub struct SharedCatalog<W: Cataloged = CostAnalysisJob> {
+    pub catalog: Arc<RwLock<Catalog<W>>>,
     pub synced: Arc<AtomicBool>,
     epoch: Instant,
     failing_since_ms: Arc<std::sync::atomic::AtomicU64>,
     /// How many jobs the catalog holds, set after every write.
     size: Gauge<i64, AtomicI64>,
-    /// The job events of a watch this process runs anyway (the controller's), when it does:
+    /// The events of a watch this process runs anyway (the controller's), when it does:
     /// followed instead of a watch of the catalog's own.
-    fed: Arc<Mutex<Option<Fed>>>,
+    fed: Arc<Mutex<Option<Fed<W>>>>,
 }
 
-type Fed =
-    futures::channel::mpsc::UnboundedReceiver<Result<Event<CostAnalysisJob>, watcher::Error>>;
+/// The shared catalog of job tasks.
+pub type SharedTasks = SharedCatalog<CostAnalysisJobTask>;
 
-impl Default for SharedCatalog {
+type Fed<W> = futures::channel::mpsc::UnboundedReceiver<Result<Event<W>, watcher::Error>>;
+
+impl<W: Cataloged> Clone for SharedCatalog<W> {
+    fn clone(&self) -> Self {
+        SharedCatalog {
+            catalog: self.catalog.clone(),
+            synced: self.synced.clone(),
+            epoch: self.epoch,
+            failing_since_ms: self.failing_since_ms.clone(),
+            size: self.size.clone(),
+            fed: self.fed.clone(),
+        }
+    }
+}
+
+impl<W: Cataloged> Default for SharedCatalog<W> {
     fn default() -> Self {
         SharedCatalog::new(Gauge::default())
     }
@@ -166,11 +233,11 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(2);
 /// Watch events applied under one write lock at most.
 const BATCH: usize = 1024;
 
-impl SharedCatalog {
+impl<W: Cataloged> SharedCatalog<W> {
     /// An empty catalog that reports its size in `size`.
     pub fn new(size: Gauge<i64, AtomicI64>) -> Self {
         SharedCatalog {
-            catalog: Arc::default(),
+            catalog: Arc::new(RwLock::new(Catalog::default())),
             synced: Arc::default(),
             epoch: Instant::now(),
             failing_since_ms: Arc::default(),
@@ -181,7 +248,7 @@ impl SharedCatalog {
 
     /// From now on the catalog follows the events sent here (see [`crate::caches::Caches`])
     /// instead of running its own watch.
-    pub fn feed(&self) -> crate::caches::Feed {
+    pub fn feed(&self) -> crate::caches::Feed<W> {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         if let Ok(mut fed) = self.fed.lock() {
             *fed = Some(rx);
@@ -221,9 +288,12 @@ impl SharedCatalog {
 
     /// The store for reading. A write that panicked half-way poisons the lock; what it left is still
     /// served (the next re-list replaces it) rather than failing every request from then on.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Catalog<W>> {
         self.catalog.read().unwrap_or_else(|p| {
-            warn!("the job catalog was poisoned by a panic while writing; serving it as it is");
+            warn!(
+                "the {} catalog was poisoned by a panic while writing; serving it as it is",
+                W::NOUN
+            );
             p.into_inner()
         })
     }
@@ -233,11 +303,11 @@ impl SharedCatalog {
     /// query in flight). After [`WRITE_PATIENCE`] it queues on a blocking thread instead.
     pub async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Catalog) -> R + Send + 'static,
+        f: impl FnOnce(&mut Catalog<W>) -> R + Send + 'static,
     ) -> Option<R> {
         let started = Instant::now();
         let size = self.size.clone();
-        let apply = move |catalog: &mut Catalog| {
+        let apply = move |catalog: &mut Catalog<W>| {
             let out = f(catalog);
             size.set(i64::try_from(catalog.index.len()).unwrap_or(i64::MAX));
             out
@@ -264,15 +334,15 @@ impl SharedCatalog {
     }
 
     /// Applies a write the shim made itself, so that the next answer already reflects it.
-    pub async fn observe_write(&self, job: CostAnalysisJob) {
-        self.write(move |s| s.upsert(&job)).await;
+    pub async fn observe_write(&self, object: W) {
+        self.write(move |s| s.upsert(&object)).await;
     }
 
     /// Keeps the store current until the stream ends (never, in practice: the watcher re-lists
     /// after a watch expires and reports errors with backoff). A streaming initial list that the
     /// API server refuses (WatchList disabled or unknown) is replaced by paged lists.
     pub async fn run(self, client: Client, namespace: Option<String>, initial: InitialList) {
-        let api: Api<CostAnalysisJob> = match &namespace {
+        let api: Api<W> = match &namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
         };
@@ -304,7 +374,7 @@ impl SharedCatalog {
     /// object on (never a list of whole objects), and swapped in once complete.
     async fn follow(
         &self,
-        mut stream: impl futures::Stream<Item = Result<Event<CostAnalysisJob>, watcher::Error>> + Unpin,
+        mut stream: impl futures::Stream<Item = Result<Event<W>, watcher::Error>> + Unpin,
         initial: InitialList,
     ) -> Followed {
         use futures::FutureExt;
@@ -329,14 +399,14 @@ impl SharedCatalog {
             for event in events {
                 match event {
                     Ok(Event::Init) => pending = Catalog::default(),
-                    Ok(Event::InitApply(job)) => pending.upsert(&job),
+                    Ok(Event::InitApply(object)) => pending.upsert(&object),
                     Ok(Event::InitDone) => {
                         ops.push(Op::Replace(Box::new(std::mem::take(&mut pending))));
                     }
-                    Ok(Event::Apply(job)) => ops.push(Op::Upsert(Box::new(job))),
-                    Ok(Event::Delete(job)) => {
-                        if let Some(ns) = job.namespace() {
-                            ops.push(Op::Remove(ns, job.name_any()));
+                    Ok(Event::Apply(object)) => ops.push(Op::Upsert(Box::new(object))),
+                    Ok(Event::Delete(object)) => {
+                        if let Some(ns) = object.namespace() {
+                            ops.push(Op::Remove(ns, object.name_any()));
                         }
                     }
                     Err(e) if initial == InitialList::Streaming && refuses_streaming(&e) => {
@@ -345,7 +415,7 @@ impl SharedCatalog {
                     }
                     Err(e) => {
                         self.watch_failed();
-                        warn!(error = %e, "job watch failed; retrying");
+                        warn!(error = %e, "{} watch failed; retrying", W::NOUN);
                     }
                 }
             }
@@ -360,7 +430,7 @@ impl SharedCatalog {
                                     // Dropped after the lock is released.
                                     old = Some(std::mem::replace(s, *fresh));
                                 }
-                                Op::Upsert(job) => s.upsert(&job),
+                                Op::Upsert(object) => s.upsert(&object),
                                 Op::Remove(ns, name) => s.remove(&ns, &name),
                             }
                         }
@@ -373,7 +443,7 @@ impl SharedCatalog {
                     });
                 if let Some(n) = synced {
                     self.synced.store(true, Ordering::Release);
-                    info!(jobs = n, "job catalog synced");
+                    info!(objects = n, "{} catalog synced", W::NOUN);
                 }
             }
             if let Some(e) = refused {
@@ -384,10 +454,40 @@ impl SharedCatalog {
     }
 }
 
+/// The shim's catalogs: jobs and their tasks.
+#[derive(Clone, Default)]
+pub struct Catalogs {
+    pub jobs: SharedCatalog,
+    pub tasks: SharedTasks,
+}
+
+impl Catalogs {
+    /// Empty catalogs that report their sizes in `metrics`.
+    pub fn new(metrics: &crate::metrics::Metrics) -> Self {
+        Catalogs {
+            jobs: SharedCatalog::new(metrics.catalog_jobs.clone()),
+            tasks: SharedCatalog::new(metrics.catalog_tasks.clone()),
+        }
+    }
+
+    /// Both catalogs can be trusted (see [`SharedCatalog::is_trusted`]).
+    pub fn is_trusted(&self, grace: Duration) -> bool {
+        self.jobs.is_trusted(grace) && self.tasks.is_trusted(grace)
+    }
+
+    /// From now on both follow the controller's watches (see [`crate::caches::Feeds`]).
+    pub fn feeds(&self) -> crate::caches::Feeds {
+        crate::caches::Feeds {
+            jobs: Some(self.jobs.feed()),
+            tasks: Some(self.tasks.feed()),
+        }
+    }
+}
+
 /// One change to the store, taken from the watch.
-enum Op {
-    Replace(Box<Catalog>),
-    Upsert(Box<CostAnalysisJob>),
+enum Op<W: Cataloged> {
+    Replace(Box<Catalog<W>>),
+    Upsert(Box<W>),
     Remove(String, String),
 }
 

@@ -30,7 +30,7 @@ use kube::Client;
 use crate::auth::{Authenticator, ServingCert, TlsState};
 use crate::metrics::Metrics;
 use crate::server::Transport;
-pub use catalog::SharedCatalog;
+pub use catalog::{Catalogs, SharedCatalog, SharedTasks};
 pub use options::{ApiOptions, InitialList};
 pub use pool::{PoolLimits, QueryPool};
 pub use service::JobService;
@@ -60,17 +60,23 @@ pub fn router(state: JobService, request_timeout: std::time::Duration) -> Router
 pub async fn run(
     client: Client,
     options: ApiOptions,
-    jobs: SharedCatalog,
+    catalogs: Catalogs,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    // Supervised, not detached: should the index's watch loop ever end, the shim ends with it
+    // Supervised, not detached: should a catalog's watch loop ever end, the shim ends with it
     // (and is restarted) instead of serving a frozen index.
-    let mut index_task = tokio::spawn(jobs.clone().run(
-        client.clone(),
-        options.namespace.clone(),
-        options.initial_list,
-    ));
+    let mut index_task = tokio::spawn({
+        let (jobs, tasks) = (catalogs.jobs.clone(), catalogs.tasks.clone());
+        let (namespace, initial) = (options.namespace.clone(), options.initial_list);
+        let client = client.clone();
+        async move {
+            tokio::join!(
+                jobs.run(client.clone(), namespace.clone(), initial),
+                tasks.run(client, namespace, initial)
+            );
+        }
+    });
     let serving = match (&options.tls_cert_file, &options.tls_key_file) {
         (Some(cert), Some(key)) => ServingCert::from_files(cert, key)?,
         _ => ServingCert::self_signed(&options.self_signed_names)?,
@@ -83,7 +89,7 @@ pub async fn run(
         auth.clone(),
     ));
     let state = JobService::new(
-        jobs,
+        catalogs,
         auth,
         client,
         QueryPool::new(&options.pool, &metrics),

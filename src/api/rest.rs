@@ -1,6 +1,8 @@
-//! The SpaceONE REST surface: the seed's paths (`GET /cost-analysis/v1/job/{job_id}`, ...) and the
-//! later `POST /cost-analysis/v1/job/{verb}` form. Handlers authenticate, authorize the domain,
-//! hand the request to the query engine and encode its answer; cancel is the one write.
+//! The SpaceONE REST surface of the Job and JobTask services: the seed's paths
+//! (`GET /cost-analysis/v1/job/{job_id}`, `GET /cost-analysis/v1/job-tasks`, ...) and the later
+//! `POST /cost-analysis/v1/job/{verb}` and `/job-task/{verb}` forms. Handlers authenticate,
+//! authorize the domain, hand the request to the query engine and encode its answer; cancel is
+//! the one write.
 
 use axum::Router;
 use axum::body::Body;
@@ -10,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::body::{path_request, query_params, read_json};
+use super::body::{path_request, path_request_of, query_params, read_json};
 use super::caller::Caller;
 use super::error::ServiceError;
 use super::service::{Answered, JobService};
@@ -28,6 +30,16 @@ pub fn router() -> Router<JobService> {
         .route("/cost-analysis/v1/jobs", get(list_query))
         .route("/cost-analysis/v1/jobs/search", post(list_body))
         .route("/cost-analysis/v1/jobs/stat", post(stat_body))
+        .route("/cost-analysis/v1/job-task/get", post(task_get_body))
+        .route("/cost-analysis/v1/job-task/list", post(task_list_body))
+        .route("/cost-analysis/v1/job-task/stat", post(task_stat_body))
+        .route(
+            "/cost-analysis/v1/job-task/{job_task_id}",
+            get(task_get_path),
+        )
+        .route("/cost-analysis/v1/job-tasks", get(task_list_query))
+        .route("/cost-analysis/v1/job-tasks/search", post(task_list_body))
+        .route("/cost-analysis/v1/job-tasks/stat", post(task_stat_body))
 }
 
 type RestReply = Result<Response, RestError>;
@@ -157,6 +169,52 @@ async fn list_query(
     let user = authenticate(&s, &c).await?;
     let body = query_params(query.as_deref().unwrap_or(""))?;
     Ok(encoded(s.list(&user, Value::Object(body)).await?))
+}
+
+async fn task_get_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
+    let (user, body) = authenticated_body(&s, &c, body).await?;
+    Ok(ok(s.get_task(&user, body).await?))
+}
+
+async fn task_list_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
+    let (user, body) = authenticated_body(&s, &c, body).await?;
+    Ok(encoded(s.list_tasks(&user, body).await?))
+}
+
+async fn task_stat_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
+    let (user, body) = authenticated_body(&s, &c, body).await?;
+    let answer = s.stat_tasks(&user, body, |v| {
+        serde_json::to_vec(&v)
+            .map(Encoded)
+            .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
+    });
+    Ok(encoded(answer.await?))
+}
+
+async fn task_get_path(
+    State(s): State<JobService>,
+    Path(job_task_id): Path<String>,
+    RawQuery(query): RawQuery,
+    c: Caller,
+) -> RestReply {
+    let user = authenticate(&s, &c).await?;
+    let request = path_request_of(
+        "job_task_id",
+        job_task_id,
+        query_params(query.as_deref().unwrap_or(""))?,
+        Value::Null,
+    )?;
+    Ok(ok(s.get_task(&user, request).await?))
+}
+
+async fn task_list_query(
+    State(s): State<JobService>,
+    RawQuery(query): RawQuery,
+    c: Caller,
+) -> RestReply {
+    let user = authenticate(&s, &c).await?;
+    let body = query_params(query.as_deref().unwrap_or(""))?;
+    Ok(encoded(s.list_tasks(&user, Value::Object(body)).await?))
 }
 
 async fn authenticate(s: &JobService, c: &Caller) -> Result<UserInfo, ServiceError> {

@@ -1,5 +1,5 @@
-//! The Job service: SpaceONE's `get`, `list`, `stat` and `cancel`, and the Kubernetes views of the
-//! same jobs, behind one layer that owns authorization, the catalog, the query engine, the query
+//! The Job service: SpaceONE's Job `get`, `list`, `stat` and `cancel` and JobTask `get`, `list`
+//! and `stat`, and the Kubernetes views of the same jobs, behind one layer that owns authorization, the catalog, the query engine, the query
 //! pool and the cancel write. The protocol adapters (REST, the aggregated API, gRPC) only decode a
 //! request, call this, and encode the answer or the [`ServiceError`].
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 use spaceone_query::{Job, Limits, Scope};
 
 use super::answer_budget::{AnswerBudget, AnswerPermit};
-use super::catalog::{Catalog, SharedCatalog};
+use super::catalog::{Catalog, Catalogs, SharedCatalog, SharedTasks, TaskCatalog};
 use super::error::{Denied, ServiceError};
 use super::field_selector::FieldSelector;
 use super::label_selector::Selector;
@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct JobService {
     jobs: SharedCatalog,
+    tasks: SharedTasks,
     auth: Arc<Authenticator>,
     client: Client,
     pool: QueryPool,
@@ -76,7 +77,7 @@ pub struct JobPage {
 
 impl JobService {
     pub fn new(
-        jobs: SharedCatalog,
+        catalogs: Catalogs,
         auth: Arc<Authenticator>,
         client: Client,
         pool: QueryPool,
@@ -85,7 +86,8 @@ impl JobService {
         metrics: Arc<Metrics>,
     ) -> Self {
         JobService {
-            jobs,
+            jobs: catalogs.jobs,
+            tasks: catalogs.tasks,
             auth,
             client,
             pool,
@@ -186,6 +188,58 @@ impl JobService {
         ))
     }
 
+    /// `JobTask.get`: GetJobTaskRequest (as JSON) -> JobTaskInfo.
+    pub async fn get_task(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        self.on_tasks(move |tasks| Ok(spaceone_query::calls::get(&tasks.index, &scope, &request)?))
+            .await
+    }
+
+    /// `JobTask.list`: JobTaskQuery -> JobTasksInfo, in the wire form `A`.
+    pub async fn list_tasks<A>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        A: spaceone_query::calls::AnswerForm + WireSize + Send + 'static,
+    {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
+        self.on_tasks(move |tasks| {
+            let answer = spaceone_query::calls::list_as(
+                &tasks.index,
+                &scope,
+                &request,
+                Utc::now(),
+                &limits,
+            )?;
+            sized(answer, &answers)
+        })
+        .await
+    }
+
+    /// `JobTask.stat`: JobTaskStatQuery -> Struct, put in its wire form by `form` on the pool.
+    pub async fn stat_tasks<A, F>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+        form: F,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        A: WireSize + Send + 'static,
+        F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
+    {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
+        self.on_tasks(move |tasks| {
+            let stat =
+                spaceone_query::calls::stat(&tasks.index, &scope, &request, Utc::now(), &limits)?;
+            sized(form(stat)?, &answers)
+        })
+        .await
+    }
+
     /// Kubernetes `list jobs` (in `namespace`, or every namespace): the page `selection` asks for,
     /// put in its wire form by `form` on the query pool and counted in the answer budget (a list
     /// without `limit` is every job the caller may see).
@@ -282,6 +336,15 @@ impl JobService {
     ) -> Result<T, ServiceError> {
         let jobs = self.jobs.clone();
         self.pool.run(move || f(&jobs.read())).await?
+    }
+
+    /// Runs `f` over the task catalog on the query pool.
+    async fn on_tasks<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&TaskCatalog) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let tasks = self.tasks.clone();
+        self.pool.run(move || f(&tasks.read())).await?
     }
 
     /// [`Self::read`], with the answer's wire size reserved on the pool before it leaves it.

@@ -385,6 +385,15 @@ pub fn http_method_label(route: Option<&str>, post: bool) -> (&'static str, &'st
         "/cost-analysis/v1/job/cancel" | "/cost-analysis/v1/job/{job_id}/cancel" => {
             (REST, "cancel")
         }
+        "/cost-analysis/v1/job-task/get" | "/cost-analysis/v1/job-task/{job_task_id}" => {
+            (REST, "jobtask.get")
+        }
+        "/cost-analysis/v1/job-task/list"
+        | "/cost-analysis/v1/job-tasks"
+        | "/cost-analysis/v1/job-tasks/search" => (REST, "jobtask.list"),
+        "/cost-analysis/v1/job-task/stat" | "/cost-analysis/v1/job-tasks/stat" => {
+            (REST, "jobtask.stat")
+        }
         r if r.starts_with("/apis") => {
             let method = if r.ends_with("/jobstats") && post {
                 "jobstats.create"

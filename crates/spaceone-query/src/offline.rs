@@ -150,8 +150,9 @@ pub fn tasks_from_objects(v: &Value) -> Result<Vec<JobTask>, String> {
 }
 
 /// Task #`i`: a `CostAnalysisJobTask` object. Its name is the `job_task_id`; `created_at` is the
-/// status's `createdAt` (milliseconds, as a job's) when the object has one, else its
-/// `creationTimestamp` (whole seconds); a task with no status yet is PENDING.
+/// spec's `createdAt` (milliseconds, written by the controller when it creates the task) when the
+/// object has one, else its `creationTimestamp` (whole seconds); a task with no status yet is
+/// PENDING.
 pub fn task_from_object(i: usize, v: &Value) -> Result<JobTask, String> {
     let at = |e: String| format!("task #{i}: {e}");
     let meta = v.get("metadata");
@@ -163,7 +164,7 @@ pub fn task_from_object(i: usize, v: &Value) -> Result<JobTask, String> {
         None | Some("") => JobTaskStatus::Pending,
         Some(s) => s.parse().map_err(|_| at(format!("unknown status {s:?}")))?,
     };
-    let created = match time(status.and_then(|s| s.get("createdAt"))).map_err(at)? {
+    let created = match time(spec.and_then(|s| s.get("createdAt"))).map_err(at)? {
         Some(t) => Some(t),
         None => time(meta.and_then(|m| m.get("creationTimestamp"))).map_err(at)?,
     };

@@ -214,11 +214,7 @@ async fn a_settled_job_costs_no_request() {
     // left to write.
     let views: Vec<lifecycle::TaskView> = tasks
         .iter()
-        .map(|t| lifecycle::TaskView {
-            task_id: t.spec.task_id.clone(),
-            state: t.state(),
-            finished_at: t.status.as_ref().and_then(|s| s.finished_at),
-        })
+        .map(|t| lifecycle::TaskView::of(&t.spec.task_id, t))
         .collect();
     for _ in 0..3 {
         let view = lifecycle::JobView::of(&job).expect("created");

@@ -281,7 +281,7 @@ fn main() {
     let config = lifecycle::Config::default();
     let running = [TaskView {
         state: TaskState::InProgress,
-        ..TaskView::pending("t1")
+        ..TaskView::pending("t1", "job.t1".into())
     }];
     // As the controller reconciles: decide, and open the span only when there is something to
     // trace (`controller::Traced`).

@@ -269,7 +269,7 @@ async fn reconcile_inner(
             // not started), so it is not created again.
             None => ctx
                 .own_write_pending(&task_key(&ns, &name, &uid, &t.id), None)
-                .then(|| TaskView::pending(&t.id)),
+                .then(|| TaskView::pending(&t.id, task_object_name(&name, &t.id))),
         })
         .collect();
 

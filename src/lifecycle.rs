@@ -19,6 +19,9 @@
 //! SpaceONE's workers do when they find their job failed or canceled (`tasks_to_cancel`), a cancel
 //! request after the end is answered with an event (`cancel_ignored`), and a finished job's TTL
 //! deletes it (`ttl_expired`).
+//!
+//! A job that its tasks failed names them, with their errors, in its `Failed` event and its
+//! conditions ([`explain`]); its SpaceONE error stays SpaceONE's.
 
 use std::time::Duration as StdDuration;
 
@@ -29,6 +32,7 @@ use crate::resources::{
     CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskTemplate,
 };
 
+pub mod explain;
 pub mod rules;
 
 pub use rules::TaskView;
@@ -168,6 +172,17 @@ pub fn decide(
         conditions: previous.conditions.clone(),
     };
 
+    // The failed tasks, named in the Failed event and the conditions (`explain`); once said, the
+    // conditions keep saying it.
+    let failure = (state == JobStatus::Failure).then(|| {
+        kept_failure_message(&previous.conditions).unwrap_or_else(|| {
+            let declared: Vec<&TaskView> = tasks
+                .iter()
+                .filter(|t| spec.tasks.iter().any(|d| d.id == t.task_id))
+                .collect();
+            explain::task_failure(ERROR_JOB_TASK, ERROR_JOB_TASK_MESSAGE, &declared)
+        })
+    });
     if let Some(note) = rules::cancel_ignored(facts.prior, spec.cancel, spec_is_new) {
         events.push(EventNote {
             kind: EventKind::Warning,
@@ -181,10 +196,16 @@ pub fn decide(
             next.error_code = Some(ERROR_JOB_TASK.to_string());
             next.error_message = Some(ERROR_JOB_TASK_MESSAGE.to_string());
         }
-        events.push(transition_event(state, total, unfinished, timeout));
+        events.push(transition_event(
+            state,
+            total,
+            unfinished,
+            timeout,
+            failure.as_deref(),
+        ));
     }
 
-    let message = condition_message(state, &next);
+    let message = condition_message(state, &next, failure.as_deref());
     next.conditions = conditions(state, &message, &previous.conditions, job.generation, now);
     // updatedAt moves whenever anything a SpaceONE client can see changed.
     if next.updated_at.is_none() || visible_change(&previous, &next) {
@@ -257,6 +278,14 @@ fn clamp_warnings(spec: &CostAnalysisJobSpec) -> Vec<EventNote> {
     events
 }
 
+/// The message of a `Failed` condition already `True`: what the job said when it failed.
+fn kept_failure_message(previous: &[Condition]) -> Option<String> {
+    previous
+        .iter()
+        .find(|c| c.type_ == CONDITION_FAILED && c.status == "True")
+        .map(|c| c.message.clone())
+}
+
 /// The status after a cancel through the API: only an IN_PROGRESS job can be canceled, otherwise
 /// the current state comes back as the error (SpaceONE's `ERROR_JOB_STATE`). The result is what the
 /// controller itself would write for a canceled job, so the controller's next pass changes nothing
@@ -292,7 +321,7 @@ pub fn cancel(
     };
     next.conditions = conditions(
         JobStatus::Canceled,
-        &condition_message(JobStatus::Canceled, &next),
+        &condition_message(JobStatus::Canceled, &next, None),
         &previous.conditions,
         previous.observed_generation.or(generation),
         now,
@@ -396,6 +425,7 @@ fn transition_event(
     total: usize,
     unfinished: usize,
     timeout: Duration,
+    failure: Option<&str>,
 ) -> EventNote {
     let (kind, reason, note) = match state {
         JobStatus::Success => (
@@ -406,7 +436,10 @@ fn transition_event(
         JobStatus::Failure => (
             EventKind::Warning,
             "Failed",
-            format!("{ERROR_JOB_TASK}: {ERROR_JOB_TASK_MESSAGE}"),
+            failure.map_or_else(
+                || format!("{ERROR_JOB_TASK}: {ERROR_JOB_TASK_MESSAGE}"),
+                str::to_string,
+            ),
         ),
         JobStatus::Canceled => (
             EventKind::Normal,
@@ -426,16 +459,22 @@ fn transition_event(
     EventNote { kind, reason, note }
 }
 
-/// The conditions' message: the remaining tasks while the job runs, SpaceONE's error message for
-/// a FAILURE, the state otherwise.
-fn condition_message(state: JobStatus, status: &CostAnalysisJobStatus) -> String {
-    match state {
-        JobStatus::InProgress => format!(
+/// The conditions' message: the remaining tasks while the job runs; for a FAILURE the failed
+/// tasks and their errors (`failure`, from [`explain`]; SpaceONE's message without it); the state
+/// otherwise.
+fn condition_message(
+    state: JobStatus,
+    status: &CostAnalysisJobStatus,
+    failure: Option<&str>,
+) -> String {
+    match (state, failure) {
+        (JobStatus::InProgress, _) => format!(
             "{} of {} tasks remain",
             status.remained_tasks, status.total_tasks
         ),
-        JobStatus::Failure => status.error_message.clone().unwrap_or_default(),
-        other => format!("Job {}", other.as_str()),
+        (JobStatus::Failure, Some(f)) => f.to_string(),
+        (JobStatus::Failure, None) => status.error_message.clone().unwrap_or_default(),
+        (other, _) => format!("Job {}", other.as_str()),
     }
 }
 

@@ -26,26 +26,38 @@ use crate::resources::{CostAnalysisJobTask, JobStatus, TaskState, TaskTemplate};
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskView {
     pub task_id: String,
+    /// The task object's name (`<job>.<task id>`, or `<job>-<task id>` from older releases).
+    pub name: String,
     pub state: TaskState,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The worker's SpaceONE error code and message, for a failed task.
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
 }
 
 impl TaskView {
     /// The view of a stored task object, as the job's task `task_id`.
     pub fn of(task_id: &str, task: &CostAnalysisJobTask) -> TaskView {
+        let status = task.status.as_ref();
         TaskView {
             task_id: task_id.to_string(),
+            name: task.metadata.name.clone().unwrap_or_default(),
             state: task.state(),
-            finished_at: task.status.as_ref().and_then(|s| s.finished_at),
+            finished_at: status.and_then(|s| s.finished_at),
+            error_code: status.and_then(|s| s.error_code.clone()),
+            error_message: status.and_then(|s| s.error_message.clone()),
         }
     }
 
-    /// A task object just created, not started.
-    pub fn pending(task_id: &str) -> TaskView {
+    /// A task object just created (`name`), not started.
+    pub fn pending(task_id: &str, name: String) -> TaskView {
         TaskView {
             task_id: task_id.to_string(),
+            name,
             state: TaskState::Pending,
             finished_at: None,
+            error_code: None,
+            error_message: None,
         }
     }
 }

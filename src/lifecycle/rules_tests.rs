@@ -34,7 +34,7 @@ fn task(id: &str, state: TaskState, finished: Option<i64>) -> TaskView {
     TaskView {
         state,
         finished_at: finished.map(at),
-        ..TaskView::pending(id)
+        ..TaskView::pending(id, format!("job.{id}"))
     }
 }
 
@@ -269,10 +269,14 @@ fn task_view_of_a_stored_task() {
         "apiVersion": "cost-analysis.spaceone.dev/v1", "kind": "CostAnalysisJobTask",
         "metadata": {"name": "job-1.t1", "namespace": "ns"},
         "spec": {"jobName": "job-1", "taskId": "t1", "domainId": "d", "dataSourceId": "ds"},
-        "status": {"status": "FAILURE", "finishedAt": "2024-01-01T00:00:05.000Z"},
+        "status": {"status": "FAILURE", "errorCode": "ERROR_X", "errorMessage": "boom",
+                   "finishedAt": "2024-01-01T00:00:05.000Z"},
     }))
     .unwrap();
     let v = TaskView::of("t1", &stored);
+    assert_eq!(v.name, "job-1.t1");
     assert_eq!(v.state, TaskState::Failure);
     assert_eq!(v.finished_at, Some(at(5)));
+    assert_eq!(v.error_code.as_deref(), Some("ERROR_X"));
+    assert_eq!(v.error_message.as_deref(), Some("boom"));
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cost_analysis_operator::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, JobStatus, TaskState,
+    CostAnalysisJob, CostAnalysisJobTask, FINISHED_TASK_MESSAGE, JobStatus, TaskState,
 };
 use kube::Api;
 use kube::api::ListParams;
@@ -299,8 +299,28 @@ async fn kubectl_patch_cancel_cancels_a_running_job() {
         (e.tasks.get("job-cancel.b").await.ok()?.state() == TaskState::Canceled).then_some(())
     })
     .await;
-    // A canceled job stays canceled when its last task reports later.
-    report(e.c, &e.ns, "job-cancel.b", "SUCCESS");
+    // A canceled job stays canceled when its last task reports later: the API server refuses the
+    // late report (a finished task never changes state again), and the job does not move.
+    let late = e.c.kubectl(&[
+        "patch",
+        "cajt",
+        "job-cancel.b",
+        "-n",
+        &e.ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"status":"SUCCESS"}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        !late.status.success() && stderr.contains(FINISHED_TASK_MESSAGE),
+        "{stderr}"
+    );
+    assert_eq!(
+        e.tasks.get("job-cancel.b").await.expect("task b").state(),
+        TaskState::Canceled
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         status_of(&job(&e.jobs, "job-cancel").await).status,

@@ -280,9 +280,8 @@ fn main() {
     let objects = jobs(pass);
     let config = lifecycle::Config::default();
     let running = [TaskView {
-        task_id: "t1".into(),
         state: TaskState::InProgress,
-        finished_at: None,
+        ..TaskView::pending("t1", "job.t1".into())
     }];
     // As the controller reconciles: decide, and open the span only when there is something to
     // trace (`controller::Traced`).

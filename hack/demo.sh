@@ -114,10 +114,11 @@ kubectl create namespace "$ns" >/dev/null
 echo "==> creating demo jobs"
 kubectl apply -n "$ns" -f examples/demo-jobs.yaml
 
-report() { # task status
+report() { # task status [error code] [error message]
   local now extra
   now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
   if [ "$2" = IN_PROGRESS ]; then extra=",\"startedAt\":\"$now\""; else extra=",\"finishedAt\":\"$now\",\"createdCount\":42"; fi
+  if [ $# -ge 4 ]; then extra="$extra,\"errorCode\":\"$3\",\"errorMessage\":\"$4\""; fi
   kubectl patch cajt "$1" -n "$ns" --subresource=status --type=merge \
     -p "{\"status\":{\"status\":\"$2\"$extra}}" >/dev/null
   echo "    worker: $1 -> $2"
@@ -132,7 +133,7 @@ report demo-failure.a IN_PROGRESS
 report demo-cancel.a SUCCESS
 report demo-success.transform SUCCESS
 kubectl get caj -n "$ns"
-report demo-failure.a FAILURE
+report demo-failure.a FAILURE ERROR_SYNC "the data source answered 503"
 report demo-success.load SUCCESS
 echo "==> an operator cancels demo-cancel:  kubectl patch caj demo-cancel --type merge -p '{\"spec\":{\"cancel\":true}}'"
 kubectl patch caj demo-cancel -n "$ns" --type merge -p '{"spec":{"cancel":true}}' >/dev/null

@@ -25,8 +25,8 @@ use crate::lifecycle::{self, Decision, EventKind, JobView, TaskView};
 use crate::metrics::Metrics;
 use crate::own_writes::{self, OwnWrites};
 use crate::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, JobStatus, TaskState, TaskTemplate,
-    legacy_task_object_name, task_object_name,
+    CostAnalysisJob, CostAnalysisJobTask, JobStatus, TaskTemplate, legacy_task_object_name,
+    task_object_name,
 };
 
 /// Field manager of every write the controller makes; GitOps tools own `spec`, this owns `status`.
@@ -264,20 +264,12 @@ async fn reconcile_inner(
         .tasks
         .iter()
         .filter_map(|t| match find_task(&ctx.tasks, &ns, &name, &uid, &t.id) {
-            Some(task) => Some(TaskView {
-                task_id: t.id.clone(),
-                state: task.state(),
-                finished_at: task.status.as_ref().and_then(|s| s.finished_at),
-            }),
+            Some(task) => Some(TaskView::of(&t.id, &task)),
             // Created by this controller a moment ago, not in the cache yet: it exists (and has
             // not started), so it is not created again.
             None => ctx
                 .own_write_pending(&task_key(&ns, &name, &uid, &t.id), None)
-                .then(|| TaskView {
-                    task_id: t.id.clone(),
-                    state: TaskState::Pending,
-                    finished_at: None,
-                }),
+                .then(|| TaskView::pending(&t.id, task_object_name(&name, &t.id))),
         })
         .collect();
 

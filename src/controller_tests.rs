@@ -155,6 +155,51 @@ async fn a_cancel_writes_the_job_status_before_it_touches_a_task() {
     assert_eq!(ctx.metrics.task_cancels.get(), 1);
 }
 
+/// A task a worker reported FAILURE, with its error.
+fn failed(id: &str, code: &str, message: &str) -> CostAnalysisJobTask {
+    let mut t = task(id, "FAILURE");
+    if let Some(s) = t.status.as_mut() {
+        s.error_code = Some(code.into());
+        s.error_message = Some(message.into());
+        s.finished_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    }
+    t
+}
+
+#[tokio::test]
+async fn a_failed_job_names_its_failed_task_in_its_condition_and_event() {
+    let job = job(json!({}), in_progress(2, 2));
+    let (ctx, mut server) = context(vec![
+        failed("t1", "ERROR_TOKEN", "the token expired"),
+        task("t2", "IN_PROGRESS"),
+    ]);
+    let said = "ERROR_JOB_TASK: One or more job tasks have failed. \
+                Failed task: job-1.t1 (ERROR_TOKEN: the token expired)";
+    let (run, written) = start(&job, &ctx, &mut server).await;
+    let status = &written.body["status"];
+    assert_eq!(status["status"], "FAILURE");
+    // JobInfo's own error stays SpaceONE's; the conditions say which task and why.
+    assert_eq!(status["errorCode"], "ERROR_JOB_TASK");
+    assert_eq!(status["errorMessage"], "One or more job tasks have failed.");
+    let conditions = status["conditions"].as_array().unwrap();
+    let failed_condition = conditions.iter().find(|c| c["type"] == "Failed").unwrap();
+    assert_eq!(
+        (&failed_condition["status"], &failed_condition["reason"]),
+        (&json!("True"), &json!("Failed"))
+    );
+    assert_eq!(failed_condition["message"], said);
+    // The Failed event says the same; the unfinished task is canceled.
+    let together = expect_event_and_t2_canceled(&mut server).await;
+    let event = &together[0].body;
+    assert_eq!(
+        (&event["type"], &event["reason"], &event["note"]),
+        (&json!("Warning"), &json!("Failed"), &json!(said))
+    );
+    assert_eq!(event["regarding"]["name"], "job-1");
+    run.await.unwrap().expect("reconciled");
+    server.expect_nothing_more(100).await;
+}
+
 #[tokio::test]
 async fn tasks_are_created_once_and_the_event_counts_only_those_really_created() {
     let job = job(json!({}), Value::Null);
@@ -214,11 +259,7 @@ async fn a_settled_job_costs_no_request() {
     // left to write.
     let views: Vec<lifecycle::TaskView> = tasks
         .iter()
-        .map(|t| lifecycle::TaskView {
-            task_id: t.spec.task_id.clone(),
-            state: t.state(),
-            finished_at: t.status.as_ref().and_then(|s| s.finished_at),
-        })
+        .map(|t| lifecycle::TaskView::of(&t.spec.task_id, t))
         .collect();
     for _ in 0..3 {
         let view = lifecycle::JobView::of(&job).expect("created");

@@ -3,14 +3,25 @@
 //! which events to record, whether to delete the job, and when to look again. No I/O happens here,
 //! so every transition is unit-tested without a cluster.
 //!
-//! Rules (SpaceONE's, made exact; see docs/design.md):
-//! - a job stays IN_PROGRESS until its outcome is known, and a terminal state never changes again;
-//! - while IN_PROGRESS, in this order of precedence: a task that failed before the deadline fails the
-//!   job (`ERROR_JOB_TASK`); all tasks finished before the deadline (or no tasks at all) succeed it;
-//!   a cancel request cancels it; the deadline having passed times it out. Outcomes the workers
-//!   already reported are facts, so they win over a cancel that only concerns unfinished work;
-//! - unfinished tasks of a job that ended FAILURE, TIMEOUT or CANCELED are marked CANCELED, as
-//!   SpaceONE's workers do when they find their job failed or canceled.
+//! The rules (SpaceONE's, made exact; see docs/design.md) are named pure functions in [`rules`],
+//! each with its own unit tests; `decide` gathers their facts and applies them. The job's state is
+//! the first answer of [`rules::STATE_RULES`], in this order of precedence:
+//! 1. `terminal_stays`: a terminal state never changes again;
+//! 2. `task_failed`: a task that failed before the deadline fails the job (`ERROR_JOB_TASK`);
+//! 3. `all_tasks_finished`: all tasks finished before the deadline (or no tasks at all) succeed it;
+//! 4. `cancel_requested`: a cancel request cancels it;
+//! 5. `deadline_passed`: the deadline having passed times it out;
+//!
+//! and none answering leaves it IN_PROGRESS. Outcomes the workers already reported are facts, so
+//! they win over a cancel that only concerns unfinished work. From the state: counters never move
+//! backwards (`remained_tasks`), tasks are created only while IN_PROGRESS (`tasks_to_create`),
+//! unfinished tasks of a job that ended FAILURE, TIMEOUT or CANCELED are marked CANCELED, as
+//! SpaceONE's workers do when they find their job failed or canceled (`tasks_to_cancel`), a cancel
+//! request after the end is answered with an event (`cancel_ignored`), and a finished job's TTL
+//! deletes it (`ttl_expired`).
+//!
+//! A job that its tasks failed names them, with their errors, in its `Failed` event and its
+//! conditions ([`explain`]); its SpaceONE error stays SpaceONE's.
 
 use std::time::Duration as StdDuration;
 
@@ -18,8 +29,13 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::resources::{
-    CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
+    CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskTemplate,
 };
+
+pub mod explain;
+pub mod rules;
+
+pub use rules::TaskView;
 
 pub const ERROR_JOB_TASK: &str = "ERROR_JOB_TASK";
 pub const ERROR_JOB_TASK_MESSAGE: &str = "One or more job tasks have failed.";
@@ -73,14 +89,6 @@ impl<'a> JobView<'a> {
     }
 }
 
-/// What the decision needs to know about one task object owned by the job.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TaskView {
-    pub task_id: String,
-    pub state: TaskState,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventKind {
     Normal,
@@ -112,7 +120,8 @@ pub struct Decision {
 }
 
 /// Decides the next state of a job. `now` is truncated to milliseconds, the precision of stored
-/// timestamps, so that recomputing an unchanged job gives a byte-identical status.
+/// timestamps, so that recomputing an unchanged job gives a byte-identical status. The rules and
+/// their order of precedence are in [`rules`]; this function gathers their facts and applies them.
 pub fn decide(
     job: &JobView<'_>,
     tasks: &[TaskView],
@@ -123,60 +132,39 @@ pub fn decide(
     let previous = job.status.cloned().unwrap_or_default();
     let spec = job.spec;
     let created_at = previous.created_at.unwrap_or(job.created);
-    let mut events = Vec::new();
     let spec_is_new = job.generation != previous.observed_generation;
     let (timeout, timeout_at) = deadline(spec.timeout_seconds, created_at, config);
-    if spec_is_new && timeout_clamped(spec.timeout_seconds) {
-        events.push(EventNote {
-            kind: EventKind::Warning,
-            reason: "TimeoutClamped",
-            note: format!(
-                "timeoutSeconds {} is more than the largest supported value; using {MAX_TIMEOUT_SECONDS}",
-                spec.timeout_seconds.unwrap_or_default()
-            ),
-        });
-    }
-    // Said when the spec is new, not only when the job finishes (by then it may not be new).
-    if let Some(ttl) = spec
-        .ttl_seconds_after_finished
-        .filter(|t| spec_is_new && !(0..=MAX_TTL_SECONDS).contains(t))
-    {
-        events.push(EventNote {
-            kind: EventKind::Warning,
-            reason: "TTLClamped",
-            note: format!(
-                "ttlSecondsAfterFinished {ttl} is out of range; using {}",
-                ttl.clamp(0, MAX_TTL_SECONDS)
-            ),
-        });
-    }
+    let mut events = if spec_is_new {
+        clamp_warnings(spec)
+    } else {
+        Vec::new()
+    };
 
-    // Task outcomes, for the tasks the spec declares (objects for other ids are ignored).
-    let mut unfinished = 0usize;
-    let mut first_failure: Option<DateTime<Utc>> = None;
-    let mut last_finish: Option<DateTime<Utc>> = None;
-    for template in &spec.tasks {
-        match tasks.iter().find(|t| t.task_id == template.id) {
-            Some(t) if t.state.is_finished() => {
-                let at = t.finished_at.unwrap_or(now);
-                last_finish = Some(last_finish.map_or(at, |l| l.max(at)));
-                if t.state == TaskState::Failure {
-                    first_failure = Some(first_failure.map_or(at, |f| f.min(at)));
-                }
-            }
-            _ => unfinished = unfinished.saturating_add(1),
-        }
-    }
-    let total = spec.tasks.len();
-
-    let prior_state = previous.status.unwrap_or(JobStatus::InProgress);
+    let facts = rules::Facts {
+        prior: previous.status.unwrap_or(JobStatus::InProgress),
+        tasks: rules::tally(&spec.tasks, tasks, now),
+        cancel: spec.cancel,
+        timeout_at,
+        now,
+    };
+    let state = rules::state(&facts);
+    let (total, unfinished) = (facts.tasks.total, facts.tasks.unfinished);
+    let remained = rules::remained_tasks(
+        job.status.map(|s| (s.total_tasks, s.remained_tasks)),
+        clamp_i32(total),
+        clamp_i32(unfinished),
+    );
     let mut next = CostAnalysisJobStatus {
-        status: Some(prior_state),
+        status: Some(state),
         error_code: previous.error_code.clone(),
         error_message: previous.error_message.clone(),
         total_tasks: clamp_i32(total),
-        remained_tasks: clamp_i32(unfinished),
-        progress: Some(format!("{}/{}", total.saturating_sub(unfinished), total)),
+        remained_tasks: remained,
+        progress: Some(format!(
+            "{}/{}",
+            clamp_i32(total).saturating_sub(remained),
+            clamp_i32(total)
+        )),
         created_at: Some(created_at),
         updated_at: previous.updated_at,
         finished_at: previous.finished_at,
@@ -184,91 +172,58 @@ pub fn decide(
         conditions: previous.conditions.clone(),
     };
 
-    // Counters never move backwards: a task that finished stays finished, so a larger count can
-    // only come from a task not seen (yet), and that is not news.
-    if job.status.is_some() && previous.total_tasks == next.total_tasks {
-        next.remained_tasks = next.remained_tasks.min(previous.remained_tasks.max(0));
-        next.progress = Some(format!(
-            "{}/{}",
-            next.total_tasks.saturating_sub(next.remained_tasks),
-            next.total_tasks
+    // The failed tasks, named in the Failed event and the conditions (`explain`); once said, the
+    // conditions keep saying it.
+    let failure = (state == JobStatus::Failure).then(|| {
+        kept_failure_message(&previous.conditions).unwrap_or_else(|| {
+            let declared: Vec<&TaskView> = tasks
+                .iter()
+                .filter(|t| spec.tasks.iter().any(|d| d.id == t.task_id))
+                .collect();
+            explain::task_failure(ERROR_JOB_TASK, ERROR_JOB_TASK_MESSAGE, &declared)
+        })
+    });
+    if let Some(note) = rules::cancel_ignored(facts.prior, spec.cancel, spec_is_new) {
+        events.push(EventNote {
+            kind: EventKind::Warning,
+            reason: "CancelIgnored",
+            note,
+        });
+    }
+    if state != facts.prior {
+        next.finished_at = Some(now);
+        if state == JobStatus::Failure {
+            next.error_code = Some(ERROR_JOB_TASK.to_string());
+            next.error_message = Some(ERROR_JOB_TASK_MESSAGE.to_string());
+        }
+        events.push(transition_event(
+            state,
+            total,
+            unfinished,
+            timeout,
+            failure.as_deref(),
         ));
     }
 
-    if prior_state.is_terminal() {
-        // Terminal states never change; the counters still follow the tasks (a canceled job's
-        // tasks finish after it), but state, error and finishedAt stay.
-        if spec.cancel && spec_is_new {
-            events.push(EventNote {
-                kind: EventKind::Warning,
-                reason: "CancelIgnored",
-                note: format!(
-                    "Only running jobs can be canceled. (job_state = {})",
-                    prior_state.as_str()
-                ),
-            });
-        }
-    } else {
-        let outcome = match (first_failure, unfinished, last_finish) {
-            (Some(at), _, _) if at <= timeout_at => Some(JobStatus::Failure),
-            (None, 0, last) if last.is_none_or(|l| l <= timeout_at) => Some(JobStatus::Success),
-            _ if spec.cancel => Some(JobStatus::Canceled),
-            _ if now >= timeout_at => Some(JobStatus::Timeout),
-            _ => None,
-        };
-        if let Some(state) = outcome {
-            next.status = Some(state);
-            next.finished_at = Some(now);
-            if state == JobStatus::Failure {
-                next.error_code = Some(ERROR_JOB_TASK.to_string());
-                next.error_message = Some(ERROR_JOB_TASK_MESSAGE.to_string());
-            }
-            events.push(transition_event(state, total, unfinished, timeout));
-        }
-    }
-
-    let state = next.status.unwrap_or(JobStatus::InProgress);
-    next.conditions = conditions(state, &next, &previous.conditions, job.generation, now);
+    let message = condition_message(state, &next, failure.as_deref());
+    next.conditions = conditions(state, &message, &previous.conditions, job.generation, now);
     // updatedAt moves whenever anything a SpaceONE client can see changed.
     if next.updated_at.is_none() || visible_change(&previous, &next) {
         next.updated_at = Some(now);
     }
     let status_changed = job.status != Some(&next);
 
-    let create_tasks = if state == JobStatus::InProgress {
-        spec.tasks
-            .iter()
-            .filter(|t| !tasks.iter().any(|o| o.task_id == t.id))
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let cancel_tasks = if matches!(
-        state,
-        JobStatus::Canceled | JobStatus::Timeout | JobStatus::Failure
-    ) {
-        spec.tasks
-            .iter()
-            .filter_map(|t| tasks.iter().find(|o| o.task_id == t.id))
-            .filter(|t| !t.state.is_finished())
-            .map(|t| t.task_id.clone())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let create_tasks = rules::tasks_to_create(state, &spec.tasks, tasks);
+    let cancel_tasks = rules::tasks_to_cancel(state, &spec.tasks, tasks);
 
-    let mut delete_job = false;
+    let ttl = ttl_expiry(spec.ttl_seconds_after_finished, next.finished_at);
+    let delete_job = rules::ttl_expired(state, ttl, now);
     let requeue_at = if state == JobStatus::InProgress {
         Some(timeout_at)
+    } else if delete_job {
+        None
     } else {
-        match ttl_expiry(spec.ttl_seconds_after_finished, next.finished_at) {
-            Some(expiry) if now >= expiry => {
-                delete_job = true;
-                None
-            }
-            expiry => expiry,
-        }
+        ttl
     };
     // A little past the instant, so the next look does not land just before it (the timer runs
     // on the monotonic clock, the deadline is wall-clock time; a look that still lands early finds
@@ -291,6 +246,44 @@ pub fn decide(
         delete_job,
         requeue_after,
     }
+}
+
+/// Warnings about spec values past what the schema admits (stored before it said so), said when
+/// the spec is new, not only when the job finishes (by then it may not be new).
+fn clamp_warnings(spec: &CostAnalysisJobSpec) -> Vec<EventNote> {
+    let mut events = Vec::new();
+    if timeout_clamped(spec.timeout_seconds) {
+        events.push(EventNote {
+            kind: EventKind::Warning,
+            reason: "TimeoutClamped",
+            note: format!(
+                "timeoutSeconds {} is more than the largest supported value; using {MAX_TIMEOUT_SECONDS}",
+                spec.timeout_seconds.unwrap_or_default()
+            ),
+        });
+    }
+    if let Some(ttl) = spec
+        .ttl_seconds_after_finished
+        .filter(|t| !(0..=MAX_TTL_SECONDS).contains(t))
+    {
+        events.push(EventNote {
+            kind: EventKind::Warning,
+            reason: "TTLClamped",
+            note: format!(
+                "ttlSecondsAfterFinished {ttl} is out of range; using {}",
+                ttl.clamp(0, MAX_TTL_SECONDS)
+            ),
+        });
+    }
+    events
+}
+
+/// The message of a `Failed` condition already `True`: what the job said when it failed.
+fn kept_failure_message(previous: &[Condition]) -> Option<String> {
+    previous
+        .iter()
+        .find(|c| c.type_ == CONDITION_FAILED && c.status == "True")
+        .map(|c| c.message.clone())
 }
 
 /// The status after a cancel through the API: only an IN_PROGRESS job can be canceled, otherwise
@@ -328,7 +321,7 @@ pub fn cancel(
     };
     next.conditions = conditions(
         JobStatus::Canceled,
-        &next,
+        &condition_message(JobStatus::Canceled, &next, None),
         &previous.conditions,
         previous.observed_generation.or(generation),
         now,
@@ -432,6 +425,7 @@ fn transition_event(
     total: usize,
     unfinished: usize,
     timeout: Duration,
+    failure: Option<&str>,
 ) -> EventNote {
     let (kind, reason, note) = match state {
         JobStatus::Success => (
@@ -442,7 +436,10 @@ fn transition_event(
         JobStatus::Failure => (
             EventKind::Warning,
             "Failed",
-            format!("{ERROR_JOB_TASK}: {ERROR_JOB_TASK_MESSAGE}"),
+            failure.map_or_else(
+                || format!("{ERROR_JOB_TASK}: {ERROR_JOB_TASK_MESSAGE}"),
+                str::to_string,
+            ),
         ),
         JobStatus::Canceled => (
             EventKind::Normal,
@@ -462,12 +459,31 @@ fn transition_event(
     EventNote { kind, reason, note }
 }
 
+/// The conditions' message: the remaining tasks while the job runs; for a FAILURE the failed
+/// tasks and their errors (`failure`, from [`explain`]; SpaceONE's message without it); the state
+/// otherwise.
+fn condition_message(
+    state: JobStatus,
+    status: &CostAnalysisJobStatus,
+    failure: Option<&str>,
+) -> String {
+    match (state, failure) {
+        (JobStatus::InProgress, _) => format!(
+            "{} of {} tasks remain",
+            status.remained_tasks, status.total_tasks
+        ),
+        (JobStatus::Failure, Some(f)) => f.to_string(),
+        (JobStatus::Failure, None) => status.error_message.clone().unwrap_or_default(),
+        (other, _) => format!("Job {}", other.as_str()),
+    }
+}
+
 /// The standard conditions: `Complete` (SUCCESS), `Failed` (FAILURE, TIMEOUT or CANCELED; the
 /// reason says which) and `Finished` (any terminal state). `lastTransitionTime` only moves when a
 /// condition's status flips, as the metav1.Condition contract requires.
 fn conditions(
     state: JobStatus,
-    status: &CostAnalysisJobStatus,
+    message: &str,
     previous: &[Condition],
     generation: Option<i64>,
     now: DateTime<Utc>,
@@ -478,14 +494,6 @@ fn conditions(
         JobStatus::Failure => "Failed",
         JobStatus::Timeout => "TimedOut",
         JobStatus::Canceled => "Canceled",
-    };
-    let message = match state {
-        JobStatus::InProgress => format!(
-            "{} of {} tasks remain",
-            status.remained_tasks, status.total_tasks
-        ),
-        JobStatus::Failure => status.error_message.clone().unwrap_or_default(),
-        other => format!("Job {}", other.as_str()),
     };
     let wanted = [
         (CONDITION_COMPLETE, state == JobStatus::Success),
@@ -510,7 +518,7 @@ fn conditions(
                 type_: (*type_).to_string(),
                 status: value.to_string(),
                 reason: reason.to_string(),
-                message: message.clone(),
+                message: message.to_string(),
                 observed_generation: generation,
                 last_transition_time: since.unwrap_or_else(|| to_k8s_time(now)),
             }

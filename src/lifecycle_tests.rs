@@ -44,8 +44,11 @@ fn spec(tasks: &[&str]) -> CostAnalysisJobSpec {
 fn task(id: &str, state: TaskState, finished: Option<DateTime<Utc>>) -> TaskView {
     TaskView {
         task_id: id.into(),
+        name: format!("job-1.{id}"),
         state,
         finished_at: finished,
+        error_code: None,
+        error_message: None,
     }
 }
 
@@ -205,6 +208,70 @@ fn a_failed_task_fails_the_job_and_cancels_the_rest() {
         .find(|c| c.type_ == CONDITION_FAILED);
     assert_eq!(failed.map(|c| c.reason.as_str()), Some("Failed"));
     assert_eq!(d.events[0].kind, EventKind::Warning);
+}
+
+fn failed_task(id: &str, at: i64, code: &str, message: &str) -> TaskView {
+    TaskView {
+        error_code: Some(code.into()),
+        error_message: Some(message.into()),
+        ..task(id, TaskState::Failure, Some(t0() + Duration::seconds(at)))
+    }
+}
+
+#[test]
+fn a_failed_job_names_its_failed_tasks_in_its_event_and_conditions() {
+    let mut job = Job::new(spec(&["a", "b", "c"]));
+    let tasks = [
+        failed_task("b", 4, "ERROR_QUOTA", "quota exceeded"),
+        task("a", TaskState::Success, Some(t0() + Duration::seconds(3))),
+        failed_task("c", 2, "ERROR_TOKEN", "token expired"),
+    ];
+    let d = job.step(&tasks, t0() + Duration::seconds(5));
+    let said = "ERROR_JOB_TASK: One or more job tasks have failed. Failed tasks: \
+                job-1.c (ERROR_TOKEN: token expired); job-1.b (ERROR_QUOTA: quota exceeded)";
+    // JobInfo's own error stays SpaceONE's.
+    assert_eq!(d.status.error_code.as_deref(), Some(ERROR_JOB_TASK));
+    assert_eq!(
+        d.status.error_message.as_deref(),
+        Some(ERROR_JOB_TASK_MESSAGE)
+    );
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(
+        (d.events[0].reason, d.events[0].note.as_str()),
+        ("Failed", said)
+    );
+    for c in &d.status.conditions {
+        assert_eq!(c.message, said, "{}", c.type_);
+    }
+    // What was said stays said: a task that fails later (or is canceled) changes nothing.
+    let later = [
+        failed_task("b", 4, "ERROR_QUOTA", "quota exceeded"),
+        failed_task("a", 9, "ERROR_LATE", "late"),
+        failed_task("c", 2, "ERROR_TOKEN", "token expired"),
+    ];
+    let d2 = job.step(&later, t0() + Duration::seconds(10));
+    assert!(!d2.status_changed);
+    assert!(d2.events.is_empty());
+}
+
+#[test]
+fn a_failure_stored_without_conditions_is_explained_once() {
+    let mut job = Job::new(spec(&["a"]));
+    job.status = Some(CostAnalysisJobStatus {
+        status: Some(JobStatus::Failure),
+        observed_generation: Some(1),
+        ..CostAnalysisJobStatus::default()
+    });
+    let tasks = [failed_task("a", 1, "E", "m")];
+    let d = job.step(&tasks, t0() + Duration::seconds(2));
+    assert!(d.events.is_empty(), "no second Failed event");
+    let failed = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_FAILED);
+    assert!(failed.is_some_and(|c| c.message.ends_with("Failed task: job-1.a (E: m)")));
+    assert!(!job.step(&tasks, t0() + Duration::seconds(3)).status_changed);
 }
 
 #[test]

@@ -200,7 +200,8 @@ pub struct CostAnalysisJobStatus {
         json_path = ".metadata.creationTimestamp"
     ),
     selectable = ".spec.jobName",
-    selectable = ".status.status"
+    selectable = ".status.status",
+    validation = Rule::new(FINISHED_TASK_KEEPS_STATUS_RULE).message(FINISHED_TASK_MESSAGE),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CostAnalysisJobTaskSpec {
@@ -230,6 +231,15 @@ pub struct CostAnalysisJobTaskSpec {
     pub created_at: Option<DateTime<Utc>>,
 }
 
+/// The transition rule on a task's status: once SUCCESS, FAILURE or CANCELED, `status` stays.
+pub const FINISHED_TASK_RULE: &str = "!has(oldSelf.status) || !(oldSelf.status in ['SUCCESS', 'FAILURE', 'CANCELED']) || (has(self.status) && self.status == oldSelf.status)";
+/// The same for the whole status: a finished task's status cannot be removed (the rule on the
+/// status object does not run when there is no new status).
+pub const FINISHED_TASK_KEEPS_STATUS_RULE: &str = "has(self.status) || !has(oldSelf.status) || !has(oldSelf.status.status) || !(oldSelf.status.status in ['SUCCESS', 'FAILURE', 'CANCELED'])";
+/// What the API server answers a write that breaks [`FINISHED_TASK_RULE`].
+pub const FINISHED_TASK_MESSAGE: &str =
+    "a finished task (SUCCESS, FAILURE or CANCELED) never changes state again";
+
 /// SpaceONE job task status values.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -251,7 +261,10 @@ impl TaskState {
 }
 
 /// Progress of a task, written by the worker that runs it (and by the controller to cancel it).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+/// A finished task (SUCCESS, FAILURE, CANCELED) never changes state again: the API server refuses
+/// the write (a CEL transition rule), so a confused worker cannot reopen it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new(FINISHED_TASK_RULE).message(FINISHED_TASK_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct CostAnalysisJobTaskStatus {
     /// PENDING, IN_PROGRESS, SUCCESS, FAILURE or CANCELED. Missing means PENDING.

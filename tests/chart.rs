@@ -345,7 +345,7 @@ fn argo_cd_health_check_maps_every_state() {
         .expect("lua5.4 (hack/test.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && text.contains("7 passed, 0 failed"),
+        out.status.success() && text.contains("9 passed, 0 failed"),
         "{text}"
     );
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cost_analysis_operator::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, JobStatus, TaskState,
+    CostAnalysisJob, CostAnalysisJobTask, FINISHED_TASK_MESSAGE, JobStatus, TaskState,
 };
 use kube::Api;
 use kube::api::ListParams;
@@ -156,7 +156,22 @@ async fn a_failed_task_fails_the_job() {
     let e = env("fail").await;
     create(e.c, &e.ns, &job_yaml("job-fail", &["a", "b"], ""));
     wait_tasks(&e.tasks, "job-fail", 2).await;
-    report(e.c, &e.ns, "job-fail.a", "FAILURE");
+    // The worker reports FAILURE with its error.
+    let now = cost_analysis_operator::timestamp::format(&chrono::Utc::now());
+    let failure = format!(
+        r#"{{"status":{{"status":"FAILURE","finishedAt":"{now}","errorCode":"ERROR_SYNC","errorMessage":"the data source answered 503"}}}}"#
+    );
+    e.c.kubectl_ok(&[
+        "patch",
+        "cajt",
+        "job-fail.a",
+        "-n",
+        &e.ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &failure,
+    ]);
     // kubectl wait on Finished covers failures too.
     e.c.kubectl_ok(&[
         "wait",
@@ -181,6 +196,32 @@ async fn a_failed_task_fails_the_job() {
     assert_eq!(
         (failed.status.as_str(), failed.reason.as_str()),
         ("True", "Failed")
+    );
+    // The job explains itself: the condition, the Failed event and kubectl describe name the
+    // failed task and its error.
+    let said = "ERROR_JOB_TASK: One or more job tasks have failed. \
+                Failed task: job-fail.a (ERROR_SYNC: the data source answered 503)";
+    assert_eq!(failed.message, said);
+    let notes = eventually(WAIT, "the Failed event", || async {
+        let out = e.c.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &e.ns,
+            "--field-selector",
+            "involvedObject.name=job-fail,reason=Failed",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        (!out.is_empty()).then_some(out)
+    })
+    .await;
+    assert_eq!(notes, said);
+    let described =
+        e.c.kubectl_ok(&["describe", "caj", "job-fail", "-n", &e.ns]);
+    assert!(
+        described.contains("job-fail.a (ERROR_SYNC: the data source answered 503)"),
+        "{described}"
     );
     eventually(WAIT, "the unfinished task to be CANCELED", || async {
         (e.tasks.get("job-fail.b").await.ok()?.state() == TaskState::Canceled).then_some(())
@@ -258,8 +299,28 @@ async fn kubectl_patch_cancel_cancels_a_running_job() {
         (e.tasks.get("job-cancel.b").await.ok()?.state() == TaskState::Canceled).then_some(())
     })
     .await;
-    // A canceled job stays canceled when its last task reports later.
-    report(e.c, &e.ns, "job-cancel.b", "SUCCESS");
+    // A canceled job stays canceled when its last task reports later: the API server refuses the
+    // late report (a finished task never changes state again), and the job does not move.
+    let late = e.c.kubectl(&[
+        "patch",
+        "cajt",
+        "job-cancel.b",
+        "-n",
+        &e.ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"status":"SUCCESS"}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        !late.status.success() && stderr.contains(FINISHED_TASK_MESSAGE),
+        "{stderr}"
+    );
+    assert_eq!(
+        e.tasks.get("job-cancel.b").await.expect("task b").state(),
+        TaskState::Canceled
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         status_of(&job(&e.jobs, "job-cancel").await).status,

@@ -97,14 +97,7 @@ impl Plain {
                                         &ObjectRef::new(&task_object_name(&name, &t.id))
                                             .within(&ns),
                                     )?;
-                                    Some(TaskView {
-                                        task_id: t.id.clone(),
-                                        state: task.state(),
-                                        finished_at: task
-                                            .status
-                                            .as_ref()
-                                            .and_then(|s| s.finished_at),
-                                    })
+                                    Some(TaskView::of(&t.id, &task))
                                 })
                                 .collect();
                             let view = JobView {

@@ -24,6 +24,12 @@ elseif s == "SUCCESS" then
 elseif s == "FAILURE" then
   hs.status = "Degraded"
   hs.message = (obj.status.errorCode or "FAILURE") .. ": " .. (obj.status.errorMessage or "")
+  -- The Failed condition names the failed tasks and their errors (at most 1,024 bytes).
+  for _, c in ipairs(obj.status.conditions or {}) do
+    if c.type == "Failed" and c.status == "True" and c.message ~= nil and c.message ~= "" then
+      hs.message = c.message
+    end
+  end
 elseif s == "TIMEOUT" then
   hs.status = "Degraded"
   hs.message = "Timed out " .. progress

@@ -4,6 +4,7 @@
 #![no_main]
 
 use chrono::{DateTime, Utc};
+use cost_analysis_operator::lifecycle::explain::MAX_EXPLANATION_BYTES;
 use cost_analysis_operator::lifecycle::{Config, JobView, MAX_REQUEUE, TaskView, cancel, decide};
 use cost_analysis_operator::resources::{
     CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
@@ -82,8 +83,11 @@ fn case(u: &mut Unstructured<'_>) -> Result<Case> {
         if u.arbitrary()? {
             tasks.push(TaskView {
                 task_id: id.to_string(),
+                name: format!("job.{id}"),
                 state: task_state(u)?,
                 finished_at: opt_time(u)?,
+                error_code: if u.arbitrary()? { Some(u.arbitrary()?) } else { None },
+                error_message: if u.arbitrary()? { Some(u.arbitrary()?) } else { None },
             });
         }
     }
@@ -132,6 +136,15 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(d.status.remained_tasks >= 0 && d.status.remained_tasks <= d.status.total_tasks);
     assert!(d.requeue_after.is_none_or(|r| r <= MAX_REQUEUE));
+    // What the job says about its failed tasks stays within its bound.
+    for note in &d.events {
+        assert!(note.note.len() <= MAX_EXPLANATION_BYTES, "{note:?}");
+    }
+    if after == JobStatus::Failure && !before.is_terminal() {
+        for c in &d.status.conditions {
+            assert!(c.message.len() <= MAX_EXPLANATION_BYTES, "{c:?}");
+        }
+    }
     if after == JobStatus::InProgress {
         assert!(d.cancel_tasks.is_empty());
     } else {

@@ -8,7 +8,7 @@
 //!   `traceparent`, its fields (domain, code), the request metric, then the engine's list of one
 //!   domain's jobs (a 100-job page, newest first, of BENCH_JOBS jobs) and the JSON answer;
 //! - reconcile passes as the controller makes them: BENCH_PASS settled IN_PROGRESS jobs (nothing
-//!   to write: no span, `crate::controller::Traced`), and BENCH_PASS jobs whose decision writes
+//!   to write: no span, `telemetry::Traced`), and BENCH_PASS jobs whose decision writes
 //!   (a new job: its status and its task; each gets its `reconcile` span; the API writes
 //!   themselves are left out, so the ratio is the span's cost against the decision alone).
 //!
@@ -284,7 +284,7 @@ fn main() {
         ..TaskView::pending("t1", "job.t1".into())
     }];
     // As the controller reconciles: decide, and open the span only when there is something to
-    // trace (`controller::Traced`).
+    // trace (`telemetry::Traced`).
     let reconcile = |job: &CostAnalysisJob, tasks: &[TaskView]| {
         let view = JobView::of(job).unwrap();
         let decision = lifecycle::decide(&view, tasks, Utc::now(), &config);

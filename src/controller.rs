@@ -28,6 +28,7 @@ use crate::resources::{
     CostAnalysisJob, CostAnalysisJobTask, JobStatus, TaskTemplate, legacy_task_object_name,
     task_object_name,
 };
+use crate::telemetry::Traced;
 
 /// Field manager of every write the controller makes; GitOps tools own `spec`, this owns `status`.
 pub const FIELD_MANAGER: &str = "cost-analysis-operator";
@@ -183,34 +184,6 @@ async fn reconcile(job: Arc<CostAnalysisJob>, ctx: Arc<Context>) -> Result<Actio
         b.remove(&ObjectRef::from_obj(job.as_ref()));
     }
     result
-}
-
-/// The `reconcile` span of one reconcile, opened only once there is something to trace: a
-/// decision that writes, the task runner's work, or an error. A reconcile that finds its job
-/// settled (most of a resync pass) is counted in the reconcile metrics but not traced: its trace
-/// would say nothing, and exporting one span per settled job made a pass 4-5 times as long
-/// (docs/observability.md, "Overhead").
-struct Traced<'a> {
-    job: &'a CostAnalysisJob,
-    span: std::sync::OnceLock<tracing::Span>,
-}
-
-impl<'a> Traced<'a> {
-    fn new(job: &'a CostAnalysisJob) -> Self {
-        Traced {
-            job,
-            span: std::sync::OnceLock::new(),
-        }
-    }
-
-    fn span(&self) -> &tracing::Span {
-        self.span.get_or_init(|| {
-            crate::telemetry::reconcile_span(
-                self.job.namespace().as_deref().unwrap_or_default(),
-                &self.job.name_any(),
-            )
-        })
-    }
 }
 
 /// A panic inside one reconcile stays there: it is logged and counted, the job is retried with

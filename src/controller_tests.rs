@@ -17,11 +17,12 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
-use super::{Context, FIELD_MANAGER, Traced, reconcile_inner};
+use super::{Context, FIELD_MANAGER, reconcile_inner};
 use crate::fake_apiserver::{self, FakeApiServer, status};
 use crate::lifecycle;
 use crate::metrics::Metrics;
 use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
+use crate::telemetry::Traced;
 
 const JOBS: &str = "/apis/cost-analysis.spaceone.dev/v1/namespaces/ns/costanalysisjobs";
 const TASKS: &str = "/apis/cost-analysis.spaceone.dev/v1/namespaces/ns/costanalysisjobtasks";

@@ -103,6 +103,8 @@ pub trait Loaded: spaceone_query::Resource + Sized {
     type Object: serde::de::DeserializeOwned + kube::Resource;
     /// What the file must be, for errors.
     const EXPECTED: &'static str;
+    /// What a List's `items` must be, for errors.
+    const ITEMS: &'static str;
     fn from_element(i: usize, v: &serde_json::Value) -> Result<Self, String>;
     fn from_object(object: Self::Object) -> Self;
 }
@@ -110,6 +112,7 @@ pub trait Loaded: spaceone_query::Resource + Sized {
 impl Loaded for spaceone_query::Job {
     type Object = CostAnalysisJob;
     const EXPECTED: &'static str = "a JSON array of jobs, or a Kubernetes List (with items)";
+    const ITEMS: &'static str = "a JSON array of jobs in items";
 
     fn from_element(i: usize, v: &serde_json::Value) -> Result<Self, String> {
         spaceone_query::offline::job_from_info(i, v)
@@ -124,6 +127,7 @@ impl Loaded for spaceone_query::JobTask {
     type Object = CostAnalysisJobTask;
     const EXPECTED: &'static str =
         "a JSON array of job tasks, or a Kubernetes List (with items) of CostAnalysisJobTasks";
+    const ITEMS: &'static str = "a JSON array of job tasks in items";
 
     fn from_element(i: usize, v: &serde_json::Value) -> Result<Self, String> {
         let object = CostAnalysisJobTask::deserialize(v).map_err(|e| format!("task #{i}: {e}"))?;
@@ -233,7 +237,7 @@ impl<'de, R: Loaded> DeserializeSeed<'de> for Items<'_, R> {
 impl<'de, R: Loaded> serde::de::Visitor<'de> for Items<'_, R> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array of objects in items")
+        f.write_str(R::ITEMS)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {

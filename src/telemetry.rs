@@ -2,7 +2,7 @@
 //! span (protocol, method, domain, SpaceONE code) that continues the caller's W3C `traceparent`
 //! (an HTTP header, or gRPC metadata, which travels as one); every reconcile that writes, runs
 //! the task runner or fails has a `reconcile` span (job, decision, writes; see
-//! `controller::Traced`). Spans are exported over OTLP only when
+//! [`Traced`]). Spans are exported over OTLP only when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the standard
 //! `OTEL_*` variables apply (`OTEL_EXPORTER_OTLP_PROTOCOL` `grpc` or `http/protobuf`,
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` / `_ARG`,
@@ -222,6 +222,36 @@ pub fn reconcile_span(namespace: &str, name: &str) -> tracing::Span {
     );
     record_ids(&span, None);
     span
+}
+
+/// The `reconcile` span of one reconcile, opened only once there is something to trace: a
+/// decision that writes, the task runner's work, or an error. A reconcile that finds its job
+/// settled (most of a resync pass) is counted in the reconcile metrics but not traced: its trace
+/// would say nothing, and exporting one span per settled job made a pass 4-5 times as long
+/// (docs/observability.md, "Overhead").
+pub struct Traced<'a> {
+    job: &'a crate::resources::CostAnalysisJob,
+    span: std::sync::OnceLock<tracing::Span>,
+}
+
+impl<'a> Traced<'a> {
+    pub fn new(job: &'a crate::resources::CostAnalysisJob) -> Self {
+        Traced {
+            job,
+            span: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn span(&self) -> &tracing::Span {
+        self.span.get_or_init(|| {
+            reconcile_span(
+                kube::ResourceExt::namespace(self.job)
+                    .as_deref()
+                    .unwrap_or_default(),
+                &kube::ResourceExt::name_any(self.job),
+            )
+        })
+    }
 }
 
 /// Puts the span's trace and span ids into its fields (so that every log line inside it carries

@@ -13,7 +13,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::catalog::{Catalog, LiveStatus};
+use super::catalog::Catalog;
+use super::cataloged::LiveStatus;
 use super::error::ServiceError;
 use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus};
 

@@ -13,72 +13,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
-use spaceone_query::{Index, JobStatus};
+use spaceone_query::Index;
 use tracing::{info, warn};
 
-use chrono::{DateTime, Utc};
-
 use super::options::InitialList;
-use crate::resources::{CostAnalysisJob, CostAnalysisJobStatus, CostAnalysisJobTask};
+use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
 
-/// A custom resource the shim catalogs: its engine record, and (jobs only) what a cancel writes
-/// from.
-pub trait Cataloged:
-    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-    type Record: spaceone_query::Resource;
-    /// What the logs call one ("job", "task").
-    const NOUN: &'static str;
-    fn record(&self) -> Self::Record;
-    /// What a cancel of this object would write from, while one is possible.
-    fn live(&self) -> Option<LiveStatus> {
-        None
-    }
-}
-
-impl Cataloged for CostAnalysisJob {
-    type Record = spaceone_query::Job;
-    const NOUN: &'static str = "job";
-
-    fn record(&self) -> spaceone_query::Job {
-        self.spaceone_job()
-    }
-
-    fn live(&self) -> Option<LiveStatus> {
-        let in_progress = self
-            .status
-            .as_ref()
-            .and_then(|s| s.status)
-            .is_none_or(|s| s == JobStatus::InProgress);
-        let rv = self.resource_version().filter(|_| in_progress)?;
-        Some(LiveStatus {
-            domain_id: self.spec.domain_id.clone(),
-            resource_version: rv,
-            generation: self.metadata.generation,
-            created: self
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(crate::timestamp::from_k8s),
-            status: self.status.clone(),
-        })
-    }
-}
-
-impl Cataloged for CostAnalysisJobTask {
-    type Record = spaceone_query::JobTask;
-    const NOUN: &'static str = "task";
-
-    fn record(&self) -> spaceone_query::JobTask {
-        self.spaceone_task()
-    }
-}
+pub use super::cataloged::{Cataloged, LiveStatus};
 
 type Key = (String, String);
 
@@ -110,17 +51,6 @@ impl<W: Cataloged> Default for Catalog<W> {
             live: HashMap::new(),
         }
     }
-}
-
-/// An in-progress job as last seen: enough to compute and conditionally apply its cancel without
-/// reading it first (the resourceVersion precondition catches a stale copy).
-#[derive(Clone, Debug)]
-pub struct LiveStatus {
-    pub domain_id: String,
-    pub resource_version: String,
-    pub generation: Option<i64>,
-    pub created: Option<DateTime<Utc>>,
-    pub status: Option<CostAnalysisJobStatus>,
 }
 
 impl<W: Cataloged> Catalog<W> {
@@ -519,7 +449,8 @@ mod tests {
         clippy::arithmetic_side_effects
     )]
     use super::*;
-    use crate::resources::CostAnalysisJobSpec;
+    use crate::resources::{CostAnalysisJobSpec, CostAnalysisJobStatus};
+    use spaceone_query::JobStatus;
 
     fn job(rv: &str, state: Option<JobStatus>) -> CostAnalysisJob {
         let mut job = CostAnalysisJob::new(

@@ -11,6 +11,7 @@ pub mod body;
 pub mod caller;
 pub mod cancel;
 pub mod catalog;
+pub mod cataloged;
 pub mod error;
 pub mod field_selector;
 pub mod grpc;

@@ -87,9 +87,11 @@ impl<W: Cataloged> Catalog<W> {
         } else {
             self.labels.insert(key.clone(), labels.clone());
         }
-        let spaces = self.namespaces.entry(key.1.clone()).or_default();
-        if !spaces.contains(&key.0) {
-            spaces.push(key.0.clone());
+        if W::BY_NAME {
+            let spaces = self.namespaces.entry(key.1.clone()).or_default();
+            if !spaces.contains(&key.0) {
+                spaces.push(key.0.clone());
+            }
         }
         match object.live() {
             Some(live) => {
@@ -99,7 +101,9 @@ impl<W: Cataloged> Catalog<W> {
                 self.live.remove(&key);
             }
         }
-        self.versions.insert(key, version);
+        if W::WRITTEN {
+            self.versions.insert(key, version);
+        }
     }
 
     pub fn remove(&mut self, namespace: &str, name: &str) {

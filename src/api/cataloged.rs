@@ -26,11 +26,20 @@ pub trait Cataloged:
     fn live(&self) -> Option<LiveStatus> {
         None
     }
+    /// Whether the catalog keeps the namespaces holding each name (a cancel finds a job by its
+    /// id alone; nothing needs it for tasks, and at ten tasks per job it would cost a map entry
+    /// and a string per task).
+    const BY_NAME: bool = false;
+    /// Whether the shim writes objects of this kind itself (a job's cancel), so the catalog must
+    /// keep each record's resourceVersion to never roll such a write back on a late watch event.
+    const WRITTEN: bool = false;
 }
 
 impl Cataloged for CostAnalysisJob {
     type Record = spaceone_query::Job;
     const NOUN: &'static str = "job";
+    const BY_NAME: bool = true;
+    const WRITTEN: bool = true;
 
     fn record(&self) -> spaceone_query::Job {
         self.spaceone_job()

@@ -3,7 +3,7 @@
 //! whole objects: managed fields, annotations and conditions are dropped on arrival. One
 //! [`Catalog`] per resource; what differs between them is the [`Cataloged`] impl.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,6 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use spaceone_query::Index;
 use tracing::{info, warn};
 
+use super::label_selector::Labels;
 use super::options::InitialList;
 use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
 
@@ -29,7 +30,7 @@ type Key = (String, String);
 /// by an older watch event arriving after it).
 pub struct Catalog<W: Cataloged = CostAnalysisJob> {
     pub index: Index<W::Record>,
-    labels: HashMap<Key, BTreeMap<String, String>>,
+    labels: HashMap<Key, Labels>,
     versions: HashMap<Key, u64>,
     /// SpaceONE addresses a job by job_id alone; this finds the namespaces that hold one.
     namespaces: HashMap<String, Vec<String>>,
@@ -63,7 +64,7 @@ impl<W: Cataloged> Catalog<W> {
         self.live.get(&(namespace.to_string(), name.to_string()))
     }
 
-    pub fn labels(&self, namespace: &str, name: &str) -> Option<&BTreeMap<String, String>> {
+    pub fn labels(&self, namespace: &str, name: &str) -> Option<&Labels> {
         self.labels.get(&(namespace.to_string(), name.to_string()))
     }
 
@@ -85,7 +86,7 @@ impl<W: Cataloged> Catalog<W> {
         if labels.is_empty() {
             self.labels.remove(&key);
         } else {
-            self.labels.insert(key.clone(), labels.clone());
+            self.labels.insert(key.clone(), Labels::of(labels));
         }
         if W::BY_NAME {
             let spaces = self.namespaces.entry(key.1.clone()).or_default();

@@ -16,7 +16,7 @@ use super::answer_budget::{AnswerBudget, AnswerPermit};
 use super::catalog::{Catalog, Catalogs, SharedCatalog, SharedTasks, TaskCatalog};
 use super::error::{Denied, ServiceError};
 use super::field_selector::FieldSelector;
-use super::label_selector::Selector;
+use super::label_selector::{Labels, Selector};
 use super::pool::{CancelOnDrop, QueryPool};
 use crate::auth::{Authenticator, PeerIdentity, QUERY_GROUP, ResourceAttrs, UserInfo};
 use crate::metrics::Metrics;
@@ -281,7 +281,7 @@ impl JobService {
                     resource: "jobs",
                     name: name.clone(),
                 })?;
-            let labels = catalog.labels(&namespace, &name).cloned();
+            let labels = catalog.labels(&namespace, &name).map(Labels::to_map);
             Ok(JobObject { job, labels })
         })
         .await
@@ -513,7 +513,9 @@ fn select_page(
         .skip(selection.offset)
         .take(end.saturating_sub(selection.offset))
         .map(|job| {
-            let labels = catalog.labels(&job.namespace, &job.job_id).cloned();
+            let labels = catalog
+                .labels(&job.namespace, &job.job_id)
+                .map(Labels::to_map);
             JobObject { job, labels }
         })
         .collect();

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::api;
 
-/// The SpaceONE cost-analysis Job API as a Kubernetes operator.
+/// The SpaceONE cost-analysis Job and JobTask APIs as a Kubernetes operator.
 #[derive(Parser)]
 #[command(name = "cost-analysis-operator", version, about)]
 pub struct Cli {
@@ -35,8 +35,9 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Run the API shim: SpaceONE's REST and gRPC APIs and the Kubernetes aggregated API over a
-    /// watch-fed catalog of jobs (stateless; run as many replicas as you like).
+    /// Run the API shim: SpaceONE's Job and JobTask APIs (REST and gRPC) and the Kubernetes
+    /// aggregated API over watch-fed catalogs of jobs and tasks (stateless; run as many replicas
+    /// as you like).
     Api {
         #[command(flatten)]
         api: ApiArgs,
@@ -58,7 +59,8 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
-    /// Evaluate a SpaceONE Job API request offline over a JSON file of jobs (no cluster needed).
+    /// Evaluate a SpaceONE Job API request offline over a JSON file of jobs, or a JobTask API
+    /// request over a file of job tasks (no cluster needed).
     Query(QueryArgs),
 }
 

@@ -212,6 +212,12 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 echo "$out" | python3 -m json.tool
+echo
+echo "==> which task failed demo-failure, and why: SpaceONE's JobTask API"
+body='{"domain_id": "domain-demo", "job_id": "demo-failure", "status": "FAILURE"}'
+echo "curl $rest_url/cost-analysis/v1/job-tasks/search -H 'Authorization: Bearer ...' -d '$body'"
+curl -sS "${rest_curl[@]}" -H "Authorization: Bearer $token" \
+  "$rest_url/cost-analysis/v1/job-tasks/search" -d "$body" | python3 -m json.tool
 
 cat <<MSG
 
@@ -222,5 +228,7 @@ The control plane and the operator keep running. Try:
   kubectl get jobs.query.cost-analysis.spaceone.dev -A
   curl ${rest_curl[*]} -H "Authorization: Bearer \$(kubectl create token spaceone-client -n $ns)" \\
     "$rest_url/cost-analysis/v1/jobs?domain_id=domain-demo"
+  curl ${rest_curl[*]} -H "Authorization: Bearer \$(kubectl create token spaceone-client -n $ns)" \\
+    "$rest_url/cost-analysis/v1/job-tasks?domain_id=domain-demo&job_id=demo-failure"
 Stop everything with: hack/demo.sh $([ "$incluster" = 1 ] && echo "--in-cluster ")down
 MSG

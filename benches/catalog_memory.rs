@@ -123,13 +123,8 @@ fn main() {
                 },
             );
             task.metadata.namespace = Some(ns.clone());
-            task.metadata.labels = Some(
-                [(
-                    "cost-analysis.spaceone.dev/job".to_string(),
-                    name.clone(),
-                )]
-                .into(),
-            );
+            task.metadata.labels =
+                Some([("cost-analysis.spaceone.dev/job".to_string(), name.clone())].into());
             task.status = Some(CostAnalysisJobTaskStatus {
                 status: Some(TaskState::Success),
                 created_count: Some(1_000),

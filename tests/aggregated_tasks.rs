@@ -341,3 +341,98 @@ async fn kubectl_explains_jobtasks_and_jobtaskstats() {
         );
     }
 }
+
+/// The shim itself authorizes every `jobtasks`/`jobtaskstats` request with a SubjectAccessReview
+/// (a direct caller, not only the aggregator, is refused with a Kubernetes Status 403), and a
+/// JobTaskStat's answer is counted in the answer budget like a JobStat's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shim_authorizes_jobtasks_itself_and_budgets_their_answers() {
+    let w = world("aggtask-authz").await;
+    let c = cluster();
+    let base = format!(
+        "/apis/query.cost-analysis.spaceone.dev/v1/namespaces/{}",
+        w.ns
+    );
+    let (list, one, stats) = (
+        format!("{base}/jobtasks"),
+        format!("{base}/jobtasks/job-a1.t"),
+        format!("{base}/jobtaskstats"),
+    );
+    let stat = |filler: usize| {
+        json!({
+            "apiVersion": "query.cost-analysis.spaceone.dev/v1",
+            "kind": "JobTaskStat",
+            "metadata": {"name": "big", "annotations": {"filler": "x".repeat(filler)}},
+            "spec": {"query": {"aggregate": [{"count": {"name": "n"}}]}},
+        })
+    };
+    // The reader may read domain 1 through SpaceONE, but nothing of the aggregated group.
+    for (method, path, verb, resource) in [
+        ("GET", &list, "list", "jobtasks"),
+        ("GET", &one, "get", "jobtasks"),
+        ("POST", &stats, "create", "jobtaskstats"),
+    ] {
+        let body = (method == "POST").then(|| stat(0));
+        let r = rest(method, path, Some(&w.reader), body.as_ref(), &[]);
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert_eq!(r.body["kind"], "Status", "{}", r.body);
+        assert_eq!(r.body["reason"], "Forbidden", "{}", r.body);
+        let message = r.body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("cannot {verb} resource \"{resource}\"")),
+            "{message}"
+        );
+    }
+
+    // Granted in the namespace, the canceler reads them.
+    let rbac = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: tasks, namespace: {ns}}}\nrules:\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [jobtasks]\n  verbs: [get, list]\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [jobtaskstats]\n  verbs: [create]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: tasks, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: tasks}}\nsubjects: [{{kind: ServiceAccount, name: canceler, namespace: {ns}}}]\n",
+        ns = w.ns
+    );
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = eventually(WAIT, "the canceler to list the task", || {
+        let (token, list) = (w.canceler.clone(), list.clone());
+        async move {
+            let r = rest("GET", &list, Some(&token), None, &[]);
+            (r.status == 200 && r.body["items"].as_array().map(Vec::len) == Some(1))
+                .then_some(r.body)
+        }
+    })
+    .await;
+    assert_eq!(listed["kind"], "JobTaskList");
+    let got = rest("GET", &one, Some(&w.canceler), None, &[]);
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body, listed["items"][0]);
+
+    // A JobTaskStat whose answer is just over a 1 MiB answer budget is refused; the shared shim,
+    // with the default budget, answers it.
+    let tight = support::shim::tight_shim(&["--max-answer-bytes", "1048576"]).await;
+    let filler = 1_048_576 - 10 - stat(0).to_string().len();
+    let body = stat(filler);
+    let short = |v: &Value| v.to_string().chars().take(300).collect::<String>();
+    let post = |port: u16| {
+        support::shim::rest_at(port, "POST", &stats, Some(&w.canceler), Some(&body), &[])
+    };
+    let refused = post(tight.port);
+    assert_eq!(refused.status, 500, "{}", short(&refused.body));
+    assert_eq!(refused.body["kind"], "Status", "{}", short(&refused.body));
+    let message = refused.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ERROR_DB_QUERY") && message.contains("max_answer_bytes = 1048576"),
+        "{message}"
+    );
+    let created = post(support::shim::shim().port);
+    assert_eq!(created.status, 201, "{}", short(&created.body));
+    assert_eq!(created.body["kind"], "JobTaskStat");
+    assert_eq!(
+        created.body["status"]["results"][0]["n"].as_f64(),
+        Some(1.0),
+        "{}",
+        short(&created.body)
+    );
+}

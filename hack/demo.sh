@@ -193,6 +193,9 @@ echo "==> the aggregated API: kubectl get jobs.query.cost-analysis.spaceone.dev 
 kubectl wait --for=condition=Available --timeout=60s apiservice/v1.query.cost-analysis.spaceone.dev >/dev/null
 kubectl get jobs.query.cost-analysis.spaceone.dev -n "$ns"
 echo
+echo "==> their tasks: kubectl get jobtasks.query.cost-analysis.spaceone.dev -n $ns"
+kubectl get jobtasks.query.cost-analysis.spaceone.dev -n "$ns"
+echo
 echo "==> a JobStat: kubectl create -f examples/jobstat.yaml -o jsonpath='{.status}'"
 kubectl create -n "$ns" -f examples/jobstat.yaml -o jsonpath='{.status}'
 echo
@@ -226,6 +229,7 @@ The control plane and the operator keep running. Try:
   kubectl get caj -n $ns -o yaml
   kubectl explain caj.spec
   kubectl get jobs.query.cost-analysis.spaceone.dev -A
+  kubectl get jobtasks.query.cost-analysis.spaceone.dev -A --field-selector status.status=FAILURE
   curl ${rest_curl[*]} -H "Authorization: Bearer \$(kubectl create token spaceone-client -n $ns)" \\
     "$rest_url/cost-analysis/v1/jobs?domain_id=domain-demo"
   curl ${rest_curl[*]} -H "Authorization: Bearer \$(kubectl create token spaceone-client -n $ns)" \\

@@ -1,9 +1,10 @@
 //! Decoding of everything a client sends the shim before the query engine sees it: the JSON body,
 //! the grpc-gateway query string, the path-addressed request, and the aggregated API's list
-//! options and label selectors. Never a panic; decoded requests then go through the engine.
+//! options (of `jobs` and `jobtasks`) and label selectors. Never a panic; decoded requests then go through the engine.
 #![no_main]
 
 use cost_analysis_operator::api::{aggregated, body, label_selector};
+use cost_analysis_operator::resources::{CostAnalysisJob, CostAnalysisJobTask};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         3 => {
-            let _ = aggregated::list_options(Some(&text));
+            let _ = aggregated::list_options::<CostAnalysisJob>(Some(&text));
+            let _ = aggregated::list_options::<CostAnalysisJobTask>(Some(&text));
         }
         _ => {
             let _ = label_selector::Selector::parse(&text);

@@ -1,7 +1,9 @@
 //! The Kubernetes aggregated API `query.cost-analysis.spaceone.dev/v1`, reached through the
-//! cluster's own API server so that kubectl works: discovery, `jobs` (get and list, Table output,
-//! `limit`/`continue`, label selectors, a SpaceONE query in `?query=`) and `jobstats` (create-only:
-//! POST a JobStat whose spec holds a StatisticsQuery, get it back with the results in its status).
+//! cluster's own API server so that kubectl works: discovery, `jobs` and `jobtasks` (get and list,
+//! Table output, `limit`/`continue`, label and field selectors, a SpaceONE query in `?query=`) and
+//! `jobstats` and `jobtaskstats` (create-only: POST a JobStat or JobTaskStat whose spec holds a
+//! StatisticsQuery, get it back with the results in its status). Both resources are served by the
+//! same handlers, generic over the kind ([`super::aggregated_kinds`]).
 //! Every request is authorized with a SubjectAccessReview for the caller the aggregator vouches for.
 //! The group's OpenAPI v2 and v3 documents ([`super::openapi`]) are served to any authenticated
 //! caller, for the aggregator and `kubectl explain`.
@@ -12,42 +14,52 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 
+use super::aggregated_kinds::{GV, Kind, table, to_object};
 use super::body::{query_pairs, read_json};
 use super::caller::Caller;
 use super::error::{ServiceError, kubernetes_status};
+use super::field_selector::{FieldError, FieldSelector};
 use super::label_selector::Selector;
-use super::service::{JobObject, JobService, Selection};
+use super::objects::Selection;
+use super::service::JobService;
 use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION, UserInfo};
+use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
 use spaceone_query::calls::Encoded;
-const GV: &str = "query.cost-analysis.spaceone.dev/v1";
 
 pub fn router() -> Router<JobService> {
     let base = "/apis/query.cost-analysis.spaceone.dev/v1";
-    Router::new()
+    let router = Router::new()
         .route("/apis", get(group_list))
         .route("/apis/query.cost-analysis.spaceone.dev", get(group))
         .route(base, get(resources))
-        .route(&format!("{base}/jobs"), get(list_all))
-        .route(
-            &format!("{base}/namespaces/{{ns}}/jobs"),
-            get(list_namespaced),
-        )
-        .route(
-            &format!("{base}/namespaces/{{ns}}/jobs/{{name}}"),
-            get(get_one),
-        )
-        .route(
-            &format!("{base}/namespaces/{{ns}}/jobstats"),
-            post(create_stat),
-        )
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_discovery))
         .route(
             &format!("/openapi/v3/{}", super::openapi::V3_PATH),
             get(openapi_v3),
+        );
+    serve::<CostAnalysisJob>(serve::<CostAnalysisJobTask>(router, base), base)
+}
+
+/// The routes of one kind: list in every namespace and in one, get, and create of its stats.
+fn serve<W: Kind>(router: Router<JobService>, base: &str) -> Router<JobService> {
+    let (plural, stats) = (W::RESOURCE, W::STATS);
+    router
+        .route(&format!("{base}/{plural}"), get(list_all::<W>))
+        .route(
+            &format!("{base}/namespaces/{{ns}}/{plural}"),
+            get(list_namespaced::<W>),
+        )
+        .route(
+            &format!("{base}/namespaces/{{ns}}/{plural}/{{name}}"),
+            get(get_one::<W>),
+        )
+        .route(
+            &format!("{base}/namespaces/{{ns}}/{stats}"),
+            post(create_stat::<W>),
         )
 }
 
@@ -195,6 +207,10 @@ pub fn resource_list() -> Value {
              "verbs": ["get", "list"], "categories": ["cost-analysis"], "shortNames": ["cajq"]},
             {"name": "jobstats", "singularName": "jobstat", "namespaced": true, "kind": "JobStat",
              "verbs": ["create"]},
+            {"name": "jobtasks", "singularName": "jobtask", "namespaced": true, "kind": "JobTask",
+             "verbs": ["get", "list"], "categories": ["cost-analysis"], "shortNames": ["cajtq"]},
+            {"name": "jobtaskstats", "singularName": "jobtaskstat", "namespaced": true,
+             "kind": "JobTaskStat", "verbs": ["create"]},
         ],
     })
 }
@@ -202,13 +218,15 @@ pub fn resource_list() -> Value {
 #[derive(Default, Debug, PartialEq)]
 pub struct ListOptions {
     label_selector: Selector,
-    field_selector: super::field_selector::FieldSelector,
+    field_selector: FieldSelector,
     limit: Option<usize>,
     offset: usize,
     query: Option<Value>,
 }
 
-pub fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
+/// The options of a list of `W`: its field selectors name `W`'s fields.
+pub fn list_options<W: Kind>(raw: Option<&str>) -> Result<ListOptions, StatusError> {
+    let resource = W::RESOURCE;
     let mut o = ListOptions::default();
     let params = query_pairs(raw.unwrap_or(""));
     for (k, v) in params {
@@ -217,16 +235,16 @@ pub fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
                 o.label_selector = Selector::parse(&v).map_err(StatusError::bad_request)?
             }
             "fieldSelector" => {
-                o.field_selector = super::field_selector::FieldSelector::parse(&v).map_err(|e| {
+                o.field_selector = FieldSelector::parse_for::<W::Record>(&v).map_err(|e| {
                     let reason = match e {
-                        super::field_selector::FieldError::Invalid(m) => m,
-                        super::field_selector::FieldError::Unsupported(f) => {
+                        FieldError::Invalid(m) => m,
+                        FieldError::Unsupported(f) => {
                             format!("field label not supported: {f}")
                         }
                     };
                     // kube-apiserver's wording for a CRD, so kubectl users recognise it.
                     StatusError::bad_request(format!(
-                        "Unable to find \"{GV}, Resource=jobs\" that match label selector \"\", field selector \"{v}\": {reason}"
+                        "Unable to find \"{GV}, Resource={resource}\" that match label selector \"\", field selector \"{v}\": {reason}"
                     ))
                 })?
             }
@@ -246,7 +264,10 @@ pub fn list_options(raw: Option<&str>) -> Result<ListOptions, StatusError> {
                 return Err(StatusError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "MethodNotAllowed",
-                    "watch is not supported on jobs.query.cost-analysis.spaceone.dev; watch costanalysisjobs.cost-analysis.spaceone.dev instead",
+                    format!(
+                        "watch is not supported on {resource}.{GROUP}; watch {} instead",
+                        W::CRD
+                    ),
                 ));
             }
             _ => {}
@@ -277,23 +298,33 @@ fn decode_continue(token: &str) -> Result<usize, StatusError> {
         .ok_or_else(bad)
 }
 
-async fn list_all(State(s): State<JobService>, RawQuery(q): RawQuery, c: Caller) -> StatusReply {
-    list(&s, None, q, c).await
+async fn list_all<W: Kind>(
+    State(s): State<JobService>,
+    RawQuery(q): RawQuery,
+    c: Caller,
+) -> StatusReply {
+    list::<W>(&s, None, q, c).await
 }
 
-async fn list_namespaced(
+async fn list_namespaced<W: Kind>(
     State(s): State<JobService>,
     Path(ns): Path<String>,
     RawQuery(q): RawQuery,
     c: Caller,
 ) -> StatusReply {
-    list(&s, Some(ns), q, c).await
+    list::<W>(&s, Some(ns), q, c).await
 }
 
-async fn list(s: &JobService, ns: Option<String>, raw: Option<String>, c: Caller) -> StatusReply {
+async fn list<W: Kind>(
+    s: &JobService,
+    ns: Option<String>,
+    raw: Option<String>,
+    c: Caller,
+) -> StatusReply {
     let user = caller(s, &c).await?;
-    s.allow(&user, "list", "jobs", ns.as_deref(), None).await?;
-    let opts = list_options(raw.as_deref())?;
+    s.allow(&user, "list", W::RESOURCE, ns.as_deref(), None)
+        .await?;
+    let opts = list_options::<W>(raw.as_deref())?;
     let selection = Selection {
         query: opts.query,
         labels: opts.label_selector,
@@ -302,7 +333,7 @@ async fn list(s: &JobService, ns: Option<String>, raw: Option<String>, c: Caller
         limit: opts.limit,
     };
     let as_table = wants_table(c.headers());
-    let answer = s.list_objects(&user, ns, selection, move |page| {
+    let answer = s.list_objects::<W, _, _>(&user, ns, selection, move |page| {
         let cont = (page.end < page.total).then(|| encode_continue(page.end));
         let mut meta = serde_json::Map::new();
         meta.insert("resourceVersion".into(), json!(""));
@@ -313,12 +344,13 @@ async fn list(s: &JobService, ns: Option<String>, raw: Option<String>, c: Caller
                 json!(page.total.saturating_sub(page.end)),
             );
         }
-        let items: Vec<Value> = page.items.iter().map(job_object).collect();
         let meta = Value::Object(meta);
         let body = if as_table {
-            table(items, meta)
+            table::<W>(&page.items, meta)
         } else {
-            json!({"kind": "JobList", "apiVersion": GV, "metadata": meta, "items": items})
+            let items: Vec<Value> = page.items.iter().map(to_object::<W>).collect();
+            let kind = format!("{}List", W::KIND);
+            json!({"kind": kind, "apiVersion": GV, "metadata": meta, "items": items})
         };
         encode(&body)
     });
@@ -332,36 +364,18 @@ fn encode(body: &Value) -> Result<Encoded, ServiceError> {
         .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
 }
 
-async fn get_one(
+async fn get_one<W: Kind>(
     State(s): State<JobService>,
     Path((ns, name)): Path<(String, String)>,
     c: Caller,
 ) -> StatusReply {
     let user = caller(&s, &c).await?;
-    let obj = job_object(&s.get_object(&user, ns, name).await?);
+    let object = s.get_object::<W>(&user, ns, name).await?;
     if wants_table(c.headers()) {
-        return Ok(json_ok(table(vec![obj], json!({"resourceVersion": ""}))));
+        let meta = json!({"resourceVersion": ""});
+        return Ok(json_ok(table::<W>(std::slice::from_ref(&object), meta)));
     }
-    Ok(json_ok(obj))
-}
-
-/// One job as a Kubernetes object; `job` holds the SpaceONE JobInfo exactly as the REST API
-/// renders it.
-fn job_object(object: &JobObject) -> Value {
-    let (job, labels) = (&object.job, &object.labels);
-    let mut meta = serde_json::Map::new();
-    meta.insert("name".into(), json!(job.job_id));
-    meta.insert("namespace".into(), json!(job.namespace));
-    if let Some(created) = job.created_at {
-        meta.insert(
-            "creationTimestamp".into(),
-            json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-        );
-    }
-    if let Some(l) = labels {
-        meta.insert("labels".into(), json!(l));
-    }
-    json!({"apiVersion": GV, "kind": "Job", "metadata": meta, "job": spaceone_query::calls::job_info(job)})
+    Ok(json_ok(to_object::<W>(&object)))
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
@@ -372,68 +386,18 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("as=Table"))
 }
 
-/// kubectl's server-side printing: the same columns as the CRD's printer columns.
-fn table(items: Vec<Value>, meta: Value) -> Value {
-    let now = Utc::now();
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let field = |v: Option<&Value>, k: &str| v.and_then(|v| v.get(k)).cloned();
-            let (info, metadata) = (o.get("job"), o.get("metadata"));
-            let count = |k: &str| field(info, k).and_then(|v| v.as_i64()).unwrap_or(0);
-            let (total, remained) = (count("total_tasks"), count("remained_tasks"));
-            let age = field(metadata, "creationTimestamp")
-                .as_ref()
-                .and_then(Value::as_str)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| human_duration(now.signed_duration_since(t.with_timezone(&Utc))))
-                .unwrap_or_else(|| "<unknown>".into());
-            json!({
-                "cells": [field(metadata, "name"), field(info, "status"),
-                          format!("{}/{}", total.saturating_sub(remained), total),
-                          field(info, "data_source_id"), field(info, "domain_id"), age],
-                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata},
-            })
-        })
-        .collect();
-    let col = |name: &str, ty: &str, format: &str, description: &str| json!({"name": name, "type": ty, "format": format, "description": description, "priority": 0});
-    json!({
-        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-        "columnDefinitions": [
-            col("Name", "string", "name", "SpaceONE job_id"),
-            col("Status", "string", "", "SpaceONE job status"),
-            col("Progress", "string", "", "Finished tasks / total tasks"),
-            col("Data Source", "string", "", ""),
-            col("Domain", "string", "", ""),
-            col("Age", "string", "", ""),
-        ],
-        "rows": rows,
-    })
-}
-
-/// Kubernetes' short human durations (`45s`, `12m`, `5h`, `3d`, `2y`).
-pub fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s / 60),
-        7200..172_800 => format!("{}h", s / 3600),
-        172_800..63_072_000 => format!("{}d", s / 86_400),
-        _ => format!("{}y", s / 31_536_000),
-    }
-}
-
-/// POST a JobStat: `spec.query` is a SpaceONE StatisticsQuery, `spec.domainId` optionally limits it
-/// to one domain; the answer is the same object with `status` holding the results.
-async fn create_stat(
+/// POST a JobStat (JobTaskStat): `spec.query` is a SpaceONE StatisticsQuery, `spec.domainId`
+/// optionally limits it to one domain; the answer is the same object with `status` holding the
+/// results.
+async fn create_stat<W: Kind>(
     State(s): State<JobService>,
     Path(ns): Path<String>,
     c: Caller,
     body: axum::body::Body,
 ) -> StatusReply {
     let user = caller(&s, &c).await?;
-    s.allow(&user, "create", "jobstats", Some(&ns), None)
-        .await?;
+    s.allow(&user, "create", W::STATS, Some(&ns), None).await?;
+    let kind = W::STAT_KIND;
     let body = read_json(&c, body).await.map_err(|e| match e {
         ServiceError::SpaceOne(e) => StatusError::bad_request(e.message),
         e => StatusError::from(e),
@@ -441,16 +405,16 @@ async fn create_stat(
     if body
         .get("kind")
         .and_then(Value::as_str)
-        .is_some_and(|k| k != "JobStat")
+        .is_some_and(|k| k != kind)
     {
-        return Err(StatusError::bad_request("kind must be JobStat"));
+        return Err(StatusError::bad_request(format!("kind must be {kind}")));
     }
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let Some(query) = spec.get("query").cloned() else {
         return Err(StatusError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            "JobStat.spec.query: Required value",
+            format!("{kind}.spec.query: Required value"),
         ));
     };
     let domains = match spec.get("domainId") {
@@ -460,7 +424,7 @@ async fn create_stat(
             return Err(StatusError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Invalid",
-                "JobStat.spec.domainId: must be a string",
+                format!("{kind}.spec.domainId: must be a string"),
             ));
         }
     };
@@ -473,8 +437,8 @@ async fn create_stat(
         "creationTimestamp".into(),
         json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
     );
-    let answer = s.stat_objects(&user, ns, domains, query, move |result| {
-        encode(&json!({"apiVersion": GV, "kind": "JobStat", "metadata": meta, "spec": spec, "status": result}))
+    let answer = s.stat_objects::<W, _, _>(&user, ns, domains, query, move |result| {
+        encode(&json!({"apiVersion": GV, "kind": kind, "metadata": meta, "spec": spec, "status": result}))
     });
     Ok(super::rest::encoded_with(
         StatusCode::CREATED,
@@ -506,25 +470,57 @@ mod tests {
 
     #[test]
     fn list_options_parse() {
-        let o = list_options(Some("limit=5&labelSelector=a%3Db&query=%7B%7D"))
+        let o = list_options::<CostAnalysisJob>(Some("limit=5&labelSelector=a%3Db&query=%7B%7D"))
             .map_err(|e| e.message)
             .expect("ok");
         assert_eq!(o.limit, Some(5));
         assert_eq!(o.query, Some(json!({})));
         assert!(!o.label_selector.is_empty());
-        assert!(list_options(Some("limit=x")).is_err());
-        assert!(list_options(Some("watch=true")).is_err());
-        assert!(list_options(Some("labelSelector=a%20in%20b")).is_err());
+        let jobs = list_options::<CostAnalysisJob>;
+        assert!(jobs(Some("limit=x")).is_err());
+        assert!(jobs(Some("watch=true")).is_err());
+        assert!(jobs(Some("labelSelector=a%20in%20b")).is_err());
     }
 
     #[test]
-    fn human_durations_match_kubectl() {
-        let d = chrono::Duration::seconds;
-        assert_eq!(human_duration(d(5)), "5s");
-        assert_eq!(human_duration(d(119)), "119s");
-        assert_eq!(human_duration(d(600)), "10m");
-        assert_eq!(human_duration(d(3 * 3600)), "3h");
-        assert_eq!(human_duration(d(5 * 86400)), "5d");
-        assert_eq!(human_duration(d(-5)), "0s");
+    fn task_lists_select_by_the_task_crds_fields() {
+        let tasks = list_options::<CostAnalysisJobTask>;
+        let o = tasks(Some(
+            "fieldSelector=spec.jobName%3Djob-a1%2Cstatus.status%3DPENDING",
+        ))
+        .map_err(|e| e.message)
+        .expect("ok");
+        assert!(!o.field_selector.is_empty());
+        let refused = tasks(Some("fieldSelector=spec.domainId%3Dd1")).unwrap_err();
+        assert_eq!(refused.code, StatusCode::BAD_REQUEST);
+        assert!(
+            refused
+                .message
+                .contains("Resource=jobtasks\" that match label selector \"\", field selector \"spec.domainId=d1\": field label not supported: spec.domainId"),
+            "{}",
+            refused.message
+        );
+        // A job's selectable field is not a task's, and the other way round.
+        assert!(list_options::<CostAnalysisJob>(Some("fieldSelector=spec.jobName%3Dx")).is_err());
+        let watch = tasks(Some("watch=1")).unwrap_err();
+        assert!(
+            watch.message.contains("costanalysisjobtasks"),
+            "{}",
+            watch.message
+        );
+    }
+
+    #[test]
+    fn discovery_lists_both_kinds_and_their_stats() {
+        let list = resource_list();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert_eq!(names, ["jobs", "jobstats", "jobtasks", "jobtaskstats"]);
+        assert_eq!(list["resources"][2]["kind"], "JobTask");
+        assert_eq!(list["resources"][3]["verbs"], json!(["create"]));
     }
 }

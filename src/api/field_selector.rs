@@ -1,19 +1,56 @@
-//! Field selectors on the aggregated API's `jobs`: the fields a `CostAnalysisJob` can be selected
-//! by (its metadata plus the CRD's selectable fields, under the same names), so that one selector
-//! works on `caj` and on `jobs.query.cost-analysis.spaceone.dev`. Any other field is refused, as
-//! kube-apiserver refuses it.
+//! Field selectors on the aggregated API's `jobs` and `jobtasks`: the fields a `CostAnalysisJob`
+//! (or `CostAnalysisJobTask`) can be selected by (its metadata plus the CRD's selectable fields,
+//! under the same names), so that one selector works on `caj` and on
+//! `jobs.query.cost-analysis.spaceone.dev`, on `cajt` and on `jobtasks.query...`. Any other field
+//! is refused, as kube-apiserver refuses it.
 
-use spaceone_query::Job;
+use spaceone_query::{Job, JobTask};
 
-/// The fields a selector may name: `metadata.name`, `metadata.namespace` and the CRD's
-/// `selectableFields`.
-pub const FIELDS: [&str; 5] = [
-    "metadata.name",
-    "metadata.namespace",
-    "spec.domainId",
-    "spec.dataSourceId",
-    "status.status",
-];
+/// A record a field selector can select: the fields it may name (`metadata.name`,
+/// `metadata.namespace` and its CRD's `selectableFields`) and their values.
+pub trait Selectable {
+    const FIELDS: &'static [&'static str];
+    /// The value of `field`, one of [`Self::FIELDS`].
+    fn field(&self, field: &str) -> &str;
+}
+
+impl Selectable for Job {
+    const FIELDS: &'static [&'static str] = &[
+        "metadata.name",
+        "metadata.namespace",
+        "spec.domainId",
+        "spec.dataSourceId",
+        "status.status",
+    ];
+
+    fn field(&self, field: &str) -> &str {
+        match field {
+            "metadata.name" => &self.job_id,
+            "metadata.namespace" => &self.namespace,
+            "spec.domainId" => &self.domain_id,
+            "spec.dataSourceId" => &self.data_source_id,
+            _ => self.status.as_str(),
+        }
+    }
+}
+
+impl Selectable for JobTask {
+    const FIELDS: &'static [&'static str] = &[
+        "metadata.name",
+        "metadata.namespace",
+        "spec.jobName",
+        "status.status",
+    ];
+
+    fn field(&self, field: &str) -> &str {
+        match field {
+            "metadata.name" => &self.job_task_id,
+            "metadata.namespace" => &self.namespace,
+            "spec.jobName" => &self.job_id,
+            _ => self.status.as_str(),
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FieldSelector {
@@ -35,8 +72,14 @@ pub enum FieldError {
 }
 
 impl FieldSelector {
-    /// Parses `a=b,c!=d` (`==` is `=`; `\,`, `\=` and `\\` escape those characters in values).
+    /// Parses `a=b,c!=d` over a job's fields (see [`Self::parse_for`]).
     pub fn parse(input: &str) -> Result<FieldSelector, FieldError> {
+        Self::parse_for::<Job>(input)
+    }
+
+    /// Parses `a=b,c!=d` over the fields of `R` (`==` is `=`; `\,`, `\=` and `\\` escape those
+    /// characters in values).
+    pub fn parse_for<R: Selectable>(input: &str) -> Result<FieldSelector, FieldError> {
         let mut requirements = Vec::new();
         for term in split_unescaped(input, ',') {
             if term.trim().is_empty() {
@@ -54,7 +97,7 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            let Some(known) = FIELDS.iter().find(|f| **f == field) else {
+            let Some(known) = R::FIELDS.iter().find(|f| **f == field) else {
                 return Err(FieldError::Unsupported(field.to_string()));
             };
             requirements.push(Requirement {
@@ -70,17 +113,11 @@ impl FieldSelector {
         self.requirements.is_empty()
     }
 
-    pub fn matches(&self, job: &Job) -> bool {
-        self.requirements.iter().all(|r| {
-            let actual = match r.field {
-                "metadata.name" => job.job_id.as_str(),
-                "metadata.namespace" => job.namespace.as_str(),
-                "spec.domainId" => job.domain_id.as_str(),
-                "spec.dataSourceId" => job.data_source_id.as_str(),
-                _ => job.status.as_str(),
-            };
-            (actual == r.value) == r.equal
-        })
+    /// Whether `record` meets every requirement (the selector must have been parsed for `R`).
+    pub fn matches<R: Selectable>(&self, record: &R) -> bool {
+        self.requirements
+            .iter()
+            .all(|r| (record.field(r.field) == r.value) == r.equal)
     }
 }
 
@@ -189,6 +226,36 @@ mod tests {
             Ok(true)
         );
         assert_eq!(sel("").map(|f| f.is_empty()), Ok(true));
+    }
+
+    #[test]
+    fn tasks_select_by_the_task_crds_fields() {
+        let task = JobTask {
+            namespace: "ns".into(),
+            job_task_id: "job-a1.t".into(),
+            status: spaceone_query::JobTaskStatus::Failure,
+            options: serde_json::Map::new(),
+            created_count: 0,
+            error_code: None,
+            error_message: None,
+            job_id: "job-a1".into(),
+            data_source_id: "ds-1".into(),
+            domain_id: "d1".into(),
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+        };
+        let sel = |s: &str| FieldSelector::parse_for::<JobTask>(s).map_err(|e| format!("{e:?}"));
+        let on = |s: &str| sel(s).map(|f| f.matches(&task));
+        assert_eq!(on("spec.jobName=job-a1,status.status=FAILURE"), Ok(true));
+        assert_eq!(on("metadata.name=job-a1.t,metadata.namespace=ns"), Ok(true));
+        assert_eq!(on("spec.jobName!=job-a1"), Ok(false));
+        assert_eq!(on("status.status=PENDING"), Ok(false));
+        assert_eq!(
+            FieldSelector::parse_for::<JobTask>("spec.domainId=d1"),
+            Err(FieldError::Unsupported("spec.domainId".into()))
+        );
+        assert!(FieldSelector::parse("spec.jobName=job-a1").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! them ([`router`], [`run`]); what they share lives in modules of its own.
 
 pub mod aggregated;
+pub mod aggregated_kinds;
 pub mod answer_budget;
 pub mod body;
 pub mod caller;
@@ -17,6 +18,7 @@ pub mod field_selector;
 pub mod grpc;
 pub mod label_selector;
 pub mod middleware;
+pub mod objects;
 pub mod openapi;
 pub mod options;
 pub mod pool;

@@ -3,15 +3,16 @@
 //! every minute or two for a backend that has none); kubectl reads them through the API server for
 //! `kubectl explain` and for client-side validation.
 //!
-//! The schemas are built from the engine's field table (`spaceone_query::Field`), so the JobInfo a
-//! `Job` object carries is described by the same list that renders it. Metadata is described
+//! The schemas are built from the engine's field tables (`spaceone_query::Field`), so the JobInfo a
+//! `Job` object carries (the JobTaskInfo of a `JobTask`) is described by the same list that renders
+//! it. Metadata is described
 //! inline instead of by a reference to `ObjectMeta`: each v3 document must stand alone, and a v2
 //! document that redefines a definition the API server already has gets it renamed on merge.
 
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
-use spaceone_query::{Column, FieldType, JOB};
+use spaceone_query::{Column, FieldType, JOB, JOB_TASK, Schema};
 
 use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION};
 
@@ -29,10 +30,47 @@ fn gvk(kind: &str) -> Value {
     json!([{"group": GROUP, "version": VERSION, "kind": kind}])
 }
 
-/// The JobInfo of a `Job`, one property per field of the engine's table.
-fn job_info_schema() -> Value {
-    let properties: Map<String, Value> = JOB
-        .all()
+/// One resource of the group: its kind, the field holding its Info, the Info's name and table,
+/// its plural and its create-only statistics kind and plural.
+struct Served {
+    kind: &'static str,
+    info_field: &'static str,
+    info: &'static str,
+    table: &'static Schema,
+    plural: &'static str,
+    stat_kind: &'static str,
+    stats: &'static str,
+    what: &'static str,
+}
+
+const SERVED: [Served; 2] = [
+    Served {
+        kind: "Job",
+        info_field: "job",
+        info: "JobInfo",
+        table: &JOB,
+        plural: "jobs",
+        stat_kind: "JobStat",
+        stats: "jobstats",
+        what: "A SpaceONE Job (a CostAnalysisJob seen through the SpaceONE Job API), read-only.",
+    },
+    Served {
+        kind: "JobTask",
+        info_field: "jobTask",
+        info: "JobTaskInfo",
+        table: &JOB_TASK,
+        plural: "jobtasks",
+        stat_kind: "JobTaskStat",
+        stats: "jobtaskstats",
+        what: "A SpaceONE JobTask (a CostAnalysisJobTask seen through the SpaceONE JobTask API), \
+               read-only.",
+    },
+];
+
+/// The Info of a resource (JobInfo, JobTaskInfo), one property per Info field of its table.
+fn info_schema(info: &str, table: &'static Schema) -> Value {
+    let properties: Map<String, Value> = table
+        .info_fields()
         .map(|f| {
             let schema = match (f.def().column, f.ty()) {
                 (Column::Status(s), _) => json!({"type": "string", "enum": s.stored}),
@@ -47,7 +85,7 @@ fn job_info_schema() -> Value {
         })
         .collect();
     json!({
-        "description": "A SpaceONE JobInfo, exactly as the SpaceONE REST API renders it.",
+        "description": format!("A SpaceONE {info}, exactly as the SpaceONE REST API renders it."),
         "type": "object",
         "properties": properties,
     })
@@ -55,7 +93,7 @@ fn job_info_schema() -> Value {
 
 fn metadata_schema() -> Value {
     json!({
-        "description": "Standard object metadata: the name is the SpaceONE job_id.",
+        "description": "Standard object metadata: the name is the SpaceONE job_id (job_task_id).",
         "type": "object",
         "properties": {
             "name": {"type": "string"},
@@ -84,6 +122,24 @@ fn type_meta() -> [(&'static str, Value); 2] {
     ]
 }
 
+fn stat_spec(plural: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["query"],
+        "properties": {
+            "query": {
+                "description": "A SpaceONE StatisticsQuery (filter, aggregate, page, ...).",
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+            },
+            "domainId": {
+                "description": format!("Only the {plural} of this SpaceONE domain."),
+                "type": "string",
+            },
+        },
+    })
+}
+
 /// The definitions, with `reference` turning a definition name into a `$ref`.
 fn schemas(reference: &dyn Fn(&str) -> Value) -> Map<String, Value> {
     let object = |description: &str, kind: &str, fields: Vec<(&str, Value)>| {
@@ -102,69 +158,59 @@ fn schemas(reference: &dyn Fn(&str) -> Value) -> Map<String, Value> {
         })
     };
     let mut defs = Map::new();
-    defs.insert(name("JobInfo"), job_info_schema());
-    defs.insert(
-        name("Job"),
-        object(
-            "A SpaceONE Job (a CostAnalysisJob seen through the SpaceONE Job API), read-only.",
-            "Job",
-            vec![
-                ("metadata", metadata_schema()),
-                ("job", reference(&name("JobInfo"))),
-            ],
-        ),
-    );
-    defs.insert(
-        name("JobList"),
-        object(
-            "A page of Jobs.",
-            "JobList",
-            vec![
-                ("metadata", list_metadata_schema()),
-                (
-                    "items",
-                    json!({"type": "array", "items": reference(&name("Job"))}),
-                ),
-            ],
-        ),
-    );
-    defs.insert(
-        name("JobStat"),
-        object(
-            "A SpaceONE StatisticsQuery over the jobs of a namespace: create it, and the answer \
+    for r in &SERVED {
+        let stat = format!(
+            "A SpaceONE StatisticsQuery over the {} of a namespace: create it, and the answer \
              is the same object with the results in its status. Nothing is stored.",
-            "JobStat",
-            vec![
-                ("metadata", metadata_schema()),
-                (
-                    "spec",
-                    json!({
-                        "type": "object",
-                        "required": ["query"],
-                        "properties": {
-                            "query": {
-                                "description": "A SpaceONE StatisticsQuery (filter, aggregate, page, ...).",
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": true,
-                            },
-                            "domainId": {
-                                "description": "Only the jobs of this SpaceONE domain.",
-                                "type": "string",
-                            },
-                        },
-                    }),
-                ),
-                (
-                    "status",
-                    json!({
-                        "description": "The answer: SpaceONE's stat results.",
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": true,
-                    }),
-                ),
-            ],
-        ),
-    );
+            r.plural
+        );
+        defs.insert(name(r.info), info_schema(r.info, r.table));
+        defs.insert(
+            name(r.kind),
+            object(
+                r.what,
+                r.kind,
+                vec![
+                    ("metadata", metadata_schema()),
+                    (r.info_field, reference(&name(r.info))),
+                ],
+            ),
+        );
+        let list = format!("{}List", r.kind);
+        defs.insert(
+            name(&list),
+            object(
+                &format!("A page of {}s.", r.kind),
+                &list,
+                vec![
+                    ("metadata", list_metadata_schema()),
+                    (
+                        "items",
+                        json!({"type": "array", "items": reference(&name(r.kind))}),
+                    ),
+                ],
+            ),
+        );
+        defs.insert(
+            name(r.stat_kind),
+            object(
+                &stat,
+                r.stat_kind,
+                vec![
+                    ("metadata", metadata_schema()),
+                    ("spec", stat_spec(r.plural)),
+                    (
+                        "status",
+                        json!({
+                            "description": "The answer: SpaceONE's stat results.",
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true,
+                        }),
+                    ),
+                ],
+            ),
+        );
+    }
     defs
 }
 
@@ -182,38 +228,44 @@ fn paths(ok: &dyn Fn(&str) -> Value, body: &dyn Fn(&str) -> Value) -> Map<String
             "x-kubernetes-group-version-kind": action(kind),
         })
     };
-    let mut create = op(
-        "createQueryCostAnalysisSpaceoneDevV1NamespacedJobStat",
-        "evaluate a StatisticsQuery over the jobs of a namespace",
-        "post",
-        "JobStat",
-        "JobStat",
-    );
-    if let Some(o) = create.as_object_mut() {
-        o.extend(
-            body(&name("JobStat"))
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+    let mut p = Map::new();
+    for r in &SERVED {
+        let (kind, plural, list) = (r.kind, r.plural, format!("{}List", r.kind));
+        let mut create = op(
+            &format!(
+                "createQueryCostAnalysisSpaceoneDevV1Namespaced{}",
+                r.stat_kind
+            ),
+            &format!("evaluate a StatisticsQuery over the {plural} of a namespace"),
+            "post",
+            r.stat_kind,
+            r.stat_kind,
+        );
+        if let Some(o) = create.as_object_mut() {
+            o.extend(
+                body(&name(r.stat_kind))
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        p.insert(
+            format!("{base}/{plural}"),
+            json!({"get": op(&format!("listQueryCostAnalysisSpaceoneDevV1{kind}ForAllNamespaces"), &format!("list {kind}s of every namespace"), "list", kind, &list)}),
+        );
+        p.insert(
+            format!("{base}/namespaces/{{namespace}}/{plural}"),
+            json!({"get": op(&format!("listQueryCostAnalysisSpaceoneDevV1Namespaced{kind}"), &format!("list {kind}s"), "list", kind, &list)}),
+        );
+        p.insert(
+            format!("{base}/namespaces/{{namespace}}/{plural}/{{name}}"),
+            json!({"get": op(&format!("readQueryCostAnalysisSpaceoneDevV1Namespaced{kind}"), &format!("read a {kind}"), "get", kind, kind)}),
+        );
+        p.insert(
+            format!("{base}/namespaces/{{namespace}}/{}", r.stats),
+            json!({ "post": create }),
         );
     }
-    let mut p = Map::new();
-    p.insert(
-        format!("{base}/jobs"),
-        json!({"get": op("listQueryCostAnalysisSpaceoneDevV1JobForAllNamespaces", "list Jobs of every namespace", "list", "Job", "JobList")}),
-    );
-    p.insert(
-        format!("{base}/namespaces/{{namespace}}/jobs"),
-        json!({"get": op("listQueryCostAnalysisSpaceoneDevV1NamespacedJob", "list Jobs", "list", "Job", "JobList")}),
-    );
-    p.insert(
-        format!("{base}/namespaces/{{namespace}}/jobs/{{name}}"),
-        json!({"get": op("readQueryCostAnalysisSpaceoneDevV1NamespacedJob", "read a Job", "get", "Job", "Job")}),
-    );
-    p.insert(
-        format!("{base}/namespaces/{{namespace}}/jobstats"),
-        json!({ "post": create }),
-    );
     p
 }
 
@@ -297,7 +349,14 @@ mod tests {
         let v3 = v3();
         refs_resolve(v2, "#/definitions/", &v2["definitions"]);
         refs_resolve(v3, "#/components/schemas/", &v3["components"]["schemas"]);
-        for kind in ["Job", "JobList", "JobStat"] {
+        for kind in [
+            "Job",
+            "JobList",
+            "JobStat",
+            "JobTask",
+            "JobTaskList",
+            "JobTaskStat",
+        ] {
             let d = &v3["components"]["schemas"][name(kind)];
             assert_eq!(d["x-kubernetes-group-version-kind"][0]["kind"], kind);
             assert_eq!(
@@ -306,10 +365,33 @@ mod tests {
             );
         }
         let info = &v3["components"]["schemas"][name("JobInfo")]["properties"];
-        for f in JOB.all() {
+        for f in JOB.info_fields() {
             assert!(info.get(f.name()).is_some(), "{} is described", f.name());
         }
         assert_eq!(info["status"]["enum"].as_array().map(Vec::len), Some(5));
+        let task = &v3["components"]["schemas"][name("JobTaskInfo")]["properties"];
+        for f in JOB_TASK.info_fields() {
+            assert!(task.get(f.name()).is_some(), "{} is described", f.name());
+        }
+        assert!(task.get("created_count").is_none(), "not in JobTaskInfo");
+        let job_task = &v3["components"]["schemas"][name("JobTask")]["properties"];
+        assert!(
+            job_task["jobTask"]["$ref"]
+                .as_str()
+                .unwrap()
+                .ends_with("JobTaskInfo")
+        );
+        for path in [
+            "jobtasks",
+            "namespaces/{namespace}/jobtasks/{name}",
+            "namespaces/{namespace}/jobtaskstats",
+        ] {
+            let path = format!("/apis/{GROUP}/{VERSION}/{path}");
+            assert!(
+                v2["paths"].get(&path).is_some() && v3["paths"].get(&path).is_some(),
+                "{path}"
+            );
+        }
         assert!(
             v3_discovery()["paths"][V3_PATH]["serverRelativeURL"]
                 .as_str()

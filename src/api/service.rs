@@ -3,20 +3,18 @@
 //! pool and the cancel write. The protocol adapters (REST, the aggregated API, gRPC) only decode a
 //! request, call this, and encode the answer or the [`ServiceError`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use chrono::Utc;
 use kube::Client;
 use serde_json::Value;
-use spaceone_query::{Job, Limits, Scope};
+use spaceone_query::{Limits, Scope};
 
 use super::answer_budget::{AnswerBudget, AnswerPermit};
 use super::catalog::{Catalog, Catalogs, SharedCatalog, SharedTasks, TaskCatalog};
 use super::error::{Denied, ServiceError};
-use super::field_selector::FieldSelector;
-use super::label_selector::{Labels, Selector};
+use super::objects::{Object, Page, Selection, Served};
 use super::pool::{CancelOnDrop, QueryPool};
 use crate::auth::{Authenticator, PeerIdentity, QUERY_GROUP, ResourceAttrs, UserInfo};
 use crate::metrics::Metrics;
@@ -49,30 +47,6 @@ impl WireSize for spaceone_query::calls::Encoded {
     fn wire_size(&self) -> usize {
         self.0.len()
     }
-}
-
-/// What a Kubernetes list selects: a SpaceONE query, selectors, and a page by offset.
-#[derive(Debug, Default, PartialEq)]
-pub struct Selection {
-    pub query: Option<Value>,
-    pub labels: Selector,
-    pub fields: FieldSelector,
-    pub offset: usize,
-    pub limit: Option<usize>,
-}
-
-/// A job as the Kubernetes surface shows it: the SpaceONE record and the object's labels.
-pub struct JobObject {
-    pub job: Job,
-    pub labels: Option<BTreeMap<String, String>>,
-}
-
-/// One page of a Kubernetes list, and how many matched in all.
-pub struct JobPage {
-    pub items: Vec<JobObject>,
-    pub total: usize,
-    /// Offset just past this page.
-    pub end: usize,
 }
 
 impl JobService {
@@ -240,10 +214,10 @@ impl JobService {
         .await
     }
 
-    /// Kubernetes `list jobs` (in `namespace`, or every namespace): the page `selection` asks for,
-    /// put in its wire form by `form` on the query pool and counted in the answer budget (a list
-    /// without `limit` is every job the caller may see).
-    pub async fn list_objects<A, F>(
+    /// Kubernetes `list` of `W::RESOURCE` (in `namespace`, or every namespace): the page
+    /// `selection` asks for, put in its wire form by `form` on the query pool and counted in the
+    /// answer budget (a list without `limit` is every object the caller may see).
+    pub async fn list_objects<W, A, F>(
         &self,
         user: &UserInfo,
         namespace: Option<String>,
@@ -251,45 +225,37 @@ impl JobService {
         form: F,
     ) -> Result<Answered<A>, ServiceError>
     where
+        W: Served,
         A: WireSize + Send + 'static,
-        F: FnOnce(JobPage) -> Result<A, ServiceError> + Send + 'static,
+        F: FnOnce(Page<W::Record>) -> Result<A, ServiceError> + Send + 'static,
     {
-        self.allow(user, "list", "jobs", namespace.as_deref(), None)
+        self.allow(user, "list", W::RESOURCE, namespace.as_deref(), None)
             .await?;
         let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
-        self.on_pool(move |catalog| {
-            let page = select_page(catalog, namespace, &selection, &limits)?;
+        self.on_catalog::<W, _>(move |catalog| {
+            let page = super::objects::select_page(catalog, namespace, &selection, &limits)?;
             sized(form(page)?, &answers)
         })
         .await
     }
 
-    /// Kubernetes `get jobs/<name>` in `namespace`.
-    pub async fn get_object(
+    /// Kubernetes `get` of `W::RESOURCE`/`<name>` in `namespace`.
+    pub async fn get_object<W: Served>(
         &self,
         user: &UserInfo,
         namespace: String,
         name: String,
-    ) -> Result<JobObject, ServiceError> {
-        self.allow(user, "get", "jobs", Some(&namespace), Some(&name))
+    ) -> Result<Object<W::Record>, ServiceError> {
+        self.allow(user, "get", W::RESOURCE, Some(&namespace), Some(&name))
             .await?;
-        self.on_pool(move |catalog| {
-            let job = catalog
-                .index
-                .get(&namespace, &name)
-                .ok_or(ServiceError::NotFound {
-                    resource: "jobs",
-                    name: name.clone(),
-                })?;
-            let labels = catalog.labels(&namespace, &name).map(Labels::to_map);
-            Ok(JobObject { job, labels })
-        })
-        .await
+        self.on_catalog::<W, _>(move |catalog| super::objects::object(catalog, &namespace, name))
+            .await
     }
 
-    /// Kubernetes `create jobstats` in `namespace`: a StatisticsQuery over its jobs, in `domains`
-    /// if given, put in its wire form by `form` on the query pool and counted in the answer budget.
-    pub async fn stat_objects<A, F>(
+    /// Kubernetes `create` of `W::STATS` in `namespace`: a StatisticsQuery over its objects, in
+    /// `domains` if given, put in its wire form by `form` on the query pool and counted in the
+    /// answer budget.
+    pub async fn stat_objects<W, A, F>(
         &self,
         user: &UserInfo,
         namespace: String,
@@ -298,17 +264,18 @@ impl JobService {
         form: F,
     ) -> Result<Answered<A>, ServiceError>
     where
+        W: Served,
         A: WireSize + Send + 'static,
         F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
     {
-        self.allow(user, "create", "jobstats", Some(&namespace), None)
+        self.allow(user, "create", W::STATS, Some(&namespace), None)
             .await?;
         let scope = Scope {
             namespace: Some(namespace),
             domains,
         };
         let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
-        self.on_pool(move |catalog| {
+        self.on_catalog::<W, _>(move |catalog| {
             let result = spaceone_query::calls::stat_query(
                 &catalog.index,
                 &scope,
@@ -345,6 +312,15 @@ impl JobService {
     ) -> Result<T, ServiceError> {
         let tasks = self.tasks.clone();
         self.pool.run(move || f(&tasks.read())).await?
+    }
+
+    /// Runs `f` over the catalog of `W` on the query pool.
+    async fn on_catalog<W: Served, T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Catalog<W>) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let catalog = W::shared(&self.jobs, &self.tasks).clone();
+        self.pool.run(move || f(&catalog.read())).await?
     }
 
     /// [`Self::read`], with the answer's wire size reserved on the pool before it leaves it.
@@ -476,48 +452,4 @@ fn text(request: &Value, key: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
-}
-
-/// The page of a Kubernetes list: the SpaceONE query first, then the selectors, then the page.
-fn select_page(
-    catalog: &Catalog,
-    namespace: Option<String>,
-    selection: &Selection,
-    limits: &Limits,
-) -> Result<JobPage, ServiceError> {
-    let scope = Scope {
-        namespace,
-        domains: None,
-    };
-    let query = selection
-        .query
-        .clone()
-        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
-    let (jobs, _) =
-        spaceone_query::calls::select(&catalog.index, &scope, &query, Utc::now(), limits)?;
-    let selected: Vec<Job> = jobs
-        .into_iter()
-        .filter(|j| {
-            selection.fields.matches(j)
-                && selection
-                    .labels
-                    .matches(catalog.labels(&j.namespace, &j.job_id))
-        })
-        .collect();
-    let total = selected.len();
-    let end = selection
-        .limit
-        .map_or(total, |l| selection.offset.saturating_add(l).min(total));
-    let items = selected
-        .into_iter()
-        .skip(selection.offset)
-        .take(end.saturating_sub(selection.offset))
-        .map(|job| {
-            let labels = catalog
-                .labels(&job.namespace, &job.job_id)
-                .map(Labels::to_map);
-            JobObject { job, labels }
-        })
-        .collect();
-    Ok(JobPage { items, total, end })
 }

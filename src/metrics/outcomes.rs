@@ -397,10 +397,16 @@ pub fn http_method_label(route: Option<&str>, post: bool) -> (&'static str, &'st
         r if r.starts_with("/apis") => {
             let method = if r.ends_with("/jobstats") && post {
                 "jobstats.create"
+            } else if r.ends_with("/jobtaskstats") && post {
+                "jobtaskstats.create"
             } else if r.ends_with("/jobs/{name}") {
                 "jobs.get"
             } else if r.ends_with("/jobs") {
                 "jobs.list"
+            } else if r.ends_with("/jobtasks/{name}") {
+                "jobtasks.get"
+            } else if r.ends_with("/jobtasks") {
+                "jobtasks.list"
             } else {
                 "discovery"
             };

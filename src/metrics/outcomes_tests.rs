@@ -172,6 +172,20 @@ fn routes_have_fixed_method_labels_and_http_statuses_spaceone_codes() {
         ),
         ("aggregated", "jobstats.create")
     );
+    let agg = |path: &str| format!("/apis/query.cost-analysis.spaceone.dev/v1{path}");
+    for (route, post, method) in [
+        ("/jobtasks", false, "jobtasks.list"),
+        ("/namespaces/{ns}/jobtasks", false, "jobtasks.list"),
+        ("/namespaces/{ns}/jobtasks/{name}", false, "jobtasks.get"),
+        ("/namespaces/{ns}/jobtaskstats", true, "jobtaskstats.create"),
+        ("/jobs", false, "jobs.list"),
+    ] {
+        assert_eq!(
+            http_method_label(Some(&agg(route)), post),
+            ("aggregated", method),
+            "{route}"
+        );
+    }
     assert_eq!(
         http_method_label(Some("/apis"), false),
         ("aggregated", "discovery")

@@ -724,7 +724,9 @@ fn a_long_key_path_is_paid_once_per_stage() {
                     {"group": {"keys": [{"key": key, "name": "k"}],
                                "fields": [{"name": "n", "operator": "count"},
                                           {"name": "s", "operator": "add_to_set", "key": key}]}}]}),
-                json!([{"k": null, "n": 20_000.0, "s": []}]),
+                // The path is missing in every job: one group, its key left out (as MongoDB
+                // leaves a missing field out of the `_id` document SpaceONE groups on).
+                json!([{"n": 20_000.0, "s": []}]),
             ),
             (
                 json!({"aggregate": [

@@ -86,25 +86,31 @@ impl Hash for Hashed<'_> {
     }
 }
 
-/// Hashable wrapper with MongoDB's equality (2 == 2.0, null == missing).
+/// A group's key: the values of its named keys, with MongoDB's equality (2 == 2.0), except that a
+/// missing value is not null here. SpaceONE groups on a document (`_id: {name: "$key", ...}`), in
+/// which a missing field is left out: `{}` and `{name: null}` are different groups, and the first
+/// answers without the key.
 #[derive(Clone, Debug)]
 struct Key(Vec<Bson>);
 
 impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
-            && self
-                .0
-                .iter()
-                .zip(&other.0)
-                .all(|(a, b)| a.cmp_bson(b).is_eq())
+            && self.0.iter().zip(&other.0).all(|(a, b)| {
+                matches!(a, Bson::Missing) == matches!(b, Bson::Missing) && a.cmp_bson(b).is_eq()
+            })
     }
 }
 impl Eq for Key {}
 impl Hash for Key {
     fn hash<H: Hasher>(&self, h: &mut H) {
         h.write_usize(self.0.len());
-        self.0.iter().for_each(|v| hash_val(v, h));
+        for v in &self.0 {
+            match v {
+                Bson::Missing => h.write_u8(0xff),
+                v => hash_val(v, h),
+            }
+        }
     }
 }
 
@@ -374,6 +380,7 @@ pub(super) fn group(
                     rules
                         .iter()
                         .zip(key)
+                        .filter(|(_, v)| !matches!(v, Bson::Missing))
                         .map(|((n, _, _), v)| (Arc::from(n.as_str()), v))
                         .collect(),
                 )

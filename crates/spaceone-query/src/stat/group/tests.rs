@@ -103,3 +103,22 @@ fn equal_values_hash_alike() {
         assert_ne!(h(a), h(b), "{a:?} {b:?}");
     }
 }
+
+/// A group key whose field is missing is another group than one whose field is null (SpaceONE
+/// groups on a document, in which a missing field is left out); 2 and 2.0 stay one key.
+#[test]
+fn a_missing_key_is_not_a_null_key() {
+    let hasher = RandomState::new();
+    let (missing, null) = (Key(vec![Bson::Missing]), Key(vec![Bson::Null]));
+    assert_ne!(missing, null);
+    assert_eq!(missing, Key(vec![Bson::Missing]));
+    assert_eq!(
+        hasher.hash_one(&missing),
+        hasher.hash_one(Key(vec![Bson::Missing]))
+    );
+    assert_eq!(Key(vec![Bson::Int(2)]), Key(vec![Bson::Float(2.0)]));
+    assert_eq!(
+        hasher.hash_one(Key(vec![Bson::Int(2)])),
+        hasher.hash_one(Key(vec![Bson::Float(2.0)]))
+    );
+}

@@ -1,7 +1,7 @@
 //! The gRPC Job service against the real control plane: generated-client round trips for every
 //! method and error class (on the plaintext port and on the HTTPS port by content type), gRPC
 //! answers equal to REST answers over the vectors of docs/spaceone-job-api.md, reflection
-//! (v1alpha and v1) and health, and spacectl itself (PyPI, pinned) listing, getting, stating and
+//! (v1alpha and v1, listing Job and JobTask) and health, and spacectl itself (PyPI, pinned) listing, getting, stating and
 //! canceling jobs.
 
 #![allow(
@@ -752,10 +752,18 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
         };
         let mut names: Vec<_> = list.service.iter().map(|s| s.name.clone()).collect();
         names.sort();
-        // Only the application service is listed (spacectl 1.x imports a stub per listed name).
-        assert_eq!(names, ["spaceone.api.cost_analysis.v1.Job"]);
+        // Only the application services are listed (spacectl 1.x imports a stub per listed name;
+        // spaceone-api 1.8.7 ships job_pb2 and job_task_pb2).
+        assert_eq!(
+            names,
+            [
+                "spaceone.api.cost_analysis.v1.Job",
+                "spaceone.api.cost_analysis.v1.JobTask"
+            ]
+        );
         names.push("grpc.health.v1.Health".into());
-        // Every listed name resolves; the Job service's file comes first, its imports are served.
+        // Every listed name resolves; each service's own file comes first, its imports are
+        // served.
         for name in &names {
             let mut answers = r
                 .server_reflection_info(tokio_stream::iter(vec![ask(
@@ -772,8 +780,16 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
             let first =
                 prost_types::FileDescriptorProto::decode(&files.file_descriptor_proto[0][..])
                     .unwrap();
-            if name == "spaceone.api.cost_analysis.v1.Job" {
-                assert_eq!(first.name(), "spaceone/api/cost_analysis/v1/job.proto");
+            let file = match name.as_str() {
+                "spaceone.api.cost_analysis.v1.Job" => Some("job.proto"),
+                "spaceone.api.cost_analysis.v1.JobTask" => Some("job_task.proto"),
+                _ => None,
+            };
+            if let Some(file) = file {
+                assert_eq!(
+                    first.name(),
+                    format!("spaceone/api/cost_analysis/v1/{file}")
+                );
                 for dep in &first.dependency {
                     let mut answers = r
                         .server_reflection_info(tokio_stream::iter(vec![ask(
@@ -815,7 +831,11 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
         assert!(answers.message().await.unwrap().is_some());
 
         let h = tonic_health::pb::health_client::HealthClient::new(channel);
-        for service in ["", "spaceone.api.cost_analysis.v1.Job"] {
+        for service in [
+            "",
+            "spaceone.api.cost_analysis.v1.Job",
+            "spaceone.api.cost_analysis.v1.JobTask",
+        ] {
             eventually(WAIT, "health SERVING", || {
                 let mut h = h.clone();
                 async move {

@@ -3,7 +3,8 @@
 #   hack/spacectl.sh venv [VERSION_SET]   create (cached) target/spacectl-venv-<set> and print its bin dir
 #   VERSION_SET: "2" (default: spacectl 2.0.10 with the pins of docs/spaceone-grpc.md) or
 #                "1" (the 1.x line matching the seed: spacectl 1.8.x / spaceone-core 1.8.x)
-# tests/grpc.rs calls `venv 2` and then drives spacectl with HOME in a temporary folder.
+# tests/grpc.rs and tests/grpc_jobtask.rs (tests/support/grpc.rs) call `venv 2` and `venv 1` and
+# then drive spacectl with HOME in a temporary folder.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cmd=${1:-venv}

@@ -110,9 +110,10 @@ pub struct ApiArgs {
     /// of 500, then watch).
     #[arg(long, value_enum, default_value_t = api::InitialList::Streaming, env = "API_INITIAL_LIST")]
     pub initial_list: api::InitialList,
-    /// Also serve the gRPC Job service (SpaceONE's `spaceone.api.cost_analysis.v1.Job`, with
-    /// reflection and health) over plaintext HTTP/2 (h2c) on this address, for in-cluster SpaceONE
-    /// services and spacectl dialing `grpc://`. Off by default; gRPC is always served on
+    /// Also serve the gRPC Job and JobTask services (SpaceONE's
+    /// `spaceone.api.cost_analysis.v1.Job` and `.JobTask`, with reflection and health) over
+    /// plaintext HTTP/2 (h2c) on this address, for in-cluster SpaceONE services and spacectl
+    /// dialing `grpc://`. Off by default; gRPC is always served on
     /// --api-addr over TLS (content-type routing).
     #[arg(long, env = "GRPC_PLAINTEXT_ADDR")]
     pub grpc_plaintext_addr: Option<SocketAddr>,

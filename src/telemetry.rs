@@ -290,9 +290,18 @@ pub fn record_domain(domain: &str) {
     tracing::Span::current().record("domain", domain);
 }
 
-/// The gRPC method of a Job service path (`/spaceone.api.cost_analysis.v1.Job/List`); `None`
-/// for the other services (reflection, health), which get no span.
+/// The gRPC method of a Job or JobTask service path (`/spaceone.api.cost_analysis.v1.Job/List`:
+/// `list`; `/spaceone.api.cost_analysis.v1.JobTask/get`: `jobtask.get`, the request metrics'
+/// labels); `None` for the other services (reflection, health), which get no span.
 pub fn grpc_method(path: &str) -> Option<&'static str> {
+    if let Some(method) = path.strip_prefix("/spaceone.api.cost_analysis.v1.JobTask/") {
+        return Some(match method.to_ascii_lowercase().as_str() {
+            "get" => "jobtask.get",
+            "list" => "jobtask.list",
+            "stat" => "jobtask.stat",
+            _ => "other",
+        });
+    }
     let method = path.strip_prefix("/spaceone.api.cost_analysis.v1.Job/")?;
     Some(match method.to_ascii_lowercase().as_str() {
         "get" => "get",
@@ -303,7 +312,7 @@ pub fn grpc_method(path: &str) -> Option<&'static str> {
     })
 }
 
-/// Runs each Job service gRPC call in its request span (the code is recorded by the service).
+/// Runs each Job and JobTask service gRPC call in its request span (the code is recorded by the service).
 pub fn grpc_spans(router: axum::Router) -> axum::Router {
     router.layer(axum::middleware::from_fn(
         |request: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -393,10 +402,28 @@ mod tests {
     }
 
     #[test]
-    fn only_job_service_paths_are_spanned() {
+    fn only_job_and_jobtask_service_paths_are_spanned() {
         assert_eq!(
             grpc_method("/spaceone.api.cost_analysis.v1.Job/List"),
             Some("list")
+        );
+        for (path, method) in [
+            ("/spaceone.api.cost_analysis.v1.JobTask/get", "jobtask.get"),
+            (
+                "/spaceone.api.cost_analysis.v1.JobTask/list",
+                "jobtask.list",
+            ),
+            (
+                "/spaceone.api.cost_analysis.v1.JobTask/stat",
+                "jobtask.stat",
+            ),
+            ("/spaceone.api.cost_analysis.v1.JobTask/cancel", "other"),
+        ] {
+            assert_eq!(grpc_method(path), Some(method), "{path}");
+        }
+        assert_eq!(
+            grpc_method("/spaceone.api.cost_analysis.v1.JobTaskX/get"),
+            None
         );
         assert_eq!(grpc_method("/grpc.health.v1.Health/Check"), None);
     }

@@ -1,8 +1,8 @@
 //! The gRPC Job service against the real control plane: generated-client round trips for every
 //! method and error class (on the plaintext port and on the HTTPS port by content type), gRPC
 //! answers equal to REST answers over the vectors of docs/spaceone-job-api.md, reflection
-//! (v1alpha and v1) and health, and spacectl itself (PyPI, pinned) listing, getting, stating and
-//! canceling jobs.
+//! (v1alpha and v1, listing Job and JobTask) and health, and spacectl itself (PyPI, pinned)
+//! listing, getting, stating and canceling jobs. The JobTask service: tests/grpc_jobtask.rs.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,96 +15,21 @@
 
 mod support;
 
+#[path = "support/grpc.rs"]
+mod grpc_support;
+
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use cost_analysis_operator::api::grpc::pb;
+use grpc_support::{
+    RawCodec, WAIT, message_to_dict, normalize, over_tls, parse_dict, plaintext, rest, shim,
+    with_token, without_defaults,
+};
 use pb::job::job_client::JobClient;
 use prost::Message;
 use serde_json::{Value, json};
-use support::{Operator, cluster, eventually, free_port};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-struct Shim {
-    _op: Operator,
-    port: u16,
-    grpc_port: u16,
-    tls: support::ServingCert,
-}
-
-/// One `run` process (controller + API shim with the plaintext gRPC port) for this binary.
-fn shim() -> &'static Shim {
-    static SHIM: OnceLock<Shim> = OnceLock::new();
-    SHIM.get_or_init(|| {
-        let c = cluster();
-        let (port, grpc_port) = (free_port(), free_port());
-        let tls = support::serving_cert(&c.dir, "grpc-shim", "cost-analysis-system");
-        let identity = format!("grpc-{}", std::process::id());
-        let op = Operator::start_command(
-            c,
-            "run",
-            &identity,
-            &[
-                "--api-addr",
-                &format!("127.0.0.1:{port}"),
-                "--grpc-plaintext-addr",
-                &format!("127.0.0.1:{grpc_port}"),
-                "--tls-cert-file",
-                &tls.cert.to_string_lossy(),
-                "--tls-key-file",
-                &tls.key.to_string_lossy(),
-            ],
-        );
-        support::wait_for_leader(c, &identity, Duration::from_secs(60));
-        Shim {
-            _op: op,
-            port,
-            grpc_port,
-            tls,
-        }
-    })
-}
-
-async fn plaintext() -> Channel {
-    let url = format!("http://127.0.0.1:{}", shim().grpc_port);
-    eventually(WAIT, "the plaintext gRPC port", || {
-        let url = url.clone();
-        async move {
-            Endpoint::from_shared(url)
-                .unwrap()
-                .connect_timeout(Duration::from_secs(3))
-                .connect()
-                .await
-                .ok()
-        }
-    })
-    .await
-}
-
-async fn over_tls() -> Channel {
-    let s = shim();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(&s.tls.pem))
-        .domain_name("localhost");
-    Endpoint::from_shared(format!("https://127.0.0.1:{}", s.port))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .expect("TLS gRPC channel")
-}
-
-fn with_token<M>(message: M, token: Option<&str>) -> tonic::Request<M> {
-    let mut r = tonic::Request::new(message);
-    if let Some(t) = token {
-        r.metadata_mut().insert("token", t.parse().unwrap());
-    }
-    r
-}
+use support::{cluster, eventually};
+use tonic::transport::Channel;
 
 struct World {
     ns: String,
@@ -441,56 +366,8 @@ async fn every_method_round_trips_and_every_error_class_is_spaceones() {
 /// Sends `bytes` as the message of `method` (tonic's client, a codec that writes the bytes as
 /// they are), with the reader's token; the answer's status.
 async fn raw_call(channel: Channel, method: &str, bytes: Vec<u8>, token: &str) -> tonic::Status {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
     let path = format!("/{}/{method}", cost_analysis_operator::api::grpc::SERVICE);
-    let path = axum::http::uri::PathAndQuery::try_from(path).unwrap();
-    grpc.unary(with_token(bytes, Some(token)), path, RawCodec)
-        .await
-        .unwrap_err()
-}
-
-struct RawCodec;
-struct RawEncoder;
-struct RawDecoder;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl tonic::codec::Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use prost::bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
+    grpc_support::raw_call_path(channel, &path, bytes, token).await
 }
 
 /// What tonic itself refuses before a Job method runs still gets SpaceONE's shape: bytes that
@@ -539,80 +416,6 @@ async fn undecodable_messages_and_unknown_methods_get_spaceone_errors() {
         let jobs = pb::job::JobsInfo::decode(&answer.into_inner()[..]).unwrap();
         assert_eq!(jobs.total_count, 0);
     }
-}
-
-/// The protobuf form of a JSON request, as SpaceONE's REST proxy makes it (`ParseDict`):
-/// `None` when the JSON cannot be one (unknown field, wrong type), which only REST can send.
-fn parse_dict(message: &str, request: &Value) -> Option<Vec<u8>> {
-    let pool = prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
-    let desc = pool.get_message_by_name(message).unwrap();
-    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(true);
-    let m =
-        prost_reflect::DynamicMessage::deserialize_with_options(desc, request, &options).ok()?;
-    Some(m.encode_to_vec())
-}
-
-/// A protobuf answer as proto3 JSON with the proto field names (`MessageToDict`).
-fn message_to_dict(message: &str, bytes: &[u8]) -> Value {
-    let pool = prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
-    let desc = pool.get_message_by_name(message).unwrap();
-    let m = prost_reflect::DynamicMessage::decode(desc, bytes).unwrap();
-    let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
-    m.serialize_with_options(serde_json::value::Serializer, &options)
-        .unwrap()
-}
-
-/// Numbers compared by value: Struct numbers are doubles, REST JSON writes integers.
-fn normalize(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => json!(n.as_f64().map(|f| (f * 1e9).round() / 1e9)),
-        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
-        }
-        other => other.clone(),
-    }
-}
-
-/// A JobInfo / JobsInfo in proto3 JSON terms: a field at its default value ("", 0, [], false) is
-/// the same as an absent one (REST writes `results: []` and `total_count: 0`, gRPC cannot tell).
-fn without_defaults(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| {
-                    !matches!(v, Value::Null | Value::Bool(false))
-                        && v.as_str() != Some("")
-                        && v.as_f64() != Some(0.0)
-                        && v.as_array().is_none_or(|a| !a.is_empty())
-                })
-                .map(|(k, v)| (k.clone(), without_defaults(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(without_defaults).collect()),
-        other => other.clone(),
-    }
-}
-
-/// A REST call with curl, as tests/api.rs makes them.
-fn rest(path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let s = shim();
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--cacert"])
-        .arg(&s.tls.cert)
-        .args(["-X", "POST", "-w", "\n%{http_code}", "-H"])
-        .arg(format!("Authorization: Bearer {token}"))
-        .args(["-H", "Content-Type: application/json", "--data-binary"])
-        .arg(body.to_string())
-        .arg(format!("https://127.0.0.1:{}{path}", s.port))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
 }
 
 /// gRPC answers equal REST answers for the same requests: every list, get and stat request of
@@ -752,10 +555,18 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
         };
         let mut names: Vec<_> = list.service.iter().map(|s| s.name.clone()).collect();
         names.sort();
-        // Only the application service is listed (spacectl 1.x imports a stub per listed name).
-        assert_eq!(names, ["spaceone.api.cost_analysis.v1.Job"]);
+        // Only the application services are listed (spacectl 1.x imports a stub per listed name;
+        // spaceone-api 1.8.7 ships job_pb2 and job_task_pb2).
+        assert_eq!(
+            names,
+            [
+                "spaceone.api.cost_analysis.v1.Job",
+                "spaceone.api.cost_analysis.v1.JobTask"
+            ]
+        );
         names.push("grpc.health.v1.Health".into());
-        // Every listed name resolves; the Job service's file comes first, its imports are served.
+        // Every listed name resolves; each service's own file comes first, its imports are
+        // served.
         for name in &names {
             let mut answers = r
                 .server_reflection_info(tokio_stream::iter(vec![ask(
@@ -772,8 +583,16 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
             let first =
                 prost_types::FileDescriptorProto::decode(&files.file_descriptor_proto[0][..])
                     .unwrap();
-            if name == "spaceone.api.cost_analysis.v1.Job" {
-                assert_eq!(first.name(), "spaceone/api/cost_analysis/v1/job.proto");
+            let file = match name.as_str() {
+                "spaceone.api.cost_analysis.v1.Job" => Some("job.proto"),
+                "spaceone.api.cost_analysis.v1.JobTask" => Some("job_task.proto"),
+                _ => None,
+            };
+            if let Some(file) = file {
+                assert_eq!(
+                    first.name(),
+                    format!("spaceone/api/cost_analysis/v1/{file}")
+                );
                 for dep in &first.dependency {
                     let mut answers = r
                         .server_reflection_info(tokio_stream::iter(vec![ask(
@@ -815,7 +634,11 @@ async fn reflection_lists_only_resolvable_services_and_health_is_serving() {
         assert!(answers.message().await.unwrap().is_some());
 
         let h = tonic_health::pb::health_client::HealthClient::new(channel);
-        for service in ["", "spaceone.api.cost_analysis.v1.Job"] {
+        for service in [
+            "",
+            "spaceone.api.cost_analysis.v1.Job",
+            "spaceone.api.cost_analysis.v1.JobTask",
+        ] {
             eventually(WAIT, "health SERVING", || {
                 let mut h = h.clone();
                 async move {

@@ -1,14 +1,16 @@
-//! Decoding of what a gRPC client sends: the protobuf request messages of the Job service
-//! (prost), turned into the JSON requests the calls take (`grpc::convert`), then evaluated by the
-//! engine over a small index, and the answers encoded back (JobInfo, JobsInfo, Struct). Never a
-//! panic; a list's JobsInfo built from the engine's fields (what gRPC answers) equals the one its
-//! JSON text converts to.
+//! Decoding of what a gRPC client sends: the protobuf request messages of the Job and JobTask
+//! services (prost), turned into the JSON requests the calls take (`grpc::convert`,
+//! `grpc::convert_task`), then evaluated by the engine over a small index, and the answers encoded
+//! back (JobInfo, JobsInfo, JobTaskInfo, JobTasksInfo, Struct). Never a panic; a list's JobsInfo
+//! or JobTasksInfo built from the engine's fields (what gRPC answers) equals the one its JSON text
+//! converts to. The first byte selects: bit 0x80 a domain in the metadata, bit 0x40 the JobTask
+//! service, the rest modulo 4 the method.
 #![no_main]
 
-use cost_analysis_operator::api::grpc::{convert, pb};
+use cost_analysis_operator::api::grpc::{convert, convert_task, pb};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use spaceone_query::{Index, Limits, Scope, calls as api};
+use spaceone_query::{Index, JobTask, JobTaskStatus, Limits, Scope, TaskIndex, calls as api};
 
 fn index() -> Index {
     let mut index = Index::new();
@@ -22,8 +24,76 @@ fn index() -> Index {
     index
 }
 
+fn task_index() -> TaskIndex {
+    let mut index = TaskIndex::empty();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.to_utc());
+    for (i, status) in JobTaskStatus::ALL.into_iter().enumerate() {
+        let mut options = serde_json::Map::new();
+        options.insert("retries".into(), serde_json::json!(i));
+        index.upsert(JobTask {
+            namespace: "ns".into(),
+            job_task_id: format!("job-aaa111.t{i}"),
+            status,
+            options,
+            created_count: 3,
+            error_code: (status == JobTaskStatus::Failure).then(|| "ERROR_X".into()),
+            error_message: (status == JobTaskStatus::Failure).then(|| "it broke".into()),
+            job_id: "job-aaa111".into(),
+            data_source_id: "ds-1".into(),
+            domain_id: "domain-1".into(),
+            created_at: at("2024-01-01T00:00:00.123Z"),
+            started_at: at("2024-01-01T00:01:00Z"),
+            finished_at: None,
+        });
+    }
+    index
+}
+
+/// The JobTask service's requests (selector bit 0x40).
+fn job_task(selector: u8, bytes: &[u8], domain: Option<&str>) {
+    let (index, scope, limits) = (task_index(), Scope::all(), Limits::default());
+    let now = chrono::Utc::now();
+    match selector % 4 {
+        0 | 3 => {
+            let Ok(m) = pb::job::JobTaskQuery::decode(bytes) else { return };
+            let request = convert_task::job_task_query(&m, domain);
+            if let Ok(text) = api::list_as::<api::Encoded>(&index, &scope, &request, now, &limits) {
+                let tasks = convert_task::job_tasks_info(&text.0)
+                    .expect("the engine's JobTasksInfo converts");
+                let built = api::list_as::<convert_task::JobTasksProto>(
+                    &index, &scope, &request, now, &limits,
+                )
+                .expect("the same request is answered the same way");
+                assert_eq!(built.0, tasks, "{request}");
+                let _ = tasks.encode_to_vec();
+            }
+        }
+        1 => {
+            let Ok(m) = pb::job::JobTaskStatQuery::decode(bytes) else { return };
+            let request = convert_task::job_task_stat_query(&m, domain);
+            if let Ok(serde_json::Value::Object(answer)) =
+                api::stat(&index, &scope, &request, now, &limits)
+            {
+                let _ = convert::to_struct(answer).encode_to_vec();
+            }
+        }
+        _ => {
+            let Ok(m) = pb::job::GetJobTaskRequest::decode(bytes) else { return };
+            let request = convert_task::get_job_task_request(&m, domain);
+            if let Ok(answer) = api::get(&index, &scope, &request) {
+                let info = convert_task::job_task_info(answer)
+                    .expect("the engine's JobTaskInfo converts");
+                let _ = info.encode_to_vec();
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else { return };
+    if selector & 0x40 != 0 {
+        return job_task(selector, bytes, (selector & 0x80 != 0).then_some("domain-1"));
+    }
     let (index, scope, limits) = (index(), Scope::all(), Limits::default());
     let now = chrono::Utc::now();
     let domain = (selector & 0x80 != 0).then_some("domain-1");

@@ -117,7 +117,7 @@ pub async fn run(
     let plaintext = match options.grpc_plaintext_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
-            tracing::info!(addr = %listener.local_addr()?, "serving the gRPC Job service over plaintext HTTP/2 (h2c)");
+            tracing::info!(addr = %listener.local_addr()?, "serving the gRPC Job and JobTask services over plaintext HTTP/2 (h2c)");
             let serving = crate::server::serve(
                 listener,
                 Transport::H2c,

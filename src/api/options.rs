@@ -11,7 +11,7 @@ use crate::server::ServerLimits;
 pub struct ApiOptions {
     /// HTTPS address of the SpaceONE and aggregated APIs.
     pub addr: SocketAddr,
-    /// Plaintext (h2c) address of the gRPC Job service, when it is served there too.
+    /// Plaintext (h2c) address of the gRPC Job and JobTask services, when they are served there too.
     pub grpc_plaintext_addr: Option<SocketAddr>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,

@@ -1,8 +1,8 @@
-//! The errors tonic answers itself, before a Job method runs (a message over the size limit, bytes
+//! The errors tonic answers itself, before a Job or JobTask method runs (a message over the size limit, bytes
 //! that are not the method's protobuf message, a compressed message, a method the service does not
 //! have), reshaped as SpaceONE's: a SpaceONE client splits the details at the first colon and
 //! shows the code, so tonic's bare text ("Error, decoded message length too large ...") would
-//! reach it as an unknown error. Every status a Job method returns already has that shape
+//! reach it as an unknown error. Every status a method of ours returns already has that shape
 //! ([`super::status::status_of`]) and is left alone.
 
 use axum::extract::Request;
@@ -11,10 +11,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tonic::{Code, Status};
 
-use super::status::{MAX_MESSAGE, SERVICE, status_of};
+use super::status::{MAX_MESSAGE, SERVICE, TASK_SERVICE, status_of};
 use crate::api::error::ServiceError;
 
-/// The SpaceONE form of a status tonic answered for a Job request, or `None` when the status
+/// The SpaceONE form of a status tonic answered for a Job or JobTask request, or `None` when the status
 /// already has it (or is not an error).
 pub fn reshape(code: Code, message: &str) -> Option<Status> {
     if code == Code::Ok || message.starts_with("ERROR_") {
@@ -40,20 +40,22 @@ pub fn reshape(code: Code, message: &str) -> Option<Status> {
     })
 }
 
-/// Middleware on the Job service's routes: rewrites a trailers-only error answer (the form tonic
+/// Middleware on the gRPC routes: for a Job or JobTask request, rewrites a trailers-only error answer (the form tonic
 /// gives every error raised before the method runs) into SpaceONE's shape.
 pub async fn spaceone_shaped(request: Request, next: Next) -> Response {
-    let job = request
-        .uri()
-        .path()
-        .strip_prefix('/')
-        .and_then(|p| p.strip_prefix(SERVICE))
-        .is_some_and(|rest| rest.starts_with('/'));
+    let ours = ours(request.uri().path());
     let mut response = next.run(request).await;
-    if job {
+    if ours {
         rewrite(response.headers_mut());
     }
     response
+}
+
+/// Whether `path` is a method path of the Job or JobTask service (`/<service>/<method>`).
+fn ours(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(service, _)| service == SERVICE || service == TASK_SERVICE)
 }
 
 fn rewrite(headers: &mut HeaderMap) {
@@ -108,6 +110,26 @@ mod tests {
         for (code, message, want_code, want) in cases {
             let s = reshape(code, message).expect(message);
             assert_eq!((s.code(), s.message()), (want_code, want), "{message}");
+        }
+    }
+
+    #[test]
+    fn job_and_jobtask_paths_are_ours_others_are_not() {
+        for path in [
+            "/spaceone.api.cost_analysis.v1.Job/list",
+            "/spaceone.api.cost_analysis.v1.JobTask/get",
+            "/spaceone.api.cost_analysis.v1.JobTask/nope",
+        ] {
+            assert!(ours(path), "{path}");
+        }
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/spaceone.api.cost_analysis.v1.JobTaskX/get",
+            "/spaceone.api.cost_analysis.v1.Jo/list",
+            "/spaceone.api.cost_analysis.v1.JobTask",
+            "/",
+        ] {
+            assert!(!ours(path), "{path}");
         }
     }
 

@@ -12,7 +12,7 @@ use super::pb::core as query_pb;
 use super::pb::job as job_pb;
 
 /// Adds `key: value` when `value` is not the default (empty string).
-fn put_str(m: &mut Map<String, Value>, key: &str, value: &str) {
+pub(super) fn put_str(m: &mut Map<String, Value>, key: &str, value: &str) {
     if !value.is_empty() {
         m.insert(key.into(), Value::String(value.into()));
     }
@@ -24,13 +24,13 @@ fn put_bool(m: &mut Map<String, Value>, key: &str, value: bool) {
     }
 }
 
-fn put_list(m: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
+pub(super) fn put_list(m: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
     if !items.is_empty() {
         m.insert(key.into(), Value::Array(items));
     }
 }
 
-fn strings(items: &[String]) -> Vec<Value> {
+pub(super) fn strings(items: &[String]) -> Vec<Value> {
     items.iter().map(|s| Value::String(s.clone())).collect()
 }
 
@@ -281,7 +281,11 @@ pub fn statistics_query(sq: &query_pb::StatisticsQuery) -> Value {
 }
 
 /// `domain_id` from the `x_domain_id` metadata when the body has none.
-fn with_domain(mut m: Map<String, Value>, body_domain: &str, meta_domain: Option<&str>) -> Value {
+pub(super) fn with_domain(
+    mut m: Map<String, Value>,
+    body_domain: &str,
+    meta_domain: Option<&str>,
+) -> Value {
     let domain = Some(body_domain).filter(|d| !d.is_empty()).or(meta_domain);
     if let Some(d) = domain {
         put_str(&mut m, "domain_id", d);

@@ -1,5 +1,6 @@
-//! The gRPC adapter's side of the Job service: which call a method is, and the answer forms it
-//! gets back. Everything behind [`call`] is the shared service ([`crate::api::service::JobService`]).
+//! The gRPC adapter's side of the Job and JobTask services: which call a method is, and the
+//! answer forms it gets back. Everything behind [`call`] is the shared service
+//! ([`crate::api::service::JobService`]).
 
 use serde_json::Value;
 
@@ -8,31 +9,55 @@ use crate::api::service::Answered;
 use crate::api::service::JobService;
 use crate::auth::UserInfo;
 
-/// The four calls of `spaceone.api.cost_analysis.v1.Job`.
+/// The four calls of `spaceone.api.cost_analysis.v1.Job` and the three of `...v1.JobTask`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Get,
     List,
     Stat,
     Cancel,
+    TaskGet,
+    TaskList,
+    TaskStat,
 }
 
 impl Method {
+    /// The method's name in its service (the last part of the gRPC path).
     pub fn name(self) -> &'static str {
         match self {
-            Method::Get => "get",
-            Method::List => "list",
-            Method::Stat => "stat",
+            Method::Get | Method::TaskGet => "get",
+            Method::List | Method::TaskList => "list",
+            Method::Stat | Method::TaskStat => "stat",
             Method::Cancel => "cancel",
+        }
+    }
+
+    /// The fully qualified name of the method's service.
+    pub fn service(self) -> &'static str {
+        match self {
+            Method::Get | Method::List | Method::Stat | Method::Cancel => super::status::SERVICE,
+            Method::TaskGet | Method::TaskList | Method::TaskStat => super::status::TASK_SERVICE,
+        }
+    }
+
+    /// The `method` label of the request metrics, the same as REST's (`get`, `jobtask.list`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::TaskGet => "jobtask.get",
+            Method::TaskList => "jobtask.list",
+            Method::TaskStat => "jobtask.stat",
+            job => job.name(),
         }
     }
 }
 
-/// An answer as the service gives it: a JSON value (JobInfo), or the JobsInfo of a list and the
-/// Struct of a stat built on the query pool, with their share of the bytes-in-flight budget.
+/// An answer as the service gives it: a JSON value (JobInfo, JobTaskInfo), or the JobsInfo /
+/// JobTasksInfo of a list and the Struct of a stat built on the query pool, with their share of
+/// the bytes-in-flight budget.
 pub enum Answer {
     Json(Value),
     Jobs(Answered<super::convert::JobsProto>),
+    Tasks(Answered<super::convert_task::JobTasksProto>),
     Struct(Answered<super::convert::StructProto>),
 }
 
@@ -44,14 +69,74 @@ pub async fn call(
     method: Method,
     request: Value,
 ) -> Result<Answer, ServiceError> {
+    use super::convert::StructProto;
     Ok(match method {
         Method::Get => Answer::Json(service.get(caller, request).await?),
         Method::List => Answer::Jobs(service.list(caller, request).await?),
-        Method::Stat => Answer::Struct(
-            service
-                .stat(caller, request, super::convert::StructProto::of)
-                .await?,
-        ),
+        Method::Stat => Answer::Struct(service.stat(caller, request, StructProto::of).await?),
         Method::Cancel => Answer::Json(service.cancel(caller, request).await?),
+        Method::TaskGet => Answer::Json(service.get_task(caller, request).await?),
+        Method::TaskList => Answer::Tasks(service.list_tasks(caller, request).await?),
+        Method::TaskStat => {
+            Answer::Struct(service.stat_tasks(caller, request, StructProto::of).await?)
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each method's gRPC path and its metrics label, the same label as REST's route.
+    #[test]
+    fn methods_name_their_service_and_rest_label() {
+        let cases = [
+            (
+                Method::Get,
+                "spaceone.api.cost_analysis.v1.Job",
+                "get",
+                "get",
+            ),
+            (
+                Method::Cancel,
+                "spaceone.api.cost_analysis.v1.Job",
+                "cancel",
+                "cancel",
+            ),
+            (
+                Method::TaskGet,
+                "spaceone.api.cost_analysis.v1.JobTask",
+                "get",
+                "jobtask.get",
+            ),
+            (
+                Method::TaskList,
+                "spaceone.api.cost_analysis.v1.JobTask",
+                "list",
+                "jobtask.list",
+            ),
+            (
+                Method::TaskStat,
+                "spaceone.api.cost_analysis.v1.JobTask",
+                "stat",
+                "jobtask.stat",
+            ),
+        ];
+        for (m, service, name, label) in cases {
+            assert_eq!((m.service(), m.name(), m.label()), (service, name, label));
+        }
+        let rest = |route| crate::metrics::outcomes::http_method_label(Some(route), true).1;
+        assert_eq!(
+            Method::TaskList.label(),
+            rest("/cost-analysis/v1/job-tasks/search")
+        );
+        assert_eq!(
+            Method::TaskGet.label(),
+            rest("/cost-analysis/v1/job-task/get")
+        );
+        assert_eq!(
+            Method::TaskStat.label(),
+            rest("/cost-analysis/v1/job-tasks/stat")
+        );
+    }
 }

@@ -1,9 +1,10 @@
-//! SpaceONE's own protocol: `spaceone.api.cost_analysis.v1.Job` over gRPC (tonic), with server
-//! reflection (v1alpha, which spacectl needs, and v1) and the standard health service.
+//! SpaceONE's own protocol: `spaceone.api.cost_analysis.v1.Job` and `...v1.JobTask` over gRPC
+//! (tonic), with server reflection (v1alpha, which spacectl needs, and v1) and the standard
+//! health service.
 //!
 //! The adapter only decodes, calls [`dispatch::call`] and encodes: a request message becomes the
-//! JSON request the REST adapter passes ([`convert`]), the answer becomes JobInfo / JobsInfo /
-//! `google.protobuf.Struct`, and an error becomes the gRPC status of SpaceONE's table with the
+//! JSON request the REST adapter passes ([`convert`], [`convert_task`]), the answer becomes
+//! JobInfo / JobsInfo / JobTaskInfo / JobTasksInfo / `google.protobuf.Struct`, and an error becomes the gRPC status of SpaceONE's table with the
 //! details `"ERROR_CODE: message"`. The caller is the Kubernetes ServiceAccount token in the
 //! `token` metadata (TokenReview, then the same per-domain SubjectAccessReview as REST).
 //!
@@ -13,6 +14,7 @@
 
 pub mod codec_errors;
 pub mod convert;
+pub mod convert_task;
 pub mod dispatch;
 pub mod pb;
 pub mod status;
@@ -29,11 +31,11 @@ use super::service::Answered;
 use super::service::JobService;
 use crate::auth::{PeerIdentity, UserInfo};
 use dispatch::{Answer, Method};
-pub use status::{MAX_MESSAGE, SERVICE, status_of};
+pub use status::{MAX_MESSAGE, SERVICE, TASK_SERVICE, status_of};
 
 use pb::job;
 
-/// The Job service: the adapter around [`dispatch::call`].
+/// The Job and JobTask services: the adapter around [`dispatch::call`].
 #[derive(Clone)]
 pub struct JobGrpc {
     state: JobService,
@@ -104,7 +106,7 @@ impl JobGrpc {
             Err(e) => e.spaceone().grpc.http_status(),
         };
         let labels = crate::metrics::RequestLabels {
-            route: format!("/{SERVICE}/{}", method.name()),
+            route: format!("/{}/{}", method.service(), method.name()),
             code,
         };
         self.state
@@ -114,7 +116,7 @@ impl JobGrpc {
             .observe(started.elapsed().as_secs_f64());
         let call = crate::metrics::outcomes::CallLabels {
             protocol: "grpc",
-            method: method.name(),
+            method: method.label(),
             code: answer.as_ref().err().map_or("OK", |e| e.spaceone().code),
         };
         crate::telemetry::record_code(call.code);
@@ -143,7 +145,7 @@ fn permit_slot<M>(request: &Request<M>) -> PermitSlot {
 fn job_info(answer: Answer) -> Result<Response<job::JobInfo>, Status> {
     match answer {
         Answer::Json(v) => convert::job_info(v),
-        Answer::Jobs(_) | Answer::Struct(_) => None,
+        Answer::Jobs(_) | Answer::Tasks(_) | Answer::Struct(_) => None,
     }
     .map(Response::new)
     .ok_or_else(|| internal("JobInfo"))
@@ -203,36 +205,101 @@ impl job::job_server::Job for JobGrpc {
     }
 }
 
-/// The gRPC services of the API: Job, health (SERVING) and reflection v1alpha and v1, listing
-/// the Job service (which resolves, with its imports). Errors tonic answers itself for a Job
-/// request get SpaceONE's shape ([`codec_errors`]).
+fn job_task_info(answer: Answer) -> Result<Response<job::JobTaskInfo>, Status> {
+    match answer {
+        Answer::Json(v) => convert_task::job_task_info(v),
+        Answer::Jobs(_) | Answer::Tasks(_) | Answer::Struct(_) => None,
+    }
+    .map(Response::new)
+    .ok_or_else(|| internal("JobTaskInfo"))
+}
+
+#[tonic::async_trait]
+impl job::job_task_server::JobTask for JobGrpc {
+    async fn get(
+        &self,
+        request: Request<job::GetJobTaskRequest>,
+    ) -> Result<Response<job::JobTaskInfo>, Status> {
+        job_task_info(
+            self.run(Method::TaskGet, request, convert_task::get_job_task_request)
+                .await?,
+        )
+    }
+
+    async fn list(
+        &self,
+        request: Request<job::JobTaskQuery>,
+    ) -> Result<Response<job::JobTasksInfo>, Status> {
+        let slot = permit_slot(&request);
+        match self
+            .run(Method::TaskList, request, convert_task::job_task_query)
+            .await?
+        {
+            Answer::Tasks(Answered { answer, permit }) => {
+                slot.put(permit);
+                Ok(Response::new(answer.0))
+            }
+            _ => Err(internal("JobTasksInfo")),
+        }
+    }
+
+    async fn stat(
+        &self,
+        request: Request<job::JobTaskStatQuery>,
+    ) -> Result<Response<prost_types::Struct>, Status> {
+        let slot = permit_slot(&request);
+        match self
+            .run(Method::TaskStat, request, convert_task::job_task_stat_query)
+            .await?
+        {
+            Answer::Struct(Answered { answer, permit }) => {
+                slot.put(permit);
+                Ok(Response::new(answer.0))
+            }
+            _ => Err(internal("Struct")),
+        }
+    }
+}
+
+/// The gRPC services of the API: Job, JobTask, health (SERVING) and reflection v1alpha and v1,
+/// listing Job and JobTask (which resolve, with their imports). Errors tonic answers itself for
+/// a Job or JobTask request get SpaceONE's shape ([`codec_errors`]).
 pub fn routes(
     state: JobService,
     request_timeout: Duration,
 ) -> Result<axum::Router, Box<dyn std::error::Error + Send + Sync>> {
-    let job = job::job_server::JobServer::new(JobGrpc::new(state, request_timeout))
-        .max_decoding_message_size(MAX_MESSAGE);
+    let adapter = JobGrpc::new(state, request_timeout);
+    let job =
+        job::job_server::JobServer::new(adapter.clone()).max_decoding_message_size(MAX_MESSAGE);
+    let task =
+        job::job_task_server::JobTaskServer::new(adapter).max_decoding_message_size(MAX_MESSAGE);
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    // The overall status ("") is SERVING from the start; the Job service by name too.
+    // The overall status ("") is SERVING from the start; the Job and JobTask services by name too.
     let reporter = health_reporter.clone();
     tokio::spawn(async move {
         reporter
             .set_serving::<job::job_server::JobServer<JobGrpc>>()
             .await;
+        reporter
+            .set_serving::<job::job_task_server::JobTaskServer<JobGrpc>>()
+            .await;
     });
-    // Only the Job service is listed: spaceone-core 1.x clients (spacectl 1.8) import a Python
-    // stub module for every listed service and fail on any other; the health service's
+    // Only the application services are listed (Job and JobTask): spaceone-core 1.x clients
+    // (spacectl 1.8) import a Python stub module for every listed service and fail on one
+    // spaceone-api does not ship (1.8.7 ships job_pb2 and job_task_pb2); the health service's
     // descriptors are still served by symbol and file name.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .include_reflection_service(false)
             .with_service_name(SERVICE)
+            .with_service_name(TASK_SERVICE)
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let v1alpha = reflection().build_v1alpha()?;
     let v1 = reflection().build_v1()?;
     Ok(tonic::service::Routes::new(job)
+        .add_service(task)
         .add_service(health)
         .add_service(v1alpha)
         .add_service(v1)

@@ -1,4 +1,4 @@
-//! SpaceONE's errors on gRPC: the service's name, the largest message, and [`status_of`], the one
+//! SpaceONE's errors on gRPC: the services' names, the largest message, and [`status_of`], the one
 //! mapping of a [`ServiceError`] to a `tonic::Status`.
 
 use tonic::Status;
@@ -7,6 +7,9 @@ use crate::api::error::ServiceError;
 
 /// The fully qualified name of the Job service.
 pub const SERVICE: &str = "spaceone.api.cost_analysis.v1.Job";
+
+/// The fully qualified name of the JobTask service.
+pub const TASK_SERVICE: &str = "spaceone.api.cost_analysis.v1.JobTask";
 
 /// Largest request message accepted, the same as a REST body.
 pub const MAX_MESSAGE: usize = crate::api::body::MAX_BODY;

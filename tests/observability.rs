@@ -414,6 +414,8 @@ exporters:
         .stderr(std::fs::File::create(dir.join("jaeger.log")).unwrap())
         .spawn()
         .expect("start jaeger");
+    // It lives in a static, which is never dropped: stopped once this test process has exited.
+    support::watchdog(&format!("kill -TERM {} 2>/dev/null", child.id()));
     Jaeger {
         _proc: Proc(child),
         otlp_grpc,

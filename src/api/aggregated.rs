@@ -27,7 +27,6 @@ use super::objects::Selection;
 use super::service::JobService;
 use crate::auth::{QUERY_GROUP as GROUP, QUERY_VERSION as VERSION, UserInfo};
 use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
-use spaceone_query::calls::Encoded;
 
 pub fn router() -> Router<JobService> {
     let base = "/apis/query.cost-analysis.spaceone.dev/v1";
@@ -352,16 +351,9 @@ async fn list<W: Kind>(
             let kind = format!("{}List", W::KIND);
             json!({"kind": kind, "apiVersion": GV, "metadata": meta, "items": items})
         };
-        encode(&body)
+        super::rest::json_text(&body)
     });
     Ok(super::rest::encoded_with(StatusCode::OK, answer.await?))
-}
-
-/// An answer's JSON text, made on the query pool.
-fn encode(body: &Value) -> Result<Encoded, ServiceError> {
-    serde_json::to_vec(body)
-        .map(Encoded)
-        .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
 }
 
 async fn get_one<W: Kind>(
@@ -438,7 +430,7 @@ async fn create_stat<W: Kind>(
         json!(Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
     );
     let answer = s.stat_objects::<W, _, _>(&user, ns, domains, query, move |result| {
-        encode(&json!({"apiVersion": GV, "kind": kind, "metadata": meta, "spec": spec, "status": result}))
+        super::rest::json_text(&json!({"apiVersion": GV, "kind": kind, "metadata": meta, "spec": spec, "status": result}))
     });
     Ok(super::rest::encoded_with(
         StatusCode::CREATED,

@@ -108,6 +108,13 @@ pub fn error_response(e: &ServiceError) -> Response {
     response
 }
 
+/// An answer's JSON text, made on the query pool (a stat's answer can be tens of MB).
+pub(super) fn json_text(v: &Value) -> Result<Encoded, ServiceError> {
+    serde_json::to_vec(v)
+        .map(Encoded)
+        .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
+}
+
 async fn get_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(s.get(&user, body).await?))
@@ -120,11 +127,7 @@ async fn list_body(State(s): State<JobService>, c: Caller, body: Body) -> RestRe
 
 async fn stat_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    let answer = s.stat(&user, body, |v| {
-        serde_json::to_vec(&v)
-            .map(Encoded)
-            .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
-    });
+    let answer = s.stat(&user, body, |v| json_text(&v));
     Ok(encoded(answer.await?))
 }
 
@@ -183,11 +186,7 @@ async fn task_list_body(State(s): State<JobService>, c: Caller, body: Body) -> R
 
 async fn task_stat_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    let answer = s.stat_tasks(&user, body, |v| {
-        serde_json::to_vec(&v)
-            .map(Encoded)
-            .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
-    });
+    let answer = s.stat_tasks(&user, body, |v| json_text(&v));
     Ok(encoded(answer.await?))
 }
 

@@ -12,12 +12,13 @@ use serde_json::Value;
 use spaceone_query::{Limits, Scope};
 
 use super::answer_budget::{AnswerBudget, AnswerPermit};
-use super::catalog::{Catalog, Catalogs, SharedCatalog, SharedTasks, TaskCatalog};
+use super::catalog::{Catalog, Catalogs, SharedCatalog, SharedTasks};
 use super::error::{Denied, ServiceError};
 use super::objects::{Object, Page, Selection, Served};
 use super::pool::{CancelOnDrop, QueryPool};
 use crate::auth::{Authenticator, PeerIdentity, QUERY_GROUP, ResourceAttrs, UserInfo};
 use crate::metrics::Metrics;
+use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
 
 #[derive(Clone)]
 pub struct JobService {
@@ -87,10 +88,7 @@ impl JobService {
 
     /// `Job.get`: GetJobRequest (as JSON) -> JobInfo.
     pub async fn get(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
-        self.read(user, request, |index, scope, request, _| {
-            spaceone_query::calls::get(index, scope, request)
-        })
-        .await
+        self.get_of::<CostAnalysisJob>(user, request).await
     }
 
     /// `Job.list`: JobQuery -> JobsInfo, in the wire form `A` (JSON text, protobuf).
@@ -102,10 +100,7 @@ impl JobService {
     where
         A: spaceone_query::calls::AnswerForm + WireSize + Send + 'static,
     {
-        self.read_sized(user, request, |index, scope, request, limits| {
-            spaceone_query::calls::list_as(index, scope, request, Utc::now(), limits)
-        })
-        .await
+        self.list_of::<CostAnalysisJob, A>(user, request).await
     }
 
     /// `Job.stat`: JobStatQuery -> Struct, put in its wire form by `form` on the query pool (a
@@ -121,14 +116,8 @@ impl JobService {
         A: WireSize + Send + 'static,
         F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
     {
-        let scope = self.domain_scope(user, "get", &request).await?;
-        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
-        self.on_pool(move |catalog| {
-            let stat =
-                spaceone_query::calls::stat(&catalog.index, &scope, &request, Utc::now(), &limits)?;
-            sized(form(stat)?, &answers)
-        })
-        .await
+        self.stat_of::<CostAnalysisJob, A, F>(user, request, form)
+            .await
     }
 
     /// `Job.cancel`: JobRequest -> JobInfo of the CANCELED job (see [`super::cancel`]).
@@ -164,9 +153,7 @@ impl JobService {
 
     /// `JobTask.get`: GetJobTaskRequest (as JSON) -> JobTaskInfo.
     pub async fn get_task(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
-        let scope = self.domain_scope(user, "get", &request).await?;
-        self.on_tasks(move |tasks| Ok(spaceone_query::calls::get(&tasks.index, &scope, &request)?))
-            .await
+        self.get_of::<CostAnalysisJobTask>(user, request).await
     }
 
     /// `JobTask.list`: JobTaskQuery -> JobTasksInfo, in the wire form `A`.
@@ -178,19 +165,7 @@ impl JobService {
     where
         A: spaceone_query::calls::AnswerForm + WireSize + Send + 'static,
     {
-        let scope = self.domain_scope(user, "get", &request).await?;
-        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
-        self.on_tasks(move |tasks| {
-            let answer = spaceone_query::calls::list_as(
-                &tasks.index,
-                &scope,
-                &request,
-                Utc::now(),
-                &limits,
-            )?;
-            sized(answer, &answers)
-        })
-        .await
+        self.list_of::<CostAnalysisJobTask, A>(user, request).await
     }
 
     /// `JobTask.stat`: JobTaskStatQuery -> Struct, put in its wire form by `form` on the pool.
@@ -204,11 +179,67 @@ impl JobService {
         A: WireSize + Send + 'static,
         F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
     {
+        self.stat_of::<CostAnalysisJobTask, A, F>(user, request, form)
+            .await
+    }
+
+    /// SpaceONE's `get` over the catalog of `W`, in the request's domain.
+    async fn get_of<W: Served>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+    ) -> Result<Value, ServiceError> {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        self.on_catalog::<W, _>(move |catalog| {
+            Ok(spaceone_query::calls::get(
+                &catalog.index,
+                &scope,
+                &request,
+            )?)
+        })
+        .await
+    }
+
+    /// SpaceONE's `list` over the catalog of `W`, its wire size reserved before it leaves the pool.
+    async fn list_of<W: Served, A>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        A: spaceone_query::calls::AnswerForm + WireSize + Send + 'static,
+    {
         let scope = self.domain_scope(user, "get", &request).await?;
         let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
-        self.on_tasks(move |tasks| {
+        self.on_catalog::<W, _>(move |catalog| {
+            let answer = spaceone_query::calls::list_as(
+                &catalog.index,
+                &scope,
+                &request,
+                Utc::now(),
+                &limits,
+            )?;
+            sized(answer, &answers)
+        })
+        .await
+    }
+
+    /// SpaceONE's `stat` over the catalog of `W`, put in its wire form by `form` on the pool.
+    async fn stat_of<W: Served, A, F>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+        form: F,
+    ) -> Result<Answered<A>, ServiceError>
+    where
+        A: WireSize + Send + 'static,
+        F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
+    {
+        let scope = self.domain_scope(user, "get", &request).await?;
+        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
+        self.on_catalog::<W, _>(move |catalog| {
             let stat =
-                spaceone_query::calls::stat(&tasks.index, &scope, &request, Utc::now(), &limits)?;
+                spaceone_query::calls::stat(&catalog.index, &scope, &request, Utc::now(), &limits)?;
             sized(form(stat)?, &answers)
         })
         .await
@@ -296,24 +327,6 @@ impl JobService {
         super::pool::cancellable(&self.limits)
     }
 
-    /// Runs `f` over the catalog on the query pool.
-    async fn on_pool<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Catalog) -> Result<T, ServiceError> + Send + 'static,
-    ) -> Result<T, ServiceError> {
-        let jobs = self.jobs.clone();
-        self.pool.run(move || f(&jobs.read())).await?
-    }
-
-    /// Runs `f` over the task catalog on the query pool.
-    async fn on_tasks<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&TaskCatalog) -> Result<T, ServiceError> + Send + 'static,
-    ) -> Result<T, ServiceError> {
-        let tasks = self.tasks.clone();
-        self.pool.run(move || f(&tasks.read())).await?
-    }
-
     /// Runs `f` over the catalog of `W` on the query pool.
     async fn on_catalog<W: Served, T: Send + 'static>(
         &self,
@@ -321,52 +334,6 @@ impl JobService {
     ) -> Result<T, ServiceError> {
         let catalog = W::shared(&self.jobs, &self.tasks).clone();
         self.pool.run(move || f(&catalog.read())).await?
-    }
-
-    /// [`Self::read`], with the answer's wire size reserved on the pool before it leaves it.
-    async fn read_sized<F, A>(
-        &self,
-        user: &UserInfo,
-        request: Value,
-        call: F,
-    ) -> Result<Answered<A>, ServiceError>
-    where
-        F: FnOnce(
-                &spaceone_query::Index,
-                &Scope,
-                &Value,
-                &Limits,
-            ) -> Result<A, spaceone_query::Error>
-            + Send
-            + 'static,
-        A: WireSize + Send + 'static,
-    {
-        let scope = self.domain_scope(user, "get", &request).await?;
-        let ((limits, _stop), answers) = (self.request_limits(), self.answers.clone());
-        self.on_pool(move |catalog| {
-            let answer = call(&catalog.index, &scope, &request, &limits)?;
-            sized(answer, &answers)
-        })
-        .await
-    }
-
-    /// Authorizes reading the request's domain, then answers from the catalog on the query pool.
-    async fn read<F, A>(&self, user: &UserInfo, request: Value, call: F) -> Result<A, ServiceError>
-    where
-        F: FnOnce(
-                &spaceone_query::Index,
-                &Scope,
-                &Value,
-                &Limits,
-            ) -> Result<A, spaceone_query::Error>
-            + Send
-            + 'static,
-        A: Send + 'static,
-    {
-        let scope = self.domain_scope(user, "get", &request).await?;
-        let (limits, _stop) = self.request_limits();
-        self.on_pool(move |catalog| Ok(call(&catalog.index, &scope, &request, &limits)?))
-            .await
     }
 
     /// Authorizes `verb` (`get` or `cancel`) in the request's domain and returns the scope the

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real, loopback-only Kubernetes control plane for tests and the demo: etcd 3.6, kube-apiserver
-# (with the aggregation layer) and kube-controller-manager running only the garbage-collector and
-# namespace controllers (so ownerReference cascade deletion and namespace deletion really happen).
+# (with the aggregation layer) and kube-controller-manager running only the garbage-collector,
+# namespace and clusterrole-aggregation controllers (so ownerReference cascade deletion, namespace
+# deletion and aggregated ClusterRoles really happen).
 # No kubelet, scheduler or other controllers: Pods never run.
 # With --node it also starts a real node (one per machine; hack/node.sh, docs/control-plane.md):
 # containerd, kubelet, kube-scheduler, kube-proxy, a bridge CNI, the controllers pods need, and the
@@ -14,7 +15,7 @@
 # WORKDIR gets: env, kubeconfig (admin, system:masters), pki/, etcd/, *.pid, *.log
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '9,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '10,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 node=0
 if [ $# -eq 3 ] && [ "$1" = up ] && [ "$2" = --node ]; then node=1; set -- "$1" "$3"; fi
 [ $# -eq 2 ] || usage
@@ -263,10 +264,11 @@ wait_for apiserver 120 "ok from /readyz" api_ready
 wait_for apiserver 60 "default namespace" default_ns
 t_api=$SECONDS
 
-# --- kube-controller-manager: only the garbage-collector and namespace controllers. Each controller
+# --- kube-controller-manager: only the garbage-collector, namespace and clusterrole-aggregation
+# controllers (the chart's roles aggregate into view/edit/admin). Each controller
 # uses its own ServiceAccount token (the bootstrap system:controller:* roles), as in a real cluster:
 # the system:kube-controller-manager user itself may not delete arbitrary objects.
-controllers=garbage-collector-controller,namespace-controller kcm_node=()
+controllers=garbage-collector-controller,namespace-controller,clusterrole-aggregation-controller kcm_node=()
 if [ "$node" = 1 ]; then
   # What pods need (docs/control-plane.md): Deployments, the not-ready taint lifted, default
   # ServiceAccounts, kube-root-ca.crt, Service backends, PodDisruptionBudget status, hygiene.
@@ -274,7 +276,7 @@ if [ "$node" = 1 ]; then
   controllers+=,serviceaccount-controller,root-ca-certificate-publisher-controller
   controllers+=,endpointslice-controller,endpoints-controller,endpointslice-mirroring-controller
   controllers+=,disruption-controller,pod-garbage-collector-controller,taint-eviction-controller
-  controllers+=,ttl-controller,clusterrole-aggregation-controller
+  controllers+=,ttl-controller
   # batch/v1 Jobs: the task runner runs templated tasks as Jobs.
   controllers+=,job-controller
   kcm_node=(--root-ca-file="$P/ca.crt")

@@ -214,6 +214,130 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
     );
 }
 
+/// Users reach the operator's resources through Kubernetes' own roles: the chart's view and edit
+/// ClusterRoles aggregate into `view`, `edit` and `admin` (by the real clusterrole-aggregation
+/// controller), and an external worker's ServiceAccount bound to `<release>-task-worker` may find,
+/// claim and report tasks, and nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_roles_aggregate_into_view_and_edit_and_a_worker_role_is_least_privilege() {
+    let _turn = SERIAL.lock().await;
+    let c = cluster();
+    let ns = c.namespace("chart-roles");
+    let chart = chart();
+    let rendered = ok(
+        helm(
+            c,
+            &[
+                "template",
+                "roles",
+                &chart.to_string_lossy(),
+                "-n",
+                &ns,
+                "--kube-version",
+                "1.36.3",
+            ],
+        ),
+        "helm template",
+    );
+    // Only the ClusterRoles: the rest needs the install test's namespace and certificates.
+    let roles: Vec<&str> = rendered
+        .split("\n---")
+        .filter(|d| d.contains("\nkind: ClusterRole\n"))
+        .collect();
+    assert!(
+        roles.iter().any(|r| r.contains("name: roles-cost-analysis-operator-view")),
+        "no view role in {} ClusterRoles",
+        roles.len()
+    );
+    ok(
+        c.kubectl_stdin(&["apply", "-f", "-"], &roles.join("\n---\n")),
+        "apply the ClusterRoles",
+    );
+    let bind = |name: &str, role: &str, subject: &str| {
+        c.kubectl_ok(&[
+            "create",
+            "rolebinding",
+            name,
+            "-n",
+            &ns,
+            &format!("--clusterrole={role}"),
+            subject,
+        ]);
+    };
+    bind("alice-view", "view", "--user=alice");
+    bind("bob-edit", "edit", "--user=bob");
+    bind(
+        "worker",
+        "roles-cost-analysis-operator-task-worker",
+        &format!("--serviceaccount={ns}:worker"),
+    );
+    // A SubjectAccessReview, as the API server itself decides (kubectl auth can-i would first
+    // look the aggregated resources up in discovery, where no APIService serves them here).
+    let can = |who: &str, verb: &str, what: &str| -> bool {
+        let (what, sub) = what.split_once('/').unwrap_or((what, ""));
+        let (resource, group) = what.split_once('.').unwrap();
+        let review = serde_json::json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": who,
+                "resourceAttributes": {
+                    "namespace": ns, "verb": verb, "group": group,
+                    "resource": resource, "subresource": sub,
+                },
+            },
+        });
+        let out = ok(
+            c.kubectl_stdin(&["create", "-o", "json", "-f", "-"], &review.to_string()),
+            "a SubjectAccessReview",
+        );
+        let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+        answer["status"]["allowed"] == true
+    };
+    // The aggregation controller adds the rules to `view` shortly after the roles exist.
+    support::eventually(
+        std::time::Duration::from_secs(30),
+        "the view role to include costanalysisjobs",
+        || async { can("alice", "list", "costanalysisjobs.cost-analysis.spaceone.dev").then_some(()) },
+    )
+    .await;
+    let worker = format!("system:serviceaccount:{ns}:worker");
+    let cases: &[(&str, &str, &str, bool)] = &[
+        ("alice", "watch", "costanalysisjobtasks.cost-analysis.spaceone.dev", true),
+        ("alice", "list", "jobs.query.cost-analysis.spaceone.dev", true),
+        ("alice", "list", "jobtasks.query.cost-analysis.spaceone.dev", true),
+        ("alice", "create", "jobstats.query.cost-analysis.spaceone.dev", true),
+        ("alice", "create", "costanalysisjobs.cost-analysis.spaceone.dev", false),
+        ("alice", "patch", "costanalysisjobs.cost-analysis.spaceone.dev", false),
+        ("bob", "create", "costanalysisjobs.cost-analysis.spaceone.dev", true),
+        ("bob", "delete", "costanalysisjobs.cost-analysis.spaceone.dev", true),
+        ("bob", "list", "jobs.query.cost-analysis.spaceone.dev", true),
+        // Task objects are the controller's: users never create or patch them.
+        ("bob", "create", "costanalysisjobtasks.cost-analysis.spaceone.dev", false),
+        (&worker, "list", "costanalysisjobtasks.cost-analysis.spaceone.dev", true),
+        (&worker, "watch", "costanalysisjobtasks.cost-analysis.spaceone.dev", true),
+        (&worker, "patch", "costanalysisjobtasks.cost-analysis.spaceone.dev/status", true),
+        (&worker, "patch", "costanalysisjobtasks.cost-analysis.spaceone.dev", false),
+        // It reads its job (a worker stops once the job is no longer IN_PROGRESS), never writes it.
+        (&worker, "watch", "costanalysisjobs.cost-analysis.spaceone.dev", true),
+        (&worker, "patch", "costanalysisjobs.cost-analysis.spaceone.dev", false),
+        (&worker, "patch", "costanalysisjobs.cost-analysis.spaceone.dev/status", false),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(who, verb, what, want)| can(who, verb, what) != *want)
+        .map(|(who, verb, what, want)| format!("{who} {verb} {what}: want {want}"))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    let names: Vec<&str> = roles
+        .iter()
+        .filter_map(|r| r.lines().find_map(|l| l.trim().strip_prefix("name: ")))
+        .collect();
+    let mut args = vec!["delete", "clusterrole", "--ignore-not-found"];
+    args.extend(names.iter().copied());
+    c.kubectl_ok(&args);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn install_upgrade_keeps_the_certificate_and_uninstall_removes_everything() {
     let _turn = SERIAL.lock().await;

@@ -245,7 +245,9 @@ async fn the_chart_roles_aggregate_into_view_and_edit_and_a_worker_role_is_least
         .filter(|d| d.contains("\nkind: ClusterRole\n"))
         .collect();
     assert!(
-        roles.iter().any(|r| r.contains("name: roles-cost-analysis-operator-view")),
+        roles
+            .iter()
+            .any(|r| r.contains("name: roles-cost-analysis-operator-view")),
         "no view role in {} ClusterRoles",
         roles.len()
     );
@@ -298,30 +300,117 @@ async fn the_chart_roles_aggregate_into_view_and_edit_and_a_worker_role_is_least
     support::eventually(
         std::time::Duration::from_secs(30),
         "the view role to include costanalysisjobs",
-        || async { can("alice", "list", "costanalysisjobs.cost-analysis.spaceone.dev").then_some(()) },
+        || async {
+            can(
+                "alice",
+                "list",
+                "costanalysisjobs.cost-analysis.spaceone.dev",
+            )
+            .then_some(())
+        },
     )
     .await;
     let worker = format!("system:serviceaccount:{ns}:worker");
     let cases: &[(&str, &str, &str, bool)] = &[
-        ("alice", "watch", "costanalysisjobtasks.cost-analysis.spaceone.dev", true),
-        ("alice", "list", "jobs.query.cost-analysis.spaceone.dev", true),
-        ("alice", "list", "jobtasks.query.cost-analysis.spaceone.dev", true),
-        ("alice", "create", "jobstats.query.cost-analysis.spaceone.dev", true),
-        ("alice", "create", "costanalysisjobs.cost-analysis.spaceone.dev", false),
-        ("alice", "patch", "costanalysisjobs.cost-analysis.spaceone.dev", false),
-        ("bob", "create", "costanalysisjobs.cost-analysis.spaceone.dev", true),
-        ("bob", "delete", "costanalysisjobs.cost-analysis.spaceone.dev", true),
+        (
+            "alice",
+            "watch",
+            "costanalysisjobtasks.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            "alice",
+            "list",
+            "jobs.query.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            "alice",
+            "list",
+            "jobtasks.query.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            "alice",
+            "create",
+            "jobstats.query.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            "alice",
+            "create",
+            "costanalysisjobs.cost-analysis.spaceone.dev",
+            false,
+        ),
+        (
+            "alice",
+            "patch",
+            "costanalysisjobs.cost-analysis.spaceone.dev",
+            false,
+        ),
+        (
+            "bob",
+            "create",
+            "costanalysisjobs.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            "bob",
+            "delete",
+            "costanalysisjobs.cost-analysis.spaceone.dev",
+            true,
+        ),
         ("bob", "list", "jobs.query.cost-analysis.spaceone.dev", true),
         // Task objects are the controller's: users never create or patch them.
-        ("bob", "create", "costanalysisjobtasks.cost-analysis.spaceone.dev", false),
-        (&worker, "list", "costanalysisjobtasks.cost-analysis.spaceone.dev", true),
-        (&worker, "watch", "costanalysisjobtasks.cost-analysis.spaceone.dev", true),
-        (&worker, "patch", "costanalysisjobtasks.cost-analysis.spaceone.dev/status", true),
-        (&worker, "patch", "costanalysisjobtasks.cost-analysis.spaceone.dev", false),
+        (
+            "bob",
+            "create",
+            "costanalysisjobtasks.cost-analysis.spaceone.dev",
+            false,
+        ),
+        (
+            &worker,
+            "list",
+            "costanalysisjobtasks.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            &worker,
+            "watch",
+            "costanalysisjobtasks.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            &worker,
+            "patch",
+            "costanalysisjobtasks.cost-analysis.spaceone.dev/status",
+            true,
+        ),
+        (
+            &worker,
+            "patch",
+            "costanalysisjobtasks.cost-analysis.spaceone.dev",
+            false,
+        ),
         // It reads its job (a worker stops once the job is no longer IN_PROGRESS), never writes it.
-        (&worker, "watch", "costanalysisjobs.cost-analysis.spaceone.dev", true),
-        (&worker, "patch", "costanalysisjobs.cost-analysis.spaceone.dev", false),
-        (&worker, "patch", "costanalysisjobs.cost-analysis.spaceone.dev/status", false),
+        (
+            &worker,
+            "watch",
+            "costanalysisjobs.cost-analysis.spaceone.dev",
+            true,
+        ),
+        (
+            &worker,
+            "patch",
+            "costanalysisjobs.cost-analysis.spaceone.dev",
+            false,
+        ),
+        (
+            &worker,
+            "patch",
+            "costanalysisjobs.cost-analysis.spaceone.dev/status",
+            false,
+        ),
     ];
     let wrong: Vec<String> = cases
         .iter()

@@ -1,9 +1,8 @@
 //! How the operator's watches retry. kube's default backoff grows to 30 s, so after an outage of
 //! a few seconds a watch could stay blind for half a minute more while the API server was back;
 //! this one is capped at 1 s (0.5 to 1 s with jitter), which costs a down API server one cheap
-//! request per watch and second. What remains after the API server's return is its own: it
-//! answers a watch or a list of the custom resources only once their watch cache is ready, about
-//! 5 s after it started in the outage test (docs/reliability.md).
+//! request per watch and second. After an outage a watch starts over from a list (see [`watch`]),
+//! which a restarted API server answers from etcd before its watch cache is ready.
 
 use std::time::Duration;
 
@@ -42,6 +41,12 @@ impl Backoff for WatchBackoff {
 /// A watch of `api` that retries with [`WatchBackoff`], reset by progress only: the `Init` that
 /// opens every list attempt is none (with kube's `StreamBackoff` a list failing over and over was
 /// retried at the first step, five times a second, for ever).
+///
+/// After the API server was unreachable (see [`server_was_away`]) the watch starts over from a
+/// list of the most recent state instead of resuming from its resourceVersion: a restarted API
+/// server answers a resumed watch of a custom resource with "410 Gone" only after holding it for
+/// 3 to 4 s, while a quorum list is answered from etcd as soon as it serves requests, before its
+/// own watch cache is ready (docs/reliability.md, "Catching up after an API-server restart").
 pub fn watch<K>(
     api: kube::Api<K>,
     config: watcher::Config,
@@ -57,7 +62,11 @@ where
 {
     use std::future::Future;
     use std::task::Poll;
-    let mut events = watcher::watcher(api, config).boxed();
+    let after_outage = watcher::Config {
+        list_semantic: watcher::ListSemantic::MostRecent,
+        ..config.clone()
+    };
+    let mut events = watcher::watcher(api.clone(), config).boxed();
     let mut backoff = WatchBackoff::default();
     let mut pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     futures::stream::poll_fn(move |cx| {
@@ -72,12 +81,36 @@ where
             Poll::Pending => return Poll::Pending,
         };
         match &item {
-            Some(Err(_)) => pause = backoff.next().map(|d| Box::pin(tokio::time::sleep(d))),
+            Some(Err(e)) => {
+                if server_was_away(e) {
+                    events = watcher::watcher(api.clone(), after_outage.clone()).boxed();
+                }
+                pause = backoff.next().map(|d| Box::pin(tokio::time::sleep(d)));
+            }
             Some(Ok(watcher::Event::Init)) | None => {}
             Some(Ok(_)) => backoff.reset(),
         }
         Poll::Ready(item)
     })
+}
+
+/// Whether a watch error says the API server could not be reached or was not serving yet (a
+/// connection refused or reset, a 503 while it starts): it may have restarted, and its watch
+/// cache with it. A 429 is not one: a restarted server sends it while its watch cache fills,
+/// after the list that follows an outage has already succeeded.
+pub fn server_was_away(e: &watcher::Error) -> bool {
+    use kube::Error as E;
+    let client = match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => return false,
+    };
+    match client {
+        E::Api(status) => status.code == 503,
+        E::HyperError(_) | E::Service(_) => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -95,5 +128,37 @@ mod tests {
         assert!(later.last().unwrap() >= &Duration::from_millis(500));
         b.reset();
         assert!(b.next().unwrap() <= FIRST);
+    }
+
+    fn status(code: u16) -> Box<kube::core::Status> {
+        Box::new(kube::core::Status {
+            code,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn only_an_unreachable_or_starting_server_restarts_the_watch_from_a_list() {
+        let refused = || kube::Error::Service("client error (Connect)".into());
+        assert!(server_was_away(
+            &watcher::Error::WatchStartFailed(refused())
+        ));
+        assert!(server_was_away(&watcher::Error::InitialListFailed(
+            refused()
+        )));
+        assert!(server_was_away(&watcher::Error::WatchFailed(refused())));
+        assert!(server_was_away(&watcher::Error::WatchStartFailed(
+            kube::Error::Api(status(503))
+        )));
+        // Its watch cache filling: the list that follows an outage has been answered already.
+        assert!(!server_was_away(&watcher::Error::WatchStartFailed(
+            kube::Error::Api(status(429))
+        )));
+        assert!(!server_was_away(&watcher::Error::InitialListFailed(
+            kube::Error::Api(status(403))
+        )));
+        // kube's watcher lists again after a 410 by itself.
+        assert!(!server_was_away(&watcher::Error::WatchError(status(410))));
+        assert!(!server_was_away(&watcher::Error::NoResourceVersion));
     }
 }

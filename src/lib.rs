@@ -20,6 +20,7 @@
 //!
 //! The process:
 //! - [`cli`]: flags and their defaults; [`serve`]: the wiring of `controller`, `api` and `run`;
+//!   [`clients`]: the API server clients (watches without kube's request retry);
 //!   [`offline`]: the offline `query` command; [`health`] and [`metrics`]: `/healthz`, `/readyz`,
 //!   `/metrics`; [`telemetry`]: logs, request and reconcile spans, OpenTelemetry export (opt-in);
 //!   [`shutdown`]: signals; [`timestamp`] and [`percent`]: small codecs.
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod backoff;
 pub mod caches;
 pub mod cli;
+pub mod clients;
 pub mod controller;
 pub mod crd;
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub struct Serve {
 
 impl Serve {
     pub async fn run(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let client = kube::Client::try_default().await?;
+        let clients = crate::clients::Clients::infer().await?;
         let metrics = Arc::new(metrics::Metrics::new(self.common.metric_labels()));
         let stop = shutdown::on_signal();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -69,13 +69,13 @@ impl Serve {
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(args) = self.api {
             let options = args.options();
-            let (c, m) = (client.clone(), metrics.clone());
+            let (c, m) = (clients.clone(), metrics.clone());
             let until = shutdown::requested(stop.clone());
             tasks.spawn(async move { api::run(c, options, catalogs, m, until).await });
         }
         if let Some(args) = self.controller {
-            let (client, metrics, stop) = (client.clone(), metrics.clone(), stop.clone());
-            tasks.spawn(async move { run_controller(client, args, metrics, stop, feeds).await });
+            let (clients, metrics, stop) = (clients.clone(), metrics.clone(), stop.clone());
+            tasks.spawn(async move { run_controller(clients, args, metrics, stop, feeds).await });
         }
         let mut result = Ok(());
         // Whichever component ends first (shutdown, lost lease, fatal error) ends the process.
@@ -92,7 +92,7 @@ impl Serve {
 }
 
 async fn run_controller(
-    client: kube::Client,
+    clients: crate::clients::Clients,
     args: ControllerArgs,
     metrics: Arc<metrics::Metrics>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -118,8 +118,9 @@ async fn run_controller(
     };
     let resync = std::time::Duration::from_secs(args.resync_interval);
     // The caches run from the start, also while this replica waits for the lease (a warm standby).
+    let client = clients.requests;
     let caches = caches::Caches::start(
-        client.clone(),
+        clients.watches,
         args.namespace.as_deref(),
         metrics.clone(),
         feeds,

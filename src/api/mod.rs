@@ -28,7 +28,6 @@ pub mod service;
 use std::sync::Arc;
 
 use axum::Router;
-use kube::Client;
 
 use crate::auth::{Authenticator, ServingCert, TlsState};
 use crate::metrics::Metrics;
@@ -61,7 +60,7 @@ pub fn router(state: JobService, request_timeout: std::time::Duration) -> Router
 /// Serves the API until `shutdown` resolves. The catalog starts filling at once; `jobs.synced`
 /// turns true after the initial list, which is what `/readyz` reports.
 pub async fn run(
-    client: Client,
+    clients: crate::clients::Clients,
     options: ApiOptions,
     catalogs: Catalogs,
     metrics: Arc<Metrics>,
@@ -72,7 +71,7 @@ pub async fn run(
     let mut index_task = tokio::spawn({
         let (jobs, tasks) = (catalogs.jobs.clone(), catalogs.tasks.clone());
         let (namespace, initial) = (options.namespace.clone(), options.initial_list);
-        let client = client.clone();
+        let client = clients.watches;
         async move {
             tokio::join!(
                 jobs.run(client.clone(), namespace.clone(), initial),
@@ -85,6 +84,7 @@ pub async fn run(
         _ => ServingCert::self_signed(&options.self_signed_names)?,
     };
     let tls = TlsState::new(serving, None)?;
+    let client = clients.requests;
     let auth = Arc::new(Authenticator::new(client.clone()));
     tokio::spawn(crate::auth::watch_front_proxy(
         client.clone(),

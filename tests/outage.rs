@@ -1,7 +1,8 @@
 //! An API-server outage (issue 10, items 2 and 3): kube-apiserver is stopped for 15 s and started
 //! again with the same arguments. Afterwards the controller and the API shim see everything that
-//! changed at once, without a restart of their own; during the outage the shim says it is not
-//! ready instead of serving a stale index as if nothing happened.
+//! changed at once, without a restart of their own (the shim's job and task catalogs both equal
+//! the API server again); during the outage the shim says it is not ready instead of serving a
+//! stale index as if nothing happened.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cost_analysis_operator::resources::{CostAnalysisJob, JobStatus};
+use cost_analysis_operator::resources::{CostAnalysisJob, CostAnalysisJobTask, JobStatus};
 use kube::Api;
 use kube::api::ListParams;
 use support::{Operator, cluster, create, eventually, job_yaml, wait_for_leader};
@@ -182,6 +183,26 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
     eventually(settle, "the shim ready again", || async {
         ready().then_some(())
     })
+    .await;
+    // The task catalog came back through the same outage: it holds what the API server holds
+    // (the 10 canceled jobs' tasks among them), counted across every namespace.
+    let all_tasks: Api<CostAnalysisJobTask> = Api::all(c.client().await);
+    eventually(
+        settle,
+        "the task catalog to equal the API server's tasks",
+        || async {
+            let page = all_tasks
+                .list_metadata(&ListParams::default().limit(1))
+                .await
+                .ok()?;
+            let total = page.items.len() as i64 + page.metadata.remaining_item_count.unwrap_or(0);
+            let held = support::http_get(&health, "/metrics")
+                .lines()
+                .find_map(|l| l.strip_prefix("cost_analysis_operator_catalog_tasks "))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            (held == Some(total)).then_some(())
+        },
+    )
     .await;
     let restarts = op
         .metrics()

@@ -316,6 +316,31 @@ impl ControllerArgs {
                 .collect(),
         }
     }
+
+    /// What the lifecycle's decisions depend on.
+    pub fn lifecycle(&self) -> crate::lifecycle::Config {
+        crate::lifecycle::Config {
+            default_timeout: chrono::Duration::seconds(i64::from(self.job_timeout)),
+            clock_skew_allowance: chrono::Duration::milliseconds(i64::from(
+                self.clock_skew_allowance_ms,
+            )),
+        }
+    }
+
+    /// The controller lease; without `--identity`, the pod's host name and a random suffix.
+    pub fn lease(&self) -> crate::leader::LeaseConfig {
+        let identity = self.identity.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into());
+            format!("{host}-{:08x}", rand::random::<u32>())
+        });
+        crate::leader::LeaseConfig {
+            name: self.lease_name.clone(),
+            namespace: self.lease_namespace.clone(),
+            identity,
+            duration_seconds: self.lease_duration,
+            grace_seconds: (self.lease_duration / 3).max(1),
+        }
+    }
 }
 
 impl ApiArgs {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::{ApiArgs, CommonArgs, ControllerArgs};
-use crate::{api, caches, controller, health, leader, lifecycle, metrics, shutdown};
+use crate::{api, caches, controller, health, leader, metrics, shutdown};
 
 pub struct Serve {
     pub controller: Option<ControllerArgs>,
@@ -99,23 +99,8 @@ async fn run_controller(
     feeds: caches::Feeds,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let runner_config = args.runner();
-    let identity = args.identity.unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "controller".into());
-        format!("{host}-{:08x}", rand::random::<u32>())
-    });
-    let lease = leader::LeaseConfig {
-        name: args.lease_name,
-        namespace: args.lease_namespace,
-        identity,
-        duration_seconds: args.lease_duration,
-        grace_seconds: (args.lease_duration / 3).max(1),
-    };
-    let config = lifecycle::Config {
-        default_timeout: chrono::Duration::seconds(i64::from(args.job_timeout)),
-        clock_skew_allowance: chrono::Duration::milliseconds(i64::from(
-            args.clock_skew_allowance_ms,
-        )),
-    };
+    let lease = args.lease();
+    let config = args.lifecycle();
     let resync = std::time::Duration::from_secs(args.resync_interval);
     // The caches run from the start, also while this replica waits for the lease (a warm standby).
     let client = clients.requests;

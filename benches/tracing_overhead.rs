@@ -12,6 +12,9 @@
 //!   (a new job: its status and its task; each gets its `reconcile` span; the API writes
 //!   themselves are left out, so the ratio is the span's cost against the decision alone).
 //!
+//! - in process, one request span part by part (no subscriber, JSON logs, the OpenTelemetry span
+//!   dropped at its end, the span handed to the exporter), per span.
+//!
 //! Prints medians and p99 and the ratio on / off at the median.
 //!   cargo bench --bench tracing_overhead     (Jaeger from hack/observability-bin.sh; a control
 //!                                             plane as in tests/, or COST_ANALYSIS_CLUSTER_DIR)
@@ -41,6 +44,8 @@ use cost_analysis_operator::resources::{
     CostAnalysisJob, CostAnalysisJobSpec, TaskState, TaskTemplate,
 };
 use cost_analysis_operator::{job_metrics, telemetry};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
 use serde_json::json;
 use spaceone_query::{Index, Job, JobStatus, Limits, Scope, calls as api};
 use tracing_subscriber::Layer as _;
@@ -217,27 +222,23 @@ fn main() {
     };
     let off = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(std::io::sink)
-                .with_filter(tracing_subscriber::filter::filter_fn(|_| {
-                    std::env::var_os("BENCH_NO_LOGS").is_none()
-                })),
-        );
+        .with(logs());
     let on = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
         .with(telemetry::otel_layer(&provider))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(std::io::sink)
-                .with_filter(tracing_subscriber::filter::filter_fn(|_| {
-                    std::env::var_os("BENCH_NO_LOGS").is_none()
-                })),
-        );
+        .with(logs());
+    // The same as `on` with each finished span dropped instead of handed to the exporter: the
+    // span's own cost, apart from the hand-off.
+    let discarding = SdkTracerProvider::builder()
+        .with_span_processor(Discard)
+        .build();
+    let built = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(telemetry::otel_layer(&discarding))
+        .with(logs());
     let off = tracing::Dispatch::new(off);
     let on = tracing::Dispatch::new(on);
+    let built = tracing::Dispatch::new(built);
 
     let index = index(n);
     let scope = Scope {
@@ -318,6 +319,42 @@ fn main() {
     println!(
         "{n} jobs in the catalog, a pass of {pass} jobs, {rounds} rounds, interleaved (medians and p99 in microseconds)"
     );
+    // What one request span costs, part by part: the span alone (created continuing a
+    // `traceparent`, its domain and code recorded, closed), 100 at a time, per span.
+    let span_alone = || {
+        for _ in 0..100 {
+            let span = telemetry::request_span("rest", "list", &headers);
+            span.in_scope(|| telemetry::record_domain("domain-0"));
+            telemetry::record_code_on(&span, "OK");
+            drop(span);
+        }
+    };
+    let none = tracing::Dispatch::none();
+    let parts = [
+        ("no subscriber", &none),
+        ("JSON logs (off)", &off),
+        ("+ OpenTelemetry span, dropped at its end", &built),
+        ("+ handed to the exporter (on)", &on),
+    ];
+    for (_, d) in parts {
+        tracing::dispatcher::with_default(d, || (0..10).for_each(|_| span_alone()));
+    }
+    let mut times = parts.map(|_| Vec::new());
+    for _ in 0..rounds {
+        for ((_, d), out) in parts.iter().zip(times.iter_mut()) {
+            tracing::dispatcher::with_default(d, || {
+                let t = Instant::now();
+                span_alone();
+                out.push(t.elapsed() / 100);
+            });
+        }
+    }
+    let medians: Vec<String> = parts
+        .iter()
+        .zip(times)
+        .map(|((name, _), t)| format!("{name} {:.2}", stats(t).0))
+        .collect();
+    println!("request span alone, per span: {}", medians.join("; "));
     for (name, work) in [
         ("shim list (100 of one domain)", &list as &dyn Fn()),
         ("reconcile pass, settled jobs", &settled_pass as &dyn Fn()),
@@ -348,6 +385,34 @@ fn main() {
     }
     let exported = runtime.spawn_blocking(move || provider.shutdown());
     let _ = runtime.block_on(exported);
+}
+
+/// The JSON log layer as `--log-format json` writes it, into a sink (none with BENCH_NO_LOGS).
+fn logs<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(std::io::sink)
+        .with_filter(tracing_subscriber::filter::filter_fn(|_| {
+            std::env::var_os("BENCH_NO_LOGS").is_none()
+        }))
+}
+
+/// Drops every finished span.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanProcessor for Discard {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+    fn on_end(&self, _: SpanData) {}
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+        Ok(())
+    }
 }
 
 /// The shim's list as P1 measures it, over HTTPS with a token, against two `api` processes on one

@@ -3,8 +3,12 @@
 //! sampled), side by side in one run:
 //! - the shim's list as P1 measures it: a REST list (filter by data source, newest first, a page
 //!   of 100 of BENCH_REST_JOBS jobs) over HTTPS with a ServiceAccount token, against two `api`
-//!   processes on one control plane, one exporting and one not, called alternately;
-//! - in process, what one REST `list` adds around the engine: the `request` span continuing a
+//!   processes on one control plane, one exporting and one not, called alternately,
+//!   BENCH_REST_ROUNDS (3,000) rounds;
+//! - in process, BENCH_ROUNDS (300) rounds of each of the following. One request span and one
+//!   reconcile span part by part, per span: no subscriber, the JSON logs (off), the
+//!   OpenTelemetry span built and dropped at its end, and handed to the exporter (on);
+//! - what one REST `list` adds around the engine: the `request` span continuing a
 //!   `traceparent`, its fields (domain, code), the request metric, then the engine's list of one
 //!   domain's jobs (a 100-job page, newest first, of BENCH_JOBS jobs) and the JSON answer;
 //! - reconcile passes as the controller makes them: BENCH_PASS settled IN_PROGRESS jobs (nothing
@@ -12,10 +16,8 @@
 //!   (a new job: its status and its task; each gets its `reconcile` span; the API writes
 //!   themselves are left out, so the ratio is the span's cost against the decision alone).
 //!
-//! - in process, one request span part by part (no subscriber, JSON logs, the OpenTelemetry span
-//!   dropped at its end, the span handed to the exporter), per span.
-//!
-//! Prints medians and p99 and the ratio on / off at the median.
+//! Prints medians and p99 and the ratio on / off at the median; the in-process parts also under
+//! a third subscriber whose spans are built and dropped at their end, not exported.
 //!   cargo bench --bench tracing_overhead     (Jaeger from hack/observability-bin.sh; a control
 //!                                             plane as in tests/, or COST_ANALYSIS_CLUSTER_DIR)
 //!   BENCH_REST=0 ...   (no control plane: the in-process parts only)
@@ -192,7 +194,13 @@ fn main() {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(rest_list(&otlp, env_or("BENCH_REST_JOBS", 10_000), rounds));
+            // A list takes a quarter of a millisecond: many rounds cost little and steady the
+            // medians against whatever else runs on the machine.
+            runtime.block_on(rest_list(
+                &otlp,
+                env_or("BENCH_REST_JOBS", 10_000),
+                env_or("BENCH_REST_ROUNDS", 3_000),
+            ));
         }
         let status = Command::new(std::env::current_exe().unwrap())
             .args(std::env::args().skip(1))
@@ -319,13 +327,27 @@ fn main() {
     println!(
         "{n} jobs in the catalog, a pass of {pass} jobs, {rounds} rounds, interleaved (medians and p99 in microseconds)"
     );
-    // What one request span costs, part by part: the span alone (created continuing a
-    // `traceparent`, its domain and code recorded, closed), 100 at a time, per span.
-    let span_alone = || {
+    // What one span costs, part by part, 100 at a time, per span: a request span alone (created
+    // continuing a `traceparent`, its domain and code recorded, closed) and a reconcile span alone
+    // (created, a decision that writes recorded, closed).
+    let request_span = || {
         for _ in 0..100 {
             let span = telemetry::request_span("rest", "list", &headers);
             span.in_scope(|| telemetry::record_domain("domain-0"));
             telemetry::record_code_on(&span, "OK");
+            drop(span);
+        }
+    };
+    let writing = {
+        let view = JobView::of(&objects[0]).unwrap();
+        lifecycle::decide(&view, &[], Utc::now(), &config)
+    };
+    assert!(!job_metrics::is_settled(&writing));
+    let reconcile_span = || {
+        for _ in 0..100 {
+            let span = telemetry::reconcile_span("ns", "job-000000");
+            job_metrics::record_decision(&span, &writing);
+            span.in_scope(|| std::hint::black_box(writing.create_tasks.len()));
             drop(span);
         }
     };
@@ -336,25 +358,30 @@ fn main() {
         ("+ OpenTelemetry span, dropped at its end", &built),
         ("+ handed to the exporter (on)", &on),
     ];
-    for (_, d) in parts {
-        tracing::dispatcher::with_default(d, || (0..10).for_each(|_| span_alone()));
-    }
-    let mut times = parts.map(|_| Vec::new());
-    for _ in 0..rounds {
-        for ((_, d), out) in parts.iter().zip(times.iter_mut()) {
-            tracing::dispatcher::with_default(d, || {
-                let t = Instant::now();
-                span_alone();
-                out.push(t.elapsed() / 100);
-            });
+    for (what, work) in [
+        ("request span", &request_span as &dyn Fn()),
+        ("reconcile span", &reconcile_span as &dyn Fn()),
+    ] {
+        for (_, d) in parts {
+            tracing::dispatcher::with_default(d, || (0..10).for_each(|_| work()));
         }
+        let mut times = parts.map(|_| Vec::new());
+        for _ in 0..rounds {
+            for ((_, d), out) in parts.iter().zip(times.iter_mut()) {
+                tracing::dispatcher::with_default(d, || {
+                    let t = Instant::now();
+                    work();
+                    out.push(t.elapsed() / 100);
+                });
+            }
+        }
+        let medians: Vec<String> = parts
+            .iter()
+            .zip(times)
+            .map(|((name, _), t)| format!("{name} {:.2}", stats(t).0))
+            .collect();
+        println!("{what} alone, per span: {}", medians.join("; "));
     }
-    let medians: Vec<String> = parts
-        .iter()
-        .zip(times)
-        .map(|((name, _), t)| format!("{name} {:.2}", stats(t).0))
-        .collect();
-    println!("request span alone, per span: {}", medians.join("; "));
     for (name, work) in [
         ("shim list (100 of one domain)", &list as &dyn Fn()),
         ("reconcile pass, settled jobs", &settled_pass as &dyn Fn()),
@@ -363,13 +390,13 @@ fn main() {
             &deciding_pass as &dyn Fn(),
         ),
     ] {
-        // Warm-up under both.
-        for d in [&off, &on] {
+        // Warm-up under each.
+        for d in [&off, &built, &on] {
             tracing::dispatcher::with_default(d, || (0..10).for_each(|_| work()));
         }
-        let (mut t_off, mut t_on) = (Vec::new(), Vec::new());
+        let (mut t_off, mut t_built, mut t_on) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            for (d, out) in [(&off, &mut t_off), (&on, &mut t_on)] {
+            for (d, out) in [(&off, &mut t_off), (&built, &mut t_built), (&on, &mut t_on)] {
                 tracing::dispatcher::with_default(d, || {
                     let t = Instant::now();
                     work();
@@ -377,10 +404,12 @@ fn main() {
                 });
             }
         }
-        let ((m_off, p_off), (m_on, p_on)) = (stats(t_off), stats(t_on));
+        let ((m_off, p_off), (m_built, _), (m_on, p_on)) =
+            (stats(t_off), stats(t_built), stats(t_on));
         println!(
-            "{name}: off median {m_off:.1} p99 {p_off:.1}; on median {m_on:.1} p99 {p_on:.1}; on/off at the median {:.3}",
-            m_on / m_off
+            "{name}: off median {m_off:.1} p99 {p_off:.1}; on median {m_on:.1} p99 {p_on:.1}; on/off at the median {:.3} (spans built, not exported: median {m_built:.1}, {:.3})",
+            m_on / m_off,
+            m_built / m_off
         );
     }
     let exported = runtime.spawn_blocking(move || provider.shutdown());

@@ -430,6 +430,71 @@ mod tests {
         );
     }
 
+    /// Keeps what it is given: each span's name and whether its export ran on a Tokio runtime,
+    /// and the service name of the resource.
+    #[derive(Clone, Debug, Default)]
+    struct Recording {
+        spans: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+        service: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    }
+
+    impl opentelemetry_sdk::trace::SpanExporter for Recording {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            let on_tokio = tokio::runtime::Handle::try_current().is_ok();
+            self.spans
+                .lock()
+                .unwrap()
+                .extend(batch.into_iter().map(|s| (s.name.into_owned(), on_tokio)));
+            Ok(())
+        }
+
+        fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+            *self.service.lock().unwrap() = resource
+                .get(&opentelemetry::Key::new("service.name"))
+                .map(|v| v.to_string());
+        }
+    }
+
+    #[test]
+    fn the_batch_thread_exports_on_the_runtime_with_the_resource() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let recording = Recording::default();
+        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(OnRuntime {
+            exporter: std::sync::Arc::new(recording.clone()),
+            runtime: runtime.handle().clone(),
+        })
+        .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("under-test")
+                    .build(),
+            )
+            .build();
+        let subscriber = tracing_subscriber::registry().with(otel_layer(&provider));
+        tracing::subscriber::with_default(subscriber, || {
+            drop(request_span("rest", "list", &HeaderMap::new()));
+        });
+        provider.force_flush().unwrap();
+        assert_eq!(
+            *recording.spans.lock().unwrap(),
+            vec![("rest list".to_string(), true)]
+        );
+        assert_eq!(
+            recording.service.lock().unwrap().as_deref(),
+            Some("under-test")
+        );
+        provider.shutdown().unwrap();
+    }
+
     #[test]
     fn the_callers_traceparent_is_read() {
         let mut headers = HeaderMap::new();

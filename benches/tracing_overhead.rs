@@ -3,8 +3,12 @@
 //! sampled), side by side in one run:
 //! - the shim's list as P1 measures it: a REST list (filter by data source, newest first, a page
 //!   of 100 of BENCH_REST_JOBS jobs) over HTTPS with a ServiceAccount token, against two `api`
-//!   processes on one control plane, one exporting and one not, called alternately;
-//! - in process, what one REST `list` adds around the engine: the `request` span continuing a
+//!   processes on one control plane, one exporting and one not, called alternately,
+//!   BENCH_REST_ROUNDS (3,000) rounds;
+//! - in process, BENCH_ROUNDS (300) rounds of each of the following. One request span and one
+//!   reconcile span part by part, per span: no subscriber, the JSON logs (off), the
+//!   OpenTelemetry span built and dropped at its end, and handed to the exporter (on);
+//! - what one REST `list` adds around the engine: the `request` span continuing a
 //!   `traceparent`, its fields (domain, code), the request metric, then the engine's list of one
 //!   domain's jobs (a 100-job page, newest first, of BENCH_JOBS jobs) and the JSON answer;
 //! - reconcile passes as the controller makes them: BENCH_PASS settled IN_PROGRESS jobs (nothing
@@ -12,7 +16,8 @@
 //!   (a new job: its status and its task; each gets its `reconcile` span; the API writes
 //!   themselves are left out, so the ratio is the span's cost against the decision alone).
 //!
-//! Prints medians and p99 and the ratio on / off at the median.
+//! Prints medians and p99 and the ratio on / off at the median; the in-process parts also under
+//! a third subscriber whose spans are built and dropped at their end, not exported.
 //!   cargo bench --bench tracing_overhead     (Jaeger from hack/observability-bin.sh; a control
 //!                                             plane as in tests/, or COST_ANALYSIS_CLUSTER_DIR)
 //!   BENCH_REST=0 ...   (no control plane: the in-process parts only)
@@ -41,6 +46,8 @@ use cost_analysis_operator::resources::{
     CostAnalysisJob, CostAnalysisJobSpec, TaskState, TaskTemplate,
 };
 use cost_analysis_operator::{job_metrics, telemetry};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
 use serde_json::json;
 use spaceone_query::{Index, Job, JobStatus, Limits, Scope, calls as api};
 use tracing_subscriber::Layer as _;
@@ -187,7 +194,13 @@ fn main() {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(rest_list(&otlp, env_or("BENCH_REST_JOBS", 10_000), rounds));
+            // A list takes a quarter of a millisecond: many rounds cost little and steady the
+            // medians against whatever else runs on the machine.
+            runtime.block_on(rest_list(
+                &otlp,
+                env_or("BENCH_REST_JOBS", 10_000),
+                env_or("BENCH_REST_ROUNDS", 3_000),
+            ));
         }
         let status = Command::new(std::env::current_exe().unwrap())
             .args(std::env::args().skip(1))
@@ -217,27 +230,23 @@ fn main() {
     };
     let off = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(std::io::sink)
-                .with_filter(tracing_subscriber::filter::filter_fn(|_| {
-                    std::env::var_os("BENCH_NO_LOGS").is_none()
-                })),
-        );
+        .with(logs());
     let on = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
         .with(telemetry::otel_layer(&provider))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(std::io::sink)
-                .with_filter(tracing_subscriber::filter::filter_fn(|_| {
-                    std::env::var_os("BENCH_NO_LOGS").is_none()
-                })),
-        );
+        .with(logs());
+    // The same as `on` with each finished span dropped instead of handed to the exporter: the
+    // span's own cost, apart from the hand-off.
+    let discarding = SdkTracerProvider::builder()
+        .with_span_processor(Discard)
+        .build();
+    let built = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(telemetry::otel_layer(&discarding))
+        .with(logs());
     let off = tracing::Dispatch::new(off);
     let on = tracing::Dispatch::new(on);
+    let built = tracing::Dispatch::new(built);
 
     let index = index(n);
     let scope = Scope {
@@ -318,6 +327,61 @@ fn main() {
     println!(
         "{n} jobs in the catalog, a pass of {pass} jobs, {rounds} rounds, interleaved (medians and p99 in microseconds)"
     );
+    // What one span costs, part by part, 100 at a time, per span: a request span alone (created
+    // continuing a `traceparent`, its domain and code recorded, closed) and a reconcile span alone
+    // (created, a decision that writes recorded, closed).
+    let request_span = || {
+        for _ in 0..100 {
+            let span = telemetry::request_span("rest", "list", &headers);
+            span.in_scope(|| telemetry::record_domain("domain-0"));
+            telemetry::record_code_on(&span, "OK");
+            drop(span);
+        }
+    };
+    let writing = {
+        let view = JobView::of(&objects[0]).unwrap();
+        lifecycle::decide(&view, &[], Utc::now(), &config)
+    };
+    assert!(!job_metrics::is_settled(&writing));
+    let reconcile_span = || {
+        for _ in 0..100 {
+            let span = telemetry::reconcile_span("ns", "job-000000");
+            job_metrics::record_decision(&span, &writing);
+            span.in_scope(|| std::hint::black_box(writing.create_tasks.len()));
+            drop(span);
+        }
+    };
+    let none = tracing::Dispatch::none();
+    let parts = [
+        ("no subscriber", &none),
+        ("JSON logs (off)", &off),
+        ("+ OpenTelemetry span, dropped at its end", &built),
+        ("+ handed to the exporter (on)", &on),
+    ];
+    for (what, work) in [
+        ("request span", &request_span as &dyn Fn()),
+        ("reconcile span", &reconcile_span as &dyn Fn()),
+    ] {
+        for (_, d) in parts {
+            tracing::dispatcher::with_default(d, || (0..10).for_each(|_| work()));
+        }
+        let mut times = parts.map(|_| Vec::new());
+        for _ in 0..rounds {
+            for ((_, d), out) in parts.iter().zip(times.iter_mut()) {
+                tracing::dispatcher::with_default(d, || {
+                    let t = Instant::now();
+                    work();
+                    out.push(t.elapsed() / 100);
+                });
+            }
+        }
+        let medians: Vec<String> = parts
+            .iter()
+            .zip(times)
+            .map(|((name, _), t)| format!("{name} {:.2}", stats(t).0))
+            .collect();
+        println!("{what} alone, per span: {}", medians.join("; "));
+    }
     for (name, work) in [
         ("shim list (100 of one domain)", &list as &dyn Fn()),
         ("reconcile pass, settled jobs", &settled_pass as &dyn Fn()),
@@ -326,13 +390,13 @@ fn main() {
             &deciding_pass as &dyn Fn(),
         ),
     ] {
-        // Warm-up under both.
-        for d in [&off, &on] {
+        // Warm-up under each.
+        for d in [&off, &built, &on] {
             tracing::dispatcher::with_default(d, || (0..10).for_each(|_| work()));
         }
-        let (mut t_off, mut t_on) = (Vec::new(), Vec::new());
+        let (mut t_off, mut t_built, mut t_on) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            for (d, out) in [(&off, &mut t_off), (&on, &mut t_on)] {
+            for (d, out) in [(&off, &mut t_off), (&built, &mut t_built), (&on, &mut t_on)] {
                 tracing::dispatcher::with_default(d, || {
                     let t = Instant::now();
                     work();
@@ -340,14 +404,44 @@ fn main() {
                 });
             }
         }
-        let ((m_off, p_off), (m_on, p_on)) = (stats(t_off), stats(t_on));
+        let ((m_off, p_off), (m_built, _), (m_on, p_on)) =
+            (stats(t_off), stats(t_built), stats(t_on));
         println!(
-            "{name}: off median {m_off:.1} p99 {p_off:.1}; on median {m_on:.1} p99 {p_on:.1}; on/off at the median {:.3}",
-            m_on / m_off
+            "{name}: off median {m_off:.1} p99 {p_off:.1}; on median {m_on:.1} p99 {p_on:.1}; on/off at the median {:.3} (spans built, not exported: median {m_built:.1}, {:.3})",
+            m_on / m_off,
+            m_built / m_off
         );
     }
     let exported = runtime.spawn_blocking(move || provider.shutdown());
     let _ = runtime.block_on(exported);
+}
+
+/// The JSON log layer as `--log-format json` writes it, into a sink (none with BENCH_NO_LOGS).
+fn logs<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(std::io::sink)
+        .with_filter(tracing_subscriber::filter::filter_fn(|_| {
+            std::env::var_os("BENCH_NO_LOGS").is_none()
+        }))
+}
+
+/// Drops every finished span.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanProcessor for Discard {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+    fn on_end(&self, _: SpanData) {}
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+        Ok(())
+    }
 }
 
 /// The shim's list as P1 measures it, over HTTPS with a token, against two `api` processes on one

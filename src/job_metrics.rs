@@ -27,18 +27,17 @@ pub fn is_settled(decision: &Decision) -> bool {
 pub fn record_decision(span: &tracing::Span, decision: &Decision) {
     let status = decision.status.status.map_or("IN_PROGRESS", |s| s.as_str());
     let writes = writes(decision);
-    span.record(
-        "decision",
-        tracing::field::display(format_args!(
-            "{status}{}",
-            if decision.status_changed {
-                " (written)"
-            } else {
-                ""
-            }
-        )),
+    let written = if decision.status_changed {
+        " (written)"
+    } else {
+        ""
+    };
+    // Both at once: the JSON log layer parses and re-encodes a span's fields on each `record`.
+    tracing::record_all!(
+        span,
+        decision = %format_args!("{status}{written}"),
+        writes = writes
     );
-    span.record("writes", writes);
     debug!(
         parent: span,
         status,

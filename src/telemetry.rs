@@ -93,12 +93,13 @@ fn provider(export: &Export) -> Result<Option<SdkTracerProvider>, String> {
             .build(),
     }
     .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
-    let processor =
-        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-            exporter,
-            opentelemetry_sdk::runtime::Tokio,
-        )
-        .build();
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| "the trace exporter needs the async runtime".to_string())?;
+    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(OnRuntime {
+        exporter: std::sync::Arc::new(exporter),
+        runtime,
+    })
+    .build();
     let mut resource = opentelemetry_sdk::Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name("cost-analysis-operator");
@@ -109,6 +110,57 @@ fn provider(export: &Export) -> Result<Option<SdkTracerProvider>, String> {
             .with_resource(resource.build())
             .build(),
     ))
+}
+
+/// The OTLP exporter with each export run on the Tokio runtime. The SDK's batch processor takes
+/// a finished span into a bounded queue that its own thread drains every `OTEL_BSP_SCHEDULE_DELAY`
+/// or `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans: nothing is woken per span (the async-runtime
+/// processor woke its task for every one, on the cores serving requests). The OTLP clients run
+/// on Tokio, so that thread hands each batch to the runtime and waits for it.
+#[derive(Debug)]
+struct OnRuntime<E> {
+    exporter: std::sync::Arc<E>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<E> opentelemetry_sdk::trace::SpanExporter for OnRuntime<E>
+where
+    E: opentelemetry_sdk::trace::SpanExporter + 'static,
+{
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let exporter = self.exporter.clone();
+        match self
+            .runtime
+            .spawn(async move { exporter.export(batch).await })
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                format!("the export did not finish: {e}"),
+            )),
+        }
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.exporter.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        // The provider sets it while it is built, before any export holds a clone.
+        if let Some(exporter) = std::sync::Arc::get_mut(&mut self.exporter) {
+            exporter.set_resource(resource);
+        }
+    }
 }
 
 /// How log lines are written.
@@ -262,9 +314,9 @@ fn record_ids(span: &tracing::Span, caller: Option<&Context>) {
     }
     let cx = span.context();
     let own = cx.span().span_context().clone();
+    // Both at once: the JSON log layer parses and re-encodes a span's fields on each `record`.
     if own.is_valid() {
-        span.record("trace_id", tracing::field::display(own.trace_id()));
-        span.record("span_id", tracing::field::display(own.span_id()));
+        tracing::record_all!(span, trace_id = %own.trace_id(), span_id = %own.span_id());
     } else if let Some(caller) = caller {
         span.record(
             "trace_id",
@@ -279,9 +331,10 @@ pub fn record_code(code: &'static str) {
 }
 
 pub fn record_code_on(span: &tracing::Span, code: &'static str) {
-    span.record("code", code);
-    if code != "OK" {
-        span.record("otel.status_code", "ERROR");
+    if code == "OK" {
+        span.record("code", code);
+    } else {
+        tracing::record_all!(span, code = code, otel.status_code = "ERROR");
     }
 }
 
@@ -375,6 +428,71 @@ mod tests {
             ]))
             .is_err()
         );
+    }
+
+    /// Keeps what it is given: each span's name and whether its export ran on a Tokio runtime,
+    /// and the service name of the resource.
+    #[derive(Clone, Debug, Default)]
+    struct Recording {
+        spans: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+        service: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    }
+
+    impl opentelemetry_sdk::trace::SpanExporter for Recording {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            let on_tokio = tokio::runtime::Handle::try_current().is_ok();
+            self.spans
+                .lock()
+                .unwrap()
+                .extend(batch.into_iter().map(|s| (s.name.into_owned(), on_tokio)));
+            Ok(())
+        }
+
+        fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+            *self.service.lock().unwrap() = resource
+                .get(&opentelemetry::Key::new("service.name"))
+                .map(|v| v.to_string());
+        }
+    }
+
+    #[test]
+    fn the_batch_thread_exports_on_the_runtime_with_the_resource() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let recording = Recording::default();
+        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(OnRuntime {
+            exporter: std::sync::Arc::new(recording.clone()),
+            runtime: runtime.handle().clone(),
+        })
+        .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("under-test")
+                    .build(),
+            )
+            .build();
+        let subscriber = tracing_subscriber::registry().with(otel_layer(&provider));
+        tracing::subscriber::with_default(subscriber, || {
+            drop(request_span("rest", "list", &HeaderMap::new()));
+        });
+        provider.force_flush().unwrap();
+        assert_eq!(
+            *recording.spans.lock().unwrap(),
+            vec![("rest list".to_string(), true)]
+        );
+        assert_eq!(
+            recording.service.lock().unwrap().as_deref(),
+            Some("under-test")
+        );
+        provider.shutdown().unwrap();
     }
 
     #[test]

@@ -8,14 +8,7 @@
 //!   cargo bench --bench catalog_memory
 //!   BENCH_JOBS=20000 BENCH_TASKS=10 cargo bench --bench catalog_memory
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::cast_precision_loss
-)]
+#![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 
 use chrono::{TimeZone, Utc};
 use cost_analysis_operator::api::catalog::{Catalog, TaskCatalog};

@@ -13,11 +13,8 @@
 //! otherwise starts a private control plane.
 
 #![allow(
-    clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::indexing_slicing,
-    clippy::string_slice,
     clippy::arithmetic_side_effects
 )]
 

@@ -327,7 +327,6 @@ fn observed<K: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::resources::CostAnalysisJobSpec;
     use kube::runtime::watcher::Event;

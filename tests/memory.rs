@@ -8,14 +8,7 @@
 //! as large as the growth, and the ratio sat at the bound); `OPERATOR_BIN` measures another build
 //! of the operator. The bound is a generous ratio, memory only: the figures are printed.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 
 mod support;
 

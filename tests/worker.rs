@@ -6,14 +6,7 @@
 //!   cargo test --test worker -- --nocapture   (prints the race figures)
 //! `WORKER_RACES` (1,000) and `WORKER_CLAIMERS` (4) size the race.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::panic, clippy::indexing_slicing)]
 
 mod support;
 

@@ -1,15 +1,6 @@
 //! P5: jobs driven to completion by parallel test workers, settled once by the controller and
 //! once by a plain client (see the bench's documentation in load.rs).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

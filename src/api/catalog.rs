@@ -445,14 +445,6 @@ fn refuses_streaming(e: &watcher::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
     use super::*;
     use crate::resources::{CostAnalysisJobSpec, CostAnalysisJobStatus};
     use spaceone_query::JobStatus;

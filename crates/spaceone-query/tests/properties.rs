@@ -1,14 +1,7 @@
 //! Properties over generated input: no request panics, paging neither loses nor repeats records,
 //! and `count_only` counts exactly what the unpaged query returns.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;

@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cost_analysis_operator::api::grpc::pb;
-use cost_analysis_operator::resources::{CostAnalysisJob, CostAnalysisJobSpec};
+use cost_analysis_operator::resources::CostAnalysisJob;
+use cost_analysis_operator::testing::JobBuilder;
 use futures::StreamExt;
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -161,19 +162,12 @@ async fn run() {
         .for_each_concurrent(32, |i| {
             let jobs = jobs.clone();
             async move {
-                let job = CostAnalysisJob::new(
-                    &format!("job-{i:06}"),
-                    CostAnalysisJobSpec {
-                        domain_id: DOMAIN.into(),
-                        data_source_id: format!("ds-{}", i % 10),
-                        options: Some(options(i)),
-                        tasks: Vec::new(),
-                        timeout_seconds: Some(86_400),
-                        cancel: false,
-                        ttl_seconds_after_finished: None,
-                        last_changed_at: None,
-                    },
-                );
+                let job = JobBuilder::new(format!("job-{i:06}"))
+                    .domain(DOMAIN)
+                    .data_source(format!("ds-{}", i % 10))
+                    .options(options(i))
+                    .timeout(86_400)
+                    .build();
                 for _ in 0..20 {
                     match jobs.create(&PostParams::default(), &job).await {
                         Ok(_) => return,

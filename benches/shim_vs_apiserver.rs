@@ -13,11 +13,8 @@
 //! otherwise starts a private control plane.
 
 #![allow(
-    clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::indexing_slicing,
-    clippy::string_slice,
     clippy::arithmetic_side_effects
 )]
 
@@ -27,7 +24,8 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cost_analysis_operator::resources::{CostAnalysisJob, CostAnalysisJobSpec};
+use cost_analysis_operator::resources::CostAnalysisJob;
+use cost_analysis_operator::testing::JobBuilder;
 use futures::StreamExt;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -109,21 +107,11 @@ async fn run() {
         .map(|i| {
             let jobs = jobs.clone();
             async move {
-                let mut job = CostAnalysisJob::new(
-                    &format!("job-{i:08}"),
-                    CostAnalysisJobSpec {
-                        domain_id: "domain-bench".into(),
-                        data_source_id: format!("ds-{}", i % 10),
-                        options: None,
-                        tasks: Vec::new(),
-                        timeout_seconds: None,
-                        cancel: false,
-                        ttl_seconds_after_finished: None,
-                        last_changed_at: None,
-                    },
-                );
-                job.metadata.labels =
-                    Some([("data-source".to_string(), format!("ds-{}", i % 10))].into());
+                let job = JobBuilder::new(format!("job-{i:08}"))
+                    .domain("domain-bench")
+                    .data_source(format!("ds-{}", i % 10))
+                    .label("data-source", format!("ds-{}", i % 10))
+                    .build();
                 for _ in 0..5 {
                     match jobs.create(&PostParams::default(), &job).await {
                         Ok(_) => return,

@@ -26,10 +26,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::cast_possible_truncation
+    clippy::arithmetic_side_effects
 )]
 
 #[path = "../tests/support/mod.rs"]
@@ -42,9 +40,8 @@ use chrono::{TimeZone, Utc};
 use cost_analysis_operator::lifecycle::{self, JobView, TaskView};
 use cost_analysis_operator::metrics::Metrics;
 use cost_analysis_operator::metrics::outcomes::CallLabels;
-use cost_analysis_operator::resources::{
-    CostAnalysisJob, CostAnalysisJobSpec, TaskState, TaskTemplate,
-};
+use cost_analysis_operator::resources::{CostAnalysisJob, TaskState};
+use cost_analysis_operator::testing::JobBuilder;
 use cost_analysis_operator::{job_metrics, telemetry};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
@@ -94,31 +91,15 @@ fn index(n: usize) -> Index {
 fn jobs(n: usize) -> Vec<CostAnalysisJob> {
     (0..n)
         .map(|i| {
-            let mut job = CostAnalysisJob::new(
-                &format!("job-{i:06}"),
-                CostAnalysisJobSpec {
-                    domain_id: "domain-0".into(),
-                    data_source_id: "ds-0".into(),
-                    options: None,
-                    tasks: vec![TaskTemplate {
-                        id: "t1".into(),
-                        options: None,
-                        template: None,
-                        backoff_limit: None,
-                    }],
-                    timeout_seconds: Some(3600),
-                    cancel: false,
-                    ttl_seconds_after_finished: None,
-                    last_changed_at: None,
-                },
-            );
-            job.metadata.namespace = Some("ns".into());
-            job.metadata.generation = Some(1);
-            job.metadata.creation_timestamp =
-                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    k8s_openapi::jiff::Timestamp::now(),
-                ));
-            job
+            JobBuilder::new(format!("job-{i:06}"))
+                .namespace("ns")
+                .domain("domain-0")
+                .data_source("ds-0")
+                .tasks(["t1"])
+                .timeout(3600)
+                .generation(1)
+                .created(Utc::now())
+                .build()
         })
         .collect()
 }
@@ -457,19 +438,10 @@ async fn rest_list(otlp: &str, n: usize, rounds: usize) {
         .map(|i| {
             let jobs = jobs.clone();
             async move {
-                let job = CostAnalysisJob::new(
-                    &format!("job-{i:08}"),
-                    CostAnalysisJobSpec {
-                        domain_id: "domain-bench".into(),
-                        data_source_id: format!("ds-{}", i % 10),
-                        options: None,
-                        tasks: Vec::new(),
-                        timeout_seconds: None,
-                        cancel: false,
-                        ttl_seconds_after_finished: None,
-                        last_changed_at: None,
-                    },
-                );
+                let job = JobBuilder::new(format!("job-{i:08}"))
+                    .domain("domain-bench")
+                    .data_source(format!("ds-{}", i % 10))
+                    .build();
                 for _ in 0..5 {
                     match jobs.create(&PostParams::default(), &job).await {
                         Ok(_) => return,

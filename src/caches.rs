@@ -327,19 +327,18 @@ fn observed<K: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::resources::CostAnalysisJobSpec;
+    use crate::testing::JobBuilder;
     use kube::runtime::watcher::Event;
     use serde_json::json;
 
     fn job(name: &str) -> CostAnalysisJob {
-        serde_json::from_value(json!({
-            "apiVersion": "cost-analysis.spaceone.dev/v1", "kind": "CostAnalysisJob",
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"domainId": "d", "dataSourceId": "ds"},
-        }))
-        .unwrap()
+        JobBuilder::new(name)
+            .namespace("ns")
+            .domain("d")
+            .data_source("ds")
+            .build()
     }
 
     fn task(owner: serde_json::Value) -> CostAnalysisJobTask {

@@ -1,13 +1,8 @@
 //! The controller's I/O shell against a scripted API server: which requests one reconcile sends,
 //! in which order, with which preconditions. The decisions themselves are tested in
 //! `lifecycle_tests.rs`; the whole loop against a real API server in `tests/controller*.rs`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

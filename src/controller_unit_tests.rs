@@ -1,5 +1,4 @@
 //! Unit tests of the controller's pure helpers.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use super::{ReconcileError, backoff_delay, contain};
 use crate::metrics::Metrics;
 use std::time::Duration;

@@ -3,13 +3,6 @@
 //! says which requests must come, in which order, checks each one, and answers it. A request that
 //! was not expected, or one expected that never comes, fails the test.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;

@@ -24,6 +24,9 @@
 //!   [`offline`]: the offline `query` command; [`health`] and [`metrics`]: `/healthz`, `/readyz`,
 //!   `/metrics`; [`telemetry`]: logs, request and reconcile spans, OpenTelemetry export (opt-in);
 //!   [`shutdown`]: signals; [`timestamp`] and [`percent`]: small codecs.
+//!
+//! For tests and benches only (the `testing` feature): `testing`, builders of the custom
+//! resources and the realistic job generator.
 
 pub mod api;
 pub mod auth;
@@ -52,4 +55,6 @@ pub mod serve;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod timestamp;

@@ -1,18 +1,10 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::arithmetic_side_effects)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
-use crate::resources::{
-    CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState, TaskTemplate,
-};
+use crate::resources::{CostAnalysisJobSpec, CostAnalysisJobStatus, JobStatus, TaskState};
+use crate::testing::SpecBuilder;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
@@ -21,24 +13,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn spec(tasks: &[&str]) -> CostAnalysisJobSpec {
-    CostAnalysisJobSpec {
-        domain_id: "domain-1".into(),
-        data_source_id: "ds-1".into(),
-        options: None,
-        tasks: tasks
-            .iter()
-            .map(|id| TaskTemplate {
-                id: (*id).into(),
-                options: None,
-                template: None,
-                backoff_limit: None,
-            })
-            .collect(),
-        timeout_seconds: None,
-        cancel: false,
-        ttl_seconds_after_finished: None,
-        last_changed_at: None,
-    }
+    SpecBuilder::new().tasks(tasks).build()
 }
 
 fn task(id: &str, state: TaskState, finished: Option<DateTime<Utc>>) -> TaskView {

@@ -269,7 +269,6 @@ impl<'de, R: Loaded> DeserializeSeed<'de> for Item<R> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
     use serde_json::json;
     use spaceone_query::JobStatus;

@@ -101,7 +101,6 @@ impl OwnWrites {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
     use super::*;
 
     fn job(name: &str) -> Key {

@@ -185,13 +185,6 @@ pub fn stream(
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects
-    )]
     use super::*;
     use kube::runtime::reflector;
     use kube::runtime::watcher::Event;

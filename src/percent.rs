@@ -37,14 +37,6 @@ fn hex_pair(pair: &[u8]) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
     use super::decode;
 
     #[test]

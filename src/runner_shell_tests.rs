@@ -1,13 +1,8 @@
 //! The task runner's requests against a scripted API server: a batch Job is created once (and a
 //! 409 is success), a failed one is explained from its pods, a stopped one is deleted with
 //! propagation Background. The decisions are tested in `runner_tests.rs`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::sync::{Arc, Mutex};
 

@@ -1,12 +1,7 @@
 //! The task runner's decisions: the batch Job built from a task, what a batch Job's state means
 //! for its task, and what a job's state asks of its tasks' Jobs.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+
+#![allow(clippy::arithmetic_side_effects)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use k8s_openapi::api::batch::v1::Job;

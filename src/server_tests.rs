@@ -1,11 +1,5 @@
 //! The connection limits against real sockets on loopback: what slow, idle and crowding clients
 //! get from each transport.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

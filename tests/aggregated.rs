@@ -2,15 +2,6 @@
 //! driven with kubectl: tables, pages, label and field selectors, JobStats, the group's OpenAPI,
 //! an index loaded in pages, and `last_changed_at` as the creator's datum.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 mod support;
 
 use std::process::Command;

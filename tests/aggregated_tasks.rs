@@ -3,15 +3,6 @@
 //! a `jobtaskstats` create, the group's OpenAPI for `kubectl explain`, a forbidden caller, and
 //! answers equal to the REST API's.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 mod support;
 
 use std::process::Command;

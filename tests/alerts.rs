@@ -4,14 +4,7 @@
 //! (each fires when it should and stays silent when it should not). Every alert has a runbook
 //! section in docs/observability.md.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::expect_used)]
 
 mod support;
 

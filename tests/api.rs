@@ -2,14 +2,7 @@
 //! tokens and RBAC (credentials, domain isolation), clear refusals of bad input, and hostile
 //! requests answered with SpaceONE errors while the process lives on.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::string_slice)]
 
 mod support;
 

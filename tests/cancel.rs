@@ -3,11 +3,8 @@
 //! ends in exactly one terminal state and the API's answer tells the truth about which.
 
 #![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    clippy::string_slice,
     clippy::arithmetic_side_effects
 )]
 

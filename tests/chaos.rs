@@ -3,14 +3,7 @@
 //! seen in two terminal states, and no transition is announced twice. `CHAOS_JOBS` sets the size
 //! (100 in the suite; `CHAOS_JOBS=1000` for the full run).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::arithmetic_side_effects)]
 
 mod support;
 

@@ -2,14 +2,7 @@
 //! rendered manifests accepted by the API server (server-side dry run), install, upgrade (the
 //! serving certificate is kept), uninstall; and the Argo CD health check under a real Lua.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::expect_used)]
 
 mod support;
 

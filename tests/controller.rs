@@ -1,14 +1,7 @@
 //! The job lifecycle against a real kube-apiserver, driven the way users drive it: kubectl for
 //! people, status patches for workers.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::expect_used)]
 
 mod support;
 

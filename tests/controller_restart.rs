@@ -1,15 +1,6 @@
 //! Controllers that die, restart and compete for the lease. These tests start and kill their own
 //! controller processes, so they take turns (one lock) instead of sharing one controller.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 mod support;
 
 use std::time::Duration;

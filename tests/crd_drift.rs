@@ -1,15 +1,6 @@
 //! The committed CRD YAML under crds/ must be exactly what the Rust types generate.
 //! Regenerate with `cargo run -- crd --out-dir crds`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 #[test]
 fn committed_crds_match_the_rust_types() {
     let manifests = cost_analysis_operator::crd::manifests().expect("CRDs render");

@@ -4,14 +4,7 @@
 //! paths too, the calls are counted under REST's method labels, and spacectl (both lines of
 //! hack/spacectl.sh) lists, gets and stats the tasks of a job.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod support;
 

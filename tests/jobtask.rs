@@ -3,14 +3,7 @@
 //! forms) with the Job API's per-domain authorization, SpaceONE's errors, and answers equal to
 //! the offline `query --tasks` command's over `kubectl get cajt -o json`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

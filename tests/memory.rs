@@ -8,14 +8,7 @@
 //! as large as the growth, and the ratio sat at the bound); `OPERATOR_BIN` measures another build
 //! of the operator. The bound is a generous ratio, memory only: the figures are printed.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 
 mod support;
 
@@ -23,29 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cost_analysis_operator::resources::{CostAnalysisJob, CostAnalysisJobTask};
+use cost_analysis_operator::testing::realistic_options;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::json;
 use support::{Cluster, cluster, eventually, free_port, http_get};
-
-/// Realistic SpaceONE job options: plugin settings, accounts and filters, ~1.5 KB of JSON.
-fn options(i: usize) -> serde_json::Value {
-    let accounts: Vec<serde_json::Value> = (0..8)
-        .map(|k| {
-            json!({"account_id": format!("{:012}", (i * 7919 + k * 104_729) % 1_000_000_000_000),
-                   "name": format!("account-{k}"), "tags": {"env": "prod", "team": format!("team-{k}")}})
-        })
-        .collect();
-    json!({
-        "sync_mode": "MANUAL", "start": "2024-01", "end": "2024-12",
-        "plugin_version": format!("1.2.{}", i % 50), "secret_id": format!("secret-{i:08x}"),
-        "provider": "aws", "region_codes": ["us-east-1", "eu-west-1", "ap-northeast-2"],
-        "accounts": accounts,
-        "filters": {"services": ["AmazonEC2", "AmazonS3", "AWSLambda", "AmazonRDS"],
-                    "exclude_zero": true, "currency": "USD"},
-        "note": "synchronised by the cost-analysis scheduler for the monthly report ".repeat(3),
-    })
-}
 
 /// One replica of the operator binary under test, in `run` mode.
 struct Replica(Child);
@@ -148,7 +123,7 @@ async fn a_replica_holds_at_most_about_twice_the_data_it_watches() {
                            "metadata": {"name": format!("job-{i:06}"), "namespace": ns,
                                         "labels": {"team": format!("team-{}", i % 8)}},
                            "spec": {"domainId": format!("domain-{}", i % 20), "dataSourceId": "ds-1",
-                                    "options": options(i), "tasks": [{"id": "t1"}],
+                                    "options": realistic_options(i), "tasks": [{"id": "t1"}],
                                     "timeoutSeconds": 31_536_000}})
                 })
                 .collect();

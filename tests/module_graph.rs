@@ -3,15 +3,6 @@
 //! and `pub use` do not): no import cycle between modules and no module over 600 lines.
 //!   cargo test --test module_graph -- --nocapture   (prints the graph)
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 #[path = "../crates/spaceone-query/tests/graph/mod.rs"]
 mod graph;
 

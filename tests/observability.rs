@@ -8,10 +8,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
+    clippy::string_slice
 )]
 
 mod support;

@@ -4,15 +4,6 @@
 //! the API server again); during the outage the shim says it is not ready instead of serving a
 //! stale index as if nothing happened.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 mod support;
 
 use std::time::{Duration, Instant};

@@ -1,15 +1,6 @@
 //! The server's bounds (issue 9): slow, idle, too many and oversized clients are cut off while
 //! others are served, and the heaviest allowed queries never starve health or the lease.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 mod support;
 
 use std::process::Command;

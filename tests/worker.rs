@@ -6,14 +6,7 @@
 //!   cargo test --test worker -- --nocapture   (prints the race figures)
 //! `WORKER_RACES` (1,000) and `WORKER_CLAIMERS` (4) size the race.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::panic, clippy::indexing_slicing)]
 
 mod support;
 
@@ -21,8 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cost_analysis_operator::resources::{
-    CostAnalysisJob, CostAnalysisJobTask, CostAnalysisJobTaskSpec, FINISHED_TASK_MESSAGE, TaskState,
+    CostAnalysisJob, CostAnalysisJobTask, FINISHED_TASK_MESSAGE, TaskState,
 };
+use cost_analysis_operator::testing::TaskBuilder;
 use futures::StreamExt;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -42,19 +36,11 @@ fn now() -> String {
     cost_analysis_operator::timestamp::format(&chrono::Utc::now())
 }
 
-/// A task object as the controller creates it (no owner needed here: no operator runs).
+/// The task object `<job>.<id>` as the controller creates it (no owner needed here: no operator
+/// runs).
 fn task_object(name: &str) -> CostAnalysisJobTask {
-    CostAnalysisJobTask::new(
-        name,
-        CostAnalysisJobTaskSpec {
-            job_name: "job-race".into(),
-            task_id: name.rsplit('.').next().unwrap_or(name).into(),
-            domain_id: "domain-1".into(),
-            data_source_id: "ds-1".into(),
-            options: None,
-            created_at: None,
-        },
-    )
+    let (job, id) = name.rsplit_once('.').unwrap_or(("job-race", name));
+    TaskBuilder::new(job, id).build()
 }
 
 /// A status write as a worker sends it: a merge patch of the status subresource, conditional on

@@ -1,24 +1,15 @@
 //! Helpers of the load bench's phases: operator processes, leases, job objects, watches of
 //! jobs and tasks, percentiles.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use cost_analysis_operator::resources::{
-    CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, CostAnalysisJobTask, JobStatus,
-    TaskTemplate,
+    CostAnalysisJob, CostAnalysisJobStatus, CostAnalysisJobTask, JobStatus,
 };
+use cost_analysis_operator::testing::JobBuilder;
 use futures::StreamExt;
 use kube::api::PostParams;
 use kube::runtime::reflector::{self, Store};
@@ -136,26 +127,12 @@ pub async fn wait_leader(c: &support::Cluster, lease: &str, identity: &str) {
 }
 
 pub fn job_object(name: &str, tasks: usize, timeout: i64, ds: usize) -> CostAnalysisJob {
-    CostAnalysisJob::new(
-        name,
-        CostAnalysisJobSpec {
-            domain_id: DOMAIN.into(),
-            data_source_id: format!("ds-{}", ds % 10),
-            options: None,
-            tasks: (0..tasks)
-                .map(|k| TaskTemplate {
-                    id: format!("t{k}"),
-                    options: None,
-                    template: None,
-                    backoff_limit: None,
-                })
-                .collect(),
-            timeout_seconds: Some(timeout),
-            cancel: false,
-            ttl_seconds_after_finished: None,
-            last_changed_at: None,
-        },
-    )
+    JobBuilder::new(name)
+        .domain(DOMAIN)
+        .data_source(format!("ds-{}", ds % 10))
+        .tasks((0..tasks).map(|k| format!("t{k}")))
+        .timeout(timeout)
+        .build()
 }
 
 /// Creates, retrying transient errors (the API server is loaded); an existing object is fetched.

@@ -1,15 +1,6 @@
 //! P5: jobs driven to completion by parallel test workers, settled once by the controller and
 //! once by a plain client (see the bench's documentation in load.rs).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,9 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use cost_analysis_operator::lifecycle::{self, JobView, TaskView};
 use cost_analysis_operator::resources::{
-    CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, CostAnalysisJobTask,
-    CostAnalysisJobTaskSpec, JOB_LABEL, JobStatus, task_object_name,
+    CostAnalysisJob, CostAnalysisJobSpec, CostAnalysisJobStatus, CostAnalysisJobTask, JOB_LABEL,
+    JobStatus, task_object_name,
 };
+use cost_analysis_operator::testing::TaskBuilder;
 use futures::StreamExt;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -201,19 +193,12 @@ impl Plain {
             .expect("first status");
         let owner = job.controller_owner_ref(&()).expect("owner");
         for template in &decision.create_tasks {
-            let mut task = CostAnalysisJobTask::new(
-                &task_object_name(&name, &template.id),
-                CostAnalysisJobTaskSpec {
-                    job_name: name.clone(),
-                    task_id: template.id.clone(),
-                    domain_id: job.spec.domain_id.clone(),
-                    data_source_id: job.spec.data_source_id.clone(),
-                    options: None,
-                    created_at: Some(chrono::Utc::now()),
-                },
-            );
-            task.metadata.owner_references = Some(vec![owner.clone()]);
-            task.metadata.labels = Some([(JOB_LABEL.to_string(), name.clone())].into());
+            let task = TaskBuilder::new(&name, &template.id)
+                .of(&job)
+                .created_at(chrono::Utc::now())
+                .owner(owner.clone())
+                .label(JOB_LABEL, &name)
+                .build();
             create(&tasks, &task).await;
         }
         self.jobs.lock().unwrap().insert(

@@ -1,14 +1,5 @@
 //! P6: timeouts of jobs in flight, and the same right after a failover (see load.rs).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -160,14 +160,7 @@ pub fn human_duration(d: chrono::Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
+    #![allow(clippy::arithmetic_side_effects)]
     use super::*;
 
     #[test]

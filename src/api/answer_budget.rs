@@ -106,7 +106,6 @@ pub async fn hold_until_sent(mut request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[tokio::test]

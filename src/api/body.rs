@@ -190,14 +190,6 @@ pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
     use super::*;
     use serde_json::json;
 

@@ -170,12 +170,6 @@ fn kube_error(e: kube::Error) -> ServiceError {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
     use super::*;
     use crate::fake_apiserver::{self, status};
     use spaceone_query::JobStatus;

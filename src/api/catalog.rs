@@ -445,39 +445,18 @@ fn refuses_streaming(e: &watcher::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
     use super::*;
-    use crate::resources::{CostAnalysisJobSpec, CostAnalysisJobStatus};
+    use crate::testing::JobBuilder;
     use spaceone_query::JobStatus;
 
     fn job(rv: &str, state: Option<JobStatus>) -> CostAnalysisJob {
-        let mut job = CostAnalysisJob::new(
-            "job-1",
-            CostAnalysisJobSpec {
-                domain_id: "domain-1".into(),
-                data_source_id: "ds-1".into(),
-                options: None,
-                tasks: Vec::new(),
-                timeout_seconds: None,
-                cancel: false,
-                ttl_seconds_after_finished: None,
-                last_changed_at: None,
-            },
-        );
-        job.metadata.namespace = Some("ns".into());
-        job.metadata.resource_version = Some(rv.into());
-        job.status = state.map(|s| CostAnalysisJobStatus {
-            status: Some(s),
-            ..CostAnalysisJobStatus::default()
-        });
-        job
+        let job = JobBuilder::new("job-1")
+            .namespace("ns")
+            .resource_version(rv);
+        match state {
+            Some(s) => job.state(s).build(),
+            None => job.build(),
+        }
     }
 
     #[test]

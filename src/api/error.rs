@@ -139,7 +139,6 @@ pub fn kubernetes_status(code: u16, reason: &str, message: &str) -> serde_json::
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]

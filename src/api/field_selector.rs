@@ -167,14 +167,6 @@ fn unescape(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
     use super::*;
 
     fn job(name: &str, status: spaceone_query::JobStatus) -> Job {

@@ -167,14 +167,6 @@ fn valid_value(v: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {

@@ -325,7 +325,6 @@ pub fn v3_hash() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
 
     /// Every `$ref` points at a definition of the same document.

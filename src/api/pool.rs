@@ -105,7 +105,6 @@ impl Drop for CancelOnDrop {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn pool(n: usize, wait_ms: u64) -> (QueryPool, crate::metrics::Metrics) {

@@ -232,7 +232,6 @@ async fn authenticated_body(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use serde_json::Map;
 

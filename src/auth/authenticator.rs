@@ -297,14 +297,6 @@ fn unescape_extra_key(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::arithmetic_side_effects
-    )]
     use super::*;
     use axum::http::HeaderValue;
 

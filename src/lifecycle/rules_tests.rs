@@ -1,11 +1,6 @@
 //! One test (or a few) per rule, on the rule alone; `lifecycle_tests.rs` tests `decide` as a whole.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+
+#![allow(clippy::arithmetic_side_effects)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 

@@ -7,9 +7,6 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
     clippy::arithmetic_side_effects,
     dead_code
 )]

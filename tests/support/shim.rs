@@ -4,15 +4,6 @@
 //! HTTPS client, a raw TLS connector), a namespace with jobs in two domains and per-domain RBAC,
 //! and shims of their own with tight connection limits.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -6,10 +6,7 @@
 
 #![allow(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::indexing_slicing,
-    clippy::string_slice,
     clippy::arithmetic_side_effects
 )]
 

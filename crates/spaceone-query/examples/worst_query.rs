@@ -7,14 +7,7 @@
 //! cargo run --release -p spaceone-query --example worst_query -- list     # the case names
 //! ```
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::time::Instant;
 

@@ -187,13 +187,13 @@ pub(crate) fn parse_condition(
         FieldType::Dict
     };
     let coerce = |v: &Value| coerce(ty, v);
+    if let Some(cmp) = Cmp::named(operator) {
+        return Ok(Condition {
+            path: Some(path),
+            test: Test::Cmp(cmp, coerce(value)?),
+        });
+    }
     let test = match operator {
-        "eq" => Test::Cmp(Cmp::Eq, coerce(value)?),
-        "not" => Test::Cmp(Cmp::Ne, coerce(value)?),
-        "lt" => Test::Cmp(Cmp::Lt, coerce(value)?),
-        "lte" => Test::Cmp(Cmp::Lte, coerce(value)?),
-        "gt" => Test::Cmp(Cmp::Gt, coerce(value)?),
-        "gte" => Test::Cmp(Cmp::Gte, coerce(value)?),
         "datetime_gt" | "timediff_gt" => Test::Cmp(Cmp::Gt, pre_value.unwrap_or(Bson::Null)),
         "datetime_lt" | "timediff_lt" => Test::Cmp(Cmp::Lt, pre_value.unwrap_or(Bson::Null)),
         "datetime_gte" | "timediff_gte" => Test::Cmp(Cmp::Gte, pre_value.unwrap_or(Bson::Null)),

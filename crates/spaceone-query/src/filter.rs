@@ -10,6 +10,8 @@ use crate::record::Record;
 use crate::schema::{Column, Field, FieldPath};
 use crate::value::Bson;
 
+/// A comparison, the one vocabulary of the filter's comparison operators and the stat group
+/// conditions': both name it the reference's way (`not` for not-equal) and parse the name once.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Cmp {
     Eq,
@@ -18,6 +20,45 @@ pub(crate) enum Cmp {
     Lte,
     Gt,
     Gte,
+}
+
+impl Cmp {
+    /// The comparison an operator names, if it names one.
+    pub(crate) fn named(operator: &str) -> Option<Cmp> {
+        Some(match operator {
+            "eq" => Cmp::Eq,
+            "not" => Cmp::Ne,
+            "lt" => Cmp::Lt,
+            "lte" => Cmp::Lte,
+            "gt" => Cmp::Gt,
+            "gte" => Cmp::Gte,
+            _ => return None,
+        })
+    }
+
+    /// The operator's name, as [`Cmp::named`] reads it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Cmp::Eq => "eq",
+            Cmp::Ne => "not",
+            Cmp::Lt => "lt",
+            Cmp::Lte => "lte",
+            Cmp::Gt => "gt",
+            Cmp::Gte => "gte",
+        }
+    }
+
+    /// Whether a value that orders `o` against the compared-to value passes.
+    pub(crate) fn holds(self, o: std::cmp::Ordering) -> bool {
+        match self {
+            Cmp::Eq => o.is_eq(),
+            Cmp::Ne => o.is_ne(),
+            Cmp::Lt => o.is_lt(),
+            Cmp::Lte => o.is_le(),
+            Cmp::Gt => o.is_gt(),
+            Cmp::Gte => o.is_ge(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -94,13 +135,7 @@ fn cmp_matches(op: Cmp, field: &Bson, q: &Bson) -> bool {
                 {
                     return false;
                 }
-                let o = x.cmp_bson(q);
-                match op {
-                    Cmp::Lt => o.is_lt(),
-                    Cmp::Lte => o.is_le(),
-                    Cmp::Gt => o.is_gt(),
-                    _ => o.is_ge(),
-                }
+                op.holds(x.cmp_bson(q))
             }
         }
     };

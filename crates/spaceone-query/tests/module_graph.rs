@@ -2,15 +2,6 @@
 //! between modules and no module over 600 lines.
 //!   cargo test -p spaceone-query --test module_graph -- --nocapture   (prints the graph)
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 mod graph;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,15 +1,6 @@
 //! The offline command's loading and answers, the index's bookkeeping, and the error type's
 //! transport mapping.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use spaceone_query::offline::{Verb, load_jobs, run};

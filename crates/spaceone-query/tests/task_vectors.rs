@@ -2,14 +2,7 @@
 //! over the fixture tests/fixtures/tasks.json (a `kubectl get cajt -A -o json` list, read by the
 //! offline loader), answered by the same calls as jobs over an index of tasks.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::unwrap_used)]
 
 use chrono::Utc;
 use serde_json::Value;

@@ -2,15 +2,6 @@
 //! that page's first section says so; section 5.4 explains the files) and this crate's own cases,
 //! from tests/fixtures/vectors.json over the fixture tests/fixtures/jobs.json.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::string_slice,
-    clippy::arithmetic_side_effects
-)]
-
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use spaceone_query::{Index, Limits, Scope, calls, offline};

@@ -271,7 +271,6 @@ fn object_to_array(v: Bson) -> Result<Bson, Error> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 
     use super::*;
     use crate::limits::Limits;

@@ -418,15 +418,8 @@ fn conditions_hold(
     for (key, op, q) in &spec.conditions {
         let v = row.at(key);
         charge(stage.budget(), &v)?;
-        let o = v.cmp_bson(q);
-        let holds = match *op {
-            "eq" => o.is_eq(),
-            "gt" => o.is_gt(),
-            "gte" => o.is_ge(),
-            "lt" => o.is_lt(),
-            _ => o.is_le(),
-        };
-        if !holds {
+        // A `not` never gets here: MongoDB refuses the pipeline when it parses it.
+        if !op.holds(v.cmp_bson(q)) {
             return Ok(false);
         }
     }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::rows::{P, raw};
 use crate::error::{Error, py_repr_ordered};
+use crate::filter::Cmp;
 use crate::message::{as_bool, as_list, as_object, check_fields};
 use crate::schema::Schema;
 use crate::value::Bson;
@@ -35,7 +36,9 @@ const PROJECT_OPERATORS: [&str; 8] = [
     "multiply",
     "divide",
 ];
-const CONDITION_OPERATORS: [&str; 6] = ["eq", "not", "gt", "gte", "lt", "lte"];
+/// The group conditions' operators: the filter's comparisons, in the order the seed's error
+/// lists them.
+const CONDITION_OPERATORS: [Cmp; 6] = [Cmp::Eq, Cmp::Ne, Cmp::Gt, Cmp::Gte, Cmp::Lt, Cmp::Lte];
 const STAGES: &str = "aggregate.unwind or aggregate.group or aggregate.count or aggregate.sort or aggregate.project or aggregate.limit or aggregate.skip";
 
 /// The seed's `'<location>' condition requires <what>: <condition>` (ERROR_DB_QUERY).
@@ -59,7 +62,7 @@ pub(super) struct GroupField {
     pub(super) op: &'static str,
     pub(super) key: Option<P>,
     pub(super) push_fields: Vec<(String, P)>,
-    pub(super) conditions: Vec<(P, &'static str, Bson)>,
+    pub(super) conditions: Vec<(P, Cmp, Bson)>,
 }
 
 /// A group key: its output name, the path it reads and its `date_format`.
@@ -410,7 +413,7 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
         }
     }
     // MongoDB refuses `{$not: [a, b]}` when it parses the pipeline.
-    if conditions.iter().any(|(_, co, _)| *co == "not") {
+    if conditions.iter().any(|(_, co, _)| *co == Cmp::Ne) {
         b.mongo_error(raw(
             "Expression $not takes exactly 1 arguments. 2 were passed in.",
         ));
@@ -424,7 +427,7 @@ fn group_field(b: &mut Builder, f: &Value) -> Result<GroupField, Error> {
     })
 }
 
-fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static str, Bson)>, Error> {
+fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, Cmp, Bson)>, Error> {
     let mut conditions = Vec::new();
     for c in as_list(fm.get("conditions"), "aggregate.group.fields.conditions")? {
         let cm = as_object(c, "aggregate.group.fields.conditions")?;
@@ -457,10 +460,12 @@ fn conditions(b: &Builder, fm: &Map<String, Value>) -> Result<Vec<(P, &'static s
                 crepr(),
             ));
         };
-        let Some(co) = CONDITION_OPERATORS.iter().copied().find(|o| *o == co) else {
-            return Err(Error::db_query(
-                "'aggregate.group.fields.conditions.operator' condition's operator is not supported: supported operator = eq | not | gt | gte | lt | lte",
-            ));
+        let Some(co) = Cmp::named(&co).filter(|c| CONDITION_OPERATORS.contains(c)) else {
+            let supported: Vec<&str> = CONDITION_OPERATORS.iter().map(|c| c.name()).collect();
+            return Err(Error::db_query(format!(
+                "'aggregate.group.fields.conditions.operator' condition's operator is not supported: supported operator = {}",
+                supported.join(" | ")
+            )));
         };
         conditions.push((
             P::new(b.schema, &b.key_path(&ck)),

@@ -7,6 +7,13 @@
 //! counts as an edge to the module that defines it. Code after the first `#[cfg(test)]` (unit
 //! tests) is left out.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,10 +1,6 @@
 //! The hash of values: crafted values do not collide, equal values hash alike.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
-)]
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::collections::HashSet;
 

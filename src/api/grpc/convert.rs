@@ -1,5 +1,6 @@
-//! Protobuf messages to the JSON request shape the Job calls take, and their JSON answers back
-//! to protobuf. Requests follow protobuf's `MessageToDict(preserving_proto_field_name=True)`, as
+//! Protobuf messages to the JSON request shape the Job calls take, and (the former answer route,
+//! kept as the reference the unit tests, the fuzz target and the bench compare [`super::wire`]'s
+//! bytes with) their JSON answers back to protobuf messages. Requests follow protobuf's `MessageToDict(preserving_proto_field_name=True)`, as
 //! SpaceONE's gRPC layer does: fields at their default value are left out, a set message (even an
 //! empty one) and a set oneof member are kept, enums are their names.
 
@@ -391,80 +392,6 @@ pub fn jobs_info(text: &[u8]) -> Option<job_pb::JobsInfo> {
         results: jobs.results.into_iter().map(job_info_of).collect(),
         total_count: int32(jobs.total_count),
     })
-}
-
-/// A list's answer as JobsInfo, built from the engine's fields of each job (no JSON in between:
-/// that round trip made a gRPC list cost 2.4-2.7 times a REST one).
-pub struct JobsProto(pub job_pb::JobsInfo);
-
-impl spaceone_query::calls::AnswerForm for JobsProto {
-    /// Not used for lists (the engine calls [`Self::from_jobs`]); kept exact all the same.
-    fn from_serialize(s: &impl serde::Serialize) -> Self {
-        JobsProto(
-            serde_json::to_vec(s)
-                .ok()
-                .and_then(|t| jobs_info(&t))
-                .unwrap_or_default(),
-        )
-    }
-
-    fn from_jobs(jobs: &spaceone_query::calls::JobsInfo<'_>) -> Self {
-        use spaceone_query::calls::info_time;
-        let time = |ms: Option<i64>| ms.map(info_time).unwrap_or_default();
-        let results = jobs
-            .infos()
-            .map(|f| job_pb::JobInfo {
-                job_id: f.job_id.to_owned(),
-                status: job_pb::job_info::Status::from_str_name(f.status).map_or(0, |s| s as i32),
-                error_code: f.error_code.to_owned(),
-                error_message: f.error_message.to_owned(),
-                total_tasks: saturating_i32(f.total_tasks),
-                remained_tasks: saturating_i32(f.remained_tasks),
-                data_source_id: f.data_source_id.to_owned(),
-                domain_id: f.domain_id.to_owned(),
-                created_at: time(f.created_at),
-                updated_at: time(f.updated_at),
-                finished_at: time(f.finished_at),
-                last_changed_at: time(f.last_changed_at),
-            })
-            .collect();
-        JobsProto(job_pb::JobsInfo {
-            results,
-            total_count: i32::try_from(jobs.total()).unwrap_or(i32::MAX),
-        })
-    }
-}
-
-impl crate::api::service::WireSize for JobsProto {
-    fn wire_size(&self) -> usize {
-        prost::Message::encoded_len(&self.0)
-    }
-}
-
-/// A stat's answer as `google.protobuf.Struct`.
-pub struct StructProto(pub prost_types::Struct);
-
-impl StructProto {
-    /// The engine's answer (always an object) as a Struct.
-    pub fn of(v: Value) -> Result<Self, crate::api::error::ServiceError> {
-        match v {
-            Value::Object(m) => Ok(StructProto(to_struct(m))),
-            _ => Err(crate::api::error::ServiceError::Internal(
-                "could not encode the Struct".into(),
-            )),
-        }
-    }
-}
-
-impl crate::api::service::WireSize for StructProto {
-    fn wire_size(&self) -> usize {
-        prost::Message::encoded_len(&self.0)
-    }
-}
-
-/// An int64 count in an int32 field, saturating as the JSON route's float cast does.
-fn saturating_i32(n: i64) -> i32 {
-    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
 }
 
 /// A JSON value as `google.protobuf.Value`.

@@ -2,6 +2,8 @@
 use super::*;
 use crate::api::grpc::convert::to_value;
 use crate::api::grpc::pb::core as query_pb;
+use crate::api::grpc::wire::Proto;
+use prost::Message;
 
 #[test]
 fn task_requests_become_message_to_dict_json() {
@@ -137,15 +139,28 @@ fn a_task_list_built_from_rows_equals_the_json_route() {
         json!({"filter": [{"k": "status", "v": "nothing", "o": "eq"}]}),
     ];
     let mut seen = std::collections::BTreeSet::new();
+    let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
     for query in queries {
         let request = json!({"domain_id": "d", "query": query});
-        let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
         let text = calls::list_as::<Encoded>(&index, &scope, &request, now, &limits).unwrap();
-        let proto =
-            calls::list_as::<JobTasksProto>(&index, &scope, &request, now, &limits).unwrap();
-        assert_eq!(proto.0, job_tasks_info(&text.0).unwrap(), "{query}");
-        seen.extend(proto.0.results.iter().map(|r| r.status));
+        let proto = calls::list_as::<Proto>(&index, &scope, &request, now, &limits).unwrap();
+        let former = job_tasks_info(&text.0).unwrap();
+        assert_eq!(proto.0, former.encode_to_vec(), "{query}: the same bytes");
+        let decoded = job_pb::JobTasksInfo::decode(&proto.0[..]).unwrap();
+        assert_eq!(decoded, former, "{query}");
+        seen.extend(decoded.results.iter().map(|r| r.status));
     }
     // Every task status came out under JobTaskInfo's own number (not Job's).
     assert_eq!(seen, [1, 2, 3, 4, 6].into_iter().collect());
+    // A get's JobTaskInfo, full and projected: the same bytes as the JSON answer's message.
+    for i in 0..JobTaskStatus::ALL.len() {
+        let id = format!("job-{i}.t");
+        for only in [json!(null), json!(["options", "status"]), json!(["job_id"])] {
+            let request = json!({"domain_id": "d", "job_task_id": id, "only": only});
+            let json = calls::get(&index, &scope, &request).unwrap();
+            let proto = calls::get_as::<Proto, _>(&index, &scope, &request).unwrap();
+            let former = job_task_info(json).unwrap().encode_to_vec();
+            assert_eq!(proto.0, former, "{id} {only}");
+        }
+    }
 }

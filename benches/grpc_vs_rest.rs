@@ -4,7 +4,7 @@
 //! - REST: the JSON body parsed (as `body::parse_body` does), `list_as::<Encoded>`, the JSON
 //!   text is the answer.
 //! - gRPC: the protobuf JobQuery decoded (prost), turned into the same JSON request
-//!   (`grpc::convert::job_query`), `list_as::<wire::Proto>`: the JobsInfo bytes written straight
+//!   (`grpc::convert::request`), `list_as::<wire::Proto>`: the JobsInfo bytes written straight
 //!   from the engine's fields, as the server answers them.
 //! - gRPC via owned messages, the route before (2026-12-05), for the ratio of the change: a
 //!   prost `JobsInfo` of owned strings built from the engine's fields, then encoded.
@@ -161,14 +161,14 @@ fn main() {
         };
         let grpc = || {
             let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
-            let request = convert::job_query(&message, None);
+            let request = convert::request(&message, None);
             api::list_as::<wire::Proto>(&index, &scope, &request, Utc::now(), &limits)
                 .unwrap()
                 .0
         };
         let owned = || {
             let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
-            let request = convert::job_query(&message, None);
+            let request = convert::request(&message, None);
             api::list_as::<Owned>(&index, &scope, &request, Utc::now(), &limits)
                 .unwrap()
                 .0
@@ -176,7 +176,7 @@ fn main() {
         };
         let via_json = || {
             let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
-            let request = convert::job_query(&message, None);
+            let request = convert::request(&message, None);
             let text = api::list_as::<api::Encoded>(&index, &scope, &request, Utc::now(), &limits)
                 .unwrap()
                 .0;

@@ -56,7 +56,7 @@ fn job_task(selector: u8, bytes: &[u8], domain: Option<&str>) {
     match selector % 4 {
         0 | 3 => {
             let Ok(m) = pb::job::JobTaskQuery::decode(bytes) else { return };
-            let request = convert_task::job_task_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(text) = api::list_as::<api::Encoded>(&index, &scope, &request, now, &limits) {
                 let tasks = convert_task::job_tasks_info(&text.0)
                     .expect("the engine's JobTasksInfo converts");
@@ -67,7 +67,7 @@ fn job_task(selector: u8, bytes: &[u8], domain: Option<&str>) {
         }
         1 => {
             let Ok(m) = pb::job::JobTaskStatQuery::decode(bytes) else { return };
-            let request = convert_task::job_task_stat_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(serde_json::Value::Object(answer)) =
                 api::stat(&index, &scope, &request, now, &limits)
             {
@@ -77,7 +77,7 @@ fn job_task(selector: u8, bytes: &[u8], domain: Option<&str>) {
         }
         _ => {
             let Ok(m) = pb::job::GetJobTaskRequest::decode(bytes) else { return };
-            let request = convert_task::get_job_task_request(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(answer) = api::get(&index, &scope, &request) {
                 let info = convert_task::job_task_info(answer)
                     .expect("the engine's JobTaskInfo converts");
@@ -100,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
     match selector % 4 {
         0 => {
             let Ok(m) = pb::job::JobQuery::decode(bytes) else { return };
-            let request = convert::job_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(text) = api::list_as::<api::Encoded>(&index, &scope, &request, now, &limits) {
                 let jobs = convert::jobs_info(&text.0).expect("the engine's JobsInfo converts");
                 // What the gRPC list answers, built from the fields: the same message.
@@ -111,7 +111,7 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             let Ok(m) = pb::job::JobStatQuery::decode(bytes) else { return };
-            let request = convert::job_stat_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(serde_json::Value::Object(answer)) =
                 api::stat(&index, &scope, &request, now, &limits)
             {
@@ -123,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             let Ok(m) = pb::job::GetJobRequest::decode(bytes) else { return };
-            let request = convert::get_job_request(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(answer) = api::get(&index, &scope, &request) {
                 let info = convert::job_info(answer).expect("the engine's JobInfo converts");
                 let built = api::get_as::<Proto, _>(&index, &scope, &request)
@@ -133,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             let Ok(m) = pb::job::JobRequest::decode(bytes) else { return };
-            let _ = convert::job_request(&m, domain);
+            let _ = convert::request(&m, domain);
         }
     }
 });

@@ -294,43 +294,91 @@ pub(super) fn with_domain(
     Value::Object(m)
 }
 
-pub fn job_request(r: &job_pb::JobRequest, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    put_str(&mut m, "job_id", &r.job_id);
-    with_domain(m, &r.domain_id, meta_domain)
-}
-
-pub fn get_job_request(r: &job_pb::GetJobRequest, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    put_str(&mut m, "job_id", &r.job_id);
-    put_list(&mut m, "only", strings(&r.only));
-    with_domain(m, &r.domain_id, meta_domain)
-}
-
-pub fn job_query(r: &job_pb::JobQuery, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(qr) = &r.query {
-        m.insert("query".into(), query(qr));
+/// What `MessageToDict` reads of a request message of the Job and JobTask services: the messages
+/// differ in their fields, the mapping ([`request`]) is one.
+pub trait RequestMessage {
+    /// The `query` field (a Query or a StatisticsQuery) as JSON, when set.
+    fn query(&self) -> Option<Value> {
+        None
     }
-    put_str(&mut m, "job_id", &r.job_id);
-    match job_pb::job_query::Status::try_from(r.status) {
-        Ok(job_pb::job_query::Status::ScopeNone) => {}
-        Ok(s) => put_str(&mut m, "status", s.as_str_name()),
-        // MessageToDict gives an unknown enum number as the number.
-        Err(_) => {
-            m.insert("status".into(), json!(r.status));
+    /// Its own fields (ids, filters, a status enum), in field order, the domain aside.
+    fn fields(&self, m: &mut Map<String, Value>);
+    /// The `only` field of a get.
+    fn only(&self) -> &[String] {
+        &[]
+    }
+    /// The `domain_id` field.
+    fn domain(&self) -> &str;
+}
+
+/// A request message as the JSON request the calls take (the REST body of the same call).
+pub fn request(r: &impl RequestMessage, meta_domain: Option<&str>) -> Value {
+    let mut m = Map::new();
+    if let Some(q) = r.query() {
+        m.insert("query".into(), q);
+    }
+    r.fields(&mut m);
+    put_list(&mut m, "only", strings(r.only()));
+    with_domain(m, r.domain(), meta_domain)
+}
+
+/// A status enum field: left out at SCOPE_NONE (0, in every enum here), by name, or (a number the
+/// enum does not have) the number, as MessageToDict gives it.
+pub(super) fn put_status(m: &mut Map<String, Value>, number: i32, name: Option<&str>) {
+    match (number, name) {
+        (0, _) => {}
+        (_, Some(name)) => put_str(m, "status", name),
+        (_, None) => {
+            m.insert("status".into(), json!(number));
         }
     }
-    put_str(&mut m, "data_source_id", &r.data_source_id);
-    with_domain(m, &r.domain_id, meta_domain)
 }
 
-pub fn job_stat_query(r: &job_pb::JobStatQuery, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(qr) = &r.query {
-        m.insert("query".into(), statistics_query(qr));
+impl RequestMessage for job_pb::JobRequest {
+    fn fields(&self, m: &mut Map<String, Value>) {
+        put_str(m, "job_id", &self.job_id);
     }
-    with_domain(m, &r.domain_id, meta_domain)
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
+}
+
+impl RequestMessage for job_pb::GetJobRequest {
+    fn fields(&self, m: &mut Map<String, Value>) {
+        put_str(m, "job_id", &self.job_id);
+    }
+    fn only(&self) -> &[String] {
+        &self.only
+    }
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
+}
+
+impl RequestMessage for job_pb::JobQuery {
+    fn query(&self) -> Option<Value> {
+        self.query.as_ref().map(query)
+    }
+    fn fields(&self, m: &mut Map<String, Value>) {
+        use job_pb::job_query::Status;
+        put_str(m, "job_id", &self.job_id);
+        let name = Status::try_from(self.status).ok().map(Status::as_str_name);
+        put_status(m, self.status, name);
+        put_str(m, "data_source_id", &self.data_source_id);
+    }
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
+}
+
+impl RequestMessage for job_pb::JobStatQuery {
+    fn query(&self) -> Option<Value> {
+        self.query.as_ref().map(statistics_query)
+    }
+    fn fields(&self, _: &mut Map<String, Value>) {}
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
 }
 
 /// JobInfo as the engine writes it (proto3 JSON: absent fields are defaults).

@@ -1,48 +1,52 @@
-//! The JobTask service's messages (`spaceone.api.cost_analysis.v1.JobTask`): its requests to the
-//! JSON request shape the JobTask calls take (`MessageToDict`, as [`super::convert`] does for
-//! Job), and (the former answer route, the reference [`super::wire`]'s bytes are compared with)
+//! The JobTask service's messages (`spaceone.api.cost_analysis.v1.JobTask`): what its requests
+//! carry ([`RequestMessage`]: [`super::convert::request`] maps them as it maps Job's), and (the former answer route, the reference [`super::wire`]'s bytes are compared with)
 //! its JSON answers back to protobuf messages. JobTaskInfo's status enum numbers are not Job's (PENDING = 1 ... CANCELED = 6): enums go by
 //! name.
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::convert::{put_list, put_str, statistics_query, strings, to_struct, with_domain};
+use super::convert::{RequestMessage, put_status, put_str, statistics_query, to_struct};
 use super::pb::job as job_pb;
 use job_pb::job_task_info::Status as InfoStatus;
 
-pub fn get_job_task_request(r: &job_pb::GetJobTaskRequest, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    put_str(&mut m, "job_task_id", &r.job_task_id);
-    put_list(&mut m, "only", strings(&r.only));
-    with_domain(m, &r.domain_id, meta_domain)
+impl RequestMessage for job_pb::GetJobTaskRequest {
+    fn fields(&self, m: &mut Map<String, Value>) {
+        put_str(m, "job_task_id", &self.job_task_id);
+    }
+    fn only(&self) -> &[String] {
+        &self.only
+    }
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
 }
 
-pub fn job_task_query(r: &job_pb::JobTaskQuery, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(qr) = &r.query {
-        m.insert("query".into(), super::convert::query(qr));
+impl RequestMessage for job_pb::JobTaskQuery {
+    fn query(&self) -> Option<Value> {
+        self.query.as_ref().map(super::convert::query)
     }
-    put_str(&mut m, "job_task_id", &r.job_task_id);
-    match job_pb::job_task_query::Status::try_from(r.status) {
-        Ok(job_pb::job_task_query::Status::ScopeNone) => {}
-        Ok(s) => put_str(&mut m, "status", s.as_str_name()),
-        // MessageToDict gives an unknown enum number as the number.
-        Err(_) => {
-            m.insert("status".into(), json!(r.status));
-        }
+    fn fields(&self, m: &mut Map<String, Value>) {
+        use job_pb::job_task_query::Status;
+        put_str(m, "job_task_id", &self.job_task_id);
+        let name = Status::try_from(self.status).ok().map(Status::as_str_name);
+        put_status(m, self.status, name);
+        put_str(m, "job_id", &self.job_id);
+        put_str(m, "data_source_id", &self.data_source_id);
     }
-    put_str(&mut m, "job_id", &r.job_id);
-    put_str(&mut m, "data_source_id", &r.data_source_id);
-    with_domain(m, &r.domain_id, meta_domain)
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
 }
 
-pub fn job_task_stat_query(r: &job_pb::JobTaskStatQuery, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(qr) = &r.query {
-        m.insert("query".into(), statistics_query(qr));
+impl RequestMessage for job_pb::JobTaskStatQuery {
+    fn query(&self) -> Option<Value> {
+        self.query.as_ref().map(statistics_query)
     }
-    with_domain(m, &r.domain_id, meta_domain)
+    fn fields(&self, _: &mut Map<String, Value>) {}
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
 }
 
 /// JobTaskInfo as the engine writes it (proto3 JSON: absent fields are defaults; `options` is

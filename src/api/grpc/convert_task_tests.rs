@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::*;
-use crate::api::grpc::convert::to_value;
+use crate::api::grpc::convert::{request, to_value};
 use crate::api::grpc::pb::core as query_pb;
 use crate::api::grpc::wire::Proto;
 use prost::Message;
@@ -22,7 +22,7 @@ fn task_requests_become_message_to_dict_json() {
         ..Default::default()
     };
     assert_eq!(
-        job_task_query(&r, Some("d-1")),
+        request(&r, Some("d-1")),
         json!({"query": {"filter": [{"k": "status", "v": "FAILURE", "o": "eq"}]},
                "status": "PENDING", "job_id": "job-1", "domain_id": "d-1"})
     );
@@ -30,10 +30,7 @@ fn task_requests_become_message_to_dict_json() {
         status: 6,
         ..Default::default()
     };
-    assert_eq!(
-        job_task_query(&canceled, None),
-        json!({"status": "CANCELED"})
-    );
+    assert_eq!(request(&canceled, None), json!({"status": "CANCELED"}));
     // An enum number the message does not have stays a number, as MessageToDict gives it.
     let unknown = job_pb::JobTaskQuery {
         status: 42,
@@ -41,7 +38,7 @@ fn task_requests_become_message_to_dict_json() {
         ..Default::default()
     };
     assert_eq!(
-        job_task_query(&unknown, Some("meta")),
+        request(&unknown, Some("meta")),
         json!({"status": 42, "domain_id": "d"})
     );
     let get = job_pb::GetJobTaskRequest {
@@ -50,21 +47,18 @@ fn task_requests_become_message_to_dict_json() {
         only: vec!["status".into()],
     };
     assert_eq!(
-        get_job_task_request(&get, Some("d-meta")),
+        request(&get, Some("d-meta")),
         json!({"job_task_id": "job-1.t", "only": ["status"], "domain_id": "d-meta"})
     );
     assert_eq!(
-        job_task_stat_query(&job_pb::JobTaskStatQuery::default(), None),
+        request(&job_pb::JobTaskStatQuery::default(), None),
         json!({})
     );
     let stat = job_pb::JobTaskStatQuery {
         query: Some(query_pb::StatisticsQuery::default()),
         domain_id: "d".into(),
     };
-    assert_eq!(
-        job_task_stat_query(&stat, None),
-        json!({"query": {}, "domain_id": "d"})
-    );
+    assert_eq!(request(&stat, None), json!({"query": {}, "domain_id": "d"}));
 }
 
 #[test]

@@ -22,7 +22,7 @@ fn requests_become_message_to_dict_json() {
         ..Default::default()
     };
     assert_eq!(
-        job_query(&r, Some("d-1")),
+        request(&r, Some("d-1")),
         json!({"query": {"filter": [{"k": "status", "v": ["SUCCESS"], "o": "in"}],
                          "sort": {}, "page": {"limit": 2}},
                "status": "FAILURE", "domain_id": "d-1"})
@@ -32,7 +32,7 @@ fn requests_become_message_to_dict_json() {
         domain_id: "d-body".into(),
     };
     assert_eq!(
-        job_request(&r, Some("d-meta")),
+        request(&r, Some("d-meta")),
         json!({"job_id": "job-1", "domain_id": "d-body"})
     );
     assert_eq!(number(3.0), json!(3));

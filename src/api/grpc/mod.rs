@@ -162,19 +162,19 @@ async fn answer<M>(
 #[tonic::async_trait]
 impl pb::server::job_server::Job for JobGrpc {
     async fn cancel(&self, request: Request<job::JobRequest>) -> Result<Response<Proto>, Status> {
-        answer(self, Method::Cancel, request, convert::job_request).await
+        answer(self, Method::Cancel, request, convert::request).await
     }
 
     async fn get(&self, request: Request<job::GetJobRequest>) -> Result<Response<Proto>, Status> {
-        answer(self, Method::Get, request, convert::get_job_request).await
+        answer(self, Method::Get, request, convert::request).await
     }
 
     async fn list(&self, request: Request<job::JobQuery>) -> Result<Response<Proto>, Status> {
-        answer(self, Method::List, request, convert::job_query).await
+        answer(self, Method::List, request, convert::request).await
     }
 
     async fn stat(&self, request: Request<job::JobStatQuery>) -> Result<Response<Proto>, Status> {
-        answer(self, Method::Stat, request, convert::job_stat_query).await
+        answer(self, Method::Stat, request, convert::request).await
     }
 }
 
@@ -184,36 +184,18 @@ impl pb::server::job_task_server::JobTask for JobGrpc {
         &self,
         request: Request<job::GetJobTaskRequest>,
     ) -> Result<Response<Proto>, Status> {
-        answer(
-            self,
-            Method::TaskGet,
-            request,
-            convert_task::get_job_task_request,
-        )
-        .await
+        answer(self, Method::TaskGet, request, convert::request).await
     }
 
     async fn list(&self, request: Request<job::JobTaskQuery>) -> Result<Response<Proto>, Status> {
-        answer(
-            self,
-            Method::TaskList,
-            request,
-            convert_task::job_task_query,
-        )
-        .await
+        answer(self, Method::TaskList, request, convert::request).await
     }
 
     async fn stat(
         &self,
         request: Request<job::JobTaskStatQuery>,
     ) -> Result<Response<Proto>, Status> {
-        answer(
-            self,
-            Method::TaskStat,
-            request,
-            convert_task::job_task_stat_query,
-        )
-        .await
+        answer(self, Method::TaskStat, request, convert::request).await
     }
 }
 

@@ -29,7 +29,7 @@ impl RequestMessage for job_pb::JobTaskQuery {
     fn fields(&self, m: &mut Map<String, Value>) {
         use job_pb::job_task_query::Status;
         put_str(m, "job_task_id", &self.job_task_id);
-        let name = Status::try_from(self.status).ok().map(Status::as_str_name);
+        let name = Status::try_from(self.status).ok().map(|s| s.as_str_name());
         put_status(m, self.status, name);
         put_str(m, "job_id", &self.job_id);
         put_str(m, "data_source_id", &self.data_source_id);

@@ -4,6 +4,7 @@ use crate::api::grpc::convert::{request, to_value};
 use crate::api::grpc::pb::core as query_pb;
 use crate::api::grpc::wire::Proto;
 use prost::Message;
+use serde_json::json;
 
 #[test]
 fn task_requests_become_message_to_dict_json() {

@@ -126,12 +126,13 @@ fn write_info(row: &InfoRow<'_>, status: fn(&str) -> i32, out: &mut Vec<u8>) {
                     None => put_str(tag, &info_time(ms), out),
                 }
             }
-            // The record keeps its options as compact JSON text of an object; anything else
-            // is an empty Struct, as the JSON route reads it.
-            InfoValue::Struct(Some(text)) => match serde_json::from_str(text) {
-                Ok(Value::Object(m)) => put_struct(tag, &m, out),
-                _ => put_struct(tag, &Map::new(), out),
-            },
+            // The record keeps its options as compact JSON text of an object; text that is not
+            // one (never stored) is left out, as the JSON route's `null` reads.
+            InfoValue::Struct(Some(text)) => {
+                if let Ok(Value::Object(m)) = serde_json::from_str(text) {
+                    put_struct(tag, &m, out);
+                }
+            }
         }
     }
 }

@@ -4,10 +4,12 @@
 //! - REST: the JSON body parsed (as `body::parse_body` does), `list_as::<Encoded>`, the JSON
 //!   text is the answer.
 //! - gRPC: the protobuf JobQuery decoded (prost), turned into the same JSON request
-//!   (`grpc::convert::job_query`), `list_as::<JobsProto>` (JobsInfo built from the engine's
-//!   fields, as the server does) and encoded (prost).
-//! - gRPC via JSON, the former route, for the ratio of the change: `list_as::<Encoded>`, that text
-//!   turned into JobsInfo (`convert::jobs_info`) and encoded.
+//!   (`grpc::convert::request`), `list_as::<wire::Proto>`: the JobsInfo bytes written straight
+//!   from the engine's fields, as the server answers them.
+//! - gRPC via owned messages, the route before (2026-12-05), for the ratio of the change: a
+//!   prost `JobsInfo` of owned strings built from the engine's fields, then encoded.
+//! - gRPC via JSON, the route before that: `list_as::<Encoded>`, that text turned into JobsInfo
+//!   (`convert::jobs_info`) and encoded.
 //!
 //! TLS, HTTP/2 framing and authentication are the same for both (one server, one port) and are
 //! left out. Reports medians, p99 and the ratio gRPC / REST, and the answer sizes.
@@ -22,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use cost_analysis_operator::api::grpc::{convert, pb};
+use cost_analysis_operator::api::grpc::{convert, pb, wire};
 use prost::Message;
 use serde_json::json;
 use spaceone_query::{Index, Job, JobStatus, Limits, Scope, calls as api};
@@ -61,6 +63,41 @@ fn jobs(n: usize) -> Index {
         });
     }
     index
+}
+
+/// The route before: a JobsInfo message of owned strings built from the engine's fields.
+struct Owned(pb::job::JobsInfo);
+
+impl api::AnswerForm for Owned {
+    fn from_serialize(_: &impl serde::Serialize) -> Self {
+        Owned(pb::job::JobsInfo::default())
+    }
+
+    fn from_jobs(jobs: &api::JobsInfo<'_>) -> Self {
+        let time = |ms: Option<i64>| ms.map(api::info_time).unwrap_or_default();
+        let count = |n: i64| i32::try_from(n).unwrap_or(i32::MAX);
+        let results = jobs
+            .infos()
+            .map(|f| pb::job::JobInfo {
+                job_id: f.job_id.to_owned(),
+                status: pb::job::job_info::Status::from_str_name(f.status).map_or(0, |s| s as i32),
+                error_code: f.error_code.to_owned(),
+                error_message: f.error_message.to_owned(),
+                total_tasks: count(f.total_tasks),
+                remained_tasks: count(f.remained_tasks),
+                data_source_id: f.data_source_id.to_owned(),
+                domain_id: f.domain_id.to_owned(),
+                created_at: time(f.created_at),
+                updated_at: time(f.updated_at),
+                finished_at: time(f.finished_at),
+                last_changed_at: time(f.last_changed_at),
+            })
+            .collect();
+        Owned(pb::job::JobsInfo {
+            results,
+            total_count: i32::try_from(jobs.total()).unwrap_or(i32::MAX),
+        })
+    }
 }
 
 fn median_p99(mut s: Vec<Duration>) -> (f64, f64) {
@@ -121,21 +158,29 @@ fn main() {
         };
         let grpc = || {
             let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
-            let request = convert::job_query(&message, None);
-            api::list_as::<convert::JobsProto>(&index, &scope, &request, Utc::now(), &limits)
+            let request = convert::request(&message, None);
+            api::list_as::<wire::Proto>(&index, &scope, &request, Utc::now(), &limits)
+                .unwrap()
+                .0
+        };
+        let owned = || {
+            let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
+            let request = convert::request(&message, None);
+            api::list_as::<Owned>(&index, &scope, &request, Utc::now(), &limits)
                 .unwrap()
                 .0
                 .encode_to_vec()
         };
         let via_json = || {
             let message = pb::job::JobQuery::decode(&grpc_body[..]).unwrap();
-            let request = convert::job_query(&message, None);
+            let request = convert::request(&message, None);
             let text = api::list_as::<api::Encoded>(&index, &scope, &request, Utc::now(), &limits)
                 .unwrap()
                 .0;
             convert::jobs_info(&text).unwrap().encode_to_vec()
         };
-        assert_eq!(grpc(), via_json(), "both gRPC routes answer the same bytes");
+        assert_eq!(grpc(), via_json(), "the gRPC routes answer the same bytes");
+        assert_eq!(grpc(), owned(), "the gRPC routes answer the same bytes");
         // Same answer: the gRPC bytes decode to the REST JSON's jobs.
         let (r, g) = (rest(), grpc());
         let jobs = pb::job::JobsInfo::decode(&g[..]).unwrap();
@@ -145,7 +190,7 @@ fn main() {
             json["results"].as_array().unwrap().len()
         );
         assert_eq!(jobs.results[0].job_id, json["results"][0]["job_id"]);
-        let (mut rs, mut gs, mut js) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut rs, mut gs, mut os, mut js) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..rounds + 10 {
             // Interleaved, so every route sees the same machine load.
             let t = Instant::now();
@@ -155,21 +200,30 @@ fn main() {
             std::hint::black_box(grpc());
             let gd = t.elapsed();
             let t = Instant::now();
+            std::hint::black_box(owned());
+            let od = t.elapsed();
+            let t = Instant::now();
             std::hint::black_box(via_json());
             let jd = t.elapsed();
             if i >= 10 {
                 rs.push(rd);
                 gs.push(gd);
+                os.push(od);
                 js.push(jd);
             }
         }
-        let ((r50, r99), (g50, g99), (j50, j99)) = (median_p99(rs), median_p99(gs), median_p99(js));
+        let ((r50, r99), (g50, g99)) = (median_p99(rs), median_p99(gs));
+        let ((o50, o99), (j50, j99)) = (median_p99(os), median_p99(js));
         println!(
-            "list, page of {limit}: REST median {r50:.0} p99 {r99:.0} ({} answer bytes); gRPC median {g50:.0} p99 {g99:.0} ({} answer bytes); ratio gRPC/REST median {:.2}, p99 {:.2}; gRPC via JSON (before) median {j50:.0} p99 {j99:.0}, ratio {:.2}",
+            "list, page of {limit}: REST median {r50:.0} p99 {r99:.0} ({} answer bytes); gRPC median {g50:.0} p99 {g99:.0} ({} answer bytes); ratio gRPC/REST median {:.2}, p99 {:.2}",
             r.len(),
             g.len(),
             g50 / r50,
             g99 / r99,
+        );
+        println!(
+            "  before: gRPC via owned messages median {o50:.0} p99 {o99:.0}, ratio {:.2}; gRPC via JSON median {j50:.0} p99 {j99:.0}, ratio {:.2}",
+            o50 / r50,
             j50 / r50
         );
     }

@@ -1,13 +1,13 @@
 //! Decoding of what a gRPC client sends: the protobuf request messages of the Job and JobTask
 //! services (prost), turned into the JSON requests the calls take (`grpc::convert`,
 //! `grpc::convert_task`), then evaluated by the engine over a small index, and the answers encoded
-//! back (JobInfo, JobsInfo, JobTaskInfo, JobTasksInfo, Struct). Never a panic; a list's JobsInfo
-//! or JobTasksInfo built from the engine's fields (what gRPC answers) equals the one its JSON text
-//! converts to. The first byte selects: bit 0x80 a domain in the metadata, bit 0x40 the JobTask
+//! back (JobInfo, JobsInfo, JobTaskInfo, JobTasksInfo, Struct). Never a panic; every answer's
+//! bytes written from the engine's fields (`grpc::wire`, what gRPC answers) equal those of the
+//! message its JSON form converts to (the former route). The first byte selects: bit 0x80 a domain in the metadata, bit 0x40 the JobTask
 //! service, the rest modulo 4 the method.
 #![no_main]
 
-use cost_analysis_operator::api::grpc::{convert, convert_task, pb};
+use cost_analysis_operator::api::grpc::{convert, convert_task, pb, wire::Proto};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use spaceone_query::{Index, JobTask, JobTaskStatus, Limits, Scope, TaskIndex, calls as api};
@@ -56,34 +56,34 @@ fn job_task(selector: u8, bytes: &[u8], domain: Option<&str>) {
     match selector % 4 {
         0 | 3 => {
             let Ok(m) = pb::job::JobTaskQuery::decode(bytes) else { return };
-            let request = convert_task::job_task_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(text) = api::list_as::<api::Encoded>(&index, &scope, &request, now, &limits) {
                 let tasks = convert_task::job_tasks_info(&text.0)
                     .expect("the engine's JobTasksInfo converts");
-                let built = api::list_as::<convert_task::JobTasksProto>(
-                    &index, &scope, &request, now, &limits,
-                )
-                .expect("the same request is answered the same way");
-                assert_eq!(built.0, tasks, "{request}");
-                let _ = tasks.encode_to_vec();
+                let built = api::list_as::<Proto>(&index, &scope, &request, now, &limits)
+                    .expect("the same request is answered the same way");
+                assert_eq!(built.0, tasks.encode_to_vec(), "{request}");
             }
         }
         1 => {
             let Ok(m) = pb::job::JobTaskStatQuery::decode(bytes) else { return };
-            let request = convert_task::job_task_stat_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(serde_json::Value::Object(answer)) =
                 api::stat(&index, &scope, &request, now, &limits)
             {
-                let _ = convert::to_struct(answer).encode_to_vec();
+                let built = Proto::of_struct(&answer);
+                assert_eq!(built.0, convert::to_struct(answer).encode_to_vec());
             }
         }
         _ => {
             let Ok(m) = pb::job::GetJobTaskRequest::decode(bytes) else { return };
-            let request = convert_task::get_job_task_request(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(answer) = api::get(&index, &scope, &request) {
                 let info = convert_task::job_task_info(answer)
                     .expect("the engine's JobTaskInfo converts");
-                let _ = info.encode_to_vec();
+                let built = api::get_as::<Proto, _>(&index, &scope, &request)
+                    .expect("the same request is answered the same way");
+                assert_eq!(built.0, info.encode_to_vec(), "{request}");
             }
         }
     }
@@ -100,38 +100,40 @@ fuzz_target!(|data: &[u8]| {
     match selector % 4 {
         0 => {
             let Ok(m) = pb::job::JobQuery::decode(bytes) else { return };
-            let request = convert::job_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(text) = api::list_as::<api::Encoded>(&index, &scope, &request, now, &limits) {
                 let jobs = convert::jobs_info(&text.0).expect("the engine's JobsInfo converts");
                 // What the gRPC list answers, built from the fields: the same message.
-                let built = api::list_as::<convert::JobsProto>(&index, &scope, &request, now, &limits)
+                let built = api::list_as::<Proto>(&index, &scope, &request, now, &limits)
                     .expect("the same request is answered the same way");
-                assert_eq!(built.0, jobs, "{request}");
-                let _ = jobs.encode_to_vec();
+                assert_eq!(built.0, jobs.encode_to_vec(), "{request}");
             }
         }
         1 => {
             let Ok(m) = pb::job::JobStatQuery::decode(bytes) else { return };
-            let request = convert::job_stat_query(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(serde_json::Value::Object(answer)) =
                 api::stat(&index, &scope, &request, now, &limits)
             {
+                let built = Proto::of_struct(&answer);
                 let s = convert::to_struct(answer);
                 let _ = convert::from_struct(&s);
-                let _ = s.encode_to_vec();
+                assert_eq!(built.0, s.encode_to_vec());
             }
         }
         2 => {
             let Ok(m) = pb::job::GetJobRequest::decode(bytes) else { return };
-            let request = convert::get_job_request(&m, domain);
+            let request = convert::request(&m, domain);
             if let Ok(answer) = api::get(&index, &scope, &request) {
                 let info = convert::job_info(answer).expect("the engine's JobInfo converts");
-                let _ = info.encode_to_vec();
+                let built = api::get_as::<Proto, _>(&index, &scope, &request)
+                    .expect("the same request is answered the same way");
+                assert_eq!(built.0, info.encode_to_vec(), "{request}");
             }
         }
         _ => {
             let Ok(m) = pb::job::JobRequest::decode(bytes) else { return };
-            let _ = convert::job_request(&m, domain);
+            let _ = convert::request(&m, domain);
         }
     }
 });

@@ -44,8 +44,14 @@ pub fn router() -> Router<JobService> {
 
 type RestReply = Result<Response, RestError>;
 
-fn ok(v: Value) -> Response {
-    (StatusCode::OK, axum::Json(v)).into_response()
+/// An Info answer (get, cancel), its JSON text written from the engine's fields.
+fn ok(answer: Encoded) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        answer.0,
+    )
+        .into_response()
 }
 
 /// JSON text built on the query pool; its share of the bytes-in-flight budget is given back when
@@ -117,7 +123,7 @@ pub(super) fn json_text(v: &Value) -> Result<Encoded, ServiceError> {
 
 async fn get_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(ok(s.get(&user, body).await?))
+    Ok(ok(s.get::<Encoded>(&user, body).await?))
 }
 
 async fn list_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
@@ -133,7 +139,7 @@ async fn stat_body(State(s): State<JobService>, c: Caller, body: Body) -> RestRe
 
 async fn cancel_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(ok(s.cancel(&user, body).await?))
+    Ok(ok(s.cancel::<Encoded>(&user, body).await?))
 }
 
 async fn get_path(
@@ -148,7 +154,7 @@ async fn get_path(
         query_params(query.as_deref().unwrap_or(""))?,
         Value::Null,
     )?;
-    Ok(ok(s.get(&user, request).await?))
+    Ok(ok(s.get::<Encoded>(&user, request).await?))
 }
 
 async fn cancel_path(
@@ -161,7 +167,7 @@ async fn cancel_path(
     let query = query_params(query.as_deref().unwrap_or(""))?;
     let (user, body) = authenticated_body(&s, &c, body).await?;
     let request = path_request(job_id, query, body)?;
-    Ok(ok(s.cancel(&user, request).await?))
+    Ok(ok(s.cancel::<Encoded>(&user, request).await?))
 }
 
 async fn list_query(
@@ -176,7 +182,7 @@ async fn list_query(
 
 async fn task_get_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(ok(s.get_task(&user, body).await?))
+    Ok(ok(s.get_task::<Encoded>(&user, body).await?))
 }
 
 async fn task_list_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
@@ -203,7 +209,7 @@ async fn task_get_path(
         query_params(query.as_deref().unwrap_or(""))?,
         Value::Null,
     )?;
-    Ok(ok(s.get_task(&user, request).await?))
+    Ok(ok(s.get_task::<Encoded>(&user, request).await?))
 }
 
 async fn task_list_query(

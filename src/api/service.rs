@@ -86,9 +86,12 @@ impl JobService {
         Ok(self.auth.authenticate(peer, headers).await?)
     }
 
-    /// `Job.get`: GetJobRequest (as JSON) -> JobInfo.
-    pub async fn get(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
-        self.get_of::<CostAnalysisJob>(user, request).await
+    /// `Job.get`: GetJobRequest (as JSON) -> JobInfo, in the wire form `A`.
+    pub async fn get<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
+    where
+        A: spaceone_query::calls::AnswerForm + Send + 'static,
+    {
+        self.get_of::<CostAnalysisJob, A>(user, request).await
     }
 
     /// `Job.list`: JobQuery -> JobsInfo, in the wire form `A` (JSON text, protobuf).
@@ -120,8 +123,12 @@ impl JobService {
             .await
     }
 
-    /// `Job.cancel`: JobRequest -> JobInfo of the CANCELED job (see [`super::cancel`]).
-    pub async fn cancel(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
+    /// `Job.cancel`: JobRequest -> JobInfo of the CANCELED job (see [`super::cancel`]), in the
+    /// wire form `A`.
+    pub async fn cancel<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
+    where
+        A: spaceone_query::calls::AnswerForm + Send + 'static,
+    {
         let fields = request.as_object().into_iter().flat_map(|m| m.keys());
         if let Some(unknown) = fields
             .into_iter()
@@ -139,21 +146,25 @@ impl JobService {
         let domain = text(&request, "domain_id");
         let writer = super::cancel::Writer::new(self.client.clone());
         if let Some(updated) = writer.cancel(&job_id, &domain, copies).await? {
-            let info = spaceone_query::calls::job_info(&updated.spaceone_job());
+            let info = spaceone_query::calls::info_as::<A, _>(&updated.spaceone_job());
             self.jobs.observe_write(updated).await;
             self.metrics.api_cancels.inc();
-            return Ok(info);
+            return info
+                .ok_or_else(|| ServiceError::Internal("could not encode the JobInfo".into()));
         }
         // The job vanished between the index lookup and the write: answer as `get` would.
-        self.get(user, request).await?;
+        self.get::<A>(user, request).await?;
         Err(ServiceError::Internal(
             "the job changed too often to be canceled; try again".into(),
         ))
     }
 
-    /// `JobTask.get`: GetJobTaskRequest (as JSON) -> JobTaskInfo.
-    pub async fn get_task(&self, user: &UserInfo, request: Value) -> Result<Value, ServiceError> {
-        self.get_of::<CostAnalysisJobTask>(user, request).await
+    /// `JobTask.get`: GetJobTaskRequest (as JSON) -> JobTaskInfo, in the wire form `A`.
+    pub async fn get_task<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
+    where
+        A: spaceone_query::calls::AnswerForm + Send + 'static,
+    {
+        self.get_of::<CostAnalysisJobTask, A>(user, request).await
     }
 
     /// `JobTask.list`: JobTaskQuery -> JobTasksInfo, in the wire form `A`.
@@ -184,14 +195,13 @@ impl JobService {
     }
 
     /// SpaceONE's `get` over the catalog of `W`, in the request's domain.
-    async fn get_of<W: Served>(
-        &self,
-        user: &UserInfo,
-        request: Value,
-    ) -> Result<Value, ServiceError> {
+    async fn get_of<W: Served, A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
+    where
+        A: spaceone_query::calls::AnswerForm + Send + 'static,
+    {
         let scope = self.domain_scope(user, "get", &request).await?;
         self.on_catalog::<W, _>(move |catalog| {
-            Ok(spaceone_query::calls::get(
+            Ok(spaceone_query::calls::get_as(
                 &catalog.index,
                 &scope,
                 &request,

@@ -14,8 +14,8 @@ use crate::message::{as_object, check_fields};
 use crate::model::Job;
 use crate::query::{Query, append_keyword, parse_filters};
 use crate::record::Scope;
+use crate::render::Projection;
 pub use crate::render::{InfoFields, InfoRow, InfoValue, JobsInfo, info_time};
-use crate::render::{Projection, info as render_info};
 use crate::scan::run;
 use crate::schema::{FieldPath, Resource, Schema};
 
@@ -120,6 +120,12 @@ pub trait AnswerForm: Sized {
     /// that is not JSON (protobuf) reads [`JobsInfo::infos`] instead, without JSON in between.
     fn from_jobs(jobs: &JobsInfo<'_>) -> Self {
         Self::from_serialize(jobs)
+    }
+
+    /// One Info's answer (`get`, `cancel`): by default its JSON form; a form that is not JSON
+    /// reads [`InfoRow::values`] instead.
+    fn from_info(row: &InfoRow<'_>) -> Self {
+        Self::from_serialize(row)
     }
 }
 
@@ -231,6 +237,15 @@ pub fn stat_query<R: Resource>(
 
 /// `get` (`Job.get`: GetJobRequest -> JobInfo; `JobTask.get`: GetJobTaskRequest -> JobTaskInfo).
 pub fn get<R: Resource>(index: &Index<R>, scope: &Scope, request: &Value) -> Result<Value, Error> {
+    get_as(index, scope, request)
+}
+
+/// [`get`], answered in the form `A` (a [`Value`], [`Encoded`] JSON text, protobuf).
+pub fn get_as<A: AnswerForm, R: Resource>(
+    index: &Index<R>,
+    scope: &Scope,
+    request: &Value,
+) -> Result<A, Error> {
     let schema = R::schema();
     let (id_key, domain_key) = (id_name(schema), domain_name(schema));
     let p = params(schema, request, &[id_key, domain_key, "only"])?;
@@ -265,7 +280,7 @@ pub fn get<R: Resource>(index: &Index<R>, scope: &Scope, request: &Value) -> Res
         Some(fields) => Projection::Only(fields),
         None => Projection::Full,
     };
-    Ok(render_info(rec, schema, &projection))
+    Ok(A::from_info(&crate::render::row(rec, schema, &projection)))
 }
 
 /// JobInfo of one job (used for the answer of a cancel).
@@ -276,6 +291,17 @@ pub fn job_info(job: &Job) -> Value {
 /// The Info of one plain record (JobInfo, JobTaskInfo).
 pub fn info<R: Resource + Clone>(record: &R) -> Value {
     crate::render::info_of(record)
+}
+
+/// [`info`] in the form `A` (`None` for a record the index cannot hold).
+pub fn info_as<A: AnswerForm, R: Resource + Clone>(record: &R) -> Option<A> {
+    crate::render::with_info_row(record, A::from_info)
+}
+
+/// A datetime of an Info as SpaceONE prints it, written into `buf` (`None` past the years
+/// `buf` holds: [`info_time`] then).
+pub fn write_info_time(ms: i64, buf: &mut [u8; 24]) -> Option<&str> {
+    crate::time::write_info(ms, buf)
 }
 
 /// Filter, order and page a core `Query` (no request wrapper, no required domain): the typed entry

@@ -80,11 +80,28 @@ pub struct InfoRow<'a> {
 }
 
 impl<'a> InfoRow<'a> {
+    /// The resource the row is of.
+    pub fn schema(&self) -> &'static Schema {
+        self.schema
+    }
+
     /// The Info message's fields (the table's field numbers say where each goes) and values.
     pub fn values(&self) -> impl Iterator<Item = (Field, InfoValue<'a>)> + '_ {
         self.schema
             .info_fields()
             .map(|f| (f, info_value(self.rec, f, self.projection)))
+    }
+}
+
+/// The same Info in proto3 JSON (what [`Info`] writes), for an answer form that is JSON.
+impl Serialize for InfoRow<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Info {
+            rec: self.rec,
+            schema: self.schema,
+            projection: self.projection,
+        }
+        .serialize(serializer)
     }
 }
 
@@ -333,14 +350,41 @@ impl Serialize for JobsInfo<'_> {
     }
 }
 
-/// The Info of a plain record (JobInfo of a Job, JobTaskInfo of a JobTask).
-pub fn info_of<R: Resource + Clone>(record: &R) -> Value {
+/// `f` of the Info row of a plain record (all its fields), in whatever form `f` makes of it.
+pub(crate) fn with_info_row<R: Resource + Clone, T>(
+    record: &R,
+    f: impl FnOnce(&InfoRow<'_>) -> T,
+) -> Option<T> {
     let schema = R::schema();
     let mut index = Slots::new(schema);
     let columns = record.clone().into_columns();
     let (ns, id) = (columns.namespace.clone(), columns.id.clone());
     index.upsert(columns);
-    index
-        .rec(&ns, &id)
-        .map_or(Value::Null, |r| info(r, schema, &Projection::Full))
+    let rec = index.rec(&ns, &id)?;
+    Some(f(&InfoRow {
+        rec,
+        schema,
+        projection: &Projection::Full,
+    }))
+}
+
+/// One Info row of a record the index holds.
+pub(crate) fn row<'a>(
+    rec: &'a Record,
+    schema: &'static Schema,
+    projection: &'a Projection<'a>,
+) -> InfoRow<'a> {
+    InfoRow {
+        rec,
+        schema,
+        projection,
+    }
+}
+
+/// The Info of a plain record (JobInfo of a Job, JobTaskInfo of a JobTask).
+pub fn info_of<R: Resource + Clone>(record: &R) -> Value {
+    with_info_row(record, |row| {
+        serde_json::to_value(row).unwrap_or(Value::Null)
+    })
+    .unwrap_or(Value::Null)
 }

@@ -1,5 +1,6 @@
-//! Protobuf messages to the JSON request shape the Job calls take, and their JSON answers back
-//! to protobuf. Requests follow protobuf's `MessageToDict(preserving_proto_field_name=True)`, as
+//! Protobuf messages to the JSON request shape the Job calls take, and (the former answer route,
+//! kept as the reference the unit tests, the fuzz target and the bench compare [`super::wire`]'s
+//! bytes with) their JSON answers back to protobuf messages. Requests follow protobuf's `MessageToDict(preserving_proto_field_name=True)`, as
 //! SpaceONE's gRPC layer does: fields at their default value are left out, a set message (even an
 //! empty one) and a set oneof member are kept, enums are their names.
 
@@ -293,43 +294,91 @@ pub(super) fn with_domain(
     Value::Object(m)
 }
 
-pub fn job_request(r: &job_pb::JobRequest, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    put_str(&mut m, "job_id", &r.job_id);
-    with_domain(m, &r.domain_id, meta_domain)
-}
-
-pub fn get_job_request(r: &job_pb::GetJobRequest, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    put_str(&mut m, "job_id", &r.job_id);
-    put_list(&mut m, "only", strings(&r.only));
-    with_domain(m, &r.domain_id, meta_domain)
-}
-
-pub fn job_query(r: &job_pb::JobQuery, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(qr) = &r.query {
-        m.insert("query".into(), query(qr));
+/// What `MessageToDict` reads of a request message of the Job and JobTask services: the messages
+/// differ in their fields, the mapping ([`request`]) is one.
+pub trait RequestMessage {
+    /// The `query` field (a Query or a StatisticsQuery) as JSON, when set.
+    fn query(&self) -> Option<Value> {
+        None
     }
-    put_str(&mut m, "job_id", &r.job_id);
-    match job_pb::job_query::Status::try_from(r.status) {
-        Ok(job_pb::job_query::Status::ScopeNone) => {}
-        Ok(s) => put_str(&mut m, "status", s.as_str_name()),
-        // MessageToDict gives an unknown enum number as the number.
-        Err(_) => {
-            m.insert("status".into(), json!(r.status));
+    /// Its own fields (ids, filters, a status enum), in field order, the domain aside.
+    fn fields(&self, m: &mut Map<String, Value>);
+    /// The `only` field of a get.
+    fn only(&self) -> &[String] {
+        &[]
+    }
+    /// The `domain_id` field.
+    fn domain(&self) -> &str;
+}
+
+/// A request message as the JSON request the calls take (the REST body of the same call).
+pub fn request(r: &impl RequestMessage, meta_domain: Option<&str>) -> Value {
+    let mut m = Map::new();
+    if let Some(q) = r.query() {
+        m.insert("query".into(), q);
+    }
+    r.fields(&mut m);
+    put_list(&mut m, "only", strings(r.only()));
+    with_domain(m, r.domain(), meta_domain)
+}
+
+/// A status enum field: left out at SCOPE_NONE (0, in every enum here), by name, or (a number the
+/// enum does not have) the number, as MessageToDict gives it.
+pub(super) fn put_status(m: &mut Map<String, Value>, number: i32, name: Option<&str>) {
+    match (number, name) {
+        (0, _) => {}
+        (_, Some(name)) => put_str(m, "status", name),
+        (_, None) => {
+            m.insert("status".into(), json!(number));
         }
     }
-    put_str(&mut m, "data_source_id", &r.data_source_id);
-    with_domain(m, &r.domain_id, meta_domain)
 }
 
-pub fn job_stat_query(r: &job_pb::JobStatQuery, meta_domain: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(qr) = &r.query {
-        m.insert("query".into(), statistics_query(qr));
+impl RequestMessage for job_pb::JobRequest {
+    fn fields(&self, m: &mut Map<String, Value>) {
+        put_str(m, "job_id", &self.job_id);
     }
-    with_domain(m, &r.domain_id, meta_domain)
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
+}
+
+impl RequestMessage for job_pb::GetJobRequest {
+    fn fields(&self, m: &mut Map<String, Value>) {
+        put_str(m, "job_id", &self.job_id);
+    }
+    fn only(&self) -> &[String] {
+        &self.only
+    }
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
+}
+
+impl RequestMessage for job_pb::JobQuery {
+    fn query(&self) -> Option<Value> {
+        self.query.as_ref().map(query)
+    }
+    fn fields(&self, m: &mut Map<String, Value>) {
+        use job_pb::job_query::Status;
+        put_str(m, "job_id", &self.job_id);
+        let name = Status::try_from(self.status).ok().map(|s| s.as_str_name());
+        put_status(m, self.status, name);
+        put_str(m, "data_source_id", &self.data_source_id);
+    }
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
+}
+
+impl RequestMessage for job_pb::JobStatQuery {
+    fn query(&self) -> Option<Value> {
+        self.query.as_ref().map(statistics_query)
+    }
+    fn fields(&self, _: &mut Map<String, Value>) {}
+    fn domain(&self) -> &str {
+        &self.domain_id
+    }
 }
 
 /// JobInfo as the engine writes it (proto3 JSON: absent fields are defaults).
@@ -391,80 +440,6 @@ pub fn jobs_info(text: &[u8]) -> Option<job_pb::JobsInfo> {
         results: jobs.results.into_iter().map(job_info_of).collect(),
         total_count: int32(jobs.total_count),
     })
-}
-
-/// A list's answer as JobsInfo, built from the engine's fields of each job (no JSON in between:
-/// that round trip made a gRPC list cost 2.4-2.7 times a REST one).
-pub struct JobsProto(pub job_pb::JobsInfo);
-
-impl spaceone_query::calls::AnswerForm for JobsProto {
-    /// Not used for lists (the engine calls [`Self::from_jobs`]); kept exact all the same.
-    fn from_serialize(s: &impl serde::Serialize) -> Self {
-        JobsProto(
-            serde_json::to_vec(s)
-                .ok()
-                .and_then(|t| jobs_info(&t))
-                .unwrap_or_default(),
-        )
-    }
-
-    fn from_jobs(jobs: &spaceone_query::calls::JobsInfo<'_>) -> Self {
-        use spaceone_query::calls::info_time;
-        let time = |ms: Option<i64>| ms.map(info_time).unwrap_or_default();
-        let results = jobs
-            .infos()
-            .map(|f| job_pb::JobInfo {
-                job_id: f.job_id.to_owned(),
-                status: job_pb::job_info::Status::from_str_name(f.status).map_or(0, |s| s as i32),
-                error_code: f.error_code.to_owned(),
-                error_message: f.error_message.to_owned(),
-                total_tasks: saturating_i32(f.total_tasks),
-                remained_tasks: saturating_i32(f.remained_tasks),
-                data_source_id: f.data_source_id.to_owned(),
-                domain_id: f.domain_id.to_owned(),
-                created_at: time(f.created_at),
-                updated_at: time(f.updated_at),
-                finished_at: time(f.finished_at),
-                last_changed_at: time(f.last_changed_at),
-            })
-            .collect();
-        JobsProto(job_pb::JobsInfo {
-            results,
-            total_count: i32::try_from(jobs.total()).unwrap_or(i32::MAX),
-        })
-    }
-}
-
-impl crate::api::service::WireSize for JobsProto {
-    fn wire_size(&self) -> usize {
-        prost::Message::encoded_len(&self.0)
-    }
-}
-
-/// A stat's answer as `google.protobuf.Struct`.
-pub struct StructProto(pub prost_types::Struct);
-
-impl StructProto {
-    /// The engine's answer (always an object) as a Struct.
-    pub fn of(v: Value) -> Result<Self, crate::api::error::ServiceError> {
-        match v {
-            Value::Object(m) => Ok(StructProto(to_struct(m))),
-            _ => Err(crate::api::error::ServiceError::Internal(
-                "could not encode the Struct".into(),
-            )),
-        }
-    }
-}
-
-impl crate::api::service::WireSize for StructProto {
-    fn wire_size(&self) -> usize {
-        prost::Message::encoded_len(&self.0)
-    }
-}
-
-/// An int64 count in an int32 field, saturating as the JSON route's float cast does.
-fn saturating_i32(n: i64) -> i32 {
-    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
 }
 
 /// A JSON value as `google.protobuf.Value`.

@@ -1,7 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::*;
-use crate::api::grpc::convert::to_value;
+use crate::api::grpc::convert::{request, to_value};
 use crate::api::grpc::pb::core as query_pb;
+use crate::api::grpc::wire::Proto;
+use prost::Message;
+use serde_json::json;
 
 #[test]
 fn task_requests_become_message_to_dict_json() {
@@ -20,7 +23,7 @@ fn task_requests_become_message_to_dict_json() {
         ..Default::default()
     };
     assert_eq!(
-        job_task_query(&r, Some("d-1")),
+        request(&r, Some("d-1")),
         json!({"query": {"filter": [{"k": "status", "v": "FAILURE", "o": "eq"}]},
                "status": "PENDING", "job_id": "job-1", "domain_id": "d-1"})
     );
@@ -28,10 +31,7 @@ fn task_requests_become_message_to_dict_json() {
         status: 6,
         ..Default::default()
     };
-    assert_eq!(
-        job_task_query(&canceled, None),
-        json!({"status": "CANCELED"})
-    );
+    assert_eq!(request(&canceled, None), json!({"status": "CANCELED"}));
     // An enum number the message does not have stays a number, as MessageToDict gives it.
     let unknown = job_pb::JobTaskQuery {
         status: 42,
@@ -39,7 +39,7 @@ fn task_requests_become_message_to_dict_json() {
         ..Default::default()
     };
     assert_eq!(
-        job_task_query(&unknown, Some("meta")),
+        request(&unknown, Some("meta")),
         json!({"status": 42, "domain_id": "d"})
     );
     let get = job_pb::GetJobTaskRequest {
@@ -48,21 +48,18 @@ fn task_requests_become_message_to_dict_json() {
         only: vec!["status".into()],
     };
     assert_eq!(
-        get_job_task_request(&get, Some("d-meta")),
+        request(&get, Some("d-meta")),
         json!({"job_task_id": "job-1.t", "only": ["status"], "domain_id": "d-meta"})
     );
     assert_eq!(
-        job_task_stat_query(&job_pb::JobTaskStatQuery::default(), None),
+        request(&job_pb::JobTaskStatQuery::default(), None),
         json!({})
     );
     let stat = job_pb::JobTaskStatQuery {
         query: Some(query_pb::StatisticsQuery::default()),
         domain_id: "d".into(),
     };
-    assert_eq!(
-        job_task_stat_query(&stat, None),
-        json!({"query": {}, "domain_id": "d"})
-    );
+    assert_eq!(request(&stat, None), json!({"query": {}, "domain_id": "d"}));
 }
 
 #[test]
@@ -137,15 +134,28 @@ fn a_task_list_built_from_rows_equals_the_json_route() {
         json!({"filter": [{"k": "status", "v": "nothing", "o": "eq"}]}),
     ];
     let mut seen = std::collections::BTreeSet::new();
+    let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
     for query in queries {
         let request = json!({"domain_id": "d", "query": query});
-        let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
         let text = calls::list_as::<Encoded>(&index, &scope, &request, now, &limits).unwrap();
-        let proto =
-            calls::list_as::<JobTasksProto>(&index, &scope, &request, now, &limits).unwrap();
-        assert_eq!(proto.0, job_tasks_info(&text.0).unwrap(), "{query}");
-        seen.extend(proto.0.results.iter().map(|r| r.status));
+        let proto = calls::list_as::<Proto>(&index, &scope, &request, now, &limits).unwrap();
+        let former = job_tasks_info(&text.0).unwrap();
+        assert_eq!(proto.0, former.encode_to_vec(), "{query}: the same bytes");
+        let decoded = job_pb::JobTasksInfo::decode(&proto.0[..]).unwrap();
+        assert_eq!(decoded, former, "{query}");
+        seen.extend(decoded.results.iter().map(|r| r.status));
     }
     // Every task status came out under JobTaskInfo's own number (not Job's).
     assert_eq!(seen, [1, 2, 3, 4, 6].into_iter().collect());
+    // A get's JobTaskInfo, full and projected: the same bytes as the JSON answer's message.
+    for i in 0..JobTaskStatus::ALL.len() {
+        let id = format!("job-{i}.t");
+        for only in [json!(null), json!(["options", "status"]), json!(["job_id"])] {
+            let request = json!({"domain_id": "d", "job_task_id": id, "only": only});
+            let json = calls::get(&index, &scope, &request).unwrap();
+            let proto = calls::get_as::<Proto, _>(&index, &scope, &request).unwrap();
+            let former = job_task_info(json).unwrap().encode_to_vec();
+            assert_eq!(proto.0, former, "{id} {only}");
+        }
+    }
 }

@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::*;
+use crate::api::grpc::wire::Proto;
+use prost::Message;
 
 #[test]
 fn requests_become_message_to_dict_json() {
@@ -20,7 +22,7 @@ fn requests_become_message_to_dict_json() {
         ..Default::default()
     };
     assert_eq!(
-        job_query(&r, Some("d-1")),
+        request(&r, Some("d-1")),
         json!({"query": {"filter": [{"k": "status", "v": ["SUCCESS"], "o": "in"}],
                          "sort": {}, "page": {"limit": 2}},
                "status": "FAILURE", "domain_id": "d-1"})
@@ -30,7 +32,7 @@ fn requests_become_message_to_dict_json() {
         domain_id: "d-body".into(),
     };
     assert_eq!(
-        job_request(&r, Some("d-meta")),
+        request(&r, Some("d-meta")),
         json!({"job_id": "job-1", "domain_id": "d-body"})
     );
     assert_eq!(number(3.0), json!(3));
@@ -93,11 +95,51 @@ fn a_list_built_from_fields_equals_the_json_route() {
         json!({"page": {"start": 2, "limit": 2}, "sort": [{"key": "job_id", "desc": true}]}),
         json!({"filter": [{"k": "status", "v": "nothing", "o": "eq"}]}),
     ];
+    let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
     for query in queries {
         let request = json!({"domain_id": "d", "query": query});
-        let (scope, limits, now) = (Scope::all(), Limits::default(), chrono::Utc::now());
         let text = calls::list_as::<Encoded>(&index, &scope, &request, now, &limits).unwrap();
-        let proto = calls::list_as::<JobsProto>(&index, &scope, &request, now, &limits).unwrap();
-        assert_eq!(proto.0, jobs_info(&text.0).unwrap(), "{query}");
+        let proto = calls::list_as::<Proto>(&index, &scope, &request, now, &limits).unwrap();
+        let former = jobs_info(&text.0).unwrap();
+        assert_eq!(proto.0, former.encode_to_vec(), "{query}: the same bytes");
+        assert_eq!(job_pb::JobsInfo::decode(&proto.0[..]).unwrap(), former);
+    }
+    // A get's JobInfo (full and projected) and a cancel's (a plain Job): the same bytes as the
+    // JSON answer's message.
+    for (i, job) in JobStatus::ALL.into_iter().enumerate() {
+        let id = format!("job-{i}");
+        for only in [
+            json!(null),
+            json!(["status", "finished_at"]),
+            json!(["job_id"]),
+        ] {
+            let request = json!({"domain_id": "d", "job_id": id, "only": only});
+            let json = calls::get(&index, &scope, &request).unwrap();
+            let proto = calls::get_as::<Proto, _>(&index, &scope, &request).unwrap();
+            assert_eq!(
+                proto.0,
+                job_info(json).unwrap().encode_to_vec(),
+                "{id} {only}"
+            );
+        }
+        let plain = Job {
+            namespace: "ns".into(),
+            job_id: id.clone(),
+            status: job,
+            error_code: None,
+            error_message: Some("a \"quoted\" message".into()),
+            total_tasks: -3,
+            remained_tasks: 0,
+            data_source_id: "ds".into(),
+            domain_id: "d".into(),
+            options: serde_json::Map::new(),
+            created_at: Some(at("2024-01-02T03:04:05.678Z")),
+            updated_at: None,
+            finished_at: Some(at("2024-01-02T03:04:06Z")),
+            last_changed_at: None,
+        };
+        let proto = calls::info_as::<Proto, _>(&plain).unwrap();
+        let former = job_info(calls::job_info(&plain)).unwrap();
+        assert_eq!(proto.0, former.encode_to_vec(), "{id}");
     }
 }

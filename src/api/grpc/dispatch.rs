@@ -9,6 +9,8 @@ use crate::api::service::Answered;
 use crate::api::service::JobService;
 use crate::auth::UserInfo;
 
+use super::wire::Proto;
+
 /// The four calls of `spaceone.api.cost_analysis.v1.Job` and the three of `...v1.JobTask`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -51,14 +53,12 @@ impl Method {
     }
 }
 
-/// An answer as the service gives it: a JSON value (JobInfo, JobTaskInfo), or the JobsInfo /
-/// JobTasksInfo of a list and the Struct of a stat built on the query pool, with their share of
-/// the bytes-in-flight budget.
+/// An answer as protobuf bytes written from the engine's fields ([`Proto`]): an Info (get,
+/// cancel), or a list's or stat's, built on the query pool with its share of the bytes-in-flight
+/// budget.
 pub enum Answer {
-    Json(Value),
-    Jobs(Answered<super::convert::JobsProto>),
-    Tasks(Answered<super::convert_task::JobTasksProto>),
-    Struct(Answered<super::convert::StructProto>),
+    Info(Proto),
+    Budgeted(Answered<Proto>),
 }
 
 /// Calls `method` for `caller` with `request`, the JSON request exactly as the REST adapter
@@ -69,18 +69,25 @@ pub async fn call(
     method: Method,
     request: Value,
 ) -> Result<Answer, ServiceError> {
-    use super::convert::StructProto;
     Ok(match method {
-        Method::Get => Answer::Json(service.get(caller, request).await?),
-        Method::List => Answer::Jobs(service.list(caller, request).await?),
-        Method::Stat => Answer::Struct(service.stat(caller, request, StructProto::of).await?),
-        Method::Cancel => Answer::Json(service.cancel(caller, request).await?),
-        Method::TaskGet => Answer::Json(service.get_task(caller, request).await?),
-        Method::TaskList => Answer::Tasks(service.list_tasks(caller, request).await?),
+        Method::Get => Answer::Info(service.get(caller, request).await?),
+        Method::List => Answer::Budgeted(service.list(caller, request).await?),
+        Method::Stat => Answer::Budgeted(service.stat(caller, request, stat_struct).await?),
+        Method::Cancel => Answer::Info(service.cancel(caller, request).await?),
+        Method::TaskGet => Answer::Info(service.get_task(caller, request).await?),
+        Method::TaskList => Answer::Budgeted(service.list_tasks(caller, request).await?),
         Method::TaskStat => {
-            Answer::Struct(service.stat_tasks(caller, request, StructProto::of).await?)
+            Answer::Budgeted(service.stat_tasks(caller, request, stat_struct).await?)
         }
     })
+}
+
+/// A stat's answer (always an object) as `google.protobuf.Struct`.
+fn stat_struct(answer: Value) -> Result<Proto, ServiceError> {
+    match answer {
+        Value::Object(m) => Ok(Proto::of_struct(&m)),
+        _ => Err(ServiceError::Internal("could not encode the Struct".into())),
+    }
 }
 
 #[cfg(test)]

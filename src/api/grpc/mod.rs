@@ -3,8 +3,9 @@
 //! health service.
 //!
 //! The adapter only decodes, calls [`dispatch::call`] and encodes: a request message becomes the
-//! JSON request the REST adapter passes ([`convert`], [`convert_task`]), the answer becomes
-//! JobInfo / JobsInfo / JobTaskInfo / JobTasksInfo / `google.protobuf.Struct`, and an error becomes the gRPC status of SpaceONE's table with the
+//! JSON request the REST adapter passes ([`convert`], [`convert_task`]), the answer is
+//! JobInfo / JobsInfo / JobTaskInfo / JobTasksInfo / `google.protobuf.Struct` bytes written
+//! straight from the engine's fields ([`wire`]), and an error becomes the gRPC status of SpaceONE's table with the
 //! details `"ERROR_CODE: message"`. The caller is the Kubernetes ServiceAccount token in the
 //! `token` metadata (TokenReview, then the same per-domain SubjectAccessReview as REST).
 //!
@@ -18,6 +19,7 @@ pub mod convert_task;
 pub mod dispatch;
 pub mod pb;
 pub mod status;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ use super::service::JobService;
 use crate::auth::{PeerIdentity, UserInfo};
 use dispatch::{Answer, Method};
 pub use status::{MAX_MESSAGE, SERVICE, TASK_SERVICE, status_of};
+use wire::Proto;
 
 use pb::job;
 
@@ -126,12 +129,6 @@ impl JobGrpc {
     }
 }
 
-fn internal(what: &str) -> Status {
-    status_of(&ServiceError::Internal(format!(
-        "could not encode the {what}"
-    )))
-}
-
 /// Where the answer's budget permit goes so that it is held until tonic has sent the message
 /// (the routes' [`hold_until_sent`] layer put it there; a bare slot, in unit tests, just drops it).
 fn permit_slot<M>(request: &Request<M>) -> PermitSlot {
@@ -142,122 +139,63 @@ fn permit_slot<M>(request: &Request<M>) -> PermitSlot {
         .unwrap_or_default()
 }
 
-fn job_info(answer: Answer) -> Result<Response<job::JobInfo>, Status> {
-    match answer {
-        Answer::Json(v) => convert::job_info(v),
-        Answer::Jobs(_) | Answer::Tasks(_) | Answer::Struct(_) => None,
-    }
-    .map(Response::new)
-    .ok_or_else(|| internal("JobInfo"))
+/// Runs `method` and answers its bytes, the budget permit of a list or stat held until tonic has
+/// sent them.
+async fn answer<M>(
+    adapter: &JobGrpc,
+    method: Method,
+    request: Request<M>,
+    decode: impl FnOnce(&M, Option<&str>) -> Value,
+) -> Result<Response<Proto>, Status> {
+    let slot = permit_slot(&request);
+    Ok(Response::new(
+        match adapter.run(method, request, decode).await? {
+            Answer::Info(proto) => proto,
+            Answer::Budgeted(Answered { answer, permit }) => {
+                slot.put(permit);
+                answer
+            }
+        },
+    ))
 }
 
 #[tonic::async_trait]
-impl job::job_server::Job for JobGrpc {
-    async fn cancel(
-        &self,
-        request: Request<job::JobRequest>,
-    ) -> Result<Response<job::JobInfo>, Status> {
-        job_info(
-            self.run(Method::Cancel, request, convert::job_request)
-                .await?,
-        )
+impl pb::server::job_server::Job for JobGrpc {
+    async fn cancel(&self, request: Request<job::JobRequest>) -> Result<Response<Proto>, Status> {
+        answer(self, Method::Cancel, request, convert::request).await
     }
 
-    async fn get(
-        &self,
-        request: Request<job::GetJobRequest>,
-    ) -> Result<Response<job::JobInfo>, Status> {
-        job_info(
-            self.run(Method::Get, request, convert::get_job_request)
-                .await?,
-        )
+    async fn get(&self, request: Request<job::GetJobRequest>) -> Result<Response<Proto>, Status> {
+        answer(self, Method::Get, request, convert::request).await
     }
 
-    async fn list(
-        &self,
-        request: Request<job::JobQuery>,
-    ) -> Result<Response<job::JobsInfo>, Status> {
-        let slot = permit_slot(&request);
-        match self.run(Method::List, request, convert::job_query).await? {
-            Answer::Jobs(Answered { answer, permit }) => {
-                slot.put(permit);
-                Ok(Response::new(answer.0))
-            }
-            _ => Err(internal("JobsInfo")),
-        }
+    async fn list(&self, request: Request<job::JobQuery>) -> Result<Response<Proto>, Status> {
+        answer(self, Method::List, request, convert::request).await
     }
 
-    async fn stat(
-        &self,
-        request: Request<job::JobStatQuery>,
-    ) -> Result<Response<prost_types::Struct>, Status> {
-        let slot = permit_slot(&request);
-        match self
-            .run(Method::Stat, request, convert::job_stat_query)
-            .await?
-        {
-            Answer::Struct(Answered { answer, permit }) => {
-                slot.put(permit);
-                Ok(Response::new(answer.0))
-            }
-            _ => Err(internal("Struct")),
-        }
+    async fn stat(&self, request: Request<job::JobStatQuery>) -> Result<Response<Proto>, Status> {
+        answer(self, Method::Stat, request, convert::request).await
     }
-}
-
-fn job_task_info(answer: Answer) -> Result<Response<job::JobTaskInfo>, Status> {
-    match answer {
-        Answer::Json(v) => convert_task::job_task_info(v),
-        Answer::Jobs(_) | Answer::Tasks(_) | Answer::Struct(_) => None,
-    }
-    .map(Response::new)
-    .ok_or_else(|| internal("JobTaskInfo"))
 }
 
 #[tonic::async_trait]
-impl job::job_task_server::JobTask for JobGrpc {
+impl pb::server::job_task_server::JobTask for JobGrpc {
     async fn get(
         &self,
         request: Request<job::GetJobTaskRequest>,
-    ) -> Result<Response<job::JobTaskInfo>, Status> {
-        job_task_info(
-            self.run(Method::TaskGet, request, convert_task::get_job_task_request)
-                .await?,
-        )
+    ) -> Result<Response<Proto>, Status> {
+        answer(self, Method::TaskGet, request, convert::request).await
     }
 
-    async fn list(
-        &self,
-        request: Request<job::JobTaskQuery>,
-    ) -> Result<Response<job::JobTasksInfo>, Status> {
-        let slot = permit_slot(&request);
-        match self
-            .run(Method::TaskList, request, convert_task::job_task_query)
-            .await?
-        {
-            Answer::Tasks(Answered { answer, permit }) => {
-                slot.put(permit);
-                Ok(Response::new(answer.0))
-            }
-            _ => Err(internal("JobTasksInfo")),
-        }
+    async fn list(&self, request: Request<job::JobTaskQuery>) -> Result<Response<Proto>, Status> {
+        answer(self, Method::TaskList, request, convert::request).await
     }
 
     async fn stat(
         &self,
         request: Request<job::JobTaskStatQuery>,
-    ) -> Result<Response<prost_types::Struct>, Status> {
-        let slot = permit_slot(&request);
-        match self
-            .run(Method::TaskStat, request, convert_task::job_task_stat_query)
-            .await?
-        {
-            Answer::Struct(Answered { answer, permit }) => {
-                slot.put(permit);
-                Ok(Response::new(answer.0))
-            }
-            _ => Err(internal("Struct")),
-        }
+    ) -> Result<Response<Proto>, Status> {
+        answer(self, Method::TaskStat, request, convert::request).await
     }
 }
 
@@ -269,19 +207,19 @@ pub fn routes(
     request_timeout: Duration,
 ) -> Result<axum::Router, Box<dyn std::error::Error + Send + Sync>> {
     let adapter = JobGrpc::new(state, request_timeout);
-    let job =
-        job::job_server::JobServer::new(adapter.clone()).max_decoding_message_size(MAX_MESSAGE);
-    let task =
-        job::job_task_server::JobTaskServer::new(adapter).max_decoding_message_size(MAX_MESSAGE);
+    let job = pb::server::job_server::JobServer::new(adapter.clone())
+        .max_decoding_message_size(MAX_MESSAGE);
+    let task = pb::server::job_task_server::JobTaskServer::new(adapter)
+        .max_decoding_message_size(MAX_MESSAGE);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // The overall status ("") is SERVING from the start; the Job and JobTask services by name too.
     let reporter = health_reporter.clone();
     tokio::spawn(async move {
         reporter
-            .set_serving::<job::job_server::JobServer<JobGrpc>>()
+            .set_serving::<pb::server::job_server::JobServer<JobGrpc>>()
             .await;
         reporter
-            .set_serving::<job::job_task_server::JobTaskServer<JobGrpc>>()
+            .set_serving::<pb::server::job_task_server::JobTaskServer<JobGrpc>>()
             .await;
     });
     // Only the application services are listed (Job and JobTask): spaceone-core 1.x clients

@@ -41,3 +41,12 @@ pub use spaceone::api::cost_analysis::v1 as job;
 /// The compiled `proto/` files (job.proto and its imports), for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/spaceone_descriptor.bin"));
+
+/// The Job and JobTask servers (generated apart, see build.rs): requests are the messages above,
+/// answers are [`super::wire::Proto`] bytes.
+pub mod server {
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/server/spaceone.api.cost_analysis.v1.rs"
+    ));
+}

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
             let (query, body) = query.split_once('\n').unwrap_or((query, ""));
             let body = body::parse_body(body.as_bytes()).unwrap_or_default();
             let Ok(query) = body::query_params(query) else { return };
-            if let Ok(request) = body::path_request(id.to_string(), query, body) {
+            if let Ok(request) = body::path_request_of("job_id", id.to_string(), query, body) {
                 assert_eq!(request["job_id"], serde_json::Value::String(id.to_string()));
             }
         }

@@ -72,17 +72,9 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, ServiceError> {
     Ok(value)
 }
 
-/// The request of a path-addressed call (`/job/{job_id}`, `/job/{job_id}/cancel`): the body's
-/// fields, then the query string's (already decoded by [`query_params`]), then the path's job id.
-pub fn path_request(
-    job_id: String,
-    query: Map<String, Value>,
-    body: Value,
-) -> Result<Value, ServiceError> {
-    path_request_of("job_id", job_id, query, body)
-}
-
-/// [`path_request`] for a path parameter named `key` (`job_task_id`).
+/// The request of a path-addressed call (`/job/{job_id}`, `/job/{job_id}/cancel`,
+/// `/job-task/{job_task_id}`): the body's fields, then the query string's (already decoded by
+/// [`query_params`]), then the path's id under `key`.
 pub fn path_request_of(
     key: &str,
     id: String,

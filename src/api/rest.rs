@@ -12,34 +12,45 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::body::{path_request, path_request_of, query_params, read_json};
+use super::body::{path_request_of, query_params, read_json};
 use super::caller::Caller;
 use super::error::ServiceError;
+use super::objects::Served;
 use super::service::{Answered, JobService};
 use crate::auth::UserInfo;
+use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
 use spaceone_query::calls::Encoded;
 
 pub fn router() -> Router<JobService> {
     Router::new()
-        .route("/cost-analysis/v1/job/get", post(get_body))
-        .route("/cost-analysis/v1/job/list", post(list_body))
-        .route("/cost-analysis/v1/job/stat", post(stat_body))
+        .merge(reads::<CostAnalysisJob>("job", "jobs"))
+        .merge(reads::<CostAnalysisJobTask>("job-task", "job-tasks"))
         .route("/cost-analysis/v1/job/cancel", post(cancel_body))
-        .route("/cost-analysis/v1/job/{job_id}", get(get_path))
         .route("/cost-analysis/v1/job/{job_id}/cancel", post(cancel_path))
-        .route("/cost-analysis/v1/jobs", get(list_query))
-        .route("/cost-analysis/v1/jobs/search", post(list_body))
-        .route("/cost-analysis/v1/jobs/stat", post(stat_body))
-        .route("/cost-analysis/v1/job-task/get", post(task_get_body))
-        .route("/cost-analysis/v1/job-task/list", post(task_list_body))
-        .route("/cost-analysis/v1/job-task/stat", post(task_stat_body))
-        .route(
-            "/cost-analysis/v1/job-task/{job_task_id}",
-            get(task_get_path),
-        )
-        .route("/cost-analysis/v1/job-tasks", get(task_list_query))
-        .route("/cost-analysis/v1/job-tasks/search", post(task_list_body))
-        .route("/cost-analysis/v1/job-tasks/stat", post(task_stat_body))
+}
+
+/// The name of `W`'s id field (`job_id`, `job_task_id`): its path parameter, and the field a
+/// path-addressed request puts it under.
+fn id_key<W: Served>() -> &'static str {
+    <W::Record as spaceone_query::Resource>::schema()
+        .id()
+        .map_or("id", |f| f.name())
+}
+
+/// The read paths of one resource, the same for Job and JobTask: `POST /{one}/{get,list,stat}`,
+/// the seed's `GET /{one}/{job_id}` (`{job_task_id}`) and `GET /{many}`, and
+/// `POST /{many}/{search,stat}`. The route templates are the `route` label of the request metrics.
+fn reads<W: Served>(one: &str, many: &str) -> Router<JobService> {
+    let path = |tail: &str| format!("/cost-analysis/v1/{tail}");
+    let key = id_key::<W>();
+    Router::new()
+        .route(&path(&format!("{one}/get")), post(get_body::<W>))
+        .route(&path(&format!("{one}/list")), post(list_body::<W>))
+        .route(&path(&format!("{one}/stat")), post(stat_body::<W>))
+        .route(&path(&format!("{one}/{{{key}}}")), get(get_path::<W>))
+        .route(&path(many), get(list_query::<W>))
+        .route(&path(&format!("{many}/search")), post(list_body::<W>))
+        .route(&path(&format!("{many}/stat")), post(stat_body::<W>))
 }
 
 type RestReply = Result<Response, RestError>;
@@ -121,40 +132,51 @@ pub(super) fn json_text(v: &Value) -> Result<Encoded, ServiceError> {
         .map_err(|e| ServiceError::Internal(format!("could not encode the answer: {e}")))
 }
 
-async fn get_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
+async fn get_body<W: Served>(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(ok(s.get::<Encoded>(&user, body).await?))
+    Ok(ok(s.get_of::<W, Encoded>(&user, body).await?))
 }
 
-async fn list_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
+async fn list_body<W: Served>(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(encoded(s.list(&user, body).await?))
+    Ok(encoded(s.list_of::<W, Encoded>(&user, body).await?))
 }
 
-async fn stat_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
+async fn stat_body<W: Served>(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    let answer = s.stat(&user, body, |v| json_text(&v));
+    let answer = s.stat_of::<W, _, _>(&user, body, |v| json_text(&v));
     Ok(encoded(answer.await?))
+}
+
+/// `GET /{one}/{job_id}`: the id from the path under the resource's id field, the rest from the
+/// query string.
+async fn get_path<W: Served>(
+    State(s): State<JobService>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    c: Caller,
+) -> RestReply {
+    let user = authenticate(&s, &c).await?;
+    let query = query_params(query.as_deref().unwrap_or(""))?;
+    let request = path_request_of(id_key::<W>(), id, query, Value::Null)?;
+    Ok(ok(s.get_of::<W, Encoded>(&user, request).await?))
+}
+
+async fn list_query<W: Served>(
+    State(s): State<JobService>,
+    RawQuery(query): RawQuery,
+    c: Caller,
+) -> RestReply {
+    let user = authenticate(&s, &c).await?;
+    let body = query_params(query.as_deref().unwrap_or(""))?;
+    Ok(encoded(
+        s.list_of::<W, Encoded>(&user, Value::Object(body)).await?,
+    ))
 }
 
 async fn cancel_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
     let (user, body) = authenticated_body(&s, &c, body).await?;
     Ok(ok(s.cancel::<Encoded>(&user, body).await?))
-}
-
-async fn get_path(
-    State(s): State<JobService>,
-    Path(job_id): Path<String>,
-    RawQuery(query): RawQuery,
-    c: Caller,
-) -> RestReply {
-    let user = authenticate(&s, &c).await?;
-    let request = path_request(
-        job_id,
-        query_params(query.as_deref().unwrap_or(""))?,
-        Value::Null,
-    )?;
-    Ok(ok(s.get::<Encoded>(&user, request).await?))
 }
 
 async fn cancel_path(
@@ -166,60 +188,8 @@ async fn cancel_path(
 ) -> RestReply {
     let query = query_params(query.as_deref().unwrap_or(""))?;
     let (user, body) = authenticated_body(&s, &c, body).await?;
-    let request = path_request(job_id, query, body)?;
+    let request = path_request_of(id_key::<CostAnalysisJob>(), job_id, query, body)?;
     Ok(ok(s.cancel::<Encoded>(&user, request).await?))
-}
-
-async fn list_query(
-    State(s): State<JobService>,
-    RawQuery(query): RawQuery,
-    c: Caller,
-) -> RestReply {
-    let user = authenticate(&s, &c).await?;
-    let body = query_params(query.as_deref().unwrap_or(""))?;
-    Ok(encoded(s.list(&user, Value::Object(body)).await?))
-}
-
-async fn task_get_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
-    let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(ok(s.get_task::<Encoded>(&user, body).await?))
-}
-
-async fn task_list_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
-    let (user, body) = authenticated_body(&s, &c, body).await?;
-    Ok(encoded(s.list_tasks(&user, body).await?))
-}
-
-async fn task_stat_body(State(s): State<JobService>, c: Caller, body: Body) -> RestReply {
-    let (user, body) = authenticated_body(&s, &c, body).await?;
-    let answer = s.stat_tasks(&user, body, |v| json_text(&v));
-    Ok(encoded(answer.await?))
-}
-
-async fn task_get_path(
-    State(s): State<JobService>,
-    Path(job_task_id): Path<String>,
-    RawQuery(query): RawQuery,
-    c: Caller,
-) -> RestReply {
-    let user = authenticate(&s, &c).await?;
-    let request = path_request_of(
-        "job_task_id",
-        job_task_id,
-        query_params(query.as_deref().unwrap_or(""))?,
-        Value::Null,
-    )?;
-    Ok(ok(s.get_task::<Encoded>(&user, request).await?))
-}
-
-async fn task_list_query(
-    State(s): State<JobService>,
-    RawQuery(query): RawQuery,
-    c: Caller,
-) -> RestReply {
-    let user = authenticate(&s, &c).await?;
-    let body = query_params(query.as_deref().unwrap_or(""))?;
-    Ok(encoded(s.list_tasks(&user, Value::Object(body)).await?))
 }
 
 async fn authenticate(s: &JobService, c: &Caller) -> Result<UserInfo, ServiceError> {
@@ -244,9 +214,16 @@ mod tests {
     #[test]
     fn path_requests_take_the_job_id_from_the_path_last() {
         let query = query_params("job_id=other&domain_id=d").expect("parses");
-        let request =
-            path_request("job-1".into(), query, json!({"domain_id": "body"})).expect("an object");
+        let request = path_request_of(
+            id_key::<CostAnalysisJob>(),
+            "job-1".into(),
+            query,
+            json!({"domain_id": "body"}),
+        )
+        .expect("an object");
         assert_eq!(request, json!({"job_id": "job-1", "domain_id": "d"}));
-        assert!(path_request("job-1".into(), Map::new(), json!([1])).is_err());
+        let bad = path_request_of("job_id", "job-1".into(), Map::new(), json!([1]));
+        assert!(bad.is_err());
+        assert_eq!(id_key::<CostAnalysisJobTask>(), "job_task_id");
     }
 }

@@ -195,7 +195,11 @@ impl JobService {
     }
 
     /// SpaceONE's `get` over the catalog of `W`, in the request's domain.
-    async fn get_of<W: Served, A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
+    pub async fn get_of<W: Served, A>(
+        &self,
+        user: &UserInfo,
+        request: Value,
+    ) -> Result<A, ServiceError>
     where
         A: spaceone_query::calls::AnswerForm + Send + 'static,
     {
@@ -211,7 +215,7 @@ impl JobService {
     }
 
     /// SpaceONE's `list` over the catalog of `W`, its wire size reserved before it leaves the pool.
-    async fn list_of<W: Served, A>(
+    pub async fn list_of<W: Served, A>(
         &self,
         user: &UserInfo,
         request: Value,
@@ -235,7 +239,7 @@ impl JobService {
     }
 
     /// SpaceONE's `stat` over the catalog of `W`, put in its wire form by `form` on the pool.
-    async fn stat_of<W: Served, A, F>(
+    pub async fn stat_of<W: Served, A, F>(
         &self,
         user: &UserInfo,
         request: Value,

@@ -18,7 +18,7 @@ use super::objects::{Object, Page, Selection, Served};
 use super::pool::{CancelOnDrop, QueryPool};
 use crate::auth::{Authenticator, PeerIdentity, QUERY_GROUP, ResourceAttrs, UserInfo};
 use crate::metrics::Metrics;
-use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
+use crate::resources::CostAnalysisJob;
 
 #[derive(Clone)]
 pub struct JobService {
@@ -86,43 +86,6 @@ impl JobService {
         Ok(self.auth.authenticate(peer, headers).await?)
     }
 
-    /// `Job.get`: GetJobRequest (as JSON) -> JobInfo, in the wire form `A`.
-    pub async fn get<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
-    where
-        A: spaceone_query::calls::AnswerForm + Send + 'static,
-    {
-        self.get_of::<CostAnalysisJob, A>(user, request).await
-    }
-
-    /// `Job.list`: JobQuery -> JobsInfo, in the wire form `A` (JSON text, protobuf).
-    pub async fn list<A>(
-        &self,
-        user: &UserInfo,
-        request: Value,
-    ) -> Result<Answered<A>, ServiceError>
-    where
-        A: spaceone_query::calls::AnswerForm + WireSize + Send + 'static,
-    {
-        self.list_of::<CostAnalysisJob, A>(user, request).await
-    }
-
-    /// `Job.stat`: JobStatQuery -> Struct, put in its wire form by `form` on the query pool (a
-    /// stat's answer can be tens of MB: neither building nor encoding it may take the async
-    /// workers that every other request and the health checks need).
-    pub async fn stat<A, F>(
-        &self,
-        user: &UserInfo,
-        request: Value,
-        form: F,
-    ) -> Result<Answered<A>, ServiceError>
-    where
-        A: WireSize + Send + 'static,
-        F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
-    {
-        self.stat_of::<CostAnalysisJob, A, F>(user, request, form)
-            .await
-    }
-
     /// `Job.cancel`: JobRequest -> JobInfo of the CANCELED job (see [`super::cancel`]), in the
     /// wire form `A`.
     pub async fn cancel<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
@@ -153,48 +116,14 @@ impl JobService {
                 .ok_or_else(|| ServiceError::Internal("could not encode the JobInfo".into()));
         }
         // The job vanished between the index lookup and the write: answer as `get` would.
-        self.get::<A>(user, request).await?;
+        self.get_of::<CostAnalysisJob, A>(user, request).await?;
         Err(ServiceError::Internal(
             "the job changed too often to be canceled; try again".into(),
         ))
     }
 
-    /// `JobTask.get`: GetJobTaskRequest (as JSON) -> JobTaskInfo, in the wire form `A`.
-    pub async fn get_task<A>(&self, user: &UserInfo, request: Value) -> Result<A, ServiceError>
-    where
-        A: spaceone_query::calls::AnswerForm + Send + 'static,
-    {
-        self.get_of::<CostAnalysisJobTask, A>(user, request).await
-    }
-
-    /// `JobTask.list`: JobTaskQuery -> JobTasksInfo, in the wire form `A`.
-    pub async fn list_tasks<A>(
-        &self,
-        user: &UserInfo,
-        request: Value,
-    ) -> Result<Answered<A>, ServiceError>
-    where
-        A: spaceone_query::calls::AnswerForm + WireSize + Send + 'static,
-    {
-        self.list_of::<CostAnalysisJobTask, A>(user, request).await
-    }
-
-    /// `JobTask.stat`: JobTaskStatQuery -> Struct, put in its wire form by `form` on the pool.
-    pub async fn stat_tasks<A, F>(
-        &self,
-        user: &UserInfo,
-        request: Value,
-        form: F,
-    ) -> Result<Answered<A>, ServiceError>
-    where
-        A: WireSize + Send + 'static,
-        F: FnOnce(Value) -> Result<A, ServiceError> + Send + 'static,
-    {
-        self.stat_of::<CostAnalysisJobTask, A, F>(user, request, form)
-            .await
-    }
-
-    /// SpaceONE's `get` over the catalog of `W`, in the request's domain.
+    /// SpaceONE's `get` (`Job.get`, `JobTask.get`) over the catalog of `W`, in the request's
+    /// domain, in the wire form `A` (JSON text, protobuf).
     pub async fn get_of<W: Served, A>(
         &self,
         user: &UserInfo,
@@ -214,7 +143,8 @@ impl JobService {
         .await
     }
 
-    /// SpaceONE's `list` over the catalog of `W`, its wire size reserved before it leaves the pool.
+    /// SpaceONE's `list` over the catalog of `W`, in the wire form `A`, its wire size reserved
+    /// before it leaves the pool.
     pub async fn list_of<W: Served, A>(
         &self,
         user: &UserInfo,
@@ -238,7 +168,9 @@ impl JobService {
         .await
     }
 
-    /// SpaceONE's `stat` over the catalog of `W`, put in its wire form by `form` on the pool.
+    /// SpaceONE's `stat` over the catalog of `W`, put in its wire form by `form` on the query pool
+    /// (a stat's answer can be tens of MB: neither building nor encoding it may take the async
+    /// workers that every other request and the health checks need).
     pub async fn stat_of<W: Served, A, F>(
         &self,
         user: &UserInfo,

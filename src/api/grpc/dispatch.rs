@@ -8,6 +8,7 @@ use crate::api::error::ServiceError;
 use crate::api::service::Answered;
 use crate::api::service::JobService;
 use crate::auth::UserInfo;
+use crate::resources::{CostAnalysisJob, CostAnalysisJobTask};
 
 use super::wire::Proto;
 
@@ -69,16 +70,22 @@ pub async fn call(
     method: Method,
     request: Value,
 ) -> Result<Answer, ServiceError> {
+    type Job = CostAnalysisJob;
+    type Task = CostAnalysisJobTask;
+    let s = service;
     Ok(match method {
-        Method::Get => Answer::Info(service.get(caller, request).await?),
-        Method::List => Answer::Budgeted(service.list(caller, request).await?),
-        Method::Stat => Answer::Budgeted(service.stat(caller, request, stat_struct).await?),
-        Method::Cancel => Answer::Info(service.cancel(caller, request).await?),
-        Method::TaskGet => Answer::Info(service.get_task(caller, request).await?),
-        Method::TaskList => Answer::Budgeted(service.list_tasks(caller, request).await?),
-        Method::TaskStat => {
-            Answer::Budgeted(service.stat_tasks(caller, request, stat_struct).await?)
+        Method::Get => Answer::Info(s.get_of::<Job, _>(caller, request).await?),
+        Method::List => Answer::Budgeted(s.list_of::<Job, _>(caller, request).await?),
+        Method::Stat => {
+            Answer::Budgeted(s.stat_of::<Job, _, _>(caller, request, stat_struct).await?)
         }
+        Method::Cancel => Answer::Info(s.cancel(caller, request).await?),
+        Method::TaskGet => Answer::Info(s.get_of::<Task, _>(caller, request).await?),
+        Method::TaskList => Answer::Budgeted(s.list_of::<Task, _>(caller, request).await?),
+        Method::TaskStat => Answer::Budgeted(
+            s.stat_of::<Task, _, _>(caller, request, stat_struct)
+                .await?,
+        ),
     })
 }
 

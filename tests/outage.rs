@@ -61,12 +61,7 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
         .await;
     }
 
-    let catalog_size = |metrics: &str| -> Option<i64> {
-        support::http_get(metrics, "/metrics")
-            .lines()
-            .find_map(|l| l.strip_prefix("cost_analysis_operator_catalog_jobs "))
-            .and_then(|v| v.trim().parse().ok())
-    };
+    let catalog_size = |metrics: &str| gauge(metrics, "cost_analysis_operator_catalog_jobs");
     // Other tests' jobs count too: the catalog watches every namespace. The baseline is taken
     // once the catalog equals what the API server holds, so that deletions still under way
     // elsewhere (a namespace being emptied) do not move it during the measurement.
@@ -75,11 +70,7 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
         Duration::from_secs(120),
         "the catalog to equal the API server's count",
         || async {
-            let page = all
-                .list_metadata(&ListParams::default().limit(1))
-                .await
-                .ok()?;
-            let total = page.items.len() as i64 + page.metadata.remaining_item_count.unwrap_or(0);
+            let total = count(&all).await?;
             (catalog_size(&health) == Some(total)).then_some(total)
         },
     )
@@ -182,16 +173,8 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
         settle,
         "the task catalog to equal the API server's tasks",
         || async {
-            let page = all_tasks
-                .list_metadata(&ListParams::default().limit(1))
-                .await
-                .ok()?;
-            let total = page.items.len() as i64 + page.metadata.remaining_item_count.unwrap_or(0);
-            let held = support::http_get(&health, "/metrics")
-                .lines()
-                .find_map(|l| l.strip_prefix("cost_analysis_operator_catalog_tasks "))
-                .and_then(|v| v.trim().parse::<i64>().ok());
-            (held == Some(total)).then_some(())
+            let total = count(&all_tasks).await?;
+            (gauge(&health, "cost_analysis_operator_catalog_tasks") == Some(total)).then_some(())
         },
     )
     .await;
@@ -201,6 +184,28 @@ async fn after_an_api_server_restart_every_change_is_seen_at_once() {
         .filter(|l| l.starts_with("cost_analysis_operator_watch_restarts_total{"))
         .count();
     assert!(restarts > 0, "no watch restart was counted");
+}
+
+/// How many objects the API server holds, across every namespace (one page of one item and the
+/// count of the rest).
+async fn count<K>(api: &Api<K>) -> Option<i64>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let page = api
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .ok()?;
+    (page.items.len() as i64).checked_add(page.metadata.remaining_item_count.unwrap_or(0))
+}
+
+/// A gauge's value on a process's `/metrics`.
+fn gauge(metrics: &str, name: &str) -> Option<i64> {
+    let prefix = format!("{name} ");
+    support::http_get(metrics, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// etcd frozen for 10 s (SIGSTOP, then SIGCONT) while the operator works: no panic, the shim

@@ -21,14 +21,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::node::{Node, ok, step};
 use support::root;
 
 const NS: &str = "cost-analysis-system";
@@ -37,100 +37,6 @@ const DEMO_NS: &str = "demo";
 const APISERVICE: &str = "v1.query.cost-analysis.spaceone.dev";
 /// The controller's --lease-duration default (the chart does not set it).
 const LEASE_DURATION: Duration = Duration::from_secs(15);
-
-struct Node {
-    dir: PathBuf,
-    env: BTreeMap<String, String>,
-}
-
-impl Node {
-    fn from_env() -> Option<Node> {
-        let dir = PathBuf::from(std::env::var_os("COST_ANALYSIS_NODE_CLUSTER_DIR")?);
-        let text = std::fs::read_to_string(dir.join("env"))
-            .unwrap_or_else(|e| panic!("no node cluster env in {}: {e}", dir.display()));
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect::<BTreeMap<_, _>>();
-        assert_eq!(
-            env.get("NODE").map(String::as_str),
-            Some("1"),
-            "{} is not a node cluster (hack/cluster.sh up --node)",
-            dir.display()
-        );
-        Some(Node { dir, env })
-    }
-
-    fn var(&self, k: &str) -> &str {
-        self.env.get(k).unwrap_or_else(|| panic!("{k} missing"))
-    }
-
-    /// A command with the cluster's KUBECONFIG, its binaries first on PATH, ctr pointed at its
-    /// containerd, and Helm's state under the cluster directory.
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        let path = format!(
-            "{}:{}",
-            self.var("BIN"),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        cmd.current_dir(root())
-            .env("PATH", path)
-            .env("KUBECONFIG", self.var("KUBECONFIG"))
-            .env("CONTAINERD_ADDRESS", self.var("CONTAINERD_ADDRESS"))
-            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
-            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
-            .env("HELM_DATA_HOME", self.dir.join("helm/data"));
-        cmd
-    }
-
-    fn bash(&self, script: &str) -> Output {
-        self.command("bash")
-            .args(["-euo", "pipefail", "-c", script])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run bash")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.command("kubectl")
-            .args(args)
-            .output()
-            .expect("kubectl")
-    }
-
-    fn kubectl_ok(&self, args: &[&str]) -> String {
-        ok(self.kubectl(args), &format!("kubectl {args:?}"))
-    }
-
-    fn kubectl_json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.kubectl_ok(&a)).expect("kubectl json")
-    }
-
-    fn helm(&self, args: &[&str]) -> String {
-        ok(
-            self.command("helm").args(args).output().expect("helm"),
-            &format!("helm {args:?}"),
-        )
-    }
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn step(t0: Instant, what: &str) {
-    eprintln!("[incluster {:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
 
 /// The shell block of the README's "Install on a cluster" section (between its markers).
 fn readme_install_block() -> String {
@@ -438,6 +344,7 @@ fn helm_installed_chart_runs_on_a_real_node() {
 
     // 1. The README's "Install on a cluster" block, exactly: image, import, helm install --wait.
     step(
+        "incluster",
         t0,
         "README install block: image, ctr import, helm install --wait",
     );
@@ -452,7 +359,7 @@ fn helm_installed_chart_runs_on_a_real_node() {
 
     // 2. Pods Running and Ready: two controllers, two API shims (the chart's defaults).
     let all = wait_for_pods(&n, 2, 2, Duration::from_secs(120));
-    step(t0, "4 pods Running and Ready");
+    step("incluster", t0, "4 pods Running and Ready");
 
     // 3. The APIService is Available through the chart's ClusterIP Service (kube-proxy), not an
     // ExternalName shortcut.
@@ -479,7 +386,11 @@ fn helm_installed_chart_runs_on_a_real_node() {
         "--timeout=120s",
         &format!("apiservice/{APISERVICE}"),
     ]);
-    step(t0, "APIService Available through the ClusterIP Service");
+    step(
+        "incluster",
+        t0,
+        "APIService Available through the ClusterIP Service",
+    );
 
     // 4. Security, from the running processes (not the templates).
     for pod in &all {
@@ -487,6 +398,7 @@ fn helm_installed_chart_runs_on_a_real_node() {
         check_process(container_pid(&n, pod), name);
     }
     step(
+        "incluster",
         t0,
         "uid 65532, no capabilities, no_new_privs, seccomp, read-only root, no shell",
     );
@@ -552,7 +464,11 @@ fn helm_installed_chart_runs_on_a_real_node() {
     ] {
         assert_eq!(job_state(&n, job), state, "{job}");
     }
-    step(t0, "demo jobs: SUCCESS, FAILURE, TIMEOUT, CANCELED");
+    step(
+        "incluster",
+        t0,
+        "demo jobs: SUCCESS, FAILURE, TIMEOUT, CANCELED",
+    );
 
     // 6. The aggregated API through the aggregator, the Service and the pods.
     let listed = n.kubectl_ok(&[
@@ -571,7 +487,11 @@ fn helm_installed_chart_runs_on_a_real_node() {
     ] {
         assert!(listed.contains(job), "{job} missing from:\n{listed}");
     }
-    step(t0, "kubectl get jobs.query.cost-analysis.spaceone.dev");
+    step(
+        "incluster",
+        t0,
+        "kubectl get jobs.query.cost-analysis.spaceone.dev",
+    );
 
     // 7. SpaceONE REST through the Service's ClusterIP with a ServiceAccount token.
     let rest = rest_client(&n, &work);
@@ -588,6 +508,7 @@ fn helm_installed_chart_runs_on_a_real_node() {
         "{answer}"
     );
     step(
+        "incluster",
         t0,
         "SpaceONE REST through the ClusterIP Service with a ServiceAccount token",
     );
@@ -609,7 +530,7 @@ fn helm_installed_chart_runs_on_a_real_node() {
         }
     };
     check_logs("after the demo jobs");
-    step(t0, "no 403 in the pods' logs");
+    step("incluster", t0, "no 403 in the pods' logs");
 
     // 9. Two controller replicas: deleting the leader hands over within the lease duration.
     let leader = wait_until(Duration::from_secs(30), "a controller leader", || {
@@ -633,7 +554,11 @@ fn helm_installed_chart_runs_on_a_real_node() {
         "handover took {handover:?}, lease duration {LEASE_DURATION:?}"
     );
     wait_for_pods(&n, 2, 2, Duration::from_secs(60));
-    step(t0, &format!("leader failover in {handover:.1?}"));
+    step(
+        "incluster",
+        t0,
+        &format!("leader failover in {handover:.1?}"),
+    );
 
     // 10. helm upgrade with changed values rolls every pod; a poller on the Service sees no failure.
     let before: Vec<String> = pods(&n)
@@ -710,6 +635,7 @@ fn helm_installed_chart_runs_on_a_real_node() {
     assert_ne!(leader_after, leader_before, "leadership did not move");
     check_logs("after the upgrade");
     step(
+        "incluster",
         t0,
         &format!(
             "helm upgrade: pods rolled, {oks} requests, 0 failed, leader {leader_before} -> {leader_after}"
@@ -768,5 +694,9 @@ fn helm_installed_chart_runs_on_a_real_node() {
     }
     // The jobs, stored as custom resources, survive the uninstall with the CRDs.
     assert_eq!(job_state(&n, "demo-success"), "SUCCESS");
-    step(t0, "helm uninstall: only the CRDs (and their jobs) remain");
+    step(
+        "incluster",
+        t0,
+        "helm uninstall: only the CRDs (and their jobs) remain",
+    );
 }

@@ -23,10 +23,10 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::node::{Node, ok, step};
 use support::root;
 
 const NS: &str = "cao-runner-system";
@@ -34,76 +34,13 @@ const RELEASE: &str = "cao-runner";
 const TASK_NS: &str = "runner-test";
 const TASK_IMAGE: &str = "cao-task:1";
 
-struct Node {
-    dir: PathBuf,
-    env: BTreeMap<String, String>,
+/// What the runner's tests read: objects of the task namespace, as JSON.
+trait Reads {
+    fn json(&self, args: &[&str]) -> Value;
+    fn items(&self, args: &[&str]) -> Vec<Value>;
 }
 
-impl Node {
-    fn from_env() -> Option<Node> {
-        let dir = PathBuf::from(std::env::var_os("COST_ANALYSIS_NODE_CLUSTER_DIR")?);
-        let text = std::fs::read_to_string(dir.join("env")).expect("node cluster env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect::<BTreeMap<_, _>>();
-        assert_eq!(
-            env.get("NODE").map(String::as_str),
-            Some("1"),
-            "not a node cluster"
-        );
-        Some(Node { dir, env })
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        let path = format!(
-            "{}:{}",
-            self.env["BIN"],
-            std::env::var("PATH").unwrap_or_default()
-        );
-        cmd.current_dir(root())
-            .env("PATH", path)
-            .env("KUBECONFIG", &self.env["KUBECONFIG"])
-            .env("CONTAINERD_ADDRESS", &self.env["CONTAINERD_ADDRESS"])
-            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
-            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
-            .env("HELM_DATA_HOME", self.dir.join("helm/data"));
-        cmd
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect(program)
-    }
-
-    fn ok(&self, program: &str, args: &[&str]) -> String {
-        ok(self.run(program, args), &format!("{program} {args:?}"))
-    }
-
-    fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command("kubectl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
+impl Reads for Node {
     fn json(&self, args: &[&str]) -> Value {
         let mut a = vec!["-n", TASK_NS, "get"];
         a.extend(args);
@@ -119,16 +56,6 @@ impl Node {
     }
 }
 
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -141,10 +68,6 @@ fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn step(t0: Instant, what: &str) {
-    eprintln!("[runner {:>6.1}s] {what}", t0.elapsed().as_secs_f64());
 }
 
 fn pod_template(script: &str) -> Value {
@@ -231,7 +154,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
     ] {
         n.ok("ctr", &["-n", "k8s.io", "images", "import", &archive]);
     }
-    step(t0, "images imported");
+    step("runner", t0, "images imported");
 
     // The chart, with the runner on for one namespace and the admission policy.
     let _ = n.run("kubectl", &["create", "namespace", TASK_NS]);
@@ -258,7 +181,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
             r#"taskRunner.admissionPolicy.allowedImagePrefixes=["cao-task:"]"#,
         ],
     );
-    step(t0, "chart installed with taskRunner.enabled");
+    step("runner", t0, "chart installed with taskRunner.enabled");
 
     // The admission policy refuses a privileged template, with a message that says why.
     let mut privileged = pod_template("exit 0");
@@ -290,6 +213,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
         "{said}"
     );
     step(
+        "runner",
         t0,
         "admission policy refuses a privileged template and a foreign image",
     );
@@ -341,6 +265,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
     );
     wait_job(&n, "ok-job", "SUCCESS", Duration::from_secs(30));
     step(
+        "runner",
         t0,
         "tasks exiting 0 (and a worker-reported one) made the job SUCCESS",
     );
@@ -379,6 +304,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
         "{events}"
     );
     step(
+        "runner",
         t0,
         "a task exiting 1 with backoffLimit 2 ran 3 pods and failed the job with its message",
     );
@@ -427,6 +353,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
             != Some(0)
     );
     step(
+        "runner",
         t0,
         &format!("a canceled job left no pod after {cancel_cleanup:?}"),
     );
@@ -454,6 +381,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
         pods_of(&n, "timeout-job.t1").is_empty().then_some(())
     });
     step(
+        "runner",
         t0,
         &format!(
             "a timed-out job left no pod after {:?}",
@@ -522,6 +450,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
     let pods = n.items(&["pods", "-l", "cost-analysis.spaceone.dev/job=failover-job"]);
     assert_eq!(pods.len(), 5, "one pod per task");
     step(
+        "runner",
         t0,
         "the leader killed while 5 batch Jobs ran: each created once, the job SUCCESS",
     );
@@ -562,7 +491,7 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
     for (op, plain) in &figures {
         eprintln!("[runner] start latency: CostAnalysisJob {op:?}, plain batch Job {plain:?}");
     }
-    step(t0, "start latency measured");
+    step("runner", t0, "start latency measured");
 
     let logs = n.ok(
         "kubectl",
@@ -582,5 +511,5 @@ fn templated_tasks_run_as_batch_jobs_on_a_real_node() {
     );
     n.ok("kubectl", &["delete", "namespace", TASK_NS, "--wait=false"]);
     n.ok("helm", &["uninstall", RELEASE, "-n", NS, "--wait"]);
-    step(t0, "uninstalled");
+    step("runner", t0, "uninstalled");
 }

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+/// The control plane with a real node, and the commands its tests run against it.
+pub mod node;
 /// The API shim registered as the APIService, and its clients (REST and aggregated-API tests).
 pub mod shim;
 

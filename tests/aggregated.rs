@@ -12,6 +12,7 @@ use support::{cluster, eventually, free_port};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_reads_jobs_and_creates_jobstats_through_the_aggregator() {
+    let log_from = std::fs::metadata(cluster().dir.join("apiserver.log")).map_or(0, |m| m.len());
     let w = world("agg").await;
     let c = cluster();
     let d1 = d(&w, 1);
@@ -140,14 +141,24 @@ async fn kubectl_reads_jobs_and_creates_jobstats_through_the_aggregator() {
     );
     let v2 = c.kubectl_ok(&["get", "--raw", "/openapi/v2"]);
     assert!(v2.contains("dev.spaceone.cost-analysis.query.v1.Job"));
-    let apiserver_log = std::fs::read_to_string(c.dir.join("apiserver.log")).unwrap_or_default();
-    assert!(
-        !apiserver_log
-            .lines()
-            .any(|l| l.contains("v1.query.cost-analysis.spaceone.dev")
+    // Since this test started: a document the aggregator could not load (a 404 before the group
+    // served OpenAPI). An unreachable backend is not one: a control plane reused across runs
+    // still has the previous run's APIService, whose shim is gone, until `world` replaces it.
+    let apiserver_log = std::fs::read(c.dir.join("apiserver.log")).unwrap_or_default();
+    let since = String::from_utf8_lossy(apiserver_log.get(log_from as usize..).unwrap_or(&[]));
+    let failed: Vec<&str> = since
+        .lines()
+        .filter(|l| {
+            l.contains("v1.query.cost-analysis.spaceone.dev")
                 && l.contains("OpenAPI")
-                && l.contains("failed")),
-        "the aggregator failed to load the group's OpenAPI"
+                && l.contains("failed")
+                && !l.contains("ResponseCode: 503")
+                && !l.contains("could not get list of group versions")
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "the aggregator failed to load the group's OpenAPI: {failed:?}"
     );
 
     // Without RBAC on jobs, the aggregated API refuses like any Kubernetes API.

@@ -68,34 +68,11 @@ async fn world(prefix: &str) -> World {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let role = |name: &str, domains: &[&str], verbs: &str| {
-        format!(
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {ns}-{name}}}\nrules:\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [domains]\n  resourceNames: [{}]\n  verbs: [{verbs}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {ns}-{name}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-{name}}}\nsubjects: [{{kind: ServiceAccount, name: {name}, namespace: {ns}}}]\n",
-            domains.join(", ")
-        )
-    };
-    let rbac = role("reader", &[&d1], "get")
-        + &role("canceler", &[&d1], "get, cancel")
-        + &role("both", &[&d1, &d2], "get");
-    for sa in ["reader", "canceler", "both", "nobody"] {
-        c.kubectl_ok(&["create", "serviceaccount", sa, "-n", &ns]);
-    }
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = |sa: &str| {
-        c.kubectl_ok(&["create", "token", sa, "-n", &ns, "--duration", "2h"])
-            .trim()
-            .to_string()
-    };
     let w = World {
-        reader: token("reader"),
-        canceler: token("canceler"),
-        nobody: token("nobody"),
-        both: token("both"),
+        reader: c.domain_account(&ns, "reader", &[&d1], "get"),
+        canceler: c.domain_account(&ns, "canceler", &[&d1], "get, cancel"),
+        nobody: c.account(&ns, "nobody"),
+        both: c.domain_account(&ns, "both", &[&d1, &d2], "get"),
         ns,
     };
     // The index holds the jobs, and every job has been given its first status by the controller

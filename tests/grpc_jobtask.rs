@@ -51,30 +51,9 @@ async fn world(prefix: &str) -> World {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let role = |name: &str, domains: &[&str]| {
-        format!(
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {ns}-{name}}}\nrules:\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [domains]\n  resourceNames: [{}]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {ns}-{name}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-{name}}}\nsubjects: [{{kind: ServiceAccount, name: {name}, namespace: {ns}}}]\n",
-            domains.join(", ")
-        )
-    };
-    for sa in ["reader", "both"] {
-        c.kubectl_ok(&["create", "serviceaccount", sa, "-n", &ns]);
-    }
-    let rbac = role("reader", &[&d1]) + &role("both", &[&d1, &d2]);
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = |sa: &str| {
-        c.kubectl_ok(&["create", "token", sa, "-n", &ns, "--duration", "2h"])
-            .trim()
-            .to_string()
-    };
     let w = World {
-        reader: token("reader"),
-        both: token("both"),
+        reader: c.domain_account(&ns, "reader", &[&d1], "get"),
+        both: c.domain_account(&ns, "both", &[&d1, &d2], "get"),
         ns,
     };
     let client = JobTaskClient::new(plaintext().await);

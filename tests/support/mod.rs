@@ -170,6 +170,31 @@ impl Cluster {
         child.wait_with_output().expect("kubectl output")
     }
 
+    /// A ServiceAccount `sa` in `ns` (created if missing) and a two-hour token of it.
+    pub fn account(&self, ns: &str, sa: &str) -> String {
+        let _ = self.kubectl(&["create", "serviceaccount", sa, "-n", ns]);
+        self.kubectl_ok(&["create", "token", sa, "-n", ns, "--duration", "2h"])
+            .trim()
+            .to_string()
+    }
+
+    /// [`Cluster::account`] allowed `verbs` ("get", "get, cancel") on `domains`, the per-domain
+    /// authorization of the SpaceONE surfaces: a ClusterRole on `domains/<id>` and its binding,
+    /// both named `<ns>-<sa>`.
+    pub fn domain_account(&self, ns: &str, sa: &str, domains: &[&str], verbs: &str) -> String {
+        let rbac = format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {ns}-{sa}}}\nrules:\n- apiGroups: [query.cost-analysis.spaceone.dev]\n  resources: [domains]\n  resourceNames: [{}]\n  verbs: [{verbs}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {ns}-{sa}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-{sa}}}\nsubjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n",
+            domains.join(", ")
+        );
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], &rbac);
+        assert!(
+            out.status.success(),
+            "RBAC of {sa}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.account(ns, sa)
+    }
+
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
         assert!(

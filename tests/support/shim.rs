@@ -232,58 +232,15 @@ pub async fn world(prefix: &str) -> World {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rbac = format!(
-        r#"apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {ns}-read-d1}}
-rules:
-- apiGroups: [query.cost-analysis.spaceone.dev]
-  resources: [domains]
-  resourceNames: [{d1}]
-  verbs: [get]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {ns}-cancel-d1}}
-rules:
-- apiGroups: [query.cost-analysis.spaceone.dev]
-  resources: [domains]
-  resourceNames: [{d1}]
-  verbs: [get, cancel]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {ns}-reader}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-read-d1}}
-subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {ns}-canceler}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-cancel-d1}}
-subjects: [{{kind: ServiceAccount, name: canceler, namespace: {ns}}}]
-"#
-    );
-    for sa in ["reader", "canceler", "nobody"] {
-        c.kubectl_ok(&["create", "serviceaccount", sa, "-n", &ns]);
-    }
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], &rbac);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = |sa: &str| {
-        c.kubectl_ok(&["create", "token", sa, "-n", &ns])
-            .trim()
-            .to_string()
-    };
+    let reader = c.domain_account(&ns, "reader", &[&d1], "get");
+    let canceler = c.domain_account(&ns, "canceler", &[&d1], "get, cancel");
+    let nobody = c.account(&ns, "nobody");
     let jobs: Api<CostAnalysisJob> = Api::namespaced(c.client().await, &ns);
     // The index has seen all three jobs once the admin can list them through the aggregator.
     World {
-        reader: token("reader"),
-        canceler: token("canceler"),
-        nobody: token("nobody"),
+        reader,
+        canceler,
+        nobody,
         ns,
         jobs,
     }

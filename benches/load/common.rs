@@ -102,30 +102,6 @@ impl Drop for Proc {
     }
 }
 
-pub fn lease_holder(c: &support::Cluster, lease: &str) -> String {
-    let out = c.kubectl(&[
-        "get",
-        "lease",
-        lease,
-        "-n",
-        "default",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub async fn wait_leader(c: &support::Cluster, lease: &str, identity: &str) {
-    let t = Instant::now();
-    while lease_holder(c, lease) != identity {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{identity} never led"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 pub fn job_object(name: &str, tasks: usize, timeout: i64, ds: usize) -> CostAnalysisJob {
     JobBuilder::new(name)
         .domain(DOMAIN)

@@ -304,7 +304,9 @@ pub async fn p5(c: &'static support::Cluster, client: &Client) {
     let ns_p = c.namespace("load-plain");
     let lease = format!("load-p5-{}", std::process::id());
     let ctl = Proc::controller(c, &ns_c, "p5", &lease);
-    wait_leader(c, &lease, "p5").await;
+    tokio::task::block_in_place(|| {
+        support::wait_for_leader_of(c, &lease, "p5", Duration::from_secs(60))
+    });
     let seen_c = watch_jobs(Api::namespaced(client.clone(), &ns_c));
     let seen_p = watch_jobs(Api::namespaced(client.clone(), &ns_p));
     let store_c = watch_tasks(Api::namespaced(client.clone(), &ns_c), None);

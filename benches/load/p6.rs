@@ -123,7 +123,9 @@ pub async fn p6(
     let ns = c.namespace("load-p6");
     let lease = format!("load-p6-{}", std::process::id());
     let mut a = Proc::controller(c, &ns, "p6-a", &lease);
-    wait_leader(c, &lease, "p6-a").await;
+    tokio::task::block_in_place(|| {
+        support::wait_for_leader_of(c, &lease, "p6-a", Duration::from_secs(60))
+    });
     let b = Proc::controller(c, &ns, "p6-b", &lease);
     let seen = watch_jobs(Api::namespaced(client.clone(), &ns));
     let background = if measure { n - k } else { n };
@@ -177,7 +179,9 @@ pub async fn p6(
     let killed = Instant::now();
     let _ = a.child.kill();
     let _ = a.child.wait();
-    wait_leader(c, &lease, "p6-b").await;
+    tokio::task::block_in_place(|| {
+        support::wait_for_leader_of(c, &lease, "p6-b", Duration::from_secs(60))
+    });
     println!(
         "  leader SIGKILLed {:.1} s before the first deadline; the standby held the lease {:.1} s later",
         (first - Utc::now()).as_seconds_f64() + killed.elapsed().as_secs_f64(),

@@ -373,11 +373,17 @@ pub fn shared_operator() -> &'static Operator {
     })
 }
 
+/// Who holds the test controllers' lease.
 pub fn lease_holder(c: &Cluster) -> Option<String> {
+    lease_holder_of(c, LEASE_NAME)
+}
+
+/// Who holds the lease `lease` (in `default`), once it exists.
+pub fn lease_holder_of(c: &Cluster, lease: &str) -> Option<String> {
     let out = c.kubectl(&[
         "get",
         "lease",
-        LEASE_NAME,
+        lease,
         "-n",
         "default",
         "-o",
@@ -389,16 +395,21 @@ pub fn lease_holder(c: &Cluster) -> Option<String> {
 }
 
 pub fn wait_for_leader(c: &Cluster, identity: &str, timeout: Duration) {
+    wait_for_leader_of(c, LEASE_NAME, identity, timeout);
+}
+
+/// Waits until `identity` holds the lease `lease`.
+pub fn wait_for_leader_of(c: &Cluster, lease: &str, identity: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if lease_holder(c).as_deref() == Some(identity) {
+        if lease_holder_of(c, lease).as_deref() == Some(identity) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     panic!(
-        "{identity} did not acquire the lease within {timeout:?}; holder = {:?}",
-        lease_holder(c)
+        "{identity} did not acquire the lease {lease} within {timeout:?}; holder = {:?}",
+        lease_holder_of(c, lease)
     );
 }
 

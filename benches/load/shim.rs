@@ -11,7 +11,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use pb::job::job_client::JobClient;
 use serde_json::json;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -120,11 +119,88 @@ fn grpc_stat() -> pb::job::JobStatQuery {
     }
 }
 
-/// One client's connection to the shim: REST requests on an HTTP/2 connection, or a gRPC Job
-/// client on a channel.
+/// One client's connection to the shim: REST requests on an HTTP/2 connection, or gRPC calls on
+/// a channel.
 enum Wire {
     Rest(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
-    Grpc(JobClient<Channel>),
+    Grpc(tonic::client::Grpc<Channel>),
+}
+
+/// The list and stat requests of the mix, encoded once for each protocol (the list for each of the
+/// ten data sources, then the stat), so that the load tool's work per request is the same for
+/// both: send bytes, read the whole answer as bytes, check it; neither side decodes answers.
+struct Bodies {
+    rest: Vec<Bytes>,
+    grpc: Vec<Bytes>,
+}
+
+impl Bodies {
+    fn new() -> Self {
+        use prost::Message;
+        let rest_list = |ds: usize| {
+            json!({"domain_id": DOMAIN, "query": {
+                "filter": [{"k": "data_source_id", "v": format!("ds-{ds}"), "o": "eq"}],
+                "sort": [{"key": "created_at", "desc": true}],
+                "page": {"start": 1, "limit": 100}}})
+        };
+        let rest_stat = json!({"domain_id": DOMAIN, "query": {"aggregate": [
+            {"group": {"keys": [{"key": "status", "name": "status"}],
+                       "fields": [{"operator": "count", "name": "n"}]}}]}});
+        let mut rest: Vec<Bytes> = (0..10)
+            .map(|ds| Bytes::from(serde_json::to_vec(&rest_list(ds)).expect("json")))
+            .collect();
+        rest.push(Bytes::from(serde_json::to_vec(&rest_stat).expect("json")));
+        let mut grpc: Vec<Bytes> = (0..10)
+            .map(|ds| Bytes::from(grpc_list(ds).encode_to_vec()))
+            .collect();
+        grpc.push(Bytes::from(grpc_stat().encode_to_vec()));
+        Bodies { rest, grpc }
+    }
+}
+
+/// A tonic codec that passes message bytes through: requests encoded beforehand, answers read
+/// whole and not decoded.
+struct BytesCodec;
+struct BytesEncoder;
+struct BytesDecoder;
+
+impl tonic::codec::Codec for BytesCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = BytesEncoder;
+    type Decoder = BytesDecoder;
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+    fn decoder(&mut self) -> BytesDecoder {
+        BytesDecoder
+    }
+}
+
+impl tonic::codec::Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
 }
 
 /// An HTTP/2 connection over TLS (ALPN h2) to the shim's HTTPS port, trusting its certificate.
@@ -184,37 +260,29 @@ async fn grpc_over_tls(port: u16, pem: &str) -> Channel {
 
 /// Request `i` of the mix as REST: list (filter, sort, page of 100), stat (count per status) or
 /// get one job, by `i % 3`.
-fn rest_request(i: usize, token: &str, port: u16, background: usize) -> http::Request<Full<Bytes>> {
+fn rest_request(
+    i: usize,
+    bodies: &Bodies,
+    token: &str,
+    port: u16,
+    background: usize,
+) -> http::Request<Full<Bytes>> {
     let base = format!("https://localhost:{port}/cost-analysis/v1");
     let (method, uri, body) = match i % 3 {
         0 => (
             "POST",
             format!("{base}/jobs/search"),
-            json!({"domain_id": DOMAIN, "query": {
-                "filter": [{"k": "data_source_id", "v": format!("ds-{}", i % 10), "o": "eq"}],
-                "sort": [{"key": "created_at", "desc": true}],
-                "page": {"start": 1, "limit": 100}}}),
+            bodies.rest[i % 10].clone(),
         ),
-        1 => (
-            "POST",
-            format!("{base}/jobs/stat"),
-            json!({"domain_id": DOMAIN, "query": {"aggregate": [
-                {"group": {"keys": [{"key": "status", "name": "status"}],
-                           "fields": [{"operator": "count", "name": "n"}]}}]}}),
-        ),
+        1 => ("POST", format!("{base}/jobs/stat"), bodies.rest[10].clone()),
         _ => (
             "GET",
             format!(
                 "{base}/job/bg-{:06}?domain_id={DOMAIN}",
                 (i * 7919) % background.max(1)
             ),
-            serde_json::Value::Null,
+            Bytes::new(),
         ),
-    };
-    let body = if body.is_null() {
-        Bytes::new()
-    } else {
-        Bytes::from(serde_json::to_vec(&body).expect("json"))
     };
     http::Request::builder()
         .method(method)
@@ -231,6 +299,7 @@ async fn window(
     api: &Proc,
     wires: Vec<Wire>,
     seconds: usize,
+    bodies: &Bodies,
     token: &str,
     port: u16,
     background: usize,
@@ -249,9 +318,9 @@ async fn window(
                 let t = Instant::now();
                 let answer = match &mut wire {
                     Wire::Rest(send) => {
-                        rest_call(send, rest_request(i, token, port, background)).await
+                        rest_call(send, rest_request(i, bodies, token, port, background)).await
                     }
-                    Wire::Grpc(client) => grpc_call(client, i, token, background).await,
+                    Wire::Grpc(client) => grpc_call(client, i, bodies, token, background).await,
                 };
                 match answer {
                     Ok(()) => out.push((kind, t.elapsed().as_secs_f64() * 1e3)),
@@ -293,35 +362,47 @@ async fn rest_call(
     Ok(())
 }
 
-/// Request `i` of the mix as gRPC, the token in the `token` metadata as SpaceONE clients send it.
+/// Request `i` of the mix as gRPC, the token in the `token` metadata as SpaceONE clients send it;
+/// the answer is read whole, not decoded.
 async fn grpc_call(
-    client: &mut JobClient<Channel>,
+    client: &mut tonic::client::Grpc<Channel>,
     i: usize,
+    bodies: &Bodies,
     token: &str,
     background: usize,
 ) -> Result<(), String> {
-    let answer = match i % 3 {
-        0 => client
-            .list(with_token(grpc_list(i), token))
-            .await
-            .map(|_| ()),
-        1 => client
-            .stat(with_token(grpc_stat(), token))
-            .await
-            .map(|_| ()),
-        _ => client
-            .get(with_token(
+    use prost::Message;
+    let (path, body) = match i % 3 {
+        0 => (
+            "/spaceone.api.cost_analysis.v1.Job/list",
+            bodies.grpc[i % 10].clone(),
+        ),
+        1 => (
+            "/spaceone.api.cost_analysis.v1.Job/stat",
+            bodies.grpc[10].clone(),
+        ),
+        _ => (
+            "/spaceone.api.cost_analysis.v1.Job/get",
+            Bytes::from(
                 pb::job::GetJobRequest {
                     job_id: format!("bg-{:06}", (i * 7919) % background.max(1)),
                     domain_id: DOMAIN.into(),
                     only: Vec::new(),
-                },
-                token,
-            ))
-            .await
-            .map(|_| ()),
+                }
+                .encode_to_vec(),
+            ),
+        ),
     };
-    answer.map_err(|e| format!("{e:?}"))
+    client.ready().await.map_err(|e| e.to_string())?;
+    client
+        .unary(
+            with_token(body, token),
+            http::uri::PathAndQuery::from_static(path),
+            BytesCodec,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
 }
 
 pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, background: usize) {
@@ -413,6 +494,7 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
         rest.push(h2_over_tls(port, &tls.der).await);
         grpc.push(grpc_over_tls(port, &tls.pem).await);
     }
+    let bodies = Bodies::new();
     let mut errors: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut totals: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for round in 0..windows {
@@ -420,11 +502,11 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
             let wires: Vec<Wire> = (0..clients)
                 .map(|w| match protocol {
                     "REST" => Wire::Rest(rest[w % connections].clone()),
-                    _ => Wire::Grpc(JobClient::new(grpc[w % connections].clone())),
+                    _ => Wire::Grpc(tonic::client::Grpc::new(grpc[w % connections].clone())),
                 })
                 .collect();
             let (results, window_errors, ticks) =
-                window(&api, wires, seconds, &token, port, background).await;
+                window(&api, wires, seconds, &bodies, &token, port, background).await;
             report(
                 &format!("{protocol} (window {}/{windows})", round + 1),
                 &results,

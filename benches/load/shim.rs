@@ -46,7 +46,9 @@ fn report(
             .filter(|(k, _)| *k == kind)
             .map(|(_, ms)| *ms)
             .collect();
-        println!("  {name:<32} ms: {}", summary(&mut ms));
+        if !ms.is_empty() {
+            println!("  {name:<32} ms: {}", summary(&mut ms));
+        }
     }
     println!("  {:<32} ms: {}", "all", summary(&mut all));
 }
@@ -259,8 +261,9 @@ async fn grpc_over_tls(port: u16, pem: &str) -> Channel {
 }
 
 /// Request `i` of the mix as REST: list (filter, sort, page of 100), stat (count per status) or
-/// get one job, by `i % 3`.
+/// get one job, by `kind` (0, 1, 2).
 fn rest_request(
+    kind: usize,
     i: usize,
     bodies: &Bodies,
     token: &str,
@@ -268,7 +271,7 @@ fn rest_request(
     background: usize,
 ) -> http::Request<Full<Bytes>> {
     let base = format!("https://localhost:{port}/cost-analysis/v1");
-    let (method, uri, body) = match i % 3 {
+    let (method, uri, body) = match kind {
         0 => (
             "POST",
             format!("{base}/jobs/search"),
@@ -299,6 +302,7 @@ async fn window(
     api: &Proc,
     wires: Vec<Wire>,
     seconds: usize,
+    kinds: &[usize],
     bodies: &Bodies,
     token: &str,
     port: u16,
@@ -314,13 +318,16 @@ async fn window(
             let mut out = Vec::new();
             let mut i = w;
             while Instant::now() < deadline {
-                let kind = i % 3;
+                let kind = kinds[i % kinds.len()];
                 let t = Instant::now();
                 let answer = match &mut wire {
                     Wire::Rest(send) => {
-                        rest_call(send, rest_request(i, bodies, token, port, background)).await
+                        rest_call(send, rest_request(kind, i, bodies, token, port, background))
+                            .await
                     }
-                    Wire::Grpc(client) => grpc_call(client, i, bodies, token, background).await,
+                    Wire::Grpc(client) => {
+                        grpc_call(client, kind, i, bodies, token, background).await
+                    }
                 };
                 match answer {
                     Ok(()) => out.push((kind, t.elapsed().as_secs_f64() * 1e3)),
@@ -366,13 +373,14 @@ async fn rest_call(
 /// the answer is read whole, not decoded.
 async fn grpc_call(
     client: &mut tonic::client::Grpc<Channel>,
+    kind: usize,
     i: usize,
     bodies: &Bodies,
     token: &str,
     background: usize,
 ) -> Result<(), String> {
     use prost::Message;
-    let (path, body) = match i % 3 {
+    let (path, body) = match kind {
         0 => (
             "/spaceone.api.cost_analysis.v1.Job/list",
             bodies.grpc[i % 10].clone(),
@@ -495,6 +503,18 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
         grpc.push(grpc_over_tls(port, &tls.pem).await);
     }
     let bodies = Bodies::new();
+    // The mix: list, stat and get in turn, or only those LOAD_SHIM_KINDS names.
+    let wanted = std::env::var("LOAD_SHIM_KINDS").unwrap_or_else(|_| "list,stat,get".into());
+    let kinds: Vec<usize> = ["list", "stat", "get"]
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| wanted.split(',').any(|w| w.trim() == **k))
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        !kinds.is_empty(),
+        "LOAD_SHIM_KINDS names none of list, stat, get"
+    );
     let mut errors: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut totals: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for round in 0..windows {
@@ -505,8 +525,10 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
                     _ => Wire::Grpc(tonic::client::Grpc::new(grpc[w % connections].clone())),
                 })
                 .collect();
-            let (results, window_errors, ticks) =
-                window(&api, wires, seconds, &bodies, &token, port, background).await;
+            let (results, window_errors, ticks) = window(
+                &api, wires, seconds, &kinds, &bodies, &token, port, background,
+            )
+            .await;
             report(
                 &format!("{protocol} (window {}/{windows})", round + 1),
                 &results,
@@ -527,7 +549,7 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
     };
     let ((rest_rate, rest_us), (grpc_rate, grpc_us)) = (per("REST"), per("gRPC"));
     println!(
-        "shim over the wire (same HTTPS port, {clients} clients, {connections} HTTP/2 connection(s) per protocol, {windows} x {seconds} s per protocol): REST {rest_rate:.0}/s at {rest_us:.0} us CPU per answer, gRPC {grpc_rate:.0}/s at {grpc_us:.0} us; gRPC/REST: answers/s {:.2}x, CPU per answer {:.2}x",
+        "shim over the wire (same HTTPS port, {wanted}, {clients} clients, {connections} HTTP/2 connection(s) per protocol, {windows} x {seconds} s per protocol): REST {rest_rate:.0}/s at {rest_us:.0} us CPU per answer, gRPC {grpc_rate:.0}/s at {grpc_us:.0} us; gRPC/REST: answers/s {:.2}x, CPU per answer {:.2}x",
         grpc_rate / rest_rate.max(f64::MIN_POSITIVE),
         grpc_us / rest_us.max(f64::MIN_POSITIVE)
     );

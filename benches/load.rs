@@ -31,8 +31,7 @@
 //!
 //!   cargo bench --bench load                    (full size: 10,000 jobs; see hack/reliability.sh)
 //!   LOAD_PHASES=p5 LOAD_P5_JOBS=1000 cargo bench --bench load      (one phase, another size)
-//!   LOAD_PHASES=shim LOAD_SHIM_SECONDS=15 LOAD_SHIM_WINDOWS=3 cargo bench --bench load
-//!                                  (only the shim, over 10,000 jobs P6 creates without measuring)
+//!   LOAD_PHASES=shim LOAD_SHIM_WINDOWS=3 cargo bench --bench load   (only the shim phase)
 //!
 //! Correctness (every job in the state the rules give, no job in two terminal states, 0 shim
 //! errors) fails the run; timings are reported, never asserted. Uses COST_ANALYSIS_CLUSTER_DIR if

@@ -160,6 +160,16 @@ impl Bodies {
     }
 }
 
+/// What every client of a window sends: the kinds of request in turn (0 list, 1 stat, 2 get),
+/// their bodies, the token, the shim's port and how many `bg-*` jobs a get picks from.
+struct Mix {
+    kinds: Vec<usize>,
+    bodies: Bodies,
+    token: String,
+    port: u16,
+    background: usize,
+}
+
 /// A tonic codec that passes message bytes through: requests encoded beforehand, answers read
 /// whole and not decoded.
 struct BytesCodec;
@@ -262,14 +272,8 @@ async fn grpc_over_tls(port: u16, pem: &str) -> Channel {
 
 /// Request `i` of the mix as REST: list (filter, sort, page of 100), stat (count per status) or
 /// get one job, by `kind` (0, 1, 2).
-fn rest_request(
-    kind: usize,
-    i: usize,
-    bodies: &Bodies,
-    token: &str,
-    port: u16,
-    background: usize,
-) -> http::Request<Full<Bytes>> {
+fn rest_request(kind: usize, i: usize, mix: &Mix) -> http::Request<Full<Bytes>> {
+    let (bodies, token, port, background) = (&mix.bodies, &mix.token, mix.port, mix.background);
     let base = format!("https://localhost:{port}/cost-analysis/v1");
     let (method, uri, body) = match kind {
         0 => (
@@ -302,11 +306,7 @@ async fn window(
     api: &Proc,
     wires: Vec<Wire>,
     seconds: usize,
-    kinds: &[usize],
-    bodies: &Bodies,
-    token: &str,
-    port: u16,
-    background: usize,
+    mix: &Mix,
 ) -> (Vec<Vec<(usize, f64)>>, Vec<String>, u64) {
     let clients = wires.len();
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -318,16 +318,11 @@ async fn window(
             let mut out = Vec::new();
             let mut i = w;
             while Instant::now() < deadline {
-                let kind = kinds[i % kinds.len()];
+                let kind = mix.kinds[i % mix.kinds.len()];
                 let t = Instant::now();
                 let answer = match &mut wire {
-                    Wire::Rest(send) => {
-                        rest_call(send, rest_request(kind, i, bodies, token, port, background))
-                            .await
-                    }
-                    Wire::Grpc(client) => {
-                        grpc_call(client, kind, i, bodies, token, background).await
-                    }
+                    Wire::Rest(send) => rest_call(send, rest_request(kind, i, mix)).await,
+                    Wire::Grpc(client) => grpc_call(client, kind, i, mix).await,
                 };
                 match answer {
                     Ok(()) => out.push((kind, t.elapsed().as_secs_f64() * 1e3)),
@@ -375,11 +370,10 @@ async fn grpc_call(
     client: &mut tonic::client::Grpc<Channel>,
     kind: usize,
     i: usize,
-    bodies: &Bodies,
-    token: &str,
-    background: usize,
+    mix: &Mix,
 ) -> Result<(), String> {
     use prost::Message;
+    let (bodies, token, background) = (&mix.bodies, mix.token.as_str(), mix.background);
     let (path, body) = match kind {
         0 => (
             "/spaceone.api.cost_analysis.v1.Job/list",
@@ -502,7 +496,6 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
         rest.push(h2_over_tls(port, &tls.der).await);
         grpc.push(grpc_over_tls(port, &tls.pem).await);
     }
-    let bodies = Bodies::new();
     // The mix: list, stat and get in turn, or only those LOAD_SHIM_KINDS names.
     let wanted = std::env::var("LOAD_SHIM_KINDS").unwrap_or_else(|_| "list,stat,get".into());
     let kinds: Vec<usize> = ["list", "stat", "get"]
@@ -515,6 +508,13 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
         !kinds.is_empty(),
         "LOAD_SHIM_KINDS names none of list, stat, get"
     );
+    let mix = Mix {
+        kinds,
+        bodies: Bodies::new(),
+        token: token.clone(),
+        port,
+        background,
+    };
     let mut errors: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut totals: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for round in 0..windows {
@@ -525,10 +525,7 @@ pub async fn shim(c: &'static support::Cluster, client: &Client, ns: &str, backg
                     _ => Wire::Grpc(tonic::client::Grpc::new(grpc[w % connections].clone())),
                 })
                 .collect();
-            let (results, window_errors, ticks) = window(
-                &api, wires, seconds, &kinds, &bodies, &token, port, background,
-            )
-            .await;
+            let (results, window_errors, ticks) = window(&api, wires, seconds, &mix).await;
             report(
                 &format!("{protocol} (window {}/{windows})", round + 1),
                 &results,

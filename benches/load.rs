@@ -24,7 +24,8 @@
 //!   the same HTTPS port (TLS, HTTP/2 by ALPN; the same bearer token, as `Authorization` or as the
 //!   `token` metadata), each protocol on `LOAD_SHIM_CONNECTIONS` HTTP/2 connections (default 1),
 //!   in windows of `LOAD_SHIM_SECONDS` alternating REST, gRPC, REST, gRPC ... (`LOAD_SHIM_WINDOWS`
-//!   per protocol, default 2), while jobs are created and canceled: answers per second, the
+//!   per protocol, default 2; `LOAD_SHIM_KINDS=list` sends only the list), while jobs are created
+//!   and canceled: answers per second, the
 //!   shim's CPU per answer (from /proc) and latency percentiles per window, the totals and the
 //!   ratios gRPC/REST, errors, the shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must
 //!   equal a fresh LIST.

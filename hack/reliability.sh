@@ -12,7 +12,8 @@
 # Every size is an environment variable of benches/load.rs (LOAD_P5_JOBS, LOAD_TASKS,
 # LOAD_P5_ROUNDS, LOAD_WORKERS, LOAD_P6_JOBS, LOAD_P6_TIMEOUTS, LOAD_P6_RATE, LOAD_P6_LEAD,
 # LOAD_P6_FAILOVER_LEAD, LOAD_P6_TASKS, LOAD_SHIM_CLIENTS, LOAD_SHIM_SECONDS (per window),
-# LOAD_SHIM_WINDOWS (per protocol), LOAD_SHIM_CONNECTIONS, LOAD_SETTLE_MAX, LOAD_RESYNC) or of
+# LOAD_SHIM_WINDOWS (per protocol), LOAD_SHIM_CONNECTIONS, LOAD_SHIM_KINDS, LOAD_SETTLE_MAX,
+# LOAD_RESYNC) or of
 # the race tests (RACE_JOBS);
 # set ones win over both presets. Uses COST_ANALYSIS_CLUSTER_DIR if set (hack/test.sh sets it),
 # otherwise starts and stops a control plane of its own.

@@ -23,12 +23,11 @@
 //!   sending list (a data source's newest 100), stat and get in turn, over REST and over gRPC to
 //!   the same HTTPS port (TLS, HTTP/2 by ALPN; the same bearer token, as `Authorization` or as the
 //!   `token` metadata), each protocol on `LOAD_SHIM_CONNECTIONS` HTTP/2 connections (default 1),
-//!   in windows of `LOAD_SHIM_SECONDS` alternating REST, gRPC, REST, gRPC ... (`LOAD_SHIM_WINDOWS`
-//!   per protocol, default 2; `LOAD_SHIM_KINDS=list` sends only the list), while jobs are created
-//!   and canceled: answers per second, the
-//!   shim's CPU per answer (from /proc) and latency percentiles per window, the totals and the
-//!   ratios gRPC/REST, errors, the shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must
-//!   equal a fresh LIST.
+//!   in windows of `LOAD_SHIM_SECONDS` (default 15) alternating REST, gRPC, REST, gRPC ...
+//!   (`LOAD_SHIM_WINDOWS` per protocol, default 2; `LOAD_SHIM_KINDS=list` sends only the list),
+//!   while jobs are created and canceled: answers per second, the shim's CPU per answer (from
+//!   /proc) and latency percentiles per window, the totals and the ratios gRPC/REST, errors, the
+//!   shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must equal a fresh LIST.
 //!
 //!   cargo bench --bench load                    (full size: 10,000 jobs; see hack/reliability.sh)
 //!   LOAD_PHASES=p5 LOAD_P5_JOBS=1000 cargo bench --bench load      (one phase, another size)

@@ -19,15 +19,19 @@
 //!   SIGKILLed `LOAD_P6_FAILOVER_LEAD` seconds before the first deadline of a second batch and the
 //!   standby (running all along with warm caches, lease duration 3 s) takes over and decides
 //!   everything.
-//! - **shim**: the API shim over those jobs under `LOAD_SHIM_CLIENTS` concurrent clients sending
-//!   list, stat and get for `LOAD_SHIM_SECONDS` over REST, then as long over gRPC (the same
-//!   requests on the plaintext h2c port, over `LOAD_SHIM_GRPC_CHANNELS` connections, default 1),
-//!   while jobs are created and canceled: errors, latency
-//!   percentiles per protocol, the shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must
-//!   equal a fresh LIST.
+//! - **shim**: the API shim over those jobs under `LOAD_SHIM_CLIENTS` concurrent clients (16)
+//!   sending list (a data source's newest 100), stat and get in turn, over REST and over gRPC to
+//!   the same HTTPS port (TLS, HTTP/2 by ALPN; the same bearer token, as `Authorization` or as the
+//!   `token` metadata), each protocol on `LOAD_SHIM_CONNECTIONS` HTTP/2 connections (default 1),
+//!   in windows of `LOAD_SHIM_SECONDS` (default 15) alternating REST, gRPC, REST, gRPC ...
+//!   (`LOAD_SHIM_WINDOWS` per protocol, default 2; `LOAD_SHIM_KINDS=list` sends only the list),
+//!   while jobs are created and canceled: answers per second, the shim's CPU per answer (from
+//!   /proc) and latency percentiles per window, the totals and the ratios gRPC/REST, errors, the
+//!   shim's RSS (VmRSS/VmHWM); afterwards the shim's counts must equal a fresh LIST.
 //!
 //!   cargo bench --bench load                    (full size: 10,000 jobs; see hack/reliability.sh)
 //!   LOAD_PHASES=p5 LOAD_P5_JOBS=1000 cargo bench --bench load      (one phase, another size)
+//!   LOAD_PHASES=shim LOAD_SHIM_WINDOWS=3 cargo bench --bench load   (only the shim phase)
 //!
 //! Correctness (every job in the state the rules give, no job in two terminal states, 0 shim
 //! errors) fails the run; timings are reported, never asserted. Uses COST_ANALYSIS_CLUSTER_DIR if

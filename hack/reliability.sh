@@ -11,8 +11,8 @@
 #                                  (P6), race tests at 1,000; release build. Hours on 2 cores.
 # Every size is an environment variable of benches/load.rs (LOAD_P5_JOBS, LOAD_TASKS,
 # LOAD_P5_ROUNDS, LOAD_WORKERS, LOAD_P6_JOBS, LOAD_P6_TIMEOUTS, LOAD_P6_RATE, LOAD_P6_LEAD,
-# LOAD_P6_FAILOVER_LEAD, LOAD_P6_TASKS, LOAD_SHIM_CLIENTS, LOAD_SHIM_SECONDS, LOAD_SHIM_GRPC_CHANNELS,
-# LOAD_SETTLE_MAX,
+# LOAD_P6_FAILOVER_LEAD, LOAD_P6_TASKS, LOAD_SHIM_CLIENTS, LOAD_SHIM_SECONDS (per window),
+# LOAD_SHIM_WINDOWS (per protocol), LOAD_SHIM_CONNECTIONS, LOAD_SHIM_KINDS, LOAD_SETTLE_MAX,
 # LOAD_RESYNC) or of
 # the race tests (RACE_JOBS);
 # set ones win over both presets. Uses COST_ANALYSIS_CLUSTER_DIR if set (hack/test.sh sets it),
@@ -24,12 +24,12 @@ cd "$root"
 if [ "${RELIABILITY_FULL:-0}" = 1 ]; then
   profile=${LOAD_PROFILE:-bench}
   : "${LOAD_P5_JOBS:=10000}" "${LOAD_P6_JOBS:=10000}" "${LOAD_P6_TIMEOUTS:=1000}"
-  : "${LOAD_SHIM_SECONDS:=60}" "${RACE_JOBS:=1000}"
+  : "${LOAD_SHIM_SECONDS:=30}" "${RACE_JOBS:=1000}"
 else
   # The debug build hack/test.sh already made; sizes that finish in a few minutes.
   profile=${LOAD_PROFILE:-dev}
   : "${LOAD_P5_JOBS:=60}" "${LOAD_P5_ROUNDS:=2}" "${LOAD_P6_JOBS:=400}" "${LOAD_P6_TIMEOUTS:=60}"
-  : "${LOAD_P6_RATE:=20}" "${LOAD_P6_LEAD:=15}" "${LOAD_SHIM_SECONDS:=10}" "${RACE_JOBS:=30}"
+  : "${LOAD_P6_RATE:=20}" "${LOAD_P6_LEAD:=15}" "${LOAD_SHIM_SECONDS:=5}" "${RACE_JOBS:=30}"
   # The suite's namespaces may still be being deleted: wait at most 10 s for a quiet control plane.
   : "${LOAD_SETTLE_MAX:=10}"
 fi

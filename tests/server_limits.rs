@@ -114,7 +114,7 @@ async fn the_server_bounds_slow_idle_many_and_oversized_clients() {
     .expect("body file");
     let header = format!("X-Big: {}", "h".repeat(20 * 1024));
     for version in ["--http1.1", "--http2"] {
-        let curl = |args: &[&str]| {
+        let curl = |args: &[&str], path: &str| {
             let out = Command::new("curl")
                 .args([
                     "-sS",
@@ -128,18 +128,27 @@ async fn the_server_bounds_slow_idle_many_and_oversized_clients() {
                 .arg(shim_cert())
                 .args(["-H", &format!("Authorization: Bearer {}", w.reader)])
                 .args(args)
-                .arg(format!(
-                    "https://127.0.0.1:{}/cost-analysis/v1/jobs/search",
-                    shim.port
-                ))
+                .arg(format!("https://127.0.0.1:{}{path}", shim.port))
                 .output()
                 .expect("curl");
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
         };
         let body_arg = format!("@{}", body_file.display());
-        assert_eq!(curl(&["--data-binary", &body_arg]), "413", "{version} body");
+        let search = "/cost-analysis/v1/jobs/search";
         assert_eq!(
-            curl(&["-H", &header, "-d", "{}"]),
+            curl(&["--data-binary", &body_arg], search).trim(),
+            "413",
+            "{version} body"
+        );
+        // A request whose headers are too large, sent whole (the seed's GET list): on HTTP/2, h2
+        // answers 431 and then resets the stream, so a client still sending a body may see the
+        // reset (PROTOCOL_ERROR) before the 431; one that has sent everything sees the 431.
+        assert_eq!(
+            curl(&["-H", &header], "/cost-analysis/v1/jobs").trim(),
             "431",
             "{version} headers"
         );

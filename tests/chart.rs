@@ -9,7 +9,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use support::{Cluster, cluster, root};
+use support::{Cluster, cluster, ok, root};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -27,16 +27,6 @@ fn helm(c: &Cluster, args: &[&str]) -> Output {
         .env("HELM_DATA_HOME", c.dir.join("helm/data"))
         .output()
         .expect("run helm")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -155,19 +155,9 @@ impl Cluster {
 
     /// Runs kubectl, feeding `stdin`.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(self.bin.join("kubectl"))
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        if let Some(mut input) = child.stdin.take() {
-            input.write_all(stdin.as_bytes()).expect("write stdin");
-        }
-        child.wait_with_output().expect("kubectl output")
+        let mut cmd = Command::new(self.bin.join("kubectl"));
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+        output_with_stdin(cmd, stdin)
     }
 
     /// A ServiceAccount `sa` in `ns` (created if missing) and a two-hour token of it.
@@ -371,6 +361,32 @@ pub fn shared_operator() -> &'static Operator {
         wait_for_leader(c, &identity, Duration::from_secs(60));
         op
     })
+}
+
+/// Runs `cmd` with `stdin` written to it; its output.
+pub fn output_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A command's stdout, once it succeeded (its output in the failure otherwise).
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Who holds the test controllers' lease.

@@ -96,19 +96,9 @@ impl Node {
 
     /// kubectl, fed `stdin`.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command("kubectl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        if let Some(mut input) = child.stdin.take() {
-            input.write_all(stdin.as_bytes()).expect("write stdin");
-        }
-        child.wait_with_output().expect("kubectl")
+        let mut cmd = self.command("kubectl");
+        cmd.args(args);
+        super::output_with_stdin(cmd, stdin)
     }
 
     pub fn helm(&self, args: &[&str]) -> String {
@@ -116,16 +106,7 @@ impl Node {
     }
 }
 
-/// A command's stdout, once it succeeded (its output in the failure otherwise).
-pub fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use super::ok;
 
 /// A progress line of a long test: seconds since `t0`.
 pub fn step(test: &str, t0: Instant, what: &str) {

@@ -24,20 +24,9 @@ pub fn run(args: QueryArgs) -> ExitCode {
 }
 
 fn run_over<R: Loaded>(path: &std::path::Path, flag: &str, args: &QueryArgs) -> ExitCode {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: cannot read {flag} {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    };
-    // Each record goes into the index as it is read: neither the file's text nor a parsed tree
-    // of it is ever held whole (they were 24 times the file).
-    let mut index = spaceone_query::Index::<R>::default();
-    if let Err(e) = read_records::<R>(std::io::BufReader::new(file), &mut |r| index.upsert(r)) {
-        eprintln!("error: {flag} {}: {e}", path.display());
-        return ExitCode::from(2);
-    }
+    // The request first: the file is then read once, one record at a time, and only what the
+    // answer can depend on is kept (an index of every record was twelve times a file of tiny
+    // jobs).
     let request_text = if args.request == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
@@ -83,7 +72,49 @@ fn run_over<R: Loaded>(path: &std::path::Path, flag: &str, args: &QueryArgs) -> 
         QueryVerb::Get => spaceone_query::offline::Verb::Get,
     };
     let limits = spaceone_query::Limits::default();
-    let (out, code) = spaceone_query::offline::run_over(verb, &index, &request, now, &limits);
+    let read = |sink: &mut dyn FnMut(R)| -> Result<(), String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))?;
+        read_records::<R>(std::io::BufReader::new(file), sink)
+            .map_err(|e| format!("{flag} {}: {e}", path.display()))
+    };
+    let failed = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
+    // A stat that starts with an order-insensitive group keeps only its groups.
+    let mut chunked = None;
+    if verb == spaceone_query::offline::Verb::Stat {
+        match spaceone_query::offline::stat_in_chunks::<R>(
+            &request,
+            now,
+            &limits,
+            spaceone_query::offline::CHUNK,
+            &mut |sink| read(sink),
+        ) {
+            Ok(answer) => chunked = answer,
+            Err(e) => return failed(e),
+        }
+    }
+    let mut streamed =
+        spaceone_query::offline::Streamed::<R>::new(verb, request.clone(), now, &limits);
+    if chunked.is_none()
+        && let Err(e) = read(&mut |r| streamed.push(r))
+    {
+        return failed(e);
+    }
+    let (out, code) = match chunked.or_else(|| streamed.finish()) {
+        Some(answer) => answer,
+        None => {
+            // A (namespace, id) repeats: the later record replaces the earlier, as in the
+            // operator's index, so the call is answered over a whole one.
+            let mut index = spaceone_query::Index::<R>::default();
+            if let Err(e) = read(&mut |r| index.upsert(r)) {
+                return failed(e);
+            }
+            spaceone_query::offline::run_over(verb, &index, &request, now, &limits)
+        }
+    };
     // A reader that stops early (`| head`) is not an error of ours; anything else is.
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{out}").and_then(|()| stdout.flush()) {

@@ -159,29 +159,33 @@ async fn a_replica_holds_at_most_about_twice_the_data_it_watches() {
     // once every task exists: a whole list of 100,000 jobs every 100 ms would be most of the
     // API server's work.
     let pause = Duration::from_secs(if n > 10_000 { 10 } else { 1 });
-    eventually(Duration::from_secs(4 * 3_600), "every job settled", || async {
-        tokio::time::sleep(pause).await;
-        let page = tasks
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-            .ok()?;
-        let t = page.items.len() + page.metadata.remaining_item_count.unwrap_or(0) as usize;
-        if t < n {
-            return None;
-        }
-        let (mut with_status, mut token) = (0, None::<String>);
-        loop {
-            let mut lp = ListParams::default().limit(500);
-            lp.continue_token = token;
-            let listed = jobs.list(&lp).await.ok()?;
-            with_status += listed.items.iter().filter(|j| j.status.is_some()).count();
-            token = listed.metadata.continue_.filter(|c| !c.is_empty());
-            if token.is_none() {
-                break;
+    eventually(
+        Duration::from_secs(4 * 3_600),
+        "every job settled",
+        || async {
+            tokio::time::sleep(pause).await;
+            let page = tasks
+                .list_metadata(&ListParams::default().limit(1))
+                .await
+                .ok()?;
+            let t = page.items.len() + page.metadata.remaining_item_count.unwrap_or(0) as usize;
+            if t < n {
+                return None;
             }
-        }
-        (with_status == n).then_some(())
-    })
+            let (mut with_status, mut token) = (0, None::<String>);
+            loop {
+                let mut lp = ListParams::default().limit(500);
+                lp.continue_token = token;
+                let listed = jobs.list(&lp).await.ok()?;
+                with_status += listed.items.iter().filter(|j| j.status.is_some()).count();
+                token = listed.metadata.continue_.filter(|c| !c.is_empty());
+                if token.is_none() {
+                    break;
+                }
+            }
+            (with_status == n).then_some(())
+        },
+    )
     .await;
     println!("{n} jobs applied and settled in {:.0?}", started.elapsed());
     drop(settler);

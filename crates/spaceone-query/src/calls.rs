@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
+use crate::filter::Filter;
 use crate::index::Index;
 use crate::limits::{Budget, Limits};
 use crate::message::{as_object, check_fields};
@@ -20,7 +21,7 @@ use crate::scan::run;
 use crate::schema::{FieldPath, Resource, Schema};
 
 /// The name of the resource's id field (`job_id`, `job_task_id`).
-fn id_name(schema: &'static Schema) -> &'static str {
+pub(crate) fn id_name(schema: &'static Schema) -> &'static str {
     schema.id().map_or("", |f| f.name())
 }
 
@@ -166,13 +167,7 @@ pub fn list_as<A: AnswerForm>(
 ) -> Result<A, Error> {
     let budget = Budget::new(limits);
     let schema = index.slots().schema();
-    let filters: Vec<&str> = schema.params().collect();
-    let allowed: Vec<&str> = std::iter::once("query").chain(schema.params()).collect();
-    let mut p = params(schema, request, &allowed)?;
-    check_required(&p, &[domain_name(schema)])?;
-    let mut query = append_query_filter(&mut p, &filters);
-    append_keyword(&mut query, id_name(schema))?;
-    let q = crate::query::parse_query(schema, &Value::Object(query), now, &budget)?;
+    let q = list_query(schema, request, now, &budget)?;
     let (rows, total) = run(index.slots(), scope, &q, &budget)?;
     let projection = match (&q.minimal, &q.only) {
         (true, _) => Projection::Minimal,
@@ -187,6 +182,22 @@ pub fn list_as<A: AnswerForm>(
     }))
 }
 
+/// The query a list request asks, validated as [`list`] validates it.
+pub(crate) fn list_query(
+    schema: &'static Schema,
+    request: &Value,
+    now: DateTime<Utc>,
+    budget: &Budget<'_>,
+) -> Result<Query, Error> {
+    let filters: Vec<&str> = schema.params().collect();
+    let allowed: Vec<&str> = std::iter::once("query").chain(schema.params()).collect();
+    let mut p = params(schema, request, &allowed)?;
+    check_required(&p, &[domain_name(schema)])?;
+    let mut query = append_query_filter(&mut p, &filters);
+    append_keyword(&mut query, id_name(schema))?;
+    crate::query::parse_query(schema, &Value::Object(query), now, budget)
+}
+
 /// `stat` (`Job.stat`: JobStatQuery -> Struct; `JobTask.stat`: JobTaskStatQuery -> Struct),
 /// within `limits`.
 pub fn stat<R: Resource>(
@@ -196,26 +207,58 @@ pub fn stat<R: Resource>(
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> Result<Value, Error> {
-    let domain = domain_name(R::schema());
-    let mut p = params(R::schema(), request, &["query", domain])?;
+    let query = stat_request(R::schema(), request)?;
+    stat_query(index, scope, &query, now, limits)
+}
+
+/// The StatisticsQuery a stat request asks (its domain appended as a filter).
+fn stat_request(schema: &'static Schema, request: &Value) -> Result<Value, Error> {
+    let domain = domain_name(schema);
+    let mut p = params(schema, request, &["query", domain])?;
     if !p.contains_key("query") && request.get("query").is_some_and(Value::is_object) {
         p.insert("query".into(), json!({}));
     }
     check_required(&p, &["query", domain])?;
-    let query = append_query_filter(&mut p, &[domain]);
-    stat_query(index, scope, &Value::Object(query), now, limits)
+    Ok(Value::Object(append_query_filter(&mut p, &[domain])))
 }
 
-/// A StatisticsQuery on its own (the Kubernetes `JobStat` resource): keyword, filter, aggregate.
-pub fn stat_query<R: Resource>(
-    index: &Index<R>,
-    scope: &Scope,
-    query: &Value,
+/// The filter of a stat request, validated as far as [`stat`] validates it before it reads a
+/// record.
+pub(crate) fn stat_filter(
+    schema: &'static Schema,
+    request: &Value,
+    now: DateTime<Utc>,
+    budget: &Budget<'_>,
+) -> Result<Filter, Error> {
+    let query = stat_request(schema, request)?;
+    Ok(stat_parts(schema, &query, now, budget)?.0)
+}
+
+/// [`stat`] over records read one chunk at a time by `each`, for a pipeline that starts with an
+/// order-insensitive group (`None`, before `each` is called, for any other).
+pub(crate) fn stat_chunks(
+    schema: &'static Schema,
+    request: &Value,
     now: DateTime<Utc>,
     limits: &Limits,
-) -> Result<Value, Error> {
+    each: &mut crate::stat::Each<'_>,
+) -> Option<Result<Value, Error>> {
     let budget = Budget::new(limits);
-    let schema = R::schema();
+    match stat_request(schema, request).and_then(|query| stat_parts(schema, &query, now, &budget)) {
+        Err(e) => Some(Err(e)),
+        Ok((filter, q)) => {
+            crate::stat::stat_chunks(schema, each, &Scope::all(), &filter, &q, &budget)
+        }
+    }
+}
+
+/// A StatisticsQuery's filter (its keyword included) and its fields, checked.
+fn stat_parts(
+    schema: &'static Schema,
+    query: &Value,
+    now: DateTime<Utc>,
+    budget: &Budget<'_>,
+) -> Result<(Filter, Map<String, Value>), Error> {
     let mut q = as_object(query, "query")?.clone();
     check_fields(
         &q,
@@ -231,7 +274,20 @@ pub fn stat_query<R: Resource>(
     )?;
     // A keyword that is not a string is refused here.
     append_keyword(&mut q, id_name(schema))?;
-    let filter = parse_filters(schema, &q, "query.", now, &budget)?;
+    let filter = parse_filters(schema, &q, "query.", now, budget)?;
+    Ok((filter, q))
+}
+
+/// A StatisticsQuery on its own (the Kubernetes `JobStat` resource): keyword, filter, aggregate.
+pub fn stat_query<R: Resource>(
+    index: &Index<R>,
+    scope: &Scope,
+    query: &Value,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Value, Error> {
+    let budget = Budget::new(limits);
+    let (filter, q) = stat_parts(R::schema(), query, now, &budget)?;
     crate::stat::stat(index.slots(), scope, &filter, &q, &budget)
 }
 

@@ -38,6 +38,7 @@ mod scan;
 mod schema;
 mod slots;
 mod stat;
+mod streamed;
 mod task;
 mod time;
 mod value;

@@ -112,7 +112,7 @@ const CLOCK_EVERY: u64 = 4096;
 /// can tick it from inside iterator adaptors.
 pub(crate) struct Budget<'l> {
     pub limits: &'l Limits,
-    deadline: Option<Instant>,
+    deadline: Cell<Option<Instant>>,
     work: Cell<u64>,
     next_clock: Cell<u64>,
     timed_out: Cell<bool>,
@@ -127,7 +127,7 @@ impl<'l> Budget<'l> {
     pub fn new(limits: &'l Limits) -> Budget<'l> {
         Budget {
             limits,
-            deadline: Instant::now().checked_add(limits.max_time),
+            deadline: Cell::new(Instant::now().checked_add(limits.max_time)),
             work: Cell::new(0),
             next_clock: Cell::new(CLOCK_EVERY),
             timed_out: Cell::new(false),
@@ -176,7 +176,14 @@ impl<'l> Budget<'l> {
     }
 
     fn expired(&self) -> bool {
-        self.cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.cancelled() || self.deadline.get().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Moves the deadline `by` later: time the request spent waiting on something that is not
+    /// its work (the offline command reading its file between chunks) does not count.
+    pub fn postpone(&self, by: Duration) {
+        self.deadline
+            .set(self.deadline.get().and_then(|d| d.checked_add(by)));
     }
 
     /// The units of work counted so far.

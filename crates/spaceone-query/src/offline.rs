@@ -10,6 +10,8 @@ use crate::record::Scope;
 use crate::schema::Resource;
 use crate::task::{JobTask, JobTaskStatus};
 
+pub use crate::streamed::{CHUNK, Streamed, stat_in_chunks};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
     List,
@@ -114,12 +116,27 @@ pub fn run_over<R: Resource>(
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> (String, i32) {
+    printed(answer(verb, index, request, now, limits))
+}
+
+/// The call's answer over an index, every record in scope.
+pub(crate) fn answer<R: Resource>(
+    verb: Verb,
+    index: &Index<R>,
+    request: &Value,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Value, crate::Error> {
     let scope = Scope::all();
-    let result = match verb {
+    match verb {
         Verb::List => crate::calls::list(index, &scope, request, now, limits),
         Verb::Stat => crate::calls::stat(index, &scope, request, now, limits),
         Verb::Get => crate::calls::get(index, &scope, request),
-    };
+    }
+}
+
+/// The REST response body of an answer or error, and the exit status (0, or 1 for an error).
+pub(crate) fn printed(result: Result<Value, crate::Error>) -> (String, i32) {
     match result {
         Ok(v) => (serde_json::to_string_pretty(&v).unwrap_or_default(), 0),
         Err(e) => {

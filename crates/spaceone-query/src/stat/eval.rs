@@ -31,13 +31,13 @@ pub(super) fn run<'a>(
         schema,
     };
     for stage in stages {
-        if !matches!(stage, Stage::Group { .. }) {
+        if !matches!(stage, Stage::Group { .. } | Stage::Count { .. }) {
             p.materialize()?;
         }
         match stage {
             Stage::Unwind { path, parts } => unwind(&mut p, path, parts)?,
             Stage::Group { keys, fields } => group(&mut p, keys, fields)?,
-            Stage::Count { name } => count(&mut p, name),
+            Stage::Count { name } => count(&mut p, name)?,
             Stage::Sort(keys) => sort(&mut p, keys)?,
             Stage::Project { rules, exclude } => project(&mut p, rules, *exclude)?,
             Stage::Limit(n) => p.rows.truncate(*n),
@@ -122,8 +122,12 @@ fn set_path(doc: Bson, parts: &[String], value: Bson) -> Bson {
     }
 }
 
-fn count(p: &mut Pipeline<'_>, name: &str) {
-    let n = p.rows.len();
+fn count(p: &mut Pipeline<'_>, name: &str) -> Result<(), Error> {
+    // Stored records are counted where they are, never gathered.
+    let n = match p.recs.take() {
+        Some(recs) => recs.count(p.budget)?,
+        None => p.rows.len(),
+    };
     p.rows = if n == 0 {
         Vec::new()
     } else {
@@ -132,6 +136,7 @@ fn count(p: &mut Pipeline<'_>, name: &str) {
             Bson::Int(n as i64),
         )]))]
     };
+    Ok(())
 }
 
 fn sort(p: &mut Pipeline<'_>, keys: &[(String, bool)]) -> Result<(), Error> {

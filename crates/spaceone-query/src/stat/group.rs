@@ -12,6 +12,7 @@ use crate::limits::StageUse;
 use crate::plan::{matching, matching_slots};
 use crate::record::Record;
 use crate::schema::{Column, Field};
+use crate::slots::Slots;
 use crate::value::Bson;
 
 /// For a single group key on a stored record's low-cardinality field: a number that identifies the
@@ -358,6 +359,19 @@ pub(super) fn group(
                 add(&mut g, &Row::Record(r))?;
             }
             budget.check_time().map_err(over)?;
+        }
+        Some(Source::Chunks {
+            each,
+            scope,
+            filter,
+        }) => {
+            each(budget, &mut |slots: &Slots| {
+                let bound = filter.bound(&|s| slots.interned(s));
+                for r in matching(slots, scope, &bound, budget) {
+                    add(&mut g, &Row::Record(r))?;
+                }
+                budget.check_time().map_err(over)
+            })?;
         }
         None => {
             for row in &p.rows {

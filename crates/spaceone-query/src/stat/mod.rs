@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use self::group::Dedup;
 use self::parse::Stage;
+pub(crate) use self::rows::Each;
 use self::rows::{Output, Rendered, Source, over};
 use crate::error::Error;
 use crate::filter::Filter;
@@ -27,14 +28,15 @@ use crate::schema::{FieldPath, Schema};
 use crate::slots::Slots;
 use crate::value::Bson;
 
-/// Runs a StatisticsQuery (its filter already compiled) and renders the Struct answer.
-pub(crate) fn stat(
-    index: &Slots,
-    scope: &Scope,
-    filter: &Filter,
-    q: &Map<String, Value>,
-    budget: &Budget<'_>,
-) -> Result<Value, Error> {
+/// A StatisticsQuery's parts, checked: its `aggregate` built into stages (every build error
+/// raised before any stage runs), its `distinct` key and its page.
+struct Prepared {
+    stages: Vec<Stage>,
+    distinct: Option<String>,
+    page: Page,
+}
+
+fn prepare(schema: &'static Schema, q: &Map<String, Value>) -> Result<Prepared, Error> {
     let aggregate = as_list(q.get("aggregate"), "query.aggregate")?;
     let distinct = match q.get("distinct") {
         None | Some(Value::Null) => None,
@@ -57,11 +59,31 @@ pub(crate) fn stat(
         return Err(Error::required_parameter("aggregate"));
     }
     // The whole pipeline is built before a single document is read (spec, Corrections).
-    let schema = index.schema();
     let stages = parse::pipeline(schema, aggregate).map_err(Error::rewrap_db_query)?;
+    Ok(Prepared {
+        stages,
+        distinct,
+        page,
+    })
+}
+
+/// Runs a StatisticsQuery (its filter already compiled) and renders the Struct answer.
+pub(crate) fn stat(
+    index: &Slots,
+    scope: &Scope,
+    filter: &Filter,
+    q: &Map<String, Value>,
+    budget: &Budget<'_>,
+) -> Result<Value, Error> {
+    let schema = index.schema();
+    let Prepared {
+        stages,
+        distinct,
+        page,
+    } = prepare(schema, q)?;
     // Documents flow in natural (insertion) order, as a collection scan returns them; a pipeline
-    // that starts with an order-insensitive group does not need that order.
-    let ordered = !stages.first().is_some_and(Stage::is_unordered_group);
+    // that starts with a count or an order-insensitive group does not need that order.
+    let ordered = !stages.first().is_some_and(Stage::reads_in_any_order);
     let filter = &filter.bound(&|s| index.interned(s));
     let source = if ordered {
         let mut recs: Vec<&Record> = matching(index, scope, filter, budget).collect();
@@ -89,7 +111,41 @@ pub(crate) fn stat(
         eval::run(source, ordered, &stages, &page, budget, schema)
     }
     .map_err(Error::rewrap_db_query)?;
-    // Building the Struct answer happens after the query, outside its error wrapping.
+    render(rows, total)
+}
+
+/// [`stat`] over records read one chunk at a time (`each`), for a pipeline that starts with a
+/// count or an order-insensitive group (`None` for any other: it needs its records in natural
+/// order).
+pub(crate) fn stat_chunks(
+    schema: &'static Schema,
+    each: &mut Each<'_>,
+    scope: &Scope,
+    filter: &Filter,
+    q: &Map<String, Value>,
+    budget: &Budget<'_>,
+) -> Option<Result<Value, Error>> {
+    let Prepared { stages, page, .. } = match prepare(schema, q) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    if !stages.first().is_some_and(Stage::reads_in_any_order) {
+        return None;
+    }
+    let source = Source::Chunks {
+        each,
+        scope,
+        filter,
+    };
+    Some(
+        eval::run(source, false, &stages, &page, budget, schema)
+            .map_err(Error::rewrap_db_query)
+            .and_then(|(rows, total)| render(rows, total)),
+    )
+}
+
+/// The Struct answer. Building it happens after the query, outside its error wrapping.
+fn render(rows: Vec<Rendered>, total: Option<usize>) -> Result<Value, Error> {
     let results: Vec<Value> = rows
         .into_iter()
         .map(|r| match r {

@@ -95,6 +95,12 @@ pub(super) enum Stage {
 
 impl Stage {
     /// A `group` whose results do not depend on input order.
+    /// Whether the stage, first in a pipeline, reads its records in any order: a group whose
+    /// accumulators do not depend on it, or a count.
+    pub(super) fn reads_in_any_order(&self) -> bool {
+        matches!(self, Stage::Count { .. }) || self.is_unordered_group()
+    }
+
     pub(super) fn is_unordered_group(&self) -> bool {
         match self {
             Stage::Group { fields, .. } => fields

@@ -120,7 +120,19 @@ pub(super) enum Source<'a> {
         scope: &'a Scope,
         filter: &'a Filter,
     },
+    /// Records read one chunk at a time (the offline command's file), each chunk handed to the
+    /// callback and dropped after it: only a leading order-insensitive `group` reads them.
+    Chunks {
+        each: &'a mut Each<'a>,
+        scope: &'a Scope,
+        /// Not bound yet: each chunk interns its own strings.
+        filter: &'a Filter,
+    },
 }
+
+/// Hands each chunk of records to the callback, in turn, within the request's budget.
+pub(crate) type Each<'a> =
+    dyn FnMut(&Budget<'_>, &mut dyn FnMut(&Slots) -> Result<(), Error>) -> Result<(), Error> + 'a;
 
 impl<'a> Source<'a> {
     pub(super) fn into_recs(self, budget: &Budget<'_>) -> Result<Vec<&'a Record>, Error> {
@@ -134,6 +146,38 @@ impl<'a> Source<'a> {
                 let recs = matching(index, scope, filter, budget).collect();
                 budget.check_time().map_err(over)?;
                 Ok(recs)
+            }
+            Source::Chunks { .. } => Err(raw("records read in chunks reach only a leading group")),
+        }
+    }
+}
+
+impl Source<'_> {
+    /// How many records the source holds, counted where they are.
+    pub(super) fn count(self, budget: &Budget<'_>) -> Result<usize, Error> {
+        match self {
+            Source::Picked(recs) => Ok(recs.len()),
+            Source::Scan {
+                index,
+                scope,
+                filter,
+            } => {
+                let n = matching(index, scope, filter, budget).count();
+                budget.check_time().map_err(over)?;
+                Ok(n)
+            }
+            Source::Chunks {
+                each,
+                scope,
+                filter,
+            } => {
+                let mut n = 0usize;
+                each(budget, &mut |slots: &Slots| {
+                    let bound = filter.bound(&|s| slots.interned(s));
+                    n = n.saturating_add(matching(slots, scope, &bound, budget).count());
+                    budget.check_time().map_err(over)
+                })?;
+                Ok(n)
             }
         }
     }

@@ -78,7 +78,7 @@ shim_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=cost-analysis-api" \
   -addext "subjectAltName=DNS:api.cost-analysis-system.svc,DNS:localhost,IP:127.0.0.1" \
   -keyout "$dir/shim.key" -out "$dir/shim.crt" 2>/dev/null
-nohup "$root/target/release/cost-analysis-operator" run --metrics-addr 127.0.0.1:0 --lease-duration 5 \
+nohup "${CARGO_TARGET_DIR:-$root/target}/release/cost-analysis-operator" run --metrics-addr 127.0.0.1:0 --lease-duration 5 \
   --api-addr "127.0.0.1:$shim_port" --tls-cert-file "$dir/shim.crt" --tls-key-file "$dir/shim.key" \
   >"$dir/operator.log" 2>&1 &
 echo $! >"$dir/operator.pid"

@@ -38,9 +38,12 @@ for v in LOAD_P5_ROUNDS LOAD_P6_RATE LOAD_P6_LEAD LOAD_SETTLE_MAX; do
   if [ -n "${!v:-}" ]; then export "${v?}"; fi
 done
 
+# Cargo's target directory, wherever CARGO_TARGET_DIR puts it (logs and the cluster go there).
+target="${CARGO_TARGET_DIR:-$root/target}"
+mkdir -p "$target"
 own_cluster=""
 if [ -z "${COST_ANALYSIS_CLUSTER_DIR:-}" ]; then
-  own_cluster="$root/target/reliability-cluster"
+  own_cluster="$target/reliability-cluster"
   bash hack/cluster.sh down "$own_cluster" >/dev/null 2>&1 || true
   rm -rf "$own_cluster"
   bash hack/cluster.sh up "$own_cluster" >/dev/null
@@ -53,7 +56,7 @@ status=0
 echo "==> load: P5, P6, shim under load (profile $profile)"
 cargo bench --quiet --profile "$profile" --bench load || status=1
 echo "==> cancel races at RACE_JOBS=$RACE_JOBS"
-log="$root/target/reliability-races.log"
+log="$target/reliability-races.log"
 set +e
 cargo test --quiet --test cancel -- racing --nocapture --test-threads 1 >"$log" 2>&1
 rc=$?

@@ -60,7 +60,8 @@ pub enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Evaluate a SpaceONE Job API request offline over a JSON file of jobs, or a JobTask API
-    /// request over a file of job tasks (no cluster needed).
+    /// request over a file of job tasks (no cluster needed). The request is read first, then the
+    /// file one record at a time, keeping only what the answer needs.
     Query(QueryArgs),
 }
 

@@ -513,6 +513,39 @@ mod tests {
         assert!(!jobs.is_trusted(Duration::ZERO), "the failure is reported");
     }
 
+    /// Without the task CRD (an operator upgraded before its CRDs, or RBAC without the task
+    /// resource), the task watch fails from its first list: the process is never ready, however
+    /// whole the job catalog is (the runbook's `CostAnalysisApiNotReady`, `CostAnalysisCatalogStale`).
+    #[tokio::test]
+    async fn a_missing_task_resource_keeps_the_process_unready() {
+        let catalogs = Catalogs::new(&crate::metrics::Metrics::default());
+        let (jobs, tasks) = (catalogs.jobs.feed(), catalogs.tasks.feed());
+        for e in [
+            Event::Init,
+            Event::InitApply(job("1", None)),
+            Event::InitDone,
+        ] {
+            jobs.unbounded_send(Ok(e)).unwrap();
+        }
+        let not_found = kube::Error::Api(Box::new(kube::core::Status {
+            code: 404,
+            reason: "NotFound".into(),
+            ..kube::core::Status::default()
+        }));
+        tasks
+            .unbounded_send(Err(watcher::Error::InitialListFailed(not_found)))
+            .unwrap();
+        drop((jobs, tasks));
+        let fed = catalogs.jobs.fed.lock().unwrap().take().unwrap();
+        catalogs.jobs.follow(fed, InitialList::Paged).await;
+        let fed = catalogs.tasks.fed.lock().unwrap().take().unwrap();
+        catalogs.tasks.follow(fed, InitialList::Paged).await;
+        let grace = Duration::from_secs(10);
+        assert!(catalogs.jobs.is_trusted(grace));
+        assert!(!catalogs.tasks.is_synced());
+        assert!(!catalogs.is_trusted(grace), "ready without its tasks");
+    }
+
     #[test]
     fn refused_streaming_lists_are_told_apart_from_other_errors() {
         let status = |code: u16| {

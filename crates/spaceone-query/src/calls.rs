@@ -252,6 +252,21 @@ pub(crate) fn stat_chunks(
     }
 }
 
+/// [`stat`] over records its filter already admitted (the offline command keeps them without
+/// an index).
+pub(crate) fn stat_records(
+    schema: &'static Schema,
+    request: &Value,
+    now: DateTime<Utc>,
+    limits: &Limits,
+    recs: Vec<&crate::record::Record>,
+) -> Result<Value, Error> {
+    let budget = Budget::new(limits);
+    let query = stat_request(schema, request)?;
+    let (_, q) = stat_parts(schema, &query, now, &budget)?;
+    crate::stat::stat_records(schema, recs, &q, &budget)
+}
+
 /// A StatisticsQuery's filter (its keyword included) and its fields, checked.
 fn stat_parts(
     schema: &'static Schema,

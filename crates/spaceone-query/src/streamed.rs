@@ -8,7 +8,9 @@
 //!   order on a record's content, ending in natural order, so the first rows of the whole file are
 //!   among the chunks' first rows) and the count of every match; nothing but the count for
 //!   `count_only`; every match when the request has no page limit (the answer prints them all);
-//! - `stat`: the records its filter admits (a pipeline may read any of them, in natural order).
+//! - `stat`: the records its filter admits, without an index (a pipeline may read any of them, in
+//!   natural order); or, when the pipeline starts with a count or an order-insensitive group,
+//!   nothing but the groups ([`stat_in_chunks`]).
 //!
 //! The answer is then the call's own, over the survivors, with a list's `total_count` the sum of
 //! the chunks'. A record's (namespace, id) is remembered as a 64-bit hash: when one repeats, an
@@ -30,7 +32,7 @@ use crate::message::Page;
 use crate::offline::{Verb, answer, printed};
 use crate::plan::matching;
 use crate::query::Query;
-use crate::record::Scope;
+use crate::record::{Record, Scope};
 use crate::scan;
 use crate::schema::{Columns, Resource};
 use crate::slots::Slots;
@@ -146,6 +148,9 @@ pub struct Streamed<R: Resource> {
     error: Option<Error>,
     chunk: Slots,
     carry: Index<R>,
+    /// `stat`: the records its filter admits, each chunk's in a vector of its own (no index, and
+    /// no vector copied as it grows).
+    picked: Vec<Vec<Record>>,
     /// `list`: how many records matched in the chunks folded so far.
     total: usize,
     seen: Seen,
@@ -211,6 +216,7 @@ impl<R: Resource> Streamed<R> {
             error,
             chunk: Slots::new(schema),
             carry: Index::empty(),
+            picked: Vec::new(),
             total: 0,
             seen: Seen::default(),
             chunk_size: chunk_size.max(1),
@@ -272,8 +278,10 @@ impl<R: Resource> Streamed<R> {
             },
             Keep::Matching(filter) => {
                 let bound = filter.bound(&|s| chunk.interned(s));
-                for r in matching(&chunk, &scope, &bound, &budget) {
-                    self.carry.upsert(R::from_columns(r.to_columns()));
+                let kept: Vec<Record> =
+                    matching(&chunk, &scope, &bound, &budget).cloned().collect();
+                if !kept.is_empty() {
+                    self.picked.push(kept);
                 }
                 if let Err(e) = budget.check_time() {
                     self.refuse(Error::db_query(e));
@@ -287,6 +295,7 @@ impl<R: Resource> Streamed<R> {
         self.error.get_or_insert(e);
         self.keep = Keep::Nothing;
         self.carry = Index::empty();
+        self.picked = Vec::new();
     }
 
     /// The response body and exit status, or `None` when a (namespace, id) repeated: the caller
@@ -301,13 +310,22 @@ impl<R: Resource> Streamed<R> {
         if let Some(e) = self.error {
             return Some(printed(Err(e)));
         }
-        let mut result = answer(
-            self.verb,
-            &self.carry,
-            &self.request,
-            self.now,
-            &self.limits,
-        );
+        let mut result = match self.keep {
+            Keep::Matching(_) => crate::calls::stat_records(
+                R::schema(),
+                &self.request,
+                self.now,
+                &self.limits,
+                self.picked.iter().flatten().collect(),
+            ),
+            _ => answer(
+                self.verb,
+                &self.carry,
+                &self.request,
+                self.now,
+                &self.limits,
+            ),
+        };
         if let (Ok(v), Keep::Page(_)) = (&mut result, &self.keep)
             && let Some(total) = v.get_mut("total_count")
         {

@@ -97,18 +97,57 @@ pub(crate) fn stat(
             filter,
         }
     };
+    let prepared = Prepared {
+        stages,
+        distinct,
+        page,
+    };
+    answer(schema, source, ordered, &prepared, budget)
+}
+
+/// [`stat`] over records already selected (scope and filter applied), in any order: the offline
+/// command's records, kept without an index.
+pub(crate) fn stat_records(
+    schema: &'static Schema,
+    mut recs: Vec<&Record>,
+    q: &Map<String, Value>,
+    budget: &Budget<'_>,
+) -> Result<Value, Error> {
+    let prepared = prepare(schema, q)?;
+    // As `stat` orders them: a pipeline that starts in any order gets its groups sorted.
+    let ordered = !prepared
+        .stages
+        .first()
+        .is_some_and(Stage::reads_in_any_order);
+    recs.sort_unstable_by(|a, b| a.natural_cmp(b));
+    answer(schema, Source::Picked(recs), ordered, &prepared, budget)
+}
+
+/// Runs the prepared pipeline (or `distinct`) over the source and renders the answer.
+fn answer<'a>(
+    schema: &'static Schema,
+    source: Source<'a>,
+    ordered: bool,
+    prepared: &Prepared,
+    budget: &'a Budget<'a>,
+) -> Result<Value, Error> {
+    let Prepared {
+        stages,
+        distinct,
+        page,
+    } = prepared;
     let (rows, total) = if stages.is_empty() {
         source.into_recs(budget).and_then(|recs| {
             distinct_values(
                 schema,
                 &recs,
                 distinct.as_deref().unwrap_or_default(),
-                &page,
+                page,
                 budget,
             )
         })
     } else {
-        eval::run(source, ordered, &stages, &page, budget, schema)
+        eval::run(source, ordered, stages, page, budget, schema)
     }
     .map_err(Error::rewrap_db_query)?;
     render(rows, total)

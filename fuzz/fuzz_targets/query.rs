@@ -63,8 +63,14 @@ fuzz_target!(|data: &[u8]| {
     check(calls::list(index, &scope, &request, now, &limits));
     check(calls::stat(index, &scope, &request, now, &limits));
     check(calls::get(index, &scope, &request));
-    for verb in [offline::Verb::List, offline::Verb::Stat, offline::Verb::Get] {
+    // One verb per input (by its length), so the comparison costs one evaluation more, not three.
+    let verbs = [offline::Verb::List, offline::Verb::Stat, offline::Verb::Get];
+    if let Some(&verb) = verbs.get(data.len() % verbs.len()) {
         let whole = offline::run_over(verb, index, &request, now, &limits);
+        if whole.0.contains("time limit") {
+            // Each chunk would spend a budget of its own on it.
+            return;
+        }
         let mut streamed = offline::Streamed::with_chunk(verb, request.clone(), now, &limits, 2);
         for job in jobs() {
             streamed.push(job.clone());

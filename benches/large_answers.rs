@@ -79,13 +79,7 @@ impl Drop for Proc {
 }
 
 fn hwm_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        / 1024
+    support::proc_memory(pid, "VmHWM") / 1_048_576
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

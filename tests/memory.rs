@@ -51,19 +51,11 @@ impl Replica {
 
     /// VmRSS and VmHWM in bytes.
     fn memory(&self) -> (u64, u64) {
-        let status = support::read(std::path::Path::new(&format!(
-            "/proc/{}/status",
-            self.0.id()
-        )));
-        let kb = |key: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0)
-                * 1024
-        };
-        (kb("VmRSS:"), kb("VmHWM:"))
+        let pid = self.0.id();
+        (
+            support::proc_memory(pid, "VmRSS"),
+            support::proc_memory(pid, "VmHWM"),
+        )
     }
 
     /// Ready (the shim's catalog holds the whole list), then steady: resident memory sampled

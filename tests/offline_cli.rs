@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 
+mod support;
+
 use std::process::Command;
 
 fn jobs_file(n: usize) -> std::path::PathBuf {
@@ -67,16 +69,6 @@ fn a_non_ascii_date_is_answered_with_an_error_code() {
     let _ = std::fs::remove_file(jobs);
 }
 
-fn hwm(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 /// How much the command's peak resident memory (VmHWM) grows once it has its request: read
 /// while it waits for the request on standard input (it reads the request before the file),
 /// then every 2 ms until it exits; and its output.
@@ -91,7 +83,12 @@ fn growth_of(verb: &str, jobs: &std::path::Path, request: &str) -> (u64, String)
         .unwrap();
     let (mut base, mut steady) = (0, std::time::Instant::now());
     while base == 0 || steady.elapsed() < std::time::Duration::from_millis(300) {
-        let now = hwm(child.id());
+        let exited = child.try_wait().unwrap();
+        assert!(
+            exited.is_none(),
+            "{verb} {request}: the command exited ({exited:?}) before reading its request"
+        );
+        let now = support::proc_memory(child.id(), "VmHWM");
         if now > base {
             (base, steady) = (now, std::time::Instant::now());
         }
@@ -104,7 +101,7 @@ fn growth_of(verb: &str, jobs: &std::path::Path, request: &str) -> (u64, String)
     let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
     let mut peak = base;
     while child.try_wait().unwrap().is_none() {
-        peak = peak.max(hwm(child.id()));
+        peak = peak.max(support::proc_memory(child.id(), "VmHWM"));
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     (peak - base, reader.join().unwrap())

@@ -75,18 +75,11 @@ impl Proc {
     }
 
     pub fn memory(&self) -> (u64, u64) {
-        let status = support::read(std::path::Path::new(&format!(
-            "/proc/{}/status",
-            self.child.id()
-        )));
-        let kb = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        (kb("VmRSS:"), kb("VmHWM:"))
+        let pid = self.child.id();
+        (
+            support::proc_memory(pid, "VmRSS") / 1024,
+            support::proc_memory(pid, "VmHWM") / 1024,
+        )
     }
 
     /// CPU time used so far, in clock ticks (1/100 s).

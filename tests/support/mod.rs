@@ -186,14 +186,7 @@ impl Cluster {
     }
 
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        ok(self.kubectl(args), &format!("kubectl {args:?}"))
     }
 
     pub fn apply_yaml(&self, namespace: &str, yaml: &str) -> Output {
@@ -446,6 +439,17 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A memory figure of a process from /proc (`VmRSS`, `VmHWM`), in bytes; 0 once the process is
+/// gone (or reaped).
+pub fn proc_memory(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib.saturating_mul(1024))
 }
 
 pub fn read(path: &Path) -> String {

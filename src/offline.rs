@@ -82,8 +82,8 @@ fn run_over<R: Loaded>(path: &std::path::Path, flag: &str, args: &QueryArgs) -> 
         eprintln!("error: {e}");
         ExitCode::from(2)
     };
-    // A stat that starts with an order-insensitive group keeps only its groups.
-    let mut chunked = None;
+    // A stat that starts with a count or an order-insensitive group keeps only its groups.
+    let mut answered = None;
     if verb == spaceone_query::offline::Verb::Stat {
         match spaceone_query::offline::stat_in_chunks::<R>(
             &request,
@@ -92,18 +92,19 @@ fn run_over<R: Loaded>(path: &std::path::Path, flag: &str, args: &QueryArgs) -> 
             spaceone_query::offline::CHUNK,
             &mut |sink| read(sink),
         ) {
-            Ok(answer) => chunked = answer,
+            Ok(answer) => answered = answer,
             Err(e) => return failed(e),
         }
     }
-    let mut streamed =
-        spaceone_query::offline::Streamed::<R>::new(verb, request.clone(), now, &limits);
-    if chunked.is_none()
-        && let Err(e) = read(&mut |r| streamed.push(r))
-    {
-        return failed(e);
+    if answered.is_none() {
+        let mut streamed =
+            spaceone_query::offline::Streamed::<R>::new(verb, request.clone(), now, &limits);
+        if let Err(e) = read(&mut |r| streamed.push(r)) {
+            return failed(e);
+        }
+        answered = streamed.finish();
     }
-    let (out, code) = match chunked.or_else(|| streamed.finish()) {
+    let (out, code) = match answered {
         Some(answer) => answer,
         None => {
             // A (namespace, id) repeats: the later record replaces the earlier, as in the

@@ -9,10 +9,9 @@ use super::parse::{GroupField, GroupKey};
 use super::rows::{Pipeline, Row, Source, bson_type, charge, over, raw};
 use crate::error::Error;
 use crate::limits::StageUse;
-use crate::plan::{matching, matching_slots};
+use crate::plan::matching_slots;
 use crate::record::Record;
 use crate::schema::{Column, Field};
-use crate::slots::Slots;
 use crate::value::Bson;
 
 /// For a single group key on a stored record's low-cardinality field: a number that identifies the
@@ -307,11 +306,6 @@ pub(super) fn group(
         Ok(())
     };
     match p.recs.take() {
-        Some(Source::Picked(recs)) => {
-            for r in recs {
-                add(&mut g, &Row::Record(r))?;
-            }
-        }
         Some(Source::Scan {
             index,
             scope,
@@ -350,29 +344,7 @@ pub(super) fn group(
             }
             budget.check_time().map_err(over)?;
         }
-        Some(Source::Scan {
-            index,
-            scope,
-            filter,
-        }) => {
-            for r in matching(index, scope, filter, budget) {
-                add(&mut g, &Row::Record(r))?;
-            }
-            budget.check_time().map_err(over)?;
-        }
-        Some(Source::Chunks {
-            each,
-            scope,
-            filter,
-        }) => {
-            each(budget, &mut |slots: &Slots| {
-                let bound = filter.bound(&|s| slots.interned(s));
-                for r in matching(slots, scope, &bound, budget) {
-                    add(&mut g, &Row::Record(r))?;
-                }
-                budget.check_time().map_err(over)
-            })?;
-        }
+        Some(source) => source.each_record(budget, &mut |r| add(&mut g, &Row::Record(r)))?,
         None => {
             for row in &p.rows {
                 add(&mut g, row)?;

@@ -153,33 +153,45 @@ impl<'a> Source<'a> {
 }
 
 impl Source<'_> {
-    /// How many records the source holds, counted where they are.
-    pub(super) fn count(self, budget: &Budget<'_>) -> Result<usize, Error> {
+    /// Hands every record of the source to `f`, in the source's order, within the budget.
+    pub(super) fn each_record(
+        self,
+        budget: &Budget<'_>,
+        f: &mut dyn FnMut(&Record) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         match self {
-            Source::Picked(recs) => Ok(recs.len()),
+            Source::Picked(recs) => recs.into_iter().try_for_each(f),
             Source::Scan {
                 index,
                 scope,
                 filter,
             } => {
-                let n = matching(index, scope, filter, budget).count();
-                budget.check_time().map_err(over)?;
-                Ok(n)
+                matching(index, scope, filter, budget).try_for_each(&mut *f)?;
+                budget.check_time().map_err(over)
             }
             Source::Chunks {
                 each,
                 scope,
                 filter,
-            } => {
-                let mut n = 0usize;
-                each(budget, &mut |slots: &Slots| {
-                    let bound = filter.bound(&|s| slots.interned(s));
-                    n = n.saturating_add(matching(slots, scope, &bound, budget).count());
-                    budget.check_time().map_err(over)
-                })?;
-                Ok(n)
-            }
+            } => each(budget, &mut |slots: &Slots| {
+                let bound = filter.bound(&|s| slots.interned(s));
+                matching(slots, scope, &bound, budget).try_for_each(&mut *f)?;
+                budget.check_time().map_err(over)
+            }),
         }
+    }
+
+    /// How many records the source holds, counted where they are.
+    pub(super) fn count(self, budget: &Budget<'_>) -> Result<usize, Error> {
+        if let Source::Picked(recs) = &self {
+            return Ok(recs.len());
+        }
+        let mut n = 0usize;
+        self.each_record(budget, &mut |_| {
+            n = n.saturating_add(1);
+            Ok(())
+        })?;
+        Ok(n)
     }
 }
 

@@ -14,6 +14,13 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
+# A clean checkout's run writes about 9 GiB (target/ 6.5, fuzz/target/ 2.4); a full disk shows up
+# later as a linker's "No space left on device", so say it first.
+avail_mib=$(df -Pm "$root" | awk 'NR == 2 {print $4}')
+if [ "${avail_mib:-0}" -lt 12288 ]; then
+  echo "warning: ${avail_mib:-?} MiB free under $root; a clean run of the suite writes about 9 GiB" >&2
+fi
+
 echo "==> tools: lua5.4 (runs the Argo CD health check), control-plane and observability binaries"
 if ! command -v lua5.4 >/dev/null 2>&1; then
   (apt-get install -y -qq lua5.4 >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq lua5.4 >/dev/null; }) \

@@ -84,7 +84,9 @@ fn run_over<R: Loaded>(path: &std::path::Path, flag: &str, args: &QueryArgs) -> 
     };
     // A stat that starts with a count or an order-insensitive group keeps only its groups.
     let mut answered = None;
+    let mut repeated = false;
     if verb == spaceone_query::offline::Verb::Stat {
+        use spaceone_query::offline::Chunked;
         match spaceone_query::offline::stat_in_chunks::<R>(
             &request,
             now,
@@ -92,11 +94,13 @@ fn run_over<R: Loaded>(path: &std::path::Path, flag: &str, args: &QueryArgs) -> 
             spaceone_query::offline::CHUNK,
             &mut |sink| read(sink),
         ) {
-            Ok(answer) => answered = answer,
+            Ok(Chunked::Answered(out, code)) => answered = Some((out, code)),
+            Ok(Chunked::Repeated) => repeated = true,
+            Ok(Chunked::NotChunked) => {}
             Err(e) => return failed(e),
         }
     }
-    if answered.is_none() {
+    if answered.is_none() && !repeated {
         let mut streamed =
             spaceone_query::offline::Streamed::<R>::new(verb, request.clone(), now, &limits);
         if let Err(e) = read(&mut |r| streamed.push(r)) {

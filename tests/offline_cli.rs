@@ -176,3 +176,76 @@ fn memory_follows_the_answer_not_the_file() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+/// A job that appears twice in the file is read as the operator's index reads a watch: the later
+/// record replaces the earlier, for a grouped stat (which goes straight to a whole index), an
+/// ordered stat, a list and a get alike.
+#[test]
+fn a_repeated_job_is_its_later_record_on_every_verb() {
+    let jobs = serde_json::json!([
+        {"job_id": "job-a", "status": "IN_PROGRESS", "data_source_id": "ds-1", "domain_id": "d1",
+         "created_at": "2024-01-01T00:00:00.000Z"},
+        {"job_id": "job-b", "status": "SUCCESS", "data_source_id": "ds-1", "domain_id": "d1",
+         "created_at": "2024-01-01T00:00:01.000Z"},
+        {"job_id": "job-a", "status": "FAILURE", "data_source_id": "ds-1", "domain_id": "d1",
+         "created_at": "2024-01-01T00:00:00.000Z"},
+    ]);
+    let path = std::env::temp_dir().join(format!("cao-offline-twice-{}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec(&jobs).unwrap()).unwrap();
+    let run = |verb: &str, request: serde_json::Value| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
+            .args(["query", verb, "--jobs"])
+            .arg(&path)
+            .args(["--request", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(request.to_string().as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{verb} {request}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let grouped = run(
+        "stat",
+        serde_json::json!({"domain_id": "d1", "query": {"aggregate": [
+            {"group": {"keys": [{"key": "status", "name": "s"}],
+                       "fields": [{"operator": "count", "name": "n"}]}},
+            {"sort": {"key": "s"}}]}}),
+    );
+    assert_eq!(
+        grouped["results"],
+        serde_json::json!([{"s": "FAILURE", "n": 1.0}, {"s": "SUCCESS", "n": 1.0}])
+    );
+    let ordered = run(
+        "stat",
+        serde_json::json!({"domain_id": "d1", "query": {"aggregate": [
+            {"group": {"keys": [{"key": "data_source_id", "name": "ds"}],
+                       "fields": [{"operator": "add_to_set", "key": "status", "name": "all"}]}}]}}),
+    );
+    assert_eq!(
+        ordered["results"],
+        serde_json::json!([{"ds": "ds-1", "all": ["FAILURE", "SUCCESS"]}])
+    );
+    let listed = run("list", serde_json::json!({"domain_id": "d1"}));
+    assert_eq!(listed["total_count"], 2, "{listed}");
+    let got = run(
+        "get",
+        serde_json::json!({"domain_id": "d1", "job_id": "job-a"}),
+    );
+    assert_eq!(got["status"], "FAILURE", "{got}");
+    let _ = std::fs::remove_file(path);
+}

@@ -10,7 +10,7 @@ use crate::record::Scope;
 use crate::schema::Resource;
 use crate::task::{JobTask, JobTaskStatus};
 
-pub use crate::streamed::{CHUNK, Streamed, stat_in_chunks};
+pub use crate::streamed::{CHUNK, Chunked, Streamed, stat_in_chunks};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {

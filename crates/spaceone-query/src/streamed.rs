@@ -68,16 +68,15 @@ pub type Read<'a, R> = dyn FnMut(&mut dyn FnMut(R)) -> Result<(), String> + 'a;
 
 /// `stat` over the records `read` hands over, one chunk at a time, when its pipeline starts with
 /// an order-insensitive group (counts, sums, averages, extremes): only the groups are held. The
-/// time spent reading between chunks does not count against `max_time`. `Ok(None)` when the
-/// pipeline starts otherwise (before anything is read) or a (namespace, id) repeats; `Err` with
-/// `read`'s error. Chunks hold `chunk_size` records ([`CHUNK`] in the command).
+/// time spent reading between chunks does not count against `max_time`. `Err` with `read`'s
+/// error. Chunks hold `chunk_size` records ([`CHUNK`] in the command).
 pub fn stat_in_chunks<R: Resource>(
     request: &Value,
     now: DateTime<Utc>,
     limits: &Limits,
     chunk_size: usize,
     read: &mut Read<'_, R>,
-) -> Result<Option<(String, i32)>, String> {
+) -> Result<Chunked, String> {
     let schema = R::schema();
     let mut seen = Seen::default();
     let mut file_error = None;
@@ -119,9 +118,34 @@ pub fn stat_in_chunks<R: Resource>(
         return Err(e);
     }
     if seen.repeated {
-        return Ok(None);
+        return Ok(Chunked::Repeated);
     }
-    Ok(answer.map(printed))
+    Ok(answer.map_or(Chunked::NotChunked, |a| {
+        let (out, code) = printed(a);
+        Chunked::Answered(out, code)
+    }))
+}
+
+/// What [`stat_in_chunks`] made of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunked {
+    /// The printed answer and the command's exit code.
+    Answered(String, i32),
+    /// The pipeline needs its records in natural order; nothing was read.
+    NotChunked,
+    /// A (namespace, id) repeats: only a whole index answers it (an index keeps the later
+    /// record), so the file is not worth reading as chunks again.
+    Repeated,
+}
+
+impl Chunked {
+    /// The answer, if there is one.
+    pub fn answer(self) -> Option<(String, i32)> {
+        match self {
+            Chunked::Answered(out, code) => Some((out, code)),
+            Chunked::NotChunked | Chunked::Repeated => None,
+        }
+    }
 }
 
 /// What survives a chunk.

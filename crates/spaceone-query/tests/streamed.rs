@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use spaceone_query::offline::{Streamed, Verb};
+use spaceone_query::offline::{Chunked, Streamed, Verb};
 use spaceone_query::{Index, Job, Limits, offline};
 
 fn verb(name: &str) -> Verb {
@@ -195,7 +195,7 @@ fn stat_chunked(
     request: &Value,
     now: DateTime<Utc>,
     chunk: usize,
-) -> Result<Option<(String, i32)>, String> {
+) -> Result<Chunked, String> {
     offline::stat_in_chunks::<Job>(request, now, &Limits::default(), chunk, &mut |sink| {
         for j in jobs {
             sink(j.clone());
@@ -236,16 +236,17 @@ fn a_leading_group_or_count_is_answered_alike_from_chunks_it_does_not_keep() {
         for chunk in [1, 7, 4_096] {
             assert_eq!(
                 stat_chunked(&jobs, request, now, chunk),
-                Ok(Some(want.clone())),
+                Ok(Chunked::Answered(want.0.clone(), want.1)),
                 "{request} in chunks of {chunk}"
             );
         }
     }
     // Refused before a record is read, as over an index.
     let bad = json!({"domain_id": "d0", "query": {"aggregate": [{"group": {"keys": "status"}}]}});
+    let refused = whole(&jobs, Verb::Stat, &bad, now);
     assert_eq!(
         stat_chunked(&[], &bad, now, 3),
-        Ok(Some(whole(&jobs, Verb::Stat, &bad, now)))
+        Ok(Chunked::Answered(refused.0, refused.1))
     );
     // Any other pipeline needs its records in natural order: not answered here, nothing read.
     let ordered = json!({"domain_id": "d0", "query": {"aggregate": [group(
@@ -255,11 +256,15 @@ fn a_leading_group_or_count_is_answered_alike_from_chunks_it_does_not_keep() {
         read = true;
         Ok(())
     });
-    assert_eq!((got, read), (Ok(None), false));
-    // A repeated record goes back to a whole index; the file's error wins.
+    assert_eq!((got, read), (Ok(Chunked::NotChunked), false));
+    // A repeated record goes back to a whole index (said apart from a pipeline that is not
+    // chunked, so the command skips reading the file as chunks again); the file's error wins.
     let mut twice = jobs[..20].to_vec();
     twice.push(jobs[4].clone());
-    assert_eq!(stat_chunked(&twice, &requests[0], now, 3), Ok(None));
+    assert_eq!(
+        stat_chunked(&twice, &requests[0], now, 3),
+        Ok(Chunked::Repeated)
+    );
     let failed =
         offline::stat_in_chunks::<Job>(&requests[0], now, &Limits::default(), 3, &mut |sink| {
             sink(jobs[0].clone());

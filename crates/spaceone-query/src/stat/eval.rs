@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::group::group;
+use super::needs::Needs;
 use super::parse::{ProjectRule, Stage};
 use super::rows::{
     Output, P, Pipeline, Rendered, Row, Source, bson_type, charge, over, raw, units,
@@ -30,12 +31,20 @@ pub(super) fn run<'a>(
         budget,
         schema,
     };
-    for stage in stages {
+    for (i, stage) in stages.iter().enumerate() {
         if !matches!(stage, Stage::Group { .. } | Stage::Count { .. }) {
             p.materialize()?;
         }
         match stage {
-            Stage::Unwind { path, parts } => unwind(&mut p, path, parts)?,
+            Stage::Unwind { path, parts } => {
+                let later = stages.get(i.saturating_add(1)..).unwrap_or_default();
+                // The unwound path too, so each element lands where the array was.
+                let needs = Needs::after(later).map(|mut n| {
+                    n.add(parts);
+                    n
+                });
+                unwind(&mut p, path, parts, needs.as_ref())?
+            }
             Stage::Group { keys, fields } => group(&mut p, keys, fields)?,
             Stage::Count { name } => count(&mut p, name)?,
             Stage::Sort(keys) => sort(&mut p, keys)?,
@@ -61,7 +70,17 @@ pub(super) fn run<'a>(
     ))
 }
 
-fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Error> {
+/// `needs`: what later stages read of the documents ([`Needs::after`]); each copy keeps only that.
+fn unwind(
+    p: &mut Pipeline<'_>,
+    path: &str,
+    parts: &[String],
+    needs: Option<&Needs>,
+) -> Result<(), Error> {
+    let keep = |doc: Bson| match needs {
+        Some(n) => n.prune(doc),
+        None => doc,
+    };
     let mut out = Vec::new();
     let mut stage = StageUse::new(p.budget, "unwind");
     let budget = p.budget;
@@ -75,7 +94,7 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
                 // The array leaves the document first: each output row is then a copy of the rest
                 // plus its own element, and is charged exactly that (what MongoDB's limit counts),
                 // not a copy of the whole array per element.
-                let rest = set_path(row.into_doc(schema), parts, Bson::Null);
+                let rest = keep(set_path(row.into_doc(schema), parts, Bson::Null));
                 let rest_bytes = rest.approx_bytes();
                 let rest_units = units(&rest);
                 for item in items {
@@ -88,7 +107,7 @@ fn unwind(p: &mut Pipeline<'_>, path: &str, parts: &[String]) -> Result<(), Erro
             }
             Bson::Missing | Bson::Null => {}
             _ => {
-                let doc = row.into_doc(schema);
+                let doc = keep(row.into_doc(schema));
                 stage.reserve(1, doc.approx_bytes()).map_err(over)?;
                 out.push(Row::Doc(doc));
             }

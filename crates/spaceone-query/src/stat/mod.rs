@@ -9,6 +9,7 @@
 
 mod eval;
 mod group;
+mod needs;
 mod parse;
 mod rows;
 

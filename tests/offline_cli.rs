@@ -43,14 +43,11 @@ fn a_reader_that_stops_early_is_not_a_crash() {
     let _ = std::fs::remove_file(jobs);
 }
 
-/// Issue 9, item 2 through the command: a date with a multi-byte character is an answer.
-#[test]
-fn a_non_ascii_date_is_answered_with_an_error_code() {
-    let jobs = jobs_file(3);
-    let request = r#"{"domain_id": "d1", "query": {"filter": [{"k": "created_at", "v": "abcé", "o": "datetime_gt"}]}}"#;
-    let out = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
-        .args(["query", "list", "--jobs"])
-        .arg(&jobs)
+/// `query VERB --jobs JOBS --request -` with `request` on standard input.
+fn query(verb: &str, jobs: &std::path::Path, request: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
+        .args(["query", verb, "--jobs"])
+        .arg(jobs)
         .args(["--request", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -61,7 +58,15 @@ fn a_non_ascii_date_is_answered_with_an_error_code() {
             child.stdin.take().unwrap().write_all(request.as_bytes())?;
             child.wait_with_output()
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// Issue 9, item 2 through the command: a date with a multi-byte character is an answer.
+#[test]
+fn a_non_ascii_date_is_answered_with_an_error_code() {
+    let jobs = jobs_file(3);
+    let request = r#"{"domain_id": "d1", "query": {"filter": [{"k": "created_at", "v": "abcé", "o": "datetime_gt"}]}}"#;
+    let out = query("list", &jobs, request);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_ne!(out.status.code(), Some(101), "{stdout}");
     assert!(stdout.contains("ERROR_DB_QUERY"), "{stdout}");
@@ -193,24 +198,7 @@ fn a_repeated_job_is_its_later_record_on_every_verb() {
     let path = std::env::temp_dir().join(format!("cao-offline-twice-{}.json", std::process::id()));
     std::fs::write(&path, serde_json::to_vec(&jobs).unwrap()).unwrap();
     let run = |verb: &str, request: serde_json::Value| -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_cost-analysis-operator"))
-            .args(["query", verb, "--jobs"])
-            .arg(&path)
-            .args(["--request", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(request.to_string().as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
+        let out = query(verb, &path, &request.to_string());
         assert_eq!(
             out.status.code(),
             Some(0),

@@ -223,15 +223,16 @@ fn stat_request(schema: &'static Schema, request: &Value) -> Result<Value, Error
 }
 
 /// The filter of a stat request, validated as far as [`stat`] validates it before it reads a
-/// record.
+/// record, and which admitted records its pipeline can read at all.
 pub(crate) fn stat_filter(
     schema: &'static Schema,
     request: &Value,
     now: DateTime<Utc>,
     budget: &Budget<'_>,
-) -> Result<Filter, Error> {
+) -> Result<(Filter, Option<crate::stat::Reads>), Error> {
     let query = stat_request(schema, request)?;
-    Ok(stat_parts(schema, &query, now, budget)?.0)
+    let (filter, q) = stat_parts(schema, &query, now, budget)?;
+    Ok((filter, crate::stat::Reads::of(schema, &q)))
 }
 
 /// [`stat`] over records read one chunk at a time by `each`, for a pipeline that starts with an

@@ -9,8 +9,9 @@
 //!   among the chunks' first rows) and the count of every match; nothing but the count for
 //!   `count_only`; every match when the request has no page limit (the answer prints them all);
 //! - `stat`: the records its filter admits, without an index (a pipeline may read any of them, in
-//!   natural order); or, when the pipeline starts with a count or an order-insensitive group,
-//!   nothing but the groups ([`stat_in_chunks`]).
+//!   natural order), but for a pipeline that starts with an unwind only those it makes rows of;
+//!   or, when the pipeline starts with a count or an order-insensitive group, nothing but the
+//!   groups ([`stat_in_chunks`]).
 //!
 //! The answer is then the call's own, over the survivors, with a list's `total_count` the sum of
 //! the chunks'. A record's (namespace, id) is remembered as a 64-bit hash: when one repeats, an
@@ -36,6 +37,7 @@ use crate::record::{Record, Scope};
 use crate::scan;
 use crate::schema::{Columns, Resource};
 use crate::slots::Slots;
+use crate::stat::Reads;
 
 /// Records per chunk: small beside any file worth streaming, large enough that a chunk's scan
 /// and sort dominate its bookkeeping.
@@ -156,8 +158,8 @@ enum Keep {
     Id(String),
     /// `list`: the query with its page widened to start at the first row.
     Page(Box<Query>),
-    /// `stat`: what the filter admits.
-    Matching(Filter),
+    /// `stat`: what the filter admits, of that what the pipeline can read.
+    Matching(Filter, Option<Reads>),
 }
 
 /// A call evaluated over records pushed one at a time ([`Streamed::push`]), then answered
@@ -223,7 +225,9 @@ impl<R: Resource> Streamed<R> {
                     Keep::Page(Box::new(q))
                 }
                 Verb::Stat => {
-                    Keep::Matching(crate::calls::stat_filter(schema, &request, now, &budget)?)
+                    let (filter, reads) =
+                        crate::calls::stat_filter(schema, &request, now, &budget)?;
+                    Keep::Matching(filter, reads)
                 }
             })
         });
@@ -260,7 +264,7 @@ impl<R: Resource> Streamed<R> {
                     self.carry.upsert(R::from_columns(c));
                 }
             }
-            Keep::Page(_) | Keep::Matching(_) => {
+            Keep::Page(_) | Keep::Matching(..) => {
                 self.chunk.upsert(c);
                 if self.chunk.len() >= self.chunk_size {
                     self.fold();
@@ -300,10 +304,12 @@ impl<R: Resource> Streamed<R> {
                 }
                 Err(e) => self.refuse(e),
             },
-            Keep::Matching(filter) => {
+            Keep::Matching(filter, reads) => {
                 let bound = filter.bound(&|s| chunk.interned(s));
-                let kept: Vec<Record> =
-                    matching(&chunk, &scope, &bound, &budget).cloned().collect();
+                let kept: Vec<Record> = matching(&chunk, &scope, &bound, &budget)
+                    .filter(|r| reads.as_ref().is_none_or(|reads| reads.record(r)))
+                    .cloned()
+                    .collect();
                 if !kept.is_empty() {
                     self.picked.push(kept);
                 }
@@ -335,7 +341,7 @@ impl<R: Resource> Streamed<R> {
             return Some(printed(Err(e)));
         }
         let mut result = match self.keep {
-            Keep::Matching(_) => crate::calls::stat_records(
+            Keep::Matching(..) => crate::calls::stat_records(
                 R::schema(),
                 &self.request,
                 self.now,

@@ -73,11 +73,20 @@ fn tied_jobs() -> Vec<Job> {
     let statuses = ["SUCCESS", "FAILURE", "IN_PROGRESS", "CANCELED"];
     let jobs: Vec<Value> = (0..600)
         .map(|i| {
+            // Tags missing, null, empty, a scalar or two: what an unwind makes rows of or not.
+            let mut options = json!({"n": i % 13});
+            match (i / 3) % 5 {
+                0 => {}
+                1 => options["tags"] = Value::Null,
+                2 => options["tags"] = json!([]),
+                3 => options["tags"] = json!("solo"),
+                _ => options["tags"] = json!([format!("t{}", i % 4), format!("t{}", (i + 1) % 4)]),
+            }
             json!({"job_id": format!("job-{:04}", (i * 7919) % 600), "domain_id": format!("d{}", i % 3),
                    "status": statuses[i % 4], "data_source_id": format!("ds-{}", i % 5),
                    "created_at": format!("2024-01-0{}T00:00:00Z", 1 + i % 7),
                    "total_tasks": i % 11, "remained_tasks": i % 3,
-                   "options": {"n": i % 13, "tags": [format!("t{}", i % 4)]}})
+                   "options": options})
         })
         .collect();
     offline::jobs_from_info(&Value::Array(jobs)).unwrap_or_default()
@@ -145,6 +154,25 @@ fn stat_and_get_are_answered_alike_in_chunks() {
             {"unwind": {"path": "options.tags"}},
             {"group": {"keys": [{"key": "options.tags", "name": "t"}],
                        "fields": [{"operator": "push", "key": "job_id", "name": "ids"}]}}]}}),
+        ),
+        (
+            Verb::Stat,
+            json!({"domain_id": "d1", "query": {"aggregate": [
+            {"unwind": {"path": "options.tags"}},
+            {"group": {"keys": [{"key": "options.tags", "name": "t"}],
+                       "fields": [{"operator": "push", "name": "ids", "fields": [{"key": "job_id", "name": "id"}]},
+                                  {"operator": "add_to_set", "key": "status", "name": "s"}]}}]}}),
+        ),
+        (
+            Verb::Stat,
+            json!({"domain_id": "d2", "query": {"aggregate": [
+            {"unwind": {"path": "options.tags"}}, {"skip": 3},
+            {"project": {"fields": [{"key": "job_id", "name": "id"}, {"key": "options.tags", "name": "t"}]}}],
+            "page": {"start": 2, "limit": 40}}}),
+        ),
+        (
+            Verb::Stat,
+            json!({"domain_id": "d2", "query": {"aggregate": [{"unwind": {"path": "options.nothing"}}]}}),
         ),
         (
             Verb::Stat,

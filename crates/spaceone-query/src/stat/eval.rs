@@ -38,9 +38,9 @@ pub(super) fn run<'a>(
         match stage {
             Stage::Unwind { path, parts } => {
                 let later = stages.get(i.saturating_add(1)..).unwrap_or_default();
-                // The unwound path too, so each element lands where the array was.
+                // The unwound path kept too, so each element lands where the array was.
                 let needs = Needs::after(later).map(|mut n| {
-                    n.add(parts);
+                    n.keep_path(parts);
                     n
                 });
                 unwind(&mut p, path, parts, needs.as_ref())?
@@ -81,6 +81,8 @@ fn unwind(
         Some(n) => n.prune(doc),
         None => doc,
     };
+    // What is read of each element: the whole element when the path (or a prefix) is read whole.
+    let of_item = needs.and_then(|n| n.below(parts));
     let mut out = Vec::new();
     let mut stage = StageUse::new(p.budget, "unwind");
     let budget = p.budget;
@@ -98,6 +100,10 @@ fn unwind(
                 let rest_bytes = rest.approx_bytes();
                 let rest_units = units(&rest);
                 for item in items {
+                    let item = match of_item {
+                        Some(n) => n.prune(item),
+                        None => item,
+                    };
                     budget.work(rest_units).map_err(over)?;
                     stage
                         .reserve(1, rest_bytes.saturating_add(item.approx_bytes()))

@@ -106,6 +106,29 @@ pub(crate) fn stat(
     answer(schema, source, ordered, &prepared, budget)
 }
 
+/// Which of the records a filter admits a pipeline can still read: one that starts with an
+/// `unwind` makes no row of a record whose path holds nothing, null or an empty array, so the
+/// offline command need not keep it for the natural order.
+pub(crate) struct Reads(rows::P);
+
+impl Reads {
+    /// `None` when every admitted record may be read (or the query is refused).
+    pub(crate) fn of(schema: &'static Schema, q: &Map<String, Value>) -> Option<Reads> {
+        match prepare(schema, q).ok()?.stages.first()? {
+            Stage::Unwind { path, .. } => Some(Reads(rows::P::new(schema, path))),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn record(&self, r: &Record) -> bool {
+        match rows::Row::Record(r).at(&self.0) {
+            Bson::Missing | Bson::Null => false,
+            Bson::Arr(items) => !items.is_empty(),
+            _ => true,
+        }
+    }
+}
+
 /// [`stat`] over records already selected (scope and filter applied), in any order: the offline
 /// command's records, kept without an index.
 pub(crate) fn stat_records(

@@ -70,7 +70,7 @@ impl Needs {
         None
     }
 
-    /// Adds a path; past [`MAX_DEPTH`] segments its prefix is kept whole.
+    /// Adds a path read whole; past [`MAX_DEPTH`] segments its prefix is kept whole.
     pub(super) fn add<S: AsRef<str>>(&mut self, parts: &[S]) {
         let mut node = self;
         for part in parts.iter().take(MAX_DEPTH) {
@@ -81,6 +81,37 @@ impl Needs {
         }
         node.whole = true;
         node.children.clear();
+    }
+
+    /// Makes sure the nodes along `parts` exist (so a value there keeps its place), without
+    /// asking for more of it than other paths do.
+    pub(super) fn keep_path<S: AsRef<str>>(&mut self, parts: &[S]) {
+        let mut node = self;
+        for part in parts.iter().take(MAX_DEPTH) {
+            if node.whole {
+                return;
+            }
+            node = node.children.entry(part.as_ref().to_string()).or_default();
+        }
+    }
+
+    /// What is read of the value at `parts`: `None` when it is read whole.
+    pub(super) fn below<S: AsRef<str>>(&self, parts: &[S]) -> Option<&Needs> {
+        static NOTHING: Needs = Needs {
+            whole: false,
+            children: BTreeMap::new(),
+        };
+        let mut node = self;
+        for part in parts {
+            if node.whole {
+                return None;
+            }
+            node = match node.children.get(part.as_ref()) {
+                Some(child) => child,
+                None => return Some(&NOTHING),
+            };
+        }
+        if node.whole { None } else { Some(node) }
     }
 
     /// `doc` with only the fields on the tree's paths. Arrays and other values on a path are kept

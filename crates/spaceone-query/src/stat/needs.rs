@@ -72,27 +72,24 @@ impl Needs {
 
     /// Adds a path read whole; past [`MAX_DEPTH`] segments its prefix is kept whole.
     pub(super) fn add<S: AsRef<str>>(&mut self, parts: &[S]) {
-        let mut node = self;
-        for part in parts.iter().take(MAX_DEPTH) {
-            if node.whole {
-                return;
-            }
-            node = node.children.entry(part.as_ref().to_string()).or_default();
+        if let Some(node) = self.keep_path(parts) {
+            node.whole = true;
+            node.children.clear();
         }
-        node.whole = true;
-        node.children.clear();
     }
 
-    /// Makes sure the nodes along `parts` exist (so a value there keeps its place), without
-    /// asking for more of it than other paths do.
-    pub(super) fn keep_path<S: AsRef<str>>(&mut self, parts: &[S]) {
+    /// Makes sure the nodes along `parts` (at most [`MAX_DEPTH`]) exist, so a value there keeps
+    /// its place, without asking for more of it than other paths do. The last node, or `None`
+    /// when a value on the way is read whole already.
+    pub(super) fn keep_path<S: AsRef<str>>(&mut self, parts: &[S]) -> Option<&mut Needs> {
         let mut node = self;
         for part in parts.iter().take(MAX_DEPTH) {
             if node.whole {
-                return;
+                return None;
             }
             node = node.children.entry(part.as_ref().to_string()).or_default();
         }
+        Some(node)
     }
 
     /// What is read of the value at `parts`: `None` when it is read whole.
